@@ -1,0 +1,43 @@
+"""Incidents: failures that ran out of retries. An operator lists them and retries them."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from . import audit, outbox
+from .errors import Conflict, NotFound
+from .models import Incident
+from .runtime import Runtime
+
+
+def query(rt: Runtime, *, status: str | None = "open", instance_id: str | None = None,
+          offset: int = 0, limit: int = 50) -> tuple[list[Incident], int]:
+    stmt = select(Incident)
+    if status:
+        stmt = stmt.where(Incident.status == status)
+    if instance_id:
+        stmt = stmt.where(Incident.instance_id == instance_id)
+    with rt.db.session() as s:
+        total = s.scalar(select(func.count()).select_from(stmt.subquery()))
+        rows = list(s.scalars(stmt.order_by(Incident.created_at.desc(), Incident.id).offset(offset).limit(limit)))
+    return rows, total or 0
+
+
+def retry(rt: Runtime, incident_id: int, actor: str) -> Incident:
+    """Resolve the incident and run the failed call again with a fresh set of attempts."""
+    now = rt.clock.now()
+    with rt.db.transaction() as s:
+        inc = s.scalar(select(Incident).where(Incident.id == incident_id).with_for_update())
+        if inc is None:
+            raise NotFound(f"incident {incident_id} does not exist")
+        if inc.status != "open":
+            raise Conflict(f"incident is {inc.status}")
+        inc.status, inc.resolved_at, inc.resolved_by = "resolved", now, actor
+        payload = {k: v for k, v in inc.payload.items() if k != "last_error"}
+        queue = rt.registry.get(inc.operation).queue if inc.operation in rt.registry else "engine"
+        outbox.add(s, now, queue=queue, job="service_call", payload={**payload, "attempt": 1})
+        audit.append(rt.db, s, [audit.AuditDraft(
+            action="incident.retried", actor=actor, at=now, instance_id=inc.instance_id, task_id=inc.task_id,
+            element_id=inc.element_id, details={"incident": inc.id, "operation": inc.operation})])
+    rt.wake()
+    return inc

@@ -1,0 +1,135 @@
+"""Process instances: start, cancel, read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from . import definitions
+from .change import after_commit, change_instance, new_instance
+from .errors import Conflict, InvalidInput, NotFound
+from .models import AuditEvent, HumanTask, MessageSubscription, ProcessDefinition, ProcessInstance
+from .runtime import Runtime
+
+
+@dataclass
+class Started:
+    instance: ProcessInstance
+    created: bool
+
+
+def start(rt: Runtime, *, actor: str, key: str | None = None, definition_id: int | None = None,
+          business_key: str | None = None, variables: dict[str, Any] | None = None) -> Started:
+    """Start the latest version of `key` (or exactly `definition_id`). A repeat start with the same
+    business key returns the existing instance instead of a second one."""
+    if (key is None) == (definition_id is None):
+        raise InvalidInput("give exactly one of key or definition id")
+    definition = definitions.get(rt, definition_id) if definition_id else definitions.latest(rt, key)
+    if business_key:
+        existing = _by_business_key(rt, definition.key, business_key)
+        if existing is not None:
+            return Started(existing, created=False)
+    try:
+        with rt.db.transaction() as s, new_instance(rt, definition, s, actor, business_key,
+                                                    dict(variables or {})) as ch:
+            ch.record("instance.started", definition_id=definition.id, version=definition.version,
+                      business_key=business_key, variables=dict(variables or {}))
+    except IntegrityError:
+        existing = _by_business_key(rt, definition.key, business_key) if business_key else None
+        if existing is None:
+            raise
+        return Started(existing, created=False)  # lost a race with an identical start
+    after_commit(rt, ch)
+    return Started(ch.instance, created=True)
+
+
+def _by_business_key(rt: Runtime, key: str, business_key: str) -> ProcessInstance | None:
+    with rt.db.session() as s:
+        return s.scalar(select(ProcessInstance).where(ProcessInstance.process_key == key,
+                                                      ProcessInstance.business_key == business_key))
+
+
+def cancel(rt: Runtime, instance_id: str, actor: str, reason: str | None = None) -> ProcessInstance:
+    with change_instance(rt, instance_id, actor) as ch:
+        if ch.instance.status != "running":
+            raise Conflict(f"instance is {ch.instance.status}, not running")
+        ch.workflow.cancel()
+        ch.instance.status, ch.instance.ended_at = "cancelled", ch.now
+        ch.record("instance.cancelled", reason=reason)
+    return ch.instance
+
+
+def get(rt: Runtime, instance_id: str) -> ProcessInstance:
+    with rt.db.session() as s:
+        row = s.get(ProcessInstance, instance_id)
+    if row is None:
+        raise NotFound(f"process instance {instance_id} does not exist")
+    return row
+
+
+def variables(rt: Runtime, instance_id: str) -> dict[str, Any]:
+    """The instance's variables: the final data when finished, else the data of the most recently
+    changed task (task data is per task in SpiffWorkflow)."""
+    row = get(rt, instance_id)
+    model = rt.specs.get(rt.db, row.definition_id)
+    wf = rt.serializer.loads(row.state, model.spec, model.subprocess_specs)
+    if wf.is_completed() and wf.data:
+        return dict(wf.data)
+    tasks = sorted(wf.get_tasks(), key=lambda t: t.last_state_change or 0)
+    return dict(tasks[-1].data) if tasks else {}
+
+
+@dataclass
+class InstanceQuery:
+    key: str | None = None
+    status: str | None = None
+    business_key: str | None = None
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+    offset: int = 0
+    limit: int = 50
+
+
+def query(rt: Runtime, q: InstanceQuery) -> tuple[list[ProcessInstance], int]:
+    stmt = select(ProcessInstance)
+    if q.key:
+        stmt = stmt.where(ProcessInstance.process_key == q.key)
+    if q.status:
+        stmt = stmt.where(ProcessInstance.status == q.status)
+    if q.business_key:
+        stmt = stmt.where(ProcessInstance.business_key == q.business_key)
+    if q.started_after:
+        stmt = stmt.where(ProcessInstance.started_at >= q.started_after)
+    if q.started_before:
+        stmt = stmt.where(ProcessInstance.started_at < q.started_before)
+    with rt.db.session() as s:
+        total = s.scalar(select(func.count()).select_from(stmt.subquery()))
+        rows = list(s.scalars(stmt.order_by(ProcessInstance.started_at.desc(), ProcessInstance.id)
+                              .offset(q.offset).limit(q.limit)))
+    return rows, total or 0
+
+
+def history(rt: Runtime, instance_id: str) -> list[AuditEvent]:
+    get(rt, instance_id)
+    with rt.db.session() as s:
+        return list(s.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance_id)
+                              .order_by(AuditEvent.id)))
+
+
+def subscriptions(rt: Runtime, instance_id: str) -> list[MessageSubscription]:
+    with rt.db.session() as s:
+        return list(s.scalars(select(MessageSubscription).where(MessageSubscription.instance_id == instance_id)))
+
+
+def open_tasks(rt: Runtime, instance_id: str) -> list[HumanTask]:
+    with rt.db.session() as s:
+        return list(s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
+                                                      HumanTask.status == "open")))
+
+
+def definition_of(rt: Runtime, row: ProcessInstance) -> ProcessDefinition:
+    return definitions.get(rt, row.definition_id)

@@ -1,0 +1,171 @@
+"""Tables of the engine: definitions, instances, read models, messages, audit, outbox, incidents."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .db import Base, UTCDateTime
+
+# BigInteger autoincrement is INTEGER PRIMARY KEY on SQLite only with this variant.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class ProcessDefinition(Base):
+    """An immutable deployed version of a BPMN process."""
+
+    __tablename__ = "process_definition"
+    __table_args__ = (
+        UniqueConstraint("key", "version", name="uq_definition_key_version"),
+        UniqueConstraint("key", "sha256", name="uq_definition_key_sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(String(400))
+    bpmn_xml: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    deployed_by: Mapped[str] = mapped_column(String(200))
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ProcessInstance(Base):
+    """A running or finished instance; `state` is the spec-less serialized SpiffWorkflow."""
+
+    __tablename__ = "process_instance"
+    __table_args__ = (
+        UniqueConstraint("process_key", "business_key", name="uq_instance_business_key"),
+        Index("ix_instance_wakeup", "next_wakeup_at"),
+        Index("ix_instance_key_status", "process_key", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"), index=True)
+    process_key: Mapped[str] = mapped_column(String(200))
+    business_key: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(20))  # running | completed | cancelled
+    state: Mapped[str] = mapped_column(Text)
+    next_wakeup_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_by: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revision: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class HumanTask(Base):
+    """Read model of one READY user task: who may act on it, by when, and its life cycle."""
+
+    __tablename__ = "human_task"
+    __table_args__ = (
+        Index("ix_task_open_role", "status", "candidate_role"),
+        Index("ix_task_assignee", "assignee", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # the SpiffWorkflow task guid
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    process_key: Mapped[str] = mapped_column(String(200))
+    element_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(400))
+    candidate_role: Mapped[str | None] = mapped_column(String(100))
+    candidate_scope: Mapped[str | None] = mapped_column(String(200), index=True)
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    owner: Mapped[str | None] = mapped_column(String(200))
+    form_key: Mapped[str | None] = mapped_column(String(200))
+    priority: Mapped[int] = mapped_column(Integer, default=50)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    follow_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20))  # open | completed | cancelled
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class MessageSubscription(Base):
+    """An instance waiting for a message: correlation is one index lookup on (name, value)."""
+
+    __tablename__ = "message_subscription"
+    __table_args__ = (UniqueConstraint("message_name", "correlation_value", name="uq_subscription"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    message_name: Mapped[str] = mapped_column(String(200))
+    correlation_value: Mapped[str] = mapped_column(String(400))
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), index=True)
+    task_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Message(Base):
+    """Every message received, by its id: buffered until a subscription appears, then delivered."""
+
+    __tablename__ = "message"
+    __table_args__ = (Index("ix_message_buffered", "message_name", "correlation_value", "status"),)
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # the sender's message id
+    message_name: Mapped[str] = mapped_column(String(200))
+    correlation_value: Mapped[str] = mapped_column(String(400))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20))  # buffered | delivered | expired
+    instance_id: Mapped[str | None] = mapped_column(String(36))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sender: Mapped[str] = mapped_column(String(200))
+
+
+class AuditEvent(Base):
+    """One change, hash-chained to the previous event so that edits and deletions are detectable."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(100))
+    instance_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    element_id: Mapped[str | None] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class OutboxEntry(Base):
+    """A side effect to perform after commit; the relay hands it to the job queue (at least once)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "relayed_at", "available_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(50))
+    job: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    available_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    relayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Incident(Base):
+    """A failure that ran out of retries and waits for an operator."""
+
+    __tablename__ = "incident"
+    __table_args__ = (Index("ix_incident_status", "status", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(50))  # service_task
+    instance_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    element_id: Mapped[str | None] = mapped_column(String(200))
+    operation: Mapped[str | None] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(20))  # open | resolved
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_by: Mapped[str | None] = mapped_column(String(200))

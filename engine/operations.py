@@ -1,0 +1,77 @@
+"""The registry of service-task operations: a name in the BPMN maps to a Python function.
+
+Synchronous operations are pure computations run inside the instance's transaction. Asynchronous
+ones (anything slow or failing: another system, a notification) run as jobs after commit; their
+result completes the task in a later transaction, with retries and then an incident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+Handler = Callable[[Mapping[str, Any], "OperationContext"], Any]
+
+
+@dataclass(frozen=True)
+class OperationContext:
+    """What a handler may know about the call; deliberately no session and no workflow."""
+
+    instance_id: str
+    task_id: str
+    element_id: str
+    attempt: int = 1
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    handler: Handler
+    is_async: bool = False
+    queue: str = "engine"
+    max_attempts: int = 5
+    backoff: timedelta = timedelta(seconds=10)
+    backoff_cap: timedelta = timedelta(hours=1)
+
+    def retry_delay(self, attempt: int) -> timedelta:
+        """Exponential backoff: base * 2^(attempt-1), capped."""
+        return min(self.backoff * (2 ** (attempt - 1)), self.backoff_cap)
+
+
+class UnknownOperation(LookupError):
+    pass
+
+
+@dataclass
+class OperationRegistry:
+    _operations: dict[str, Operation] = field(default_factory=dict)
+
+    def register(self, name: str, handler: Handler, *, is_async: bool = False, **options: Any) -> Operation:
+        if name in self._operations:
+            raise ValueError(f"operation {name!r} is already registered")
+        op = Operation(name=name, handler=handler, is_async=is_async, **options)
+        self._operations[name] = op
+        return op
+
+    def operation(self, name: str, **options: Any) -> Callable[[Handler], Handler]:
+        """Decorator form of `register`."""
+
+        def wrap(handler: Handler) -> Handler:
+            self.register(name, handler, **options)
+            return handler
+
+        return wrap
+
+    def get(self, name: str) -> Operation:
+        try:
+            return self._operations[name]
+        except KeyError:
+            raise UnknownOperation(name) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._operations
+
+    def names(self) -> list[str]:
+        return sorted(self._operations)

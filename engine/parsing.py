@@ -1,0 +1,175 @@
+"""Parse and lint BPMN before it is deployed: every problem names its element and what is wrong."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field
+
+from lxml import etree
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins import ScriptTaskMixin
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.specs.MultiChoice import MultiChoice
+
+from .sandbox import SandboxError, compile_expression, compile_script
+from .spiff_specs import ClockedCycle, ClockedDuration, ClockedTimeDate, GridLoopParser, use_engine_clock
+from .spiff_specs import ServiceTask as OperationTask
+
+MAX_BPMN_BYTES = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Problem:
+    element_id: str | None
+    message: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        return {"element": self.element_id, "problem": self.message}
+
+
+class ModelError(Exception):
+    """The BPMN cannot be deployed; `problems` lists every reason found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p.element_id or '-'}: {p.message}" for p in problems))
+
+
+@dataclass
+class ParsedModel:
+    key: str
+    name: str | None
+    spec: object
+    subprocess_specs: dict = field(default_factory=dict)
+
+
+def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool] | None = None,
+                require_lint: bool = True) -> ParsedModel:
+    """Parse BPMN into specs with clock-aware timers; with `require_lint`, refuse anything unsafe."""
+    raw = bpmn_xml.encode() if isinstance(bpmn_xml, str) else bpmn_xml
+    if len(raw) > MAX_BPMN_BYTES:
+        raise ModelError([Problem(None, f"file is larger than {MAX_BPMN_BYTES} bytes")])
+    parser = GridLoopParser()
+    try:
+        parser.add_bpmn_str(raw, filename="model.bpmn")
+        key = _executable_process(parser)
+        spec = parser.get_spec(key)
+        subprocess_specs = parser.get_subprocess_specs(key)
+    except etree.XMLSyntaxError as exc:
+        raise ModelError([Problem(None, f"not well-formed XML: {exc}")]) from exc
+    except ValidationException as exc:
+        raise ModelError([Problem(exc.id or None, str(exc).split("\n")[0])]) from exc
+    except (SpiffWorkflowException, ValueError, KeyError) as exc:
+        raise ModelError([Problem(None, f"cannot parse BPMN: {exc}")]) from exc
+    for s in (spec, *subprocess_specs.values()):
+        use_engine_clock(s)
+    if require_lint:
+        problems = list(lint(spec, subprocess_specs, known_operation or (lambda _name: True)))
+        if problems:
+            raise ModelError(problems)
+    return ParsedModel(key=key, name=spec.description, spec=spec, subprocess_specs=subprocess_specs)
+
+
+def _executable_process(parser: GridLoopParser) -> str:
+    ids = parser.get_process_ids()
+    if not ids:
+        raise ModelError([Problem(None, "the file defines no process")])
+    executable = [pid for pid in ids if parser.get_process_parser(pid).process_executable]
+    if len(executable) != 1:
+        raise ModelError([Problem(None, f"exactly one executable process is required, found {len(executable)}")])
+    return executable[0]
+
+
+def lint(spec, subprocess_specs: dict, known_operation: Callable[[str], bool]) -> Iterator[Problem]:
+    for process in (spec, *subprocess_specs.values()):
+        for task_spec in process.task_specs.values():
+            yield from _lint_task(task_spec, known_operation)
+
+
+def _lint_task(ts, known_operation: Callable[[str], bool]) -> Iterator[Problem]:
+    element = getattr(ts, "bpmn_id", None) or ts.name
+    if getattr(ts, "manual", False) and not getattr(ts, "lane", None):
+        yield Problem(element, "user task is not in a lane; the lane names the role that may work on it")
+    if isinstance(ts, OperationTask):
+        if not known_operation(ts.operation_name):
+            yield Problem(element, f"unknown service operation '{ts.operation_name}'")
+        for name, param in ts.operation_params.items():
+            yield from _check(element, f"parameter '{name}'", param.get("value"), compile_expression)
+    if isinstance(ts, ScriptTaskMixin):
+        yield from _check(element, "script", ts.script, compile_script)
+    for attr in ("prescript", "postscript"):
+        yield from _check(element, attr, getattr(ts, attr, None), compile_script)
+    if isinstance(ts, MultiChoice):
+        for condition, target in ts.cond_task_specs:
+            if condition is not None:
+                yield from _check(element, f"condition to '{target}'", condition, compile_expression)
+    definition = getattr(ts, "event_definition", None)
+    if definition is not None:
+        yield from _lint_event(element, definition)
+    for expr_attr in ("cardinality", "data_input", "condition"):
+        value = getattr(ts, expr_attr, None)
+        if isinstance(value, str):
+            yield from _check(element, expr_attr, value, compile_expression)
+
+
+def _lint_event(element: str, definition) -> Iterator[Problem]:
+    for inner in getattr(definition, "event_definitions", [definition]):
+        if isinstance(inner, TimerEventDefinition):
+            yield from _lint_timer(element, inner)
+        for prop in getattr(inner, "correlation_properties", []) or []:
+            yield from _check(element, "correlation", prop.retrieval_expression, compile_expression)
+        for prop in getattr(inner, "process_correlations", []) or []:
+            yield from _check(element, "correlation", prop.retrieval_expression, compile_expression)
+        expression = getattr(inner, "expression", None)
+        if expression and not isinstance(inner, TimerEventDefinition):
+            yield from _check(element, "payload", expression, compile_expression)
+
+
+def _lint_timer(element: str, timer: TimerEventDefinition) -> Iterator[Problem]:
+    problems = list(_check(element, "timer expression", timer.expression, compile_expression))
+    if problems:
+        yield from problems
+        return
+    literal = _literal_string(timer.expression)
+    if literal is None:
+        if re.fullmatch(r"\s*R?\d*/?P[0-9A-Z.]*\s*", timer.expression or ""):
+            yield Problem(element, f"timer {timer.expression!r} is read as a variable name; "
+                                   f"quote literal durations: '\"{timer.expression.strip()}\"'")
+        return  # computed at run time from task data (an SLA deadline); checked when it runs
+    try:
+        if isinstance(timer, ClockedDuration):
+            TimerEventDefinition.parse_iso_duration(literal)
+        elif isinstance(timer, ClockedTimeDate):
+            TimerEventDefinition.parse_time_or_duration(literal)
+        elif isinstance(timer, ClockedCycle):
+            TimerEventDefinition.parse_iso_recurring_interval(literal)
+    except Exception as exc:  # the library raises bare Exception for bad durations
+        yield Problem(element, f"timer {literal!r} is not a valid ISO 8601 value: {exc}")
+
+
+def _literal_string(expression: str) -> str | None:
+    try:
+        node = ast.parse(expression.strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
+
+
+def _check(element: str, what: str, source: str | None,
+           compiler: Callable[[str], object]) -> Iterator[Problem]:
+    if not source or not source.strip():
+        return
+    try:
+        compiler(source)
+    except SandboxError as exc:
+        yield Problem(element, f"{what} refused: {exc.reason} (line {exc.lineno})")
+
+
+def operations_used(spec, subprocess_specs: dict) -> Collection[str]:
+    return {ts.operation_name for p in (spec, *subprocess_specs.values())
+            for ts in p.task_specs.values() if isinstance(ts, OperationTask)}

@@ -1,0 +1,72 @@
+"""The engine's collaborators in one explicit object, passed to every use case."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from .clock import Clock, SystemClock
+from .db import Database
+from .errors import NotFound
+from .models import ProcessDefinition
+from .operations import OperationRegistry
+from .parsing import ParsedModel, parse_model
+from .serialization import StateSerializer
+
+JobHandler = Callable[["Runtime", dict[str, Any]], None]
+
+
+class SpecCache:
+    """Parsed specs per definition id. Definitions are immutable, so entries never go stale."""
+
+    def __init__(self) -> None:
+        self._specs: dict[int, ParsedModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, db: Database, definition_id: int) -> ParsedModel:
+        model = self._specs.get(definition_id)
+        if model is not None:
+            return model
+        with db.session() as s:
+            xml = s.scalar(select(ProcessDefinition.bpmn_xml).where(ProcessDefinition.id == definition_id))
+        if xml is None:
+            raise NotFound(f"process definition {definition_id} does not exist")
+        model = parse_model(xml, require_lint=False)
+        with self._lock:
+            return self._specs.setdefault(definition_id, model)
+
+    def put(self, definition_id: int, model: ParsedModel) -> None:
+        with self._lock:
+            self._specs.setdefault(definition_id, model)
+
+
+@dataclass
+class Runtime:
+    db: Database
+    registry: OperationRegistry = field(default_factory=OperationRegistry)
+    clock: Clock = field(default_factory=SystemClock)
+    message_ttl: timedelta = timedelta(days=1)
+    specs: SpecCache = field(default_factory=SpecCache)
+    serializer: StateSerializer = field(default_factory=StateSerializer)
+    job_handlers: dict[str, JobHandler] = field(default_factory=dict)
+    # Called after a commit that created outbox rows or moved a wake-up time earlier. The embedded
+    # runner uses it to relay at once; with PostgreSQL, NOTIFY does the same across processes.
+    on_wakeup: Callable[[], None] | None = None
+
+    def __post_init__(self) -> None:
+        from . import jobs  # the engine's own jobs; other layers add theirs with add_job
+
+        for name, handler in jobs.ENGINE_JOBS.items():
+            self.job_handlers.setdefault(name, handler)
+
+    def add_job(self, name: str, handler: JobHandler) -> None:
+        self.job_handlers[name] = handler
+
+    def wake(self) -> None:
+        if self.on_wakeup is not None:
+            self.on_wakeup()
