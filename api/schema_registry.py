@@ -1,0 +1,8 @@
+"""Every table of the application, for migrations: importing the model modules registers them."""
+
+from engine import models as _engine_models  # noqa: F401
+from engine.db import Base
+
+from . import accounts as _accounts  # noqa: F401
+
+metadata = Base.metadata
