@@ -1,0 +1,48 @@
+"""The Flask application factory. Nothing happens at import time; tests build their own app."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, g, request
+
+from engine.runtime import Runtime
+
+from .errors import register_error_handlers
+from .settings import Settings
+
+log = logging.getLogger("gridloop.http")
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, redis=None) -> Flask:
+    from .views import definitions, instances, messages, operations, system, tasks
+    from .wiring import make_runtime
+
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=settings.secret_key, ACCESS_TOKEN_TTL=settings.access_token_ttl_s,
+                      MAX_CONTENT_LENGTH=settings.max_request_bytes, GRIDLOOP_SETTINGS=settings,
+                      GRIDLOOP_REDIS=redis)
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions["gridloop"] = runtime or make_runtime(settings)
+    for module in (system, definitions, instances, tasks, messages, operations):
+        app.register_blueprint(module.bp)
+    register_error_handlers(app)
+    _log_requests(app)
+    return app
+
+
+def _log_requests(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _done(response):
+        principal = getattr(g, "principal", None)
+        log.info("request", extra={
+            "method": request.method, "path": request.path, "status": response.status_code,
+            "ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 1),
+            "principal": principal.name if principal else None})
+        return response

@@ -4,11 +4,11 @@ instance lock; the loser finds the task no longer open and gets Conflict, with n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from . import audit
 from .change import change_instance
@@ -133,7 +133,11 @@ class TaskQuery:
     sort: str = "created"
     offset: int = 0
     limit: int = 50
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Visibility: tasks assigned to `viewer`, or offered to one of `viewer_roles` within `viewer_scope`
+    # (a scope is a prefix of candidate scopes: grid codes nest). All None = no restriction.
+    viewer: str | None = None
+    viewer_roles: Sequence[str] | None = None
+    viewer_scope: str | None = None
 
 
 SORTS = {"created": HumanTask.created_at, "due": HumanTask.due_at, "priority": HumanTask.priority.desc()}
@@ -159,6 +163,12 @@ def query(rt: Runtime, q: TaskQuery) -> tuple[list[HumanTask], int]:
         stmt = stmt.where(HumanTask.element_id == q.element_id)
     if q.due_before:
         stmt = stmt.where(HumanTask.due_at < q.due_before)
+    if q.viewer is not None:
+        offered = HumanTask.candidate_role.in_(list(q.viewer_roles or ()))
+        if q.viewer_scope:
+            offered = and_(offered, or_(HumanTask.candidate_scope.is_(None),  # not bound to a place
+                                        HumanTask.candidate_scope.startswith(q.viewer_scope, autoescape=True)))
+        stmt = stmt.where(or_(HumanTask.assignee == q.viewer, offered))
     order = SORTS.get(q.sort, HumanTask.created_at)
     with rt.db.session() as s:
         total = s.scalar(select(func.count()).select_from(stmt.subquery()))

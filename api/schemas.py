@@ -1,0 +1,215 @@
+"""marshmallow schemas: the wire format of every request and response (and of the OpenAPI spec)."""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+IDENT = validate.Regexp(r"^[A-Za-z][A-Za-z0-9_.:-]{0,199}$", error="letters, digits, _ . : - (max 200)")
+
+
+class Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+    field_errors = fields.Dict(data_key="fields")
+    problems = fields.List(fields.Dict())
+    details = fields.Dict()
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema, required=True)
+
+
+class PageArgs(Strict):
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+
+
+def page_of(item_schema: type[Schema], name: str) -> type[Schema]:
+    return Schema.from_dict({"items": fields.List(fields.Nested(item_schema)), "total": fields.Integer(),
+                             "offset": fields.Integer(), "limit": fields.Integer()}, name=name)
+
+
+# -- auth ----------------------------------------------------------------------------------------
+
+class LoginSchema(Strict):
+    username = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    password = fields.String(required=True, validate=validate.Length(min=1, max=200), load_only=True)
+
+
+class TokenSchema(Schema):
+    access_token = fields.String()
+    token_type = fields.String()
+    expires_in = fields.Integer()
+    roles = fields.List(fields.String())
+
+
+# -- definitions ---------------------------------------------------------------------------------
+
+class DefinitionSchema(Schema):
+    id = fields.Integer()
+    key = fields.String()
+    version = fields.Integer()
+    name = fields.String(allow_none=True)
+    sha256 = fields.String()
+    deployed_by = fields.String()
+    deployed_at = fields.AwareDateTime()
+
+
+class DeployedSchema(DefinitionSchema):
+    created = fields.Boolean()
+
+
+class DefinitionListArgs(Strict):
+    key = fields.String(validate=IDENT)
+    latest = fields.Boolean(load_default=False)
+
+
+# -- instances -----------------------------------------------------------------------------------
+
+class StartSchema(Strict):
+    business_key = fields.String(data_key="businessKey", validate=validate.Length(min=1, max=200))
+    variables = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+class InstanceSchema(Schema):
+    id = fields.String()
+    definition_id = fields.Integer(data_key="definitionId")
+    process_key = fields.String(data_key="processKey")
+    business_key = fields.String(data_key="businessKey", allow_none=True)
+    status = fields.String()
+    next_wakeup_at = fields.AwareDateTime(data_key="nextWakeupAt", allow_none=True)
+    started_by = fields.String(data_key="startedBy")
+    started_at = fields.AwareDateTime(data_key="startedAt")
+    ended_at = fields.AwareDateTime(data_key="endedAt", allow_none=True)
+
+
+class StartedSchema(InstanceSchema):
+    created = fields.Boolean()
+
+
+class InstanceListArgs(PageArgs):
+    key = fields.String(validate=IDENT)
+    status = fields.String(validate=validate.OneOf(["running", "completed", "cancelled"]))
+    business_key = fields.String(data_key="businessKey")
+    started_after = fields.AwareDateTime(data_key="startedAfter")
+    started_before = fields.AwareDateTime(data_key="startedBefore")
+
+
+class CancelSchema(Strict):
+    reason = fields.String(validate=validate.Length(max=1000))
+
+
+class AuditEventSchema(Schema):
+    id = fields.Integer()
+    at = fields.AwareDateTime()
+    actor = fields.String()
+    action = fields.String()
+    instance_id = fields.String(data_key="instanceId", allow_none=True)
+    task_id = fields.String(data_key="taskId", allow_none=True)
+    element_id = fields.String(data_key="elementId", allow_none=True)
+    details = fields.Dict()
+    hash = fields.String()
+
+
+# -- tasks ---------------------------------------------------------------------------------------
+
+class TaskSchema(Schema):
+    id = fields.String()
+    instance_id = fields.String(data_key="processInstanceId")
+    process_key = fields.String(data_key="processKey")
+    element_id = fields.String(data_key="taskDefinitionKey")
+    name = fields.String(allow_none=True)
+    candidate_role = fields.String(data_key="candidateRole", allow_none=True)
+    candidate_scope = fields.String(data_key="candidateScope", allow_none=True)
+    assignee = fields.String(allow_none=True)
+    owner = fields.String(allow_none=True)
+    form_key = fields.String(data_key="formKey", allow_none=True)
+    priority = fields.Integer()
+    due_at = fields.AwareDateTime(data_key="due", allow_none=True)
+    follow_up_at = fields.AwareDateTime(data_key="followUp", allow_none=True)
+    status = fields.String()
+    created_at = fields.AwareDateTime(data_key="created")
+    ended_at = fields.AwareDateTime(data_key="ended", allow_none=True)
+    completed_by = fields.String(data_key="completedBy", allow_none=True)
+
+
+class TaskListArgs(PageArgs):
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "completed", "cancelled"]))
+    assignee = fields.String()
+    unassigned = fields.Boolean(load_default=False)
+    candidate_role = fields.String(data_key="candidateRole")
+    instance_id = fields.String(data_key="processInstanceId")
+    process_key = fields.String(data_key="processKey")
+    element_id = fields.String(data_key="taskDefinitionKey")
+    due_before = fields.AwareDateTime(data_key="dueBefore")
+    sort = fields.String(load_default="created", validate=validate.OneOf(["created", "due", "priority"]))
+
+
+class ClaimSchema(Strict):
+    user_id = fields.String(data_key="userId", validate=validate.Length(min=1, max=200))
+
+
+class DelegateSchema(Strict):
+    user_id = fields.String(data_key="userId", required=True, validate=validate.Length(min=1, max=200))
+
+
+class CompleteSchema(Strict):
+    variables = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+# -- messages ------------------------------------------------------------------------------------
+
+class CorrelateSchema(Strict):
+    message_name = fields.String(data_key="messageName", required=True, validate=IDENT)
+    message_id = fields.String(data_key="messageId", required=True, validate=validate.Length(min=1, max=200))
+    correlation_value = fields.String(data_key="correlationValue", validate=validate.Length(min=1, max=400))
+    instance_id = fields.String(data_key="processInstanceId", validate=validate.Length(equal=36))
+    payload = fields.Dict(keys=fields.String(), load_default=dict)
+    ttl_seconds = fields.Integer(data_key="ttlSeconds", validate=validate.Range(min=1, max=30 * 86400))
+
+    @validates_schema
+    def _one_target(self, data, **_kw):
+        if ("correlation_value" in data) == ("instance_id" in data):
+            raise ValidationError("give exactly one of correlationValue or processInstanceId",
+                                  field_name="correlationValue")
+
+
+class CorrelatedSchema(Schema):
+    message_id = fields.String(data_key="messageId")
+    status = fields.String()
+    instance_id = fields.String(data_key="processInstanceId", allow_none=True)
+    duplicate = fields.Boolean()
+
+
+# -- incidents and audit -------------------------------------------------------------------------
+
+class IncidentSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    instance_id = fields.String(data_key="processInstanceId", allow_none=True)
+    task_id = fields.String(data_key="taskId", allow_none=True)
+    element_id = fields.String(data_key="activityId", allow_none=True)
+    operation = fields.String(allow_none=True)
+    message = fields.String()
+    attempts = fields.Integer()
+    status = fields.String()
+    created_at = fields.AwareDateTime(data_key="created")
+    resolved_at = fields.AwareDateTime(data_key="resolved", allow_none=True)
+    resolved_by = fields.String(data_key="resolvedBy", allow_none=True)
+
+
+class IncidentListArgs(PageArgs):
+    status = fields.String(load_default="open", validate=validate.OneOf(["open", "resolved"]))
+    instance_id = fields.String(data_key="processInstanceId")
+
+
+class ChainReportSchema(Schema):
+    ok = fields.Boolean()
+    checked = fields.Integer()
+    first_broken_id = fields.Integer(data_key="firstBrokenId", allow_none=True)
+    reason = fields.String(allow_none=True)

@@ -1,0 +1,69 @@
+"""Configuration from environment variables, with defaults that run on a bare machine."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"GRIDLOOP_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///var/gridloop.db"
+    redis_url: str = ""  # empty: the embedded in-process job runner
+    secret_key: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+    access_token_ttl_s: int = 3600
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = True
+    bpmn_dir: Path = PROJECT_ROOT / "bpmn"
+    deploy_bundled: bool = True
+    message_ttl_s: int = 86400
+    max_request_bytes: int = 4 * 1024 * 1024
+    web_workers: int = 2
+    job_threads: int = 2
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        d = cls()
+        return cls(
+            database_url=_env("DATABASE_URL", d.database_url),
+            redis_url=_env("REDIS_URL", d.redis_url),
+            secret_key=_env("SECRET_KEY", "") or _stable_dev_secret(),
+            access_token_ttl_s=int(_env("ACCESS_TOKEN_TTL", str(d.access_token_ttl_s))),
+            host=_env("HOST", d.host),
+            port=int(_env("PORT", str(d.port))),
+            log_level=_env("LOG_LEVEL", d.log_level).upper(),
+            log_json=_env("LOG_JSON", "true").lower() in ("1", "true", "yes"),
+            bpmn_dir=Path(_env("BPMN_DIR", str(d.bpmn_dir))),
+            deploy_bundled=_env("DEPLOY_BUNDLED", "true").lower() in ("1", "true", "yes"),
+            message_ttl_s=int(_env("MESSAGE_TTL", str(d.message_ttl_s))),
+            max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(d.max_request_bytes))),
+            web_workers=int(_env("WEB_WORKERS", str(d.web_workers))),
+            job_threads=int(_env("JOB_THREADS", str(d.job_threads))),
+        )
+
+    @property
+    def embedded(self) -> bool:
+        return not self.redis_url
+
+
+def _stable_dev_secret() -> str:
+    """Without GRIDLOOP_SECRET_KEY, keep one random secret in var/ so tokens survive restarts of the
+    embedded server. Production sets the variable (the same value on every web process)."""
+    path = PROJECT_ROOT / "var" / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(32)
+    path.write_text(value)
+    path.chmod(0o600)
+    return value

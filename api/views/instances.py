@@ -1,0 +1,80 @@
+"""process-instance: start, get, list, cancel, variables, history."""
+
+from flask import Blueprint, jsonify
+
+from engine import instances
+from engine.instances import InstanceQuery
+
+from .. import schemas
+from ..auth import current, roles
+from ..http import answer, doc, json_body, optional_json_body, page, query_args, runtime
+
+bp = Blueprint("process_instance", __name__, url_prefix="/api/v1")
+STARTERS = ("admin", "supervisor", "system")
+READERS = ("admin", "supervisor", "leader")
+
+
+def _started(result):
+    result.instance.created = result.created
+    return answer(schemas.StartedSchema(), result.instance, 201 if result.created else 200)
+
+
+@bp.post("/process-definition/key/<key>/start")
+@roles(*STARTERS)
+@doc("Start the latest version of a process; a repeated business key returns the existing instance",
+     body=schemas.StartSchema, response=schemas.StartedSchema, status=201)
+def start_by_key(key: str):
+    args = json_body(schemas.StartSchema())
+    return _started(instances.start(runtime(), actor=current().name, key=key,
+                                    business_key=args.get("business_key"), variables=args["variables"]))
+
+
+@bp.post("/process-definition/<int:definition_id>/start")
+@roles(*STARTERS)
+@doc("Start exactly this definition version", body=schemas.StartSchema, response=schemas.StartedSchema,
+     status=201)
+def start_by_id(definition_id: int):
+    args = json_body(schemas.StartSchema())
+    return _started(instances.start(runtime(), actor=current().name, definition_id=definition_id,
+                                    business_key=args.get("business_key"), variables=args["variables"]))
+
+
+@bp.get("/process-instance")
+@roles(*READERS)
+@doc("List instances with filters and paging", query=schemas.InstanceListArgs,
+     response=schemas.page_of(schemas.InstanceSchema, "InstancePage"))
+def list_instances():
+    args = query_args(schemas.InstanceListArgs())
+    rows, total = instances.query(runtime(), InstanceQuery(**args))
+    return page(schemas.InstanceSchema(), rows, total, args["offset"], args["limit"])
+
+
+@bp.get("/process-instance/<instance_id>")
+@roles(*READERS)
+@doc("One instance", response=schemas.InstanceSchema)
+def get_instance(instance_id: str):
+    return answer(schemas.InstanceSchema(), instances.get(runtime(), instance_id))
+
+
+@bp.get("/process-instance/<instance_id>/variables")
+@roles(*READERS)
+@doc("The instance's current variables")
+def get_variables(instance_id: str):
+    return jsonify(instances.variables(runtime(), instance_id))
+
+
+@bp.get("/process-instance/<instance_id>/history")
+@roles(*READERS)
+@doc("Everything that happened to the instance, from the audit trail", response=schemas.AuditEventSchema,
+     many=True)
+def get_history(instance_id: str):
+    return answer(schemas.AuditEventSchema(many=True), instances.history(runtime(), instance_id))
+
+
+@bp.post("/process-instance/<instance_id>/cancel")
+@roles("admin")
+@doc("Cancel a running instance", body=schemas.CancelSchema, response=schemas.InstanceSchema)
+def cancel(instance_id: str):
+    args = optional_json_body(schemas.CancelSchema())
+    return answer(schemas.InstanceSchema(), instances.cancel(runtime(), instance_id, current().name,
+                                                             args.get("reason")))

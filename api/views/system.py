@@ -1,0 +1,112 @@
+"""Login, health, metrics, and the OpenAPI document with its docs page."""
+
+from __future__ import annotations
+
+import html
+
+from flask import Blueprint, Response, current_app, jsonify
+from sqlalchemy import func, select, text
+
+from engine import timers
+from engine.models import HumanTask, Incident, Message, OutboxEntry, ProcessInstance
+
+from .. import accounts, schemas
+from ..auth import issue_token, public
+from ..errors import error_body
+from ..http import answer, doc, json_body, runtime
+from ..openapi import build_spec
+
+bp = Blueprint("system", __name__)
+
+
+@bp.post("/api/v1/auth/token")
+@public
+@doc("Exchange username and password for a bearer token", body=schemas.LoginSchema,
+     response=schemas.TokenSchema)
+def login():
+    args = json_body(schemas.LoginSchema())
+    user = accounts.authenticate(runtime().db, args["username"], args["password"])
+    if user is None:
+        return error_body(401, "invalid_credentials", "unknown user or wrong password")
+    return answer(schemas.TokenSchema(), {"access_token": issue_token(user), "token_type": "Bearer",
+                                          "expires_in": current_app.config["ACCESS_TOKEN_TTL"],
+                                          "roles": sorted(user.role_set)})
+
+
+def _counts() -> dict[str, int]:
+    rt = runtime()
+    with rt.db.session() as s:
+        out = {f"instances_{status}": n for status, n in s.execute(
+            select(ProcessInstance.status, func.count()).group_by(ProcessInstance.status))}
+        out["tasks_open"] = s.scalar(select(func.count()).where(HumanTask.status == "open")) or 0
+        out["incidents_open"] = s.scalar(select(func.count()).where(Incident.status == "open")) or 0
+        out["outbox_pending"] = s.scalar(select(func.count()).where(OutboxEntry.relayed_at.is_(None))) or 0
+        out["messages_buffered"] = s.scalar(select(func.count()).where(Message.status == "buffered")) or 0
+    return out
+
+
+@bp.get("/health")
+@public
+@doc("Liveness and dependencies: database, Redis (when configured), timer backlog")
+def health():
+    rt = runtime()
+    checks: dict[str, object] = {}
+    status = 200
+    try:
+        with rt.db.session() as s:
+            s.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # report, never raise: this endpoint is for load balancers
+        checks["database"], status = f"error: {type(exc).__name__}", 503
+    redis_conn = current_app.config.get("GRIDLOOP_REDIS")
+    if redis_conn is not None:
+        try:
+            redis_conn.ping()
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"], status = f"error: {type(exc).__name__}", 503
+    else:
+        checks["jobs"] = "in-process"
+    if status == 200:
+        due = timers.earliest_wakeup(rt)
+        checks["overdue_timers"] = bool(due and due < rt.clock.now())
+    return jsonify({"status": "ok" if status == 200 else "degraded", "checks": checks}), status
+
+
+@bp.get("/metrics")
+@public
+@doc("Prometheus metrics", content_type="text/plain")
+def metrics():
+    lines = []
+    for name, value in sorted(_counts().items()):
+        metric = f"gridloop_{name}"
+        lines += [f"# TYPE {metric} gauge", f"{metric} {value}"]
+    return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+
+@bp.get("/api/v1/openapi.json")
+@public
+@doc("This document")
+def openapi_json():
+    return jsonify(build_spec(current_app))
+
+
+@bp.get("/api/v1/docs")
+@public
+@doc("A readable list of the endpoints", content_type="text/html")
+def docs_page():
+    spec = build_spec(current_app)
+    rows = []
+    for path, ops in sorted(spec["paths"].items()):
+        for method, op in ops.items():
+            roles_ = ", ".join(op.get("x-roles", [])) or "public"
+            rows.append(f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}</code></td>"
+                        f"<td>{html.escape(op.get('summary', ''))}</td><td>{html.escape(roles_)}</td></tr>")
+    page_html = (
+        "<!doctype html><meta charset=utf-8><title>GridLoop API</title>"
+        "<style>body{font:14px system-ui;margin:2em}td{padding:4px 10px;border-bottom:1px solid #ddd}</style>"
+        f"<h1>GridLoop API {html.escape(spec['info']['version'])}</h1>"
+        "<p>Machine-readable: <a href='/api/v1/openapi.json'>openapi.json</a></p>"
+        "<table><tr><th>method</th><th>path</th><th>what</th><th>roles</th></tr>" + "".join(rows) + "</table>"
+    )
+    return Response(page_html, mimetype="text/html")

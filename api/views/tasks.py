@@ -1,0 +1,125 @@
+"""task: query, get, claim, unclaim, delegate, complete — each scoped to what the caller may see:
+an inspector sees the tasks offered to their role in their grid and those assigned to them."""
+
+from flask import Blueprint, jsonify
+
+from engine import instances, tasks
+from engine.errors import NotFound
+from engine.models import HumanTask
+from engine.tasks import TaskQuery
+
+from .. import schemas
+from ..auth import Principal, current, roles
+from ..http import answer, doc, json_body, optional_json_body, page, query_args, runtime
+
+bp = Blueprint("task", __name__, url_prefix="/api/v1/task")
+WORKERS = ("admin", "supervisor", "inspector")
+READERS = (*WORKERS, "leader")
+
+
+def can_see(p: Principal, ht: HumanTask) -> bool:
+    if p.has("admin", "leader") or ht.assignee == p.name:
+        return True
+    in_scope = p.scope is None or ht.candidate_scope is None or ht.candidate_scope.startswith(p.scope)
+    return ht.candidate_role in p.roles and in_scope
+
+
+def can_work_on(p: Principal, ht: HumanTask) -> bool:
+    if p.has("admin") or ht.assignee == p.name:
+        return True
+    return can_see(p, ht) and ht.candidate_role in p.roles
+
+
+def _visible_task(task_id: str, *, to_work: bool = False) -> HumanTask:
+    """404 rather than 403 for tasks outside the caller's scope: their existence is not disclosed."""
+    ht = tasks.get(runtime(), task_id)
+    p = current()
+    if not can_see(p, ht):
+        raise NotFound(f"task {task_id} does not exist")
+    if to_work and not can_work_on(p, ht):
+        from engine.errors import NotAllowed
+
+        raise NotAllowed(f"task is offered to role {ht.candidate_role!r}")
+    return ht
+
+
+@bp.get("")
+@roles(*READERS)
+@doc("Query tasks (only those the caller may see)", query=schemas.TaskListArgs,
+     response=schemas.page_of(schemas.TaskSchema, "TaskPage"))
+def list_tasks():
+    args = query_args(schemas.TaskListArgs())
+    p = current()
+    q = TaskQuery(status=args["status"], assignee=args.get("assignee"), unassigned=args["unassigned"],
+                  candidate_roles=[args["candidate_role"]] if "candidate_role" in args else None,
+                  instance_id=args.get("instance_id"), process_key=args.get("process_key"),
+                  element_id=args.get("element_id"), due_before=args.get("due_before"), sort=args["sort"],
+                  offset=args["offset"], limit=args["limit"])
+    if not p.has("admin", "leader"):
+        q.viewer, q.viewer_roles, q.viewer_scope = p.name, sorted(p.roles), p.scope
+    rows, total = tasks.query(runtime(), q)
+    return page(schemas.TaskSchema(), rows, total, args["offset"], args["limit"])
+
+
+@bp.get("/<task_id>")
+@roles(*READERS)
+@doc("One task", response=schemas.TaskSchema)
+def get_task(task_id: str):
+    return answer(schemas.TaskSchema(), _visible_task(task_id))
+
+
+@bp.get("/<task_id>/variables")
+@roles(*READERS)
+@doc("The variables of the task's process instance")
+def get_task_variables(task_id: str):
+    ht = _visible_task(task_id)
+    return jsonify(instances.variables(runtime(), ht.instance_id))
+
+
+@bp.post("/<task_id>/claim")
+@roles(*WORKERS)
+@doc("Claim an unassigned task (a supervisor or admin may claim it for someone else with userId)",
+     body=schemas.ClaimSchema, response=schemas.TaskSchema)
+def claim(task_id: str):
+    args = optional_json_body(schemas.ClaimSchema())
+    _visible_task(task_id, to_work=True)
+    p = current()
+    for_user = args.get("user_id")
+    if for_user and for_user != p.name and not p.has("admin", "supervisor"):
+        from engine.errors import NotAllowed
+
+        raise NotAllowed("only a supervisor or admin may assign a task to someone else")
+    return answer(schemas.TaskSchema(), tasks.claim(runtime(), task_id, p.name, for_user))
+
+
+@bp.post("/<task_id>/unclaim")
+@roles(*WORKERS)
+@doc("Give an assigned task back", response=schemas.TaskSchema)
+def unclaim(task_id: str):
+    _visible_task(task_id)
+    p = current()
+    return answer(schemas.TaskSchema(), tasks.unclaim(runtime(), task_id, p.name,
+                                                      force=p.has("admin", "supervisor")))
+
+
+@bp.post("/<task_id>/delegate")
+@roles(*WORKERS)
+@doc("Delegate the task to another user", body=schemas.DelegateSchema, response=schemas.TaskSchema)
+def delegate(task_id: str):
+    args = json_body(schemas.DelegateSchema())
+    _visible_task(task_id, to_work=True)
+    p = current()
+    return answer(schemas.TaskSchema(), tasks.delegate(runtime(), task_id, p.name, args["user_id"],
+                                                       force=p.has("admin", "supervisor")))
+
+
+@bp.post("/<task_id>/complete")
+@roles(*WORKERS)
+@doc("Complete the task with variables; the loser of two concurrent completions gets 409",
+     body=schemas.CompleteSchema, response=schemas.TaskSchema)
+def complete(task_id: str):
+    args = optional_json_body(schemas.CompleteSchema())
+    _visible_task(task_id, to_work=True)
+    p = current()
+    return answer(schemas.TaskSchema(), tasks.complete(runtime(), task_id, p.name, args["variables"],
+                                                       force=p.has("admin")))

@@ -1,0 +1,52 @@
+"""Builds the engine runtime for a process from its settings."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+from engine import definitions
+from engine.clock import Clock, SystemClock
+from engine.db import Database
+from engine.parsing import ModelError
+from engine.runtime import Runtime
+from workflows.operations import register_operations
+
+from . import database
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def make_database(settings: Settings) -> Database:
+    url = settings.database_url
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return Database(url)
+
+
+def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock | None = None) -> Runtime:
+    rt = Runtime(db=db or make_database(settings), clock=clock or SystemClock(),
+                 message_ttl=timedelta(seconds=settings.message_ttl_s))
+    register_operations(rt.registry)
+    return rt
+
+
+def prepare_database(rt: Runtime, settings: Settings) -> None:
+    """Migrate the schema and deploy the bundled models (an identical file keeps its version)."""
+    database.upgrade(rt.db)
+    if settings.deploy_bundled:
+        deploy_directory(rt, settings.bpmn_dir, actor="system:bundled")
+
+
+def deploy_directory(rt: Runtime, directory: Path, actor: str) -> list[str]:
+    deployed = []
+    for path in sorted(directory.glob("*.bpmn")):
+        try:
+            d, created = definitions.deploy(rt, path.read_bytes(), actor)
+        except ModelError as exc:
+            log.error("bundled model refused", extra={"file": path.name, "problems": str(exc)})
+            raise
+        deployed.append(f"{d.key} v{d.version}{' (new)' if created else ''}")
+    return deployed

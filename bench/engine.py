@@ -1,0 +1,486 @@
+"""Engine throughput benchmark on the 7-step reference process (tests/fixtures/reference_loop.bpmn).
+
+    python -m bench.engine [--loops N] [--warmup N] [--database-url URL]
+
+Prints ONE JSON line on stdout (everything else goes to stderr):
+
+* durable loops/steps per second on PostgreSQL with 1 and with 2 worker processes (spawned), each
+  with its own Runtime and Database, each running `--loops` loops back to back;
+* per-step latency (1-worker run), p50/p99 overall and p50 per kind;
+* the size of `process_instance.state` at every wait state and when completed;
+* the same process run purely in memory with SpiffWorkflow (no DB, no JSON) in this process, and
+  the durable/raw ratio.
+
+A loop: start (business key unique, `handle_due` 4 h ahead) → complete review → complete handle →
+relay the outbox into a ManualJobQueue and run the `service_call` job in-process → correlate the
+`feedback` message on `case_id` → complete verify → check the instance is completed.
+
+The database (default `gridloop_bench` on 127.0.0.1) is dropped and re-created before each
+measured run, migrated with `api.database.upgrade`, and the model deployed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("bench.engine")
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "fixtures" / "reference_loop.bpmn"
+DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gridloop_bench"
+PROCESS_KEY = "reference_loop"
+STEP_KINDS = ("start", "complete_review", "complete_handle", "job", "correlate", "complete_verify")
+STEPS_PER_LOOP = len(STEP_KINDS)
+WAIT_STATES = ("after_start", "after_review", "after_handle", "after_job", "after_correlate")
+POLL_TIMEOUT_S = 30.0
+
+NOTES = (
+    "A step is one engine transaction driven through the public API: instances.start, tasks.complete "
+    "(review, handle, verify), one service_call job (outbox relay into ManualJobQueue, run in-process) "
+    "and messages.correlate; 6 steps per loop. Step latency is the wall time of that API call (incl. "
+    "its own look-ups, excl. the driver's open_tasks reads and the relay). Loops/s = loops / wall time "
+    "of the measured phase (all workers start on a barrier after warm-up; wall = first start to last "
+    "end). With 2 workers a relay may pick up the other worker's outbox row; a worker then waits for "
+    "its own job to be done by the other before it correlates (no buffered messages). raw = the same "
+    "process in memory with SpiffWorkflow only: same parsed spec, sandboxed script engine, sync "
+    "result for both operations, no DB, no serialization. SystemClock; timers never fire."
+)
+
+
+# -- the durable loop ------------------------------------------------------------------------------
+
+def register_reference_operations(rt) -> None:
+    """The two operations of the reference model (as tests/conftest.py:reference_operations)."""
+    rt.registry.register("ref.classify", lambda p, c: {"level": "high" if p["value"] > 100 else "low"})
+    rt.registry.register("ref.push", lambda p, c: {"pushed": p["case_id"]}, is_async=True)
+
+
+def make_runtime(url: str):
+    from engine.db import Database
+    from engine.runtime import Runtime
+
+    rt = Runtime(db=Database(url))
+    register_reference_operations(rt)
+    return rt
+
+
+StepHook = Callable[[str, str], None]
+
+
+class Driver:
+    """Runs reference loops against one Runtime and records the latency of every step."""
+
+    def __init__(self, rt, tag: str) -> None:
+        from engine.queues import ManualJobQueue
+
+        self.rt = rt
+        self.tag = tag
+        self.jobs = ManualJobQueue(rt)
+        self.latency: dict[str, list[float]] = {k: [] for k in STEP_KINDS}
+        self.relay_ms: list[float] = []
+        self.jobs_run = 0
+        self.foreign_jobs = 0   # jobs of the other worker's instances run here
+        self.waited = 0         # loops that had to wait for the other worker to run their job
+        self._done_jobs: set[str] = set()
+
+    def _timed(self, kind: str, fn, *args, **kwargs):
+        t0 = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.latency[kind].append((time.perf_counter() - t0) * 1000.0)
+        return out
+
+    def _relay_and_run(self) -> int:
+        from engine import outbox
+        from engine.queues import run_job
+
+        t0 = time.perf_counter()
+        outbox.relay(self.rt, self.jobs)
+        self.relay_ms.append((time.perf_counter() - t0) * 1000.0)
+        n = 0
+        while self.jobs.pending:
+            _queue, job, payload = self.jobs.pending.popleft()
+            self._timed("job", run_job, self.rt, job, payload)
+            self._done_jobs.add(payload["instance_id"])
+            n += 1
+        self.jobs_run += n
+        return n
+
+    def _await_job(self, iid: str) -> None:
+        """Make sure the push job of `iid` has completed, by this worker or by another one."""
+        from engine import instances
+
+        if iid in self._done_jobs:
+            self._done_jobs.discard(iid)
+            return
+        self.waited += 1
+        deadline = time.monotonic() + POLL_TIMEOUT_S
+        while True:
+            if instances.subscriptions(self.rt, iid):
+                return
+            if self._relay_and_run() and iid in self._done_jobs:
+                self._done_jobs.discard(iid)
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"push job of {iid} was not run within {POLL_TIMEOUT_S}s")
+            time.sleep(0.0005)
+
+    def loop(self, i: int, hook: StepHook | None = None) -> str:
+        from engine import instances, messages, tasks
+
+        rt = self.rt
+        case = f"{self.tag}-{i}"
+        due = (rt.clock.now() + timedelta(hours=4)).isoformat()
+        started = self._timed("start", instances.start, rt, actor="bench", key=PROCESS_KEY, business_key=case,
+                              variables={"case_id": case, "value": 150, "grid": "g1", "handle_due": due})
+        iid = started.instance.id
+        if hook:
+            hook("after_start", iid)
+        (review,) = instances.open_tasks(rt, iid)
+        self._timed("complete_review", tasks.complete, rt, review.id, "sup", {"approved": True})
+        if hook:
+            hook("after_review", iid)
+        (handle,) = instances.open_tasks(rt, iid)
+        self._timed("complete_handle", tasks.complete, rt, handle.id, "insp", {"violation": True})
+        if hook:
+            hook("after_handle", iid)
+        self._relay_and_run()
+        self._await_job(iid)
+        if hook:
+            hook("after_job", iid)
+        res = self._timed("correlate", messages.correlate, rt, name="feedback", message_id=f"m-{case}",
+                          actor="enf", correlation_value=case, payload={"result": "ok"})
+        if res.status != "delivered":
+            raise RuntimeError(f"feedback for {case} was {res.status}, not delivered")
+        if hook:
+            hook("after_correlate", iid)
+        (verify,) = instances.open_tasks(rt, iid)
+        self._timed("complete_verify", tasks.complete, rt, verify.id, "sup", {"passed": True})
+        status = instances.get(rt, iid).status
+        if status != "completed":
+            raise RuntimeError(f"instance {iid} is {status}, not completed")
+        if hook:
+            hook("completed", iid)
+        return iid
+
+
+def _worker(url: str, index: int, loops: int, warmup: int, tag: str, barrier, results) -> None:
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
+                        format=f"%(asctime)s w{index} %(levelname)s %(name)s: %(message)s")
+    try:
+        rt = make_runtime(url)
+        warm = Driver(rt, f"{tag}-w{index}-warm")
+        for i in range(warmup):
+            warm.loop(i)
+        drv = Driver(rt, f"{tag}-w{index}")
+        barrier.wait(timeout=120)
+        t0 = time.monotonic()
+        for i in range(loops):
+            drv.loop(i)
+        t1 = time.monotonic()
+        rt.db.dispose()
+        results.put({"index": index, "start": t0, "end": t1, "loops": loops, "latency": drv.latency,
+                     "relay_ms": drv.relay_ms, "jobs_run": drv.jobs_run, "waited": drv.waited,
+                     "foreign_jobs": drv.jobs_run - (loops - drv.waited)})
+    except BaseException as exc:  # report, never hang the parent
+        log.exception("worker %s failed", index)
+        try:
+            barrier.abort()
+        except Exception:
+            pass
+        results.put({"index": index, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def run_durable(url: str, workers: int, loops: int, warmup: int, tag: str) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(workers)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(url, i, loops, warmup, tag, barrier, results),
+                         name=f"bench-w{i}") for i in range(workers)]
+    for p in procs:
+        p.start()
+    out = []
+    try:
+        for _ in procs:
+            out.append(results.get(timeout=600))
+    finally:
+        for p in procs:
+            p.join(timeout=30)
+            if p.is_alive():
+                p.terminate()
+    errors = [r["error"] for r in out if "error" in r]
+    if errors:
+        raise RuntimeError(f"{workers}-worker run failed: {errors}")
+    wall = max(r["end"] for r in out) - min(r["start"] for r in out)
+    total = sum(r["loops"] for r in out)
+    latency = {k: [x for r in out for x in r["latency"][k]] for k in STEP_KINDS}
+    steps = sum(len(v) for v in latency.values())
+    return {"workers": workers, "wall_s": wall, "loops": total, "steps": steps,
+            "loops_per_s": total / wall, "steps_per_s": steps / wall, "latency": latency,
+            "relay_ms": [x for r in out for x in r["relay_ms"]],
+            "waited": sum(r["waited"] for r in out),
+            "per_worker_loops_per_s": [r["loops"] / (r["end"] - r["start"]) for r in out]}
+
+
+# -- database setup --------------------------------------------------------------------------------
+
+def _sa_url(url: str) -> str:
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def recreate_database(url: str) -> None:
+    """Drop and re-create the benchmark database, migrate it and deploy the reference model."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from api import database
+    from engine import definitions
+    from engine.db import Database
+
+    u = make_url(url)
+    name = u.database
+    if not name or not name.replace("_", "").isalnum():
+        raise SystemExit(f"refusing database name {name!r}")
+    admin = u.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    db = Database(url)
+    try:
+        database.upgrade(db)
+        rt = make_runtime(url)
+        try:
+            definitions.deploy(rt, FIXTURE.read_text(), "bench")
+        finally:
+            rt.db.dispose()
+    finally:
+        db.dispose()
+
+
+def postgres_version(url: str) -> str:
+    from sqlalchemy import text
+
+    from engine.db import Database
+
+    db = Database(url)
+    try:
+        with db.session() as s:
+            return str(s.scalar(text("SHOW server_version")))
+    finally:
+        db.dispose()
+
+
+# -- state sizes and statements per step (not timed) -----------------------------------------------
+
+def probe(url: str, loops: int, tag: str) -> dict[str, Any]:
+    """Run a few loops in this process and read the state size after each step; also count the SQL
+    statements (and pool checkouts) each step issues."""
+    from sqlalchemy import event, text
+
+    rt = make_runtime(url)
+    counts = {"statements": 0, "checkouts": 0}
+
+    def on_exec(*_a, **_k):
+        counts["statements"] += 1
+
+    def on_checkout(*_a, **_k):
+        counts["checkouts"] += 1
+
+    event.listen(rt.db.engine, "before_cursor_execute", on_exec)
+    event.listen(rt.db.engine.pool, "checkout", on_checkout)
+    sizes: dict[str, list[int]] = {k: [] for k in (*WAIT_STATES, "completed")}
+    per_phase: dict[str, list[tuple[int, int]]] = {k: [] for k in (*WAIT_STATES, "completed")}
+    last = {"statements": 0, "checkouts": 0}
+
+    def hook(where: str, iid: str) -> None:
+        per_phase[where].append((counts["statements"] - last["statements"], counts["checkouts"] - last["checkouts"]))
+        with rt.db.engine.connect() as conn:
+            n = conn.execute(text("SELECT octet_length(state) FROM process_instance WHERE id = :i"),
+                             {"i": iid}).scalar_one()
+        sizes[where].append(int(n))
+        last.update(counts)
+
+    drv = Driver(rt, tag)
+    drv.loop(0)  # warm
+    for i in range(1, loops + 1):
+        last.update(counts)
+        drv.loop(i, hook)
+    rt.db.dispose()
+    stmts = {k: statistics.mean(s for s, _c in v) for k, v in per_phase.items()}
+    checkouts = {k: statistics.mean(c for _s, c in v) for k, v in per_phase.items()}
+    return {
+        "sizes": {k: round(statistics.mean(v)) for k, v in sizes.items()},
+        "state_bytes_avg": round(statistics.mean(x for k in WAIT_STATES for x in sizes[k])),
+        "state_bytes_completed": round(statistics.mean(sizes["completed"])),
+        "statements_per_loop": round(sum(stmts.values()), 1),
+        "checkouts_per_loop": round(sum(checkouts.values()), 1),
+        "statements_by_phase": {k: round(v, 1) for k, v in stmts.items()},
+    }
+
+
+# -- raw in-memory SpiffWorkflow ------------------------------------------------------------------
+
+def run_raw(min_seconds: float, min_loops: int, warmup: int) -> dict[str, Any]:
+    from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
+    from SpiffWorkflow.bpmn.util.event import BpmnEvent
+    from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+    from SpiffWorkflow.util.task import TaskState
+
+    from engine.parsing import parse_model
+    from engine.readmodels import message_definition, waiting_message_tasks
+    from engine.sandbox import SandboxEnvironment
+
+    class RawEnvironment(SandboxEnvironment):
+        def call_operation(self, my_task, name: str, params: dict[str, Any]) -> Any:
+            if name == "ref.classify":
+                return {"level": "high" if params["value"] > 100 else "low"}
+            if name == "ref.push":
+                return {"pushed": params["case_id"]}
+            raise LookupError(name)
+
+    model = parse_model(FIXTURE.read_text(), require_lint=False)
+    script_engine = PythonScriptEngine(environment=RawEnvironment())
+
+    def user_task(wf, spec_id: str, data: dict[str, Any]) -> None:
+        (task,) = wf.get_tasks(state=TaskState.READY, manual=True)
+        assert task.task_spec.bpmn_id == spec_id, task.task_spec.bpmn_id
+        task.data.update(data)
+        task.run()
+        wf.do_engine_steps()
+
+    def one(i: int) -> None:
+        case = f"raw-{i}"
+        due = (datetime.now(UTC) + timedelta(hours=4)).isoformat()
+        wf = BpmnWorkflow(model.spec, model.subprocess_specs, script_engine=script_engine)
+        wf.task_tree.data.update({"case_id": case, "value": 150, "grid": "g1", "handle_due": due})
+        wf.do_engine_steps()
+        user_task(wf, "review", {"approved": True})
+        user_task(wf, "handle", {"violation": True})
+        (task,) = waiting_message_tasks(wf)
+        definition = message_definition(task)
+        correlations = definition.calculate_correlations(script_engine, definition.process_correlations, task.data)
+        payload = {"result": "ok"}
+        for prop in definition.correlation_properties:
+            for _key, props in correlations.items():
+                if prop.name in props and prop.retrieval_expression.isidentifier():
+                    payload.setdefault(prop.retrieval_expression, props[prop.name])
+        wf.send_event(BpmnEvent(definition, payload, correlations))
+        wf.do_engine_steps()
+        user_task(wf, "verify", {"passed": True})
+        if not wf.is_completed():
+            raise RuntimeError("raw loop did not complete")
+
+    for i in range(warmup):
+        one(i)
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        one(n)
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if n >= min_loops and elapsed >= min_seconds:
+            break
+    return {"loops": n, "wall_s": elapsed, "loops_per_s": n / elapsed}
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def _r(x: float, nd: int = 2) -> float:
+    return round(x, nd)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__.split("\n")[0])
+    ap.add_argument("--loops", type=int, default=300, help="measured loops per worker (default 300)")
+    ap.add_argument("--warmup", type=int, default=15, help="uncounted loops per worker first (default 15)")
+    ap.add_argument("--database-url", default=os.environ.get("GRIDLOOP_BENCH_DATABASE_URL", DEFAULT_URL),
+                    help="benchmark database (dropped and re-created!); env GRIDLOOP_BENCH_DATABASE_URL")
+    ap.add_argument("--raw-seconds", type=float, default=3.0, help="minimum raw in-memory measuring time")
+    ap.add_argument("--probe-loops", type=int, default=5, help="loops used to measure state sizes")
+    args = ap.parse_args(argv)
+    # The library logs every task state change at INFO: keep the root at WARNING (as in the workers)
+    # so that the raw run measured here is not slowed by logging; only our own logger says more.
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    log.setLevel(logging.INFO)
+    url = _sa_url(args.database_url)
+    tag = uuid.uuid4().hex[:8]
+    started = time.monotonic()
+
+    runs: dict[int, dict[str, Any]] = {}
+    for workers in (1, 2):
+        recreate_database(url)
+        log.info("durable run: %d worker(s) x %d loops (+%d warm-up)", workers, args.loops, args.warmup)
+        runs[workers] = run_durable(url, workers, args.loops, args.warmup, f"{tag}-{workers}w")
+        log.info("  %.1f loops/s, %.1f steps/s (wall %.1fs, waited %d)", runs[workers]["loops_per_s"],
+                 runs[workers]["steps_per_s"], runs[workers]["wall_s"], runs[workers]["waited"])
+    log.info("probing state sizes")
+    pr = probe(url, args.probe_loops, f"{tag}-probe")
+    log.info("raw in-memory run")
+    raw = run_raw(args.raw_seconds, min_loops=200, warmup=20)
+    log.info("  %.1f loops/s", raw["loops_per_s"])
+
+    one = runs[1]
+    all_lat = [x for k in STEP_KINDS for x in one["latency"][k]]
+    result = {
+        "benchmark": "engine.reference_loop",
+        "durable_loops_per_s_1w": _r(one["loops_per_s"]),
+        "durable_loops_per_s_2w": _r(runs[2]["loops_per_s"]),
+        "durable_steps_per_s_1w": _r(one["steps_per_s"]),
+        "durable_steps_per_s_2w": _r(runs[2]["steps_per_s"]),
+        "scaling_2w_vs_1w": _r(runs[2]["loops_per_s"] / one["loops_per_s"], 3),
+        "step_latency_ms_p50": _r(_pct(all_lat, 0.50), 3),
+        "step_latency_ms_p99": _r(_pct(all_lat, 0.99), 3),
+        "step_latency_ms_by_kind": {k: _r(_pct(one["latency"][k], 0.50), 3) for k in STEP_KINDS},
+        "step_latency_ms_p50_2w": _r(_pct([x for k in STEP_KINDS for x in runs[2]["latency"][k]], 0.50), 3),
+        "relay_ms_p50": _r(_pct(one["relay_ms"], 0.50), 3),
+        "state_bytes_avg": pr["state_bytes_avg"],
+        "state_bytes_completed": pr["state_bytes_completed"],
+        "state_bytes_by_wait_state": {k: pr["sizes"][k] for k in WAIT_STATES},
+        "sql_statements_per_loop": pr["statements_per_loop"],
+        "pool_checkouts_per_loop": pr["checkouts_per_loop"],
+        "raw_loops_per_s": _r(raw["loops_per_s"]),
+        "ratio_vs_raw": _r(one["loops_per_s"] / raw["loops_per_s"], 4),
+        "ratio_vs_raw_2w": _r(runs[2]["loops_per_s"] / raw["loops_per_s"], 4),
+        "target_ratio": 0.15,
+        "loops": {"per_worker": args.loops, "warmup_per_worker": args.warmup, "durable_1w": one["loops"],
+                  "durable_2w": runs[2]["loops"], "raw": raw["loops"], "waited_2w": runs[2]["waited"]},
+        "wall_s": {"durable_1w": _r(one["wall_s"]), "durable_2w": _r(runs[2]["wall_s"]), "raw": _r(raw["wall_s"]),
+                   "total": _r(time.monotonic() - started, 1)},
+        "python": platform.python_version(),
+        "spiffworkflow": importlib_metadata.version("SpiffWorkflow"),
+        "sqlalchemy": importlib_metadata.version("SQLAlchemy"),
+        "postgres": postgres_version(url),
+        "cpu_count": os.cpu_count(),
+        "notes": NOTES,
+    }
+    sys.stdout.write(json.dumps(result, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""An app per test over the parametrized database, plus users of every role and a system key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from api import accounts, create_app
+from api.settings import Settings
+
+
+@dataclass
+class Caller:
+    client: object
+    headers: dict[str, str]
+    name: str
+
+    def _call(self, method: str, path: str, **kw):
+        headers = {**self.headers, **kw.pop("headers", {})}
+        return getattr(self.client, method)(path, headers=headers, **kw)
+
+    def get(self, path, **kw):
+        return self._call("get", path, **kw)
+
+    def post(self, path, **kw):
+        return self._call("post", path, **kw)
+
+
+USERS = {
+    "admin": dict(roles=["admin"], scope=None),
+    "sup": dict(roles=["supervisor"], scope="3207"),
+    "insp": dict(roles=["inspector"], scope="320706001"),
+    "insp_other": dict(roles=["inspector"], scope="320703002"),
+    "leader": dict(roles=["leader"], scope=None),
+}
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def app(rt):
+    settings = Settings(database_url=rt.db.url, secret_key="test-secret", deploy_bundled=False)
+    application = create_app(settings, runtime=rt)
+    application.config["TESTING"] = True
+    return application
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def users(rt, client) -> dict[str, Caller]:
+    callers = {}
+    for name, spec in USERS.items():
+        accounts.create_user(rt.db, rt.clock.now(), username=name, password=PASSWORD, **spec)
+        token = client.post("/api/v1/auth/token", json={"username": name, "password": PASSWORD}).get_json()
+        callers[name] = Caller(client, {"Authorization": f"Bearer {token['access_token']}"}, name)
+    key = accounts.create_api_key(rt.db, rt.clock.now(), name="enforcement", roles=["system"])
+    callers["system"] = Caller(client, {"X-API-Key": key}, "system:enforcement")
+    callers["anonymous"] = Caller(client, {}, "anonymous")
+    return callers
