@@ -36,8 +36,29 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
 def prepare_database(rt: Runtime, settings: Settings) -> None:
     """Migrate the schema and deploy the bundled models (an identical file keeps its version)."""
     database.upgrade(rt.db)
+    ensure_admin(rt)
     if settings.deploy_bundled:
         deploy_directory(rt, settings.bpmn_dir, actor="system:bundled")
+
+
+def ensure_admin(rt: Runtime) -> None:
+    """On a fresh database, create `admin` so that a newcomer can log in. The password comes from
+    GRIDLOOP_ADMIN_PASSWORD, or is generated and logged once."""
+    import os
+    import secrets
+
+    from sqlalchemy import func, select
+
+    from . import accounts
+
+    with rt.db.session() as s:
+        if s.scalar(select(func.count()).select_from(accounts.User)):
+            return
+    password = os.environ.get("GRIDLOOP_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    accounts.create_user(rt.db, rt.clock.now(), username="admin", password=password, roles=["admin"],
+                         display_name="Administrator")
+    if "GRIDLOOP_ADMIN_PASSWORD" not in os.environ:
+        log.warning("created user 'admin' with a generated password (shown once): %s", password)
 
 
 def deploy_directory(rt: Runtime, directory: Path, actor: str) -> list[str]:

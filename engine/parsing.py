@@ -104,8 +104,8 @@ def _lint_task(ts, known_operation: Callable[[str], bool]) -> Iterator[Problem]:
         yield from _check(element, attr, getattr(ts, attr, None), compile_script)
     if isinstance(ts, MultiChoice):
         for condition, target in ts.cond_task_specs:
-            if condition is not None:
-                yield from _check(element, f"condition to '{target}'", condition, compile_expression)
+            source = condition.args[0] if condition is not None and getattr(condition, "args", None) else None
+            yield from _check(element, f"condition to '{target}'", source, compile_expression)
     definition = getattr(ts, "event_definition", None)
     if definition is not None:
         yield from _lint_event(element, definition)

@@ -1,0 +1,156 @@
+"""`gridloop` — one command for the processes (run, web, worker, scheduler) and the chores
+(db upgrade, deploy, create-user, create-api-key). Configuration comes from GRIDLOOP_* variables."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import click
+
+from .logs import configure_logging
+from .settings import Settings
+
+
+def _settings() -> Settings:
+    s = Settings.from_env()
+    configure_logging(s.log_level, s.log_json)
+    return s
+
+
+def _runtime(settings: Settings):
+    from .wiring import make_runtime
+
+    return make_runtime(settings)
+
+
+@click.group()
+def main() -> None:
+    """GridLoop: closed-loop environmental supervision on BPMN."""
+
+
+@main.command()
+def run() -> None:
+    """All in one process: API on GRIDLOOP_HOST:GRIDLOOP_PORT, scheduler and in-process jobs.
+    Migrates the database and deploys the bundled models first."""
+    from .server import GridLoopServer
+    from .wiring import prepare_database
+
+    s = _settings()
+    prepare_database(_runtime(s), s)
+    click.echo(f"GridLoop on http://{s.host}:{s.port}  (database {s.database_url}; docs /api/v1/docs)", err=True)
+    GridLoopServer(s, all_in_one=True).run()
+
+
+@main.command()
+def web() -> None:
+    """API only (run several; needs the scheduler and workers as separate processes)."""
+    from .server import GridLoopServer
+
+    GridLoopServer(_settings(), all_in_one=False).run()
+
+
+@main.command()
+@click.argument("queues", nargs=-1)
+def worker(queues: tuple[str, ...]) -> None:
+    """An RQ worker for the given queues (default: engine notify integrations)."""
+    from redis import Redis
+    from rq import Worker
+
+    from engine import worker as engine_worker
+
+    s = _settings()
+    if not s.redis_url:
+        raise click.UsageError("GRIDLOOP_REDIS_URL is not set; the embedded `gridloop run` needs no worker")
+    engine_worker.bind(_runtime(s))
+    conn = Redis.from_url(s.redis_url)
+    Worker(list(queues or ("engine", "notify", "integrations")), connection=conn).work(with_scheduler=False)
+
+
+@main.command()
+def scheduler() -> None:
+    """Timers, outbox relay and housekeeping; several may run, one is active (advisory lock)."""
+    from redis import Redis
+
+    from engine.queues import RQJobQueue
+    from engine.scheduler import Scheduler
+
+    s = _settings()
+    if not s.redis_url:
+        raise click.UsageError("GRIDLOOP_REDIS_URL is not set; the embedded `gridloop run` has its own scheduler")
+    sched = Scheduler(_runtime(s), RQJobQueue(Redis.from_url(s.redis_url)))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    sched.start()
+    stop.wait()
+    sched.stop()
+
+
+@main.group()
+def db() -> None:
+    """Database chores."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply schema migrations."""
+    from . import database
+
+    database.upgrade(_runtime(_settings()).db)
+    click.echo("database is up to date")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def deploy(files: tuple[Path, ...]) -> None:
+    """Deploy BPMN files (identical content keeps its version)."""
+    from engine import definitions
+    from engine.parsing import ModelError
+
+    rt = _runtime(_settings())
+    for path in files:
+        try:
+            d, created = definitions.deploy(rt, path.read_bytes(), f"cli:{os.environ.get('USER', 'admin')}")
+        except ModelError as exc:
+            for p in exc.problems:
+                click.echo(f"{path}: {p.element_id or '-'}: {p.message}", err=True)
+            raise SystemExit(1) from None
+        click.echo(f"{path}: {d.key} version {d.version}{'' if created else ' (unchanged)'}")
+
+
+@main.command("create-user")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, required=True, help="admin, supervisor, inspector, leader")
+@click.option("--scope", default=None, help="grid code (prefix) the user works in")
+@click.option("--name", "display_name", default=None)
+@click.password_option(envvar="GRIDLOOP_NEW_USER_PASSWORD")
+def create_user(username: str, roles: tuple[str, ...], scope: str | None, display_name: str | None,
+                password: str) -> None:
+    """Create a user (password from the prompt or GRIDLOOP_NEW_USER_PASSWORD)."""
+    from . import accounts
+
+    rt = _runtime(_settings())
+    try:
+        accounts.create_user(rt.db, rt.clock.now(), username=username, password=password, roles=list(roles),
+                             scope=scope, display_name=display_name)
+    except accounts.AccountError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"user {username} created with roles {', '.join(sorted(roles))}")
+
+
+@main.command("create-api-key")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, default=("system",), show_default=True)
+def create_api_key(name: str, roles: tuple[str, ...]) -> None:
+    """Create an API key for a system; the key is printed once."""
+    from . import accounts
+
+    rt = _runtime(_settings())
+    try:
+        key = accounts.create_api_key(rt.db, rt.clock.now(), name=name, roles=list(roles))
+    except accounts.AccountError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(key)
