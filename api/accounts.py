@@ -62,11 +62,13 @@ def _check_roles(roles: list[str], allowed: tuple[str, ...]) -> str:
 
 
 def create_user(db: Database, now: datetime, *, username: str, password: str, roles: list[str],
-                scope: str | None = None, display_name: str | None = None) -> User:
+                scope: str | None = None, display_name: str | None = None,
+                hash_method: str = "scrypt") -> User:
+    """`hash_method` is werkzeug's; tests pass a cheap one, production keeps scrypt."""
     if len(password) < 8:
         raise AccountError("password must have at least 8 characters")
     user = User(username=username, display_name=display_name, roles=_check_roles(roles, PERSON_ROLES),
-                password_hash=generate_password_hash(password), scope=scope, active=True, created_at=now)
+                password_hash=generate_password_hash(password, method=hash_method), scope=scope, active=True, created_at=now)
     with db.transaction() as s:
         if s.scalar(select(User.id).where(User.username == username)) is not None:
             raise AccountError(f"user {username!r} already exists")

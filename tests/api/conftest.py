@@ -54,7 +54,8 @@ def client(app):
 def users(rt, client) -> dict[str, Caller]:
     callers = {}
     for name, spec in USERS.items():
-        accounts.create_user(rt.db, rt.clock.now(), username=name, password=PASSWORD, **spec)
+        accounts.create_user(rt.db, rt.clock.now(), username=name, password=PASSWORD,
+                             hash_method="pbkdf2:sha256:1000", **spec)
         token = client.post("/api/v1/auth/token", json={"username": name, "password": PASSWORD}).get_json()
         callers[name] = Caller(client, {"Authorization": f"Bearer {token['access_token']}"}, name)
     key = accounts.create_api_key(rt.db, rt.clock.now(), name="enforcement", roles=["system"])
