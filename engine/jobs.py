@@ -37,6 +37,7 @@ def service_call(rt: Runtime, payload: dict[str, Any]) -> None:
 def complete_service_task(rt: Runtime, payload: dict[str, Any], result: Any) -> bool:
     """Put the result into the STARTED task and run on; False if it was already done (a repeat)."""
     with change_instance(rt, payload["instance_id"], actor=f"operation:{payload['operation']}") as ch:
+        outbox.mark_done(ch.session, payload.get("outbox_id"), ch.now)
         task = started_service_task(ch.workflow, payload["task_id"])
         if task is None or ch.instance.status != "running":
             return False
@@ -52,6 +53,8 @@ def record_failure(rt: Runtime, payload: dict[str, Any], error: str) -> None:
     attempt = payload.get("attempt", 1)
     now = rt.clock.now()
     with rt.db.transaction() as s:
+        outbox.mark_done(s, payload.get("outbox_id"), now)
+        payload = {k: v for k, v in payload.items() if k != "outbox_id"}
         if attempt < op.max_attempts:
             delay = op.retry_delay(attempt)
             delay += timedelta(seconds=random.uniform(0, delay.total_seconds() * 0.1))  # jitter

@@ -139,7 +139,10 @@ class OutboxEntry(Base):
     """A side effect to perform after commit; the relay hands it to the job queue (at least once)."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "relayed_at", "available_at"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "relayed_at", "available_at"),
+        Index("ix_outbox_leases", "done_at", "relayed_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     queue: Mapped[str] = mapped_column(String(50))
@@ -148,6 +151,10 @@ class OutboxEntry(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     available_at: Mapped[datetime] = mapped_column(UTCDateTime)
     relayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set by the job in the transaction that records its outcome. A row relayed long ago and not done
+    # means the worker died mid-job (RQ loses such jobs): the sweeper relays it again.
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    relays: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Incident(Base):

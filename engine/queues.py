@@ -9,6 +9,7 @@ import threading
 from collections import deque
 from typing import Any
 
+from . import outbox
 from .runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,15 @@ class RQJobQueue:
 
 
 def run_job(rt: Runtime, job: str, payload: dict[str, Any]) -> None:
+    """Run a job; when it returns, its outbox row is done (jobs that record an outcome in a
+    transaction of their own mark it there, atomically). A crash leaves it for the lease sweeper."""
     handler = rt.job_handlers.get(job)
     if handler is None:
         raise LookupError(f"no handler for job {job!r}")
     handler(rt, payload)
+    if payload.get("outbox_id") is not None:
+        with rt.db.transaction() as s:
+            outbox.mark_done(s, payload["outbox_id"], rt.clock.now())
 
 
 class InProcessJobQueue:

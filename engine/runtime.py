@@ -51,6 +51,7 @@ class Runtime:
     registry: OperationRegistry = field(default_factory=OperationRegistry)
     clock: Clock = field(default_factory=SystemClock)
     message_ttl: timedelta = timedelta(days=1)
+    job_lease: timedelta = timedelta(minutes=10)  # longer than any job may run (RQ job timeout: 5 min)
     specs: SpecCache = field(default_factory=SpecCache)
     serializer: StateSerializer = field(default_factory=StateSerializer)
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)

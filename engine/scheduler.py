@@ -85,6 +85,7 @@ class Scheduler:
         self.leadership = Leadership(rt)
         self._aps = BackgroundScheduler(timezone=UTC)
         self._stop = threading.Event()
+        self._busy = threading.Lock()  # held while a job of ours runs; stop() waits for it
         self._listener: threading.Thread | None = None
 
     # -- one pass --------------------------------------------------------------------------------
@@ -93,6 +94,7 @@ class Scheduler:
         fired = timers.fire_due(self.rt)
         relayed = outbox.relay(self.rt, self.queue)
         expired = messages.expire(self.rt)
+        outbox.sweep_expired_leases(self.rt, self.rt.job_lease)
         return TickResult(fired, relayed, expired, self._next_run(more=fired >= 200 or relayed >= 200))
 
     def _next_run(self, more: bool) -> datetime:
@@ -112,8 +114,11 @@ class Scheduler:
         self._aps.add_job(self._lead_or_wait, "date", run_date=datetime.now(UTC), id="lead")
 
     def _lead_or_wait(self) -> None:
-        if self._stop.is_set():
-            return
+        with self._busy:
+            if not self._stop.is_set():
+                self._try_to_lead()
+
+    def _try_to_lead(self) -> None:
         if not self.leadership.try_acquire():
             log.info("scheduler standing by: another scheduler holds the lock")
             self._aps.add_job(self._lead_or_wait, "date", id="lead", replace_existing=True,
@@ -123,11 +128,14 @@ class Scheduler:
         if self.rt.db.is_postgres:
             self._listener = threading.Thread(target=self._listen, name="scheduler-listen", daemon=True)
             self._listener.start()
-        self._run_tick()
+        self._tick_and_reschedule()
 
     def _run_tick(self) -> None:
-        if self._stop.is_set():
-            return
+        with self._busy:
+            if not self._stop.is_set():
+                self._tick_and_reschedule()
+
+    def _tick_and_reschedule(self) -> None:
         if not self.leadership.still_held():
             log.warning("scheduler lost its lock; standing by")
             self._aps.add_job(self._lead_or_wait, "date", id="lead", replace_existing=True,
@@ -170,7 +178,9 @@ class Scheduler:
                 self._stop.wait(1.0)
 
     def stop(self) -> None:
+        """Stop after the tick in progress, if any; nothing runs once this returns."""
         self._stop.set()
-        if self._aps.running:
-            self._aps.shutdown(wait=True)
+        with self._busy:
+            if self._aps.running:
+                self._aps.shutdown(wait=False)
         self.leadership.release()

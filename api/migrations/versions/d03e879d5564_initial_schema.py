@@ -1,22 +1,23 @@
 """initial schema
 
-Revision ID: e4fd37fa4357
-Revises: 
-Create Date: 2026-11-22 09:42:16.417585
+Revision ID: d03e879d5564
+Revises:
+Create Date: 2026-11-22 09:47:53.987520
 
 """
-from collections.abc import Sequence
+from typing import Sequence, Union
 
-import sqlalchemy as sa
 from alembic import op
+import sqlalchemy as sa
 
 import engine.db
 
+
 # revision identifiers, used by Alembic.
-revision: str = 'e4fd37fa4357'
-down_revision: str | Sequence[str] | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision: str = 'd03e879d5564'
+down_revision: Union[str, Sequence[str], None] = None
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
@@ -105,9 +106,12 @@ def upgrade() -> None:
     sa.Column('created_at', engine.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('available_at', engine.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('relayed_at', engine.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('done_at', engine.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('relays', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_outbox_leases', ['done_at', 'relayed_at'], unique=False)
         batch_op.create_index('ix_outbox_pending', ['relayed_at', 'available_at'], unique=False)
 
     op.create_table('process_definition',
@@ -219,6 +223,7 @@ def downgrade() -> None:
     op.drop_table('process_definition')
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.drop_index('ix_outbox_pending')
+        batch_op.drop_index('ix_outbox_leases')
 
     op.drop_table('outbox')
     with op.batch_alter_table('message', schema=None) as batch_op:
