@@ -22,11 +22,13 @@ measured run, migrated with `api.database.upgrade`, and the model deployed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import multiprocessing as mp
 import os
 import platform
+import queue
 import statistics
 import sys
 import time
@@ -52,7 +54,9 @@ NOTES = (
     "A step is one engine transaction driven through the public API: instances.start, tasks.complete "
     "(review, handle, verify), one service_call job (outbox relay into ManualJobQueue, run in-process) "
     "and messages.correlate; 6 steps per loop. Step latency is the wall time of that API call (incl. "
-    "its own look-ups, excl. the driver's open_tasks reads and the relay). Loops/s = loops / wall time "
+    "its own look-ups, excl. the driver's open_tasks reads and the relay). SQL statements and pool "
+    "checkouts (each with a pre-ping round trip) are counted with SQLAlchemy events in 5 extra loops, "
+    "including the driver's reads. Loops/s = loops / wall time "
     "of the measured phase (all workers start on a barrier after warm-up; wall = first start to last "
     "end). With 2 workers a relay may pick up the other worker's outbox row; a worker then waits for "
     "its own job to be done by the other before it correlates (no buffered messages). raw = the same "
@@ -93,7 +97,6 @@ class Driver:
         self.latency: dict[str, list[float]] = {k: [] for k in STEP_KINDS}
         self.relay_ms: list[float] = []
         self.jobs_run = 0
-        self.foreign_jobs = 0   # jobs of the other worker's instances run here
         self.waited = 0         # loops that had to wait for the other worker to run their job
         self._done_jobs: set[str] = set()
 
@@ -177,30 +180,63 @@ class Driver:
         return iid
 
 
+def track_backends(db) -> set[int]:
+    """PIDs of the PostgreSQL backends this process connects to (to read their CPU time)."""
+    from sqlalchemy import event
+
+    pids: set[int] = set()
+
+    @event.listens_for(db.engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:
+        pid = getattr(getattr(dbapi_conn, "info", None), "backend_pid", None)
+        if pid:
+            pids.add(int(pid))
+
+    return pids
+
+
+def backend_cpu_s(pids: set[int]) -> float | None:
+    """User+system CPU seconds of those backends (same machine only; None when unreadable)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    try:
+        for pid in list(pids):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / tick if pids else None
+
+
 def _worker(url: str, index: int, loops: int, warmup: int, tag: str, barrier, results) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format=f"%(asctime)s w{index} %(levelname)s %(name)s: %(message)s")
     try:
         rt = make_runtime(url)
+        backends = track_backends(rt.db)
         warm = Driver(rt, f"{tag}-w{index}-warm")
         for i in range(warmup):
             warm.loop(i)
         drv = Driver(rt, f"{tag}-w{index}")
         barrier.wait(timeout=120)
+        pg0, cpu0 = backend_cpu_s(backends), time.process_time()
         t0 = time.monotonic()
         for i in range(loops):
             drv.loop(i)
         t1 = time.monotonic()
+        cpu1, pg1 = time.process_time(), backend_cpu_s(backends)
         rt.db.dispose()
         results.put({"index": index, "start": t0, "end": t1, "loops": loops, "latency": drv.latency,
                      "relay_ms": drv.relay_ms, "jobs_run": drv.jobs_run, "waited": drv.waited,
-                     "foreign_jobs": drv.jobs_run - (loops - drv.waited)})
+                     "cpu_python_s": cpu1 - cpu0,
+                     "cpu_postgres_s": None if pg0 is None or pg1 is None else pg1 - pg0})
     except BaseException as exc:  # report, never hang the parent
         log.exception("worker %s failed", index)
-        try:
+        with contextlib.suppress(Exception):
             barrier.abort()
-        except Exception:
-            pass
         results.put({"index": index, "error": f"{type(exc).__name__}: {exc}"})
 
 
@@ -212,10 +248,18 @@ def run_durable(url: str, workers: int, loops: int, warmup: int, tag: str) -> di
                          name=f"bench-w{i}") for i in range(workers)]
     for p in procs:
         p.start()
-    out = []
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 900
     try:
-        for _ in procs:
-            out.append(results.get(timeout=600))
+        while len(out) < len(procs):
+            try:
+                out.append(results.get(timeout=1.0))
+            except queue.Empty:
+                dead = [p.name for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(f"worker process(es) died without a result: {dead}") from None
+                if time.monotonic() > deadline:
+                    raise RuntimeError("durable run did not finish within 900 s") from None
     finally:
         for p in procs:
             p.join(timeout=30)
@@ -232,7 +276,10 @@ def run_durable(url: str, workers: int, loops: int, warmup: int, tag: str) -> di
             "loops_per_s": total / wall, "steps_per_s": steps / wall, "latency": latency,
             "relay_ms": [x for r in out for x in r["relay_ms"]],
             "waited": sum(r["waited"] for r in out),
-            "per_worker_loops_per_s": [r["loops"] / (r["end"] - r["start"]) for r in out]}
+            "per_worker_loops_per_s": [r["loops"] / (r["end"] - r["start"]) for r in out],
+            "cpu_python_ms_per_loop": 1000 * sum(r["cpu_python_s"] for r in out) / total,
+            "cpu_postgres_ms_per_loop": (None if any(r["cpu_postgres_s"] is None for r in out)
+                                         else 1000 * sum(r["cpu_postgres_s"] for r in out) / total)}
 
 
 # -- database setup --------------------------------------------------------------------------------
@@ -323,13 +370,16 @@ def probe(url: str, loops: int, tag: str) -> dict[str, Any]:
     rt.db.dispose()
     stmts = {k: statistics.mean(s for s, _c in v) for k, v in per_phase.items()}
     checkouts = {k: statistics.mean(c for _s, c in v) for k, v in per_phase.items()}
+    step_of = dict(zip((*WAIT_STATES, "completed"), ("start", "review+open_tasks", "handle+open_tasks",
+                                                    "relay+job", "correlate", "verify+open_tasks+get"), strict=True))
     return {
         "sizes": {k: round(statistics.mean(v)) for k, v in sizes.items()},
         "state_bytes_avg": round(statistics.mean(x for k in WAIT_STATES for x in sizes[k])),
         "state_bytes_completed": round(statistics.mean(sizes["completed"])),
         "statements_per_loop": round(sum(stmts.values()), 1),
         "checkouts_per_loop": round(sum(checkouts.values()), 1),
-        "statements_by_phase": {k: round(v, 1) for k, v in stmts.items()},
+        "statements_by_step": {step_of[k]: round(v, 1) for k, v in stmts.items()},
+        "checkouts_by_step": {step_of[k]: round(v, 1) for k, v in checkouts.items()},
     }
 
 
@@ -429,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     url = _sa_url(args.database_url)
     tag = uuid.uuid4().hex[:8]
     started = time.monotonic()
+    load_start = os.getloadavg()
 
     runs: dict[int, dict[str, Any]] = {}
     for workers in (1, 2):
@@ -461,7 +512,9 @@ def main(argv: list[str] | None = None) -> int:
         "state_bytes_completed": pr["state_bytes_completed"],
         "state_bytes_by_wait_state": {k: pr["sizes"][k] for k in WAIT_STATES},
         "sql_statements_per_loop": pr["statements_per_loop"],
+        "sql_statements_by_step": pr["statements_by_step"],
         "pool_checkouts_per_loop": pr["checkouts_per_loop"],
+        "pool_checkouts_by_step": pr["checkouts_by_step"],
         "raw_loops_per_s": _r(raw["loops_per_s"]),
         "ratio_vs_raw": _r(one["loops_per_s"] / raw["loops_per_s"], 4),
         "ratio_vs_raw_2w": _r(runs[2]["loops_per_s"] / raw["loops_per_s"], 4),
@@ -470,6 +523,13 @@ def main(argv: list[str] | None = None) -> int:
                   "durable_2w": runs[2]["loops"], "raw": raw["loops"], "waited_2w": runs[2]["waited"]},
         "wall_s": {"durable_1w": _r(one["wall_s"]), "durable_2w": _r(runs[2]["wall_s"]), "raw": _r(raw["wall_s"]),
                    "total": _r(time.monotonic() - started, 1)},
+        "cpu_ms_per_loop": {f"{w}w": {"wall_x_workers": _r(1000 * w / runs[w]["loops_per_s"]),
+                                      "python": _r(runs[w]["cpu_python_ms_per_loop"]),
+                                      "postgres": (None if runs[w]["cpu_postgres_ms_per_loop"] is None
+                                                   else _r(runs[w]["cpu_postgres_ms_per_loop"]))}
+                            for w in (1, 2)},
+        "per_worker_loops_per_s_2w": [_r(x) for x in runs[2]["per_worker_loops_per_s"]],
+        "loadavg_1m": {"start": _r(load_start[0]), "end": _r(os.getloadavg()[0])},
         "python": platform.python_version(),
         "spiffworkflow": importlib_metadata.version("SpiffWorkflow"),
         "sqlalchemy": importlib_metadata.version("SQLAlchemy"),

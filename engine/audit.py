@@ -1,5 +1,10 @@
-"""The audit trail: every change appends events to one hash chain, so editing or deleting a row
-breaks the chain at that row (全过程留痕)."""
+"""The audit trail (全过程留痕): every change appends events to a hash chain, so that editing or
+deleting a row breaks the chain at that row.
+
+There is one chain per process instance, whose head hash is kept on the instance row: appending
+needs no lock beyond the instance lock the change already holds, and cutting events off the end
+of a chain is detected too. Events that belong to no instance (deployments, buffered messages) go
+to the `system` chain, serialised by an advisory lock."""
 
 from __future__ import annotations
 
@@ -9,14 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from .db import Database
-from .models import AuditEvent
+from .models import AuditEvent, ProcessInstance
 
 GENESIS = "0" * 64
-AUDIT_LOCK_KEY = 0x6772_6964_0001  # "grid" + 1; one advisory lock serialises appends to the chain
+SYSTEM_CHAIN = "system"
+SYSTEM_LOCK_KEY = 0x6772_6964_0001  # serialises appends to the system chain
 
 
 @dataclass
@@ -30,28 +36,47 @@ class AuditDraft:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def event_hash(prev_hash: str, at: datetime, actor: str, action: str, instance_id: str | None,
+def event_hash(prev_hash: str, chain: str, at: datetime, actor: str, action: str, instance_id: str | None,
                task_id: str | None, element_id: str | None, details: dict[str, Any]) -> str:
     body = json.dumps(
-        [prev_hash, at.isoformat(), actor, action, instance_id, task_id, element_id, details],
+        [prev_hash, chain, at.isoformat(), actor, action, instance_id, task_id, element_id, details],
         sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str,
     )
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def append(db: Database, session: Session, drafts: list[AuditDraft]) -> None:
-    """Append events at the end of the transaction (the chain lock is held until commit)."""
-    if not drafts:
-        return
-    db.advisory_xact_lock(session, AUDIT_LOCK_KEY)
-    prev = session.scalar(select(AuditEvent.hash).order_by(AuditEvent.id.desc()).limit(1)) or GENESIS
+def chain_rows(chain: str, head: str, drafts: list[AuditDraft]) -> tuple[list[dict[str, Any]], str]:
+    """Rows to insert for `drafts` appended after `head`, and the new head."""
+    rows, prev = [], head
     for d in drafts:
         details = json.loads(json.dumps(d.details, default=str))  # exactly what the column will hold
-        h = event_hash(prev, d.at, d.actor, d.action, d.instance_id, d.task_id, d.element_id, details)
-        session.add(AuditEvent(at=d.at, actor=d.actor, action=d.action, instance_id=d.instance_id,
-                               task_id=d.task_id, element_id=d.element_id, details=details,
-                               prev_hash=prev, hash=h))
+        h = event_hash(prev, chain, d.at, d.actor, d.action, d.instance_id, d.task_id, d.element_id, details)
+        rows.append({"chain": chain, "at": d.at, "actor": d.actor, "action": d.action,
+                     "instance_id": d.instance_id, "task_id": d.task_id, "element_id": d.element_id,
+                     "details": details, "prev_hash": prev, "hash": h})
         prev = h
+    return rows, prev
+
+
+def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(AuditEvent), rows)
+
+
+def append_to_instance(session: Session, instance: ProcessInstance, drafts: list[AuditDraft]) -> None:
+    """Append to the chain of a locked instance and move its head (written with the instance)."""
+    rows, instance.audit_head = chain_rows(instance.id, instance.audit_head or GENESIS, drafts)
+    insert_rows(session, rows)
+
+
+def append_system(db: Database, session: Session, drafts: list[AuditDraft]) -> None:
+    if not drafts:
+        return
+    db.advisory_xact_lock(session, SYSTEM_LOCK_KEY)
+    head = session.scalar(select(AuditEvent.hash).where(AuditEvent.chain == SYSTEM_CHAIN)
+                          .order_by(AuditEvent.id.desc()).limit(1)) or GENESIS
+    rows, _ = chain_rows(SYSTEM_CHAIN, head, drafts)
+    insert_rows(session, rows)
 
 
 @dataclass
@@ -63,20 +88,28 @@ class ChainReport:
 
 
 def verify(session: Session, batch: int = 5000) -> ChainReport:
-    """Walk the chain in order; report the first event whose link or content does not match."""
-    prev, checked, last_id = GENESIS, 0, 0
+    """Walk every chain in order; report the first event whose link or content does not match, or an
+    instance whose recorded head is not the last event of its chain (events cut off the end)."""
+    heads: dict[str, str] = {}
+    last_id_of: dict[str, int] = {}
+    checked, last_id = 0, 0
     while True:
-        rows = session.scalars(
-            select(AuditEvent).where(AuditEvent.id > last_id).order_by(AuditEvent.id).limit(batch)
-        ).all()
+        rows = session.scalars(select(AuditEvent).where(AuditEvent.id > last_id)
+                               .order_by(AuditEvent.id).limit(batch)).all()
         if not rows:
-            return ChainReport(ok=True, checked=checked)
+            break
         for e in rows:
-            if e.prev_hash != prev:
-                return ChainReport(False, checked, e.id, "previous-hash link does not match (a row was "
-                                                         "removed or re-ordered before this one)")
-            expected = event_hash(e.prev_hash, e.at, e.actor, e.action, e.instance_id, e.task_id,
+            if e.prev_hash != heads.get(e.chain, GENESIS):
+                return ChainReport(False, checked, e.id, "previous-hash link does not match (an event of this "
+                                                         "chain was removed or re-ordered before this one)")
+            expected = event_hash(e.prev_hash, e.chain, e.at, e.actor, e.action, e.instance_id, e.task_id,
                                   e.element_id, e.details)
             if expected != e.hash:
                 return ChainReport(False, checked, e.id, "content does not match its hash (the row was edited)")
-            prev, checked, last_id = e.hash, checked + 1, e.id
+            heads[e.chain], last_id_of[e.chain], checked, last_id = e.hash, e.id, checked + 1, e.id
+    for instance_id, recorded in session.execute(select(ProcessInstance.id, ProcessInstance.audit_head)):
+        if (recorded or GENESIS) != heads.get(instance_id, GENESIS):
+            return ChainReport(False, checked, last_id_of.get(instance_id),
+                               f"instance {instance_id}: its chain does not end at the recorded head "
+                               "(events were removed from the end)")
+    return ChainReport(ok=True, checked=checked)

@@ -13,7 +13,8 @@ from typing import Any
 
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import audit, outbox, readmodels
@@ -35,6 +36,9 @@ class Change:
     workflow: BpmnWorkflow
     actor: str
     now: datetime
+    is_new: bool = False
+    snapshot: readmodels.Snapshot = field(default_factory=readmodels.Snapshot)
+    pending: readmodels.PendingWrites = field(default_factory=readmodels.PendingWrites)
     drafts: list[audit.AuditDraft] = field(default_factory=list)
     ran: list[str] = field(default_factory=list)
     outbox_rows: int = 0
@@ -49,11 +53,10 @@ class Change:
     def schedule_operation(self, my_task, op: Operation, params: dict[str, Any]) -> None:
         """Called from a service task: the job is written to the outbox and runs after commit."""
         element = my_task.task_spec.bpmn_id or my_task.task_spec.name
-        outbox.add(self.session, self.now, queue=op.queue, job="service_call", payload={
+        self.add_job(op.queue, "service_call", {
             "instance_id": self.instance.id, "task_id": str(my_task.id), "element_id": element,
             "operation": op.name, "params": params, "attempt": 1,
         })
-        self.outbox_rows += 1
 
     def add_job(self, queue: str, job: str, payload: dict[str, Any]) -> None:
         outbox.add(self.session, self.now, queue=queue, job=job, payload=payload)
@@ -79,23 +82,28 @@ class Change:
             self.ran.append(task.task_spec.bpmn_id)
 
 
-def lock_instance(session: Session, instance_id: str) -> ProcessInstance:
-    row = session.scalar(select(ProcessInstance).where(ProcessInstance.id == instance_id).with_for_update())
-    if row is None:
-        raise NotFound(f"process instance {instance_id} does not exist")
-    return row
+class Abandon(Exception):
+    """Raised inside `change_instance` to leave without writing anything (nothing to do after all)."""
+
+
+def instance_lock(instance_id: str) -> Select:
+    return select(ProcessInstance).where(ProcessInstance.id == instance_id).with_for_update()
 
 
 @contextmanager
-def change_instance(rt: Runtime, instance_id: str, actor: str) -> Iterator[Change]:
-    """Lock, load and yield the instance; on normal exit run the engine, save and commit."""
+def change_instance(rt: Runtime, instance_id: str, actor: str, *, lock: Select | None = None,
+                    not_found: str | None = None) -> Iterator[Change]:
+    """Lock, load and yield the instance; on normal exit run the engine, save and commit. `lock`
+    may find the instance another way in the same single statement (through a task, a subscription)."""
     with rt.db.transaction() as session:
-        row = lock_instance(session, instance_id)
-        model = rt.specs.get(rt.db, row.definition_id)
+        row = session.scalar(lock if lock is not None else instance_lock(instance_id))
+        if row is None:
+            raise NotFound(not_found or f"process instance {instance_id} does not exist")
+        model = rt.specs.get(rt.db, row.definition_id, session=session)
         workflow = rt.serializer.loads(row.state, model.spec, model.subprocess_specs)
-        change = Change(rt=rt, session=session, instance=row, workflow=workflow, actor=actor,
-                        now=rt.clock.now())
+        change = Change(rt=rt, session=session, instance=row, workflow=workflow, actor=actor, now=rt.clock.now())
         attach(workflow, change)
+        change.snapshot = readmodels.snapshot(workflow)
         yield change
         finish(change)
     after_commit(rt, change)
@@ -105,30 +113,26 @@ def change_instance(rt: Runtime, instance_id: str, actor: str) -> Iterator[Chang
 def new_instance(rt: Runtime, definition: ProcessDefinition, session: Session, actor: str,
                  business_key: str | None, variables: dict[str, Any]) -> Iterator[Change]:
     """Create an instance inside the caller's transaction; yields before the first engine run."""
-    model = rt.specs.get(rt.db, definition.id)
+    model = rt.specs.get(rt.db, definition.id, session=session)
     workflow = BpmnWorkflow(model.spec, model.subprocess_specs)
     workflow.task_tree.data.update(variables)
     now = rt.clock.now()
     row = ProcessInstance(id=str(uuid.uuid4()), definition_id=definition.id, process_key=definition.key,
                           business_key=business_key, status="running", state="", started_by=actor,
                           started_at=now, updated_at=now, revision=0)
-    session.add(row)
-    session.flush()  # read-model rows reference it
-    change = Change(rt=rt, session=session, instance=row, workflow=workflow, actor=actor, now=now)
+    change = Change(rt=rt, session=session, instance=row, workflow=workflow, actor=actor, now=now, is_new=True)
     attach(workflow, change)
     yield change
     finish(change)
 
 
 def finish(change: Change) -> None:
-    """Everything after the action, in the same transaction."""
+    """Everything after the action, in the same transaction: run, derive, then write once."""
     wf, row = change.workflow, change.instance
     before_status, before_wakeup = row.status, row.next_wakeup_at
     change.run_engine()
-    delivered = readmodels.refresh(change)
-    while delivered:  # a buffered message was waiting for a subscription that just appeared
+    while readmodels.refresh(change):  # a buffered message was waiting for a subscription that just appeared
         change.run_engine()
-        delivered = readmodels.refresh(change)
     if row.status == "running" and wf.is_completed():
         row.status, row.ended_at = "completed", change.now
         change.record("instance.completed")
@@ -142,17 +146,32 @@ def finish(change: Change) -> None:
             first.setdefault("ran", change.ran)
         if before_status != row.status:
             first.setdefault("status", {"before": before_status, "after": row.status})
+    rows, row.audit_head = audit.chain_rows(row.id, row.audit_head or audit.GENESIS, change.drafts)
     change.woke_earlier = row.next_wakeup_at is not None and (
         before_wakeup is None or row.next_wakeup_at < before_wakeup)
-    change.session.flush()
+    if change.is_new:
+        change.session.add(row)
+    change.session.flush()  # a clashing business key surfaces here as IntegrityError, for start()
+    try:
+        readmodels.write(change)
+    except IntegrityError as exc:
+        elements = sorted(filter(None, change.pending.subscribing_elements.values()))
+        raise ProcessError(_integrity_message(exc), element=elements[0] if elements else None) from exc
+    audit.insert_rows(change.session, rows)
     if change.outbox_rows or change.woke_earlier:
         change.rt.db.notify(change.session, WAKEUP_CHANNEL)
-    audit.append(change.rt.db, change.session, change.drafts)
 
 
 def after_commit(rt: Runtime, change: Change) -> None:
     if change.outbox_rows or change.woke_earlier:
         rt.wake()
+
+
+def _integrity_message(exc: IntegrityError) -> str:
+    text = str(exc.orig)
+    if "uq_subscription" in text or "message_subscription" in text:
+        return "another instance already waits for this message with the same correlation value"
+    return f"the change conflicts with existing data: {text.splitlines()[0]}"
 
 
 def _describe(exc: Exception) -> str:
@@ -165,6 +184,3 @@ def _element_of(exc: Exception) -> str | None:
     if task_spec is None and getattr(exc, "task", None) is not None:
         task_spec = exc.task.task_spec
     return getattr(task_spec, "bpmn_id", None) or getattr(task_spec, "name", None)
-
-
-__all__ = ["WAKEUP_CHANNEL", "Change", "EngineError", "change_instance", "lock_instance", "new_instance"]

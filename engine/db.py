@@ -55,7 +55,8 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        read_only = conn.get_execution_options().get("gridloop_read_only", False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 class Database:
@@ -67,11 +68,15 @@ class Database:
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # No pre-ping (a round trip per checkout); stale connections are recycled instead, and a
+            # request that meets a dropped connection gets 503 and may be retried.
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
         self.engine: Engine = create_engine(url, **kwargs)
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._read_sessions = sessionmaker(self.engine.execution_options(gridloop_read_only=True),
+                                           expire_on_commit=False, autoflush=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -89,8 +94,8 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session for reads; no transaction management beyond autobegin."""
-        with self._sessions() as session:
+        """A session for reads (on SQLite it does not take the write lock)."""
+        with self._read_sessions() as session:
             yield session
 
     def advisory_xact_lock(self, session: Session, key: int) -> None:

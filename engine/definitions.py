@@ -37,7 +37,7 @@ def deploy(rt: Runtime, bpmn_xml: str | bytes, actor: str) -> tuple[ProcessDefin
                                                sha256=digest, deployed_by=actor, deployed_at=now)
                 s.add(definition)
                 s.flush()
-                audit.append(rt.db, s, [audit.AuditDraft(
+                audit.append_system(rt.db, s, [audit.AuditDraft(
                     action="definition.deployed", actor=actor, at=now,
                     details={"key": model.key, "version": version, "sha256": digest})])
             rt.specs.put(definition.id, model)

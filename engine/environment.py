@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 
+from .errors import ProcessError
 from .operations import OperationContext
 from .sandbox import SandboxEnvironment
 from .spiff_specs import PENDING
@@ -30,8 +31,12 @@ class EngineEnvironment(SandboxEnvironment):
             return PENDING
         ctx = OperationContext(instance_id=self.change.instance.id, task_id=str(my_task.id),
                                element_id=my_task.task_spec.bpmn_id or my_task.task_spec.name)
-        result = op.handler(params, ctx)
-        return json.loads(json.dumps(result))  # task data must stay JSON; fail here, not at save
+        try:
+            result = op.handler(params, ctx)
+            return json.loads(json.dumps(result))  # task data must stay JSON; fail here, not at save
+        except Exception as exc:
+            raise ProcessError(f"operation {name!r} failed: {type(exc).__name__}: {exc}",
+                               element=ctx.element_id) from exc
 
 
 def attach(workflow, change: Change) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from . import audit, outbox
+from .change import instance_lock
 from .errors import Conflict, NotFound
 from .models import Incident
 from .runtime import Runtime
@@ -33,11 +34,15 @@ def retry(rt: Runtime, incident_id: int, actor: str) -> Incident:
         if inc.status != "open":
             raise Conflict(f"incident is {inc.status}")
         inc.status, inc.resolved_at, inc.resolved_by = "resolved", now, actor
-        payload = {k: v for k, v in inc.payload.items() if k != "last_error"}
         queue = rt.registry.get(inc.operation).queue if inc.operation in rt.registry else "engine"
-        outbox.add(s, now, queue=queue, job="service_call", payload={**payload, "attempt": 1})
-        audit.append(rt.db, s, [audit.AuditDraft(
-            action="incident.retried", actor=actor, at=now, instance_id=inc.instance_id, task_id=inc.task_id,
-            element_id=inc.element_id, details={"incident": inc.id, "operation": inc.operation})])
+        outbox.add(s, now, queue=queue, job="service_call", payload={**inc.payload, "attempt": 1})
+        draft = audit.AuditDraft(action="incident.retried", actor=actor, at=now, instance_id=inc.instance_id,
+                                 task_id=inc.task_id, element_id=inc.element_id,
+                                 details={"incident": inc.id, "operation": inc.operation})
+        row = s.scalar(instance_lock(inc.instance_id)) if inc.instance_id else None
+        if row is not None:
+            audit.append_to_instance(s, row, [draft])
+        else:
+            audit.append_system(rt.db, s, [draft])
     rt.wake()
     return inc

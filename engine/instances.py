@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -14,6 +15,7 @@ from .change import after_commit, change_instance, new_instance
 from .errors import Conflict, InvalidInput, NotFound
 from .models import AuditEvent, HumanTask, MessageSubscription, ProcessDefinition, ProcessInstance
 from .runtime import Runtime
+from .tasks import check_variables
 
 
 @dataclass
@@ -25,26 +27,36 @@ class Started:
 def start(rt: Runtime, *, actor: str, key: str | None = None, definition_id: int | None = None,
           business_key: str | None = None, variables: dict[str, Any] | None = None) -> Started:
     """Start the latest version of `key` (or exactly `definition_id`). A repeat start with the same
-    business key returns the existing instance instead of a second one."""
+    business key returns the existing instance instead of a second one (the unique index decides)."""
     if (key is None) == (definition_id is None):
         raise InvalidInput("give exactly one of key or definition id")
-    definition = definitions.get(rt, definition_id) if definition_id else definitions.latest(rt, key)
-    if business_key:
-        existing = _by_business_key(rt, definition.key, business_key)
-        if existing is not None:
-            return Started(existing, created=False)
+    variables = check_variables(dict(variables or {}))
     try:
-        with rt.db.transaction() as s, new_instance(rt, definition, s, actor, business_key,
-                                                    dict(variables or {})) as ch:
-            ch.record("instance.started", definition_id=definition.id, version=definition.version,
-                      business_key=business_key, variables=dict(variables or {}))
+        with rt.db.transaction() as s:
+            definition = _definition(s, key, definition_id)
+            with new_instance(rt, definition, s, actor, business_key, variables) as ch:
+                ch.record("instance.started", definition_id=definition.id, version=definition.version,
+                          business_key=business_key, variables=variables)
     except IntegrityError:
-        existing = _by_business_key(rt, definition.key, business_key) if business_key else None
+        existing = _by_business_key(rt, key or definition.key, business_key) if business_key else None
         if existing is None:
             raise
-        return Started(existing, created=False)  # lost a race with an identical start
+        return Started(existing, created=False)
     after_commit(rt, ch)
     return Started(ch.instance, created=True)
+
+
+def _definition(s, key: str | None, definition_id: int | None) -> ProcessDefinition:
+    if definition_id is not None:
+        found = s.get(ProcessDefinition, definition_id)
+        if found is None:
+            raise NotFound(f"process definition {definition_id} does not exist")
+        return found
+    found = s.scalar(select(ProcessDefinition).where(ProcessDefinition.key == key)
+                     .order_by(ProcessDefinition.version.desc()).limit(1))
+    if found is None:
+        raise NotFound(f"no process definition with key '{key}'")
+    return found
 
 
 def _by_business_key(rt: Runtime, key: str, business_key: str) -> ProcessInstance | None:
@@ -79,8 +91,11 @@ def variables(rt: Runtime, instance_id: str) -> dict[str, Any]:
     wf = rt.serializer.loads(row.state, model.spec, model.subprocess_specs)
     if wf.is_completed() and wf.data:
         return dict(wf.data)
-    tasks = sorted(wf.get_tasks(), key=lambda t: t.last_state_change or 0)
-    return dict(tasks[-1].data) if tasks else {}
+    elements = [t for t in wf.get_tasks() if t.task_spec.bpmn_id]  # not the library's internal specs
+    active = [t for t in elements if t.has_state(TaskState.READY | TaskState.STARTED | TaskState.WAITING)]
+    done = [t for t in elements if t.has_state(TaskState.COMPLETED)]
+    newest = max(active or done, key=lambda t: t.last_state_change or 0, default=None)
+    return dict(newest.data) if newest is not None else {}
 
 
 @dataclass

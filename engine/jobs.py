@@ -1,6 +1,7 @@
 """The engine's own jobs. `service_call` runs an asynchronous service-task operation outside any
 transaction, then completes the task in a new one; failures retry with backoff from the outbox and
-end in an incident. Every job is idempotent: a task that is no longer STARTED is left alone."""
+end in an incident. Every job is idempotent: a call whose outbox row is done, or whose instance is
+no longer running, is not made again."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import random
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from . import audit, outbox
-from .change import change_instance
-from .models import Incident
+from .change import change_instance, instance_lock
+from .errors import NotFound
+from .models import Incident, OutboxEntry, ProcessInstance
 from .operations import OperationContext
 from .spiff_specs import started_service_task
 
@@ -22,16 +26,37 @@ log = logging.getLogger(__name__)
 
 
 def service_call(rt: Runtime, payload: dict[str, Any]) -> None:
-    op = rt.registry.get(payload["operation"])
-    ctx = OperationContext(instance_id=payload["instance_id"], task_id=payload["task_id"],
-                           element_id=payload["element_id"], attempt=payload.get("attempt", 1))
-    try:
-        result = op.handler(payload["params"], ctx)
-    except Exception as exc:
-        log.warning("operation failed", extra={"operation": op.name, "attempt": ctx.attempt, "error": str(exc)})
-        record_failure(rt, payload, f"{type(exc).__name__}: {exc}")
+    if not _still_wanted(rt, payload):
         return
-    complete_service_task(rt, payload, result)
+    if "result" in payload:  # an incident retry of a completion that failed after the call succeeded
+        result = payload["result"]
+    else:
+        op = rt.registry.get(payload["operation"])
+        ctx = OperationContext(instance_id=payload["instance_id"], task_id=payload["task_id"],
+                               element_id=payload["element_id"], attempt=payload.get("attempt", 1))
+        try:
+            result = op.handler(payload["params"], ctx)
+        except Exception as exc:
+            log.warning("operation failed", extra={"operation": op.name, "attempt": ctx.attempt, "error": str(exc)})
+            record_failure(rt, payload, f"{type(exc).__name__}: {exc}")
+            return
+    try:
+        complete_service_task(rt, payload, result)
+    except Exception as exc:  # the process failed after the call: keep the result, let an operator retry
+        log.exception("completing the service task failed", extra={"operation": payload["operation"]})
+        raise_incident(rt, {**payload, "result": result}, f"completing the task failed: {type(exc).__name__}: {exc}")
+
+
+service_call.marks_done = True  # type: ignore[attr-defined]
+
+
+def _still_wanted(rt: Runtime, payload: dict[str, Any]) -> bool:
+    """False for a repeat of a call already done, or a call for an instance that has ended."""
+    with rt.db.session() as s:
+        status = s.scalar(select(ProcessInstance.status).where(ProcessInstance.id == payload["instance_id"]))
+        done = payload.get("outbox_id") is not None and s.scalar(
+            select(OutboxEntry.done_at).where(OutboxEntry.id == payload["outbox_id"])) is not None
+    return status == "running" and not done
 
 
 def complete_service_task(rt: Runtime, payload: dict[str, Any], result: Any) -> bool:
@@ -49,29 +74,49 @@ def complete_service_task(rt: Runtime, payload: dict[str, Any], result: Any) -> 
 
 
 def record_failure(rt: Runtime, payload: dict[str, Any], error: str) -> None:
+    """Retry later with exponential backoff and jitter, or raise an incident when attempts run out."""
     op = rt.registry.get(payload["operation"])
     attempt = payload.get("attempt", 1)
+    if attempt >= op.max_attempts:
+        raise_incident(rt, payload, error)
+        return
+    now = rt.clock.now()
+    delay = op.retry_delay(attempt)
+    delay += timedelta(seconds=random.uniform(0, delay.total_seconds() * 0.1))
+    with rt.db.transaction() as s:
+        row = _lock(s, payload["instance_id"])
+        outbox.mark_done(s, payload.get("outbox_id"), now)
+        retry = {k: v for k, v in payload.items() if k != "outbox_id"}
+        outbox.add(s, now, queue=op.queue, job="service_call",
+                   payload={**retry, "attempt": attempt + 1, "last_error": error}, available_at=now + delay)
+        _audit(s, row, now, "service.retry_scheduled", payload, error, retry_at=(now + delay).isoformat())
+    rt.wake()
+
+
+def raise_incident(rt: Runtime, payload: dict[str, Any], error: str) -> None:
     now = rt.clock.now()
     with rt.db.transaction() as s:
+        row = _lock(s, payload["instance_id"])
         outbox.mark_done(s, payload.get("outbox_id"), now)
-        payload = {k: v for k, v in payload.items() if k != "outbox_id"}
-        if attempt < op.max_attempts:
-            delay = op.retry_delay(attempt)
-            delay += timedelta(seconds=random.uniform(0, delay.total_seconds() * 0.1))  # jitter
-            outbox.add(s, now, queue=op.queue, job="service_call",
-                       payload={**payload, "attempt": attempt + 1, "last_error": error},
-                       available_at=now + delay)
-            action, details = "service.retry_scheduled", {"retry_at": (now + delay).isoformat()}
-        else:
-            s.add(Incident(kind="service_task", instance_id=payload["instance_id"], task_id=payload["task_id"],
-                           element_id=payload["element_id"], operation=op.name, message=error,
-                           attempts=attempt, payload=payload, status="open", created_at=now))
-            action, details = "incident.raised", {}
-        audit.append(rt.db, s, [audit.AuditDraft(
-            action=action, actor=f"operation:{op.name}", at=now, instance_id=payload["instance_id"],
-            task_id=payload["task_id"], element_id=payload["element_id"],
-            details={"operation": op.name, "attempt": attempt, "error": error, **details})])
-    rt.wake()
+        kept = {k: v for k, v in payload.items() if k not in ("outbox_id", "last_error")}
+        s.add(Incident(kind="service_task", instance_id=payload["instance_id"], task_id=payload["task_id"],
+                       element_id=payload["element_id"], operation=payload["operation"], message=error,
+                       attempts=payload.get("attempt", 1), payload=kept, status="open", created_at=now))
+        _audit(s, row, now, "incident.raised", payload, error)
+
+
+def _lock(s, instance_id: str) -> ProcessInstance:
+    row = s.scalar(instance_lock(instance_id))
+    if row is None:
+        raise NotFound(f"process instance {instance_id} does not exist")
+    return row
+
+
+def _audit(s, row: ProcessInstance, now, action: str, payload: dict[str, Any], error: str, **extra: Any) -> None:
+    audit.append_to_instance(s, row, [audit.AuditDraft(
+        action=action, actor=f"operation:{payload['operation']}", at=now, instance_id=row.id,
+        task_id=payload["task_id"], element_id=payload["element_id"],
+        details={"operation": payload["operation"], "attempt": payload.get("attempt", 1), "error": error, **extra})])
 
 
 ENGINE_JOBS = {"service_call": service_call}

@@ -11,10 +11,10 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import audit
-from .change import change_instance
-from .errors import InvalidInput
-from .models import Message, MessageSubscription
-from .readmodels import deliver
+from .change import Abandon, change_instance
+from .errors import InvalidInput, NotFound
+from .models import Message, MessageSubscription, ProcessInstance
+from .readmodels import correlation_lock_key, deliver
 from .runtime import Runtime
 from .spiff_specs import find_task
 
@@ -34,94 +34,87 @@ def correlate(rt: Runtime, *, name: str, message_id: str, actor: str, correlatio
         raise InvalidInput("give exactly one of correlation value or process instance id")
     value = correlation_value if correlation_value is not None else f"#{instance_id}"
     payload = dict(payload or {})
-    seen = _seen(rt, message_id)
-    if seen is not None:
-        return seen
-    with rt.db.session() as s:
-        sub = s.scalar(select(MessageSubscription).where(MessageSubscription.message_name == name,
-                                                         MessageSubscription.correlation_value == value))
-    if sub is not None:
-        delivered = _deliver(rt, sub.instance_id, name, value, message_id, payload, actor)
+    for _attempt in range(3):
+        with rt.db.session() as s:
+            seen = s.get(Message, message_id)
+            if seen is not None:
+                return Correlated(seen.id, seen.status, seen.instance_id, duplicate=True)
+            waiting = s.scalar(select(MessageSubscription.id).where(
+                MessageSubscription.message_name == name, MessageSubscription.correlation_value == value))
+        if waiting is not None:
+            delivered = _deliver(rt, name, value, message_id, payload, actor)
+        else:
+            delivered = _buffer(rt, name, value, message_id, payload, actor, ttl or rt.message_ttl)
         if delivered is not None:
             return delivered
-    return _buffer(rt, name, value, message_id, payload, actor, ttl or rt.message_ttl)
+    raise InvalidInput("the waiting instance kept changing; try again")  # pragma: no cover - a race thrice
 
 
 def _seen(rt: Runtime, message_id: str) -> Correlated | None:
     with rt.db.session() as s:
         m = s.get(Message, message_id)
-    if m is None:
-        return None
-    return Correlated(m.id, m.status, m.instance_id, duplicate=True)
+    return None if m is None else Correlated(m.id, m.status, m.instance_id, duplicate=True)
 
 
-def _deliver(rt: Runtime, instance_id: str, name: str, value: str, message_id: str,
-             payload: dict[str, Any], actor: str) -> Correlated | None:
-    """Deliver under the instance lock; None if the subscription vanished meanwhile."""
+def _deliver(rt: Runtime, name: str, value: str, message_id: str, payload: dict[str, Any],
+             actor: str) -> Correlated | None:
+    """Deliver under the instance lock (taken through the subscription in one statement); None if the
+    subscription vanished in between, so the caller looks again."""
+    of_subscription = (select(MessageSubscription.instance_id)
+                       .where(MessageSubscription.message_name == name, MessageSubscription.correlation_value == value)
+                       .scalar_subquery())
+    lock = select(ProcessInstance).where(ProcessInstance.id == of_subscription).with_for_update()
     try:
-        with change_instance(rt, instance_id, actor) as ch:
+        with change_instance(rt, "", actor, lock=lock) as ch:
+            # Read after the lock: a concurrent delivery may have consumed the subscription meanwhile.
             sub = ch.session.scalar(select(MessageSubscription).where(
                 MessageSubscription.message_name == name, MessageSubscription.correlation_value == value))
-            task = find_task(ch.workflow, sub.task_id) if sub and sub.instance_id == instance_id else None
-            if task is None:
-                raise _Vanished
+            task = find_task(ch.workflow, sub.task_id) if sub and sub.instance_id == ch.instance.id else None
+            if task is None or ch.session.get(Message, message_id) is not None:
+                raise Abandon
             ch.session.add(Message(id=message_id, message_name=name, correlation_value=value, payload=payload,
-                                   status="delivered", instance_id=instance_id, received_at=ch.now,
+                                   status="delivered", instance_id=ch.instance.id, received_at=ch.now,
                                    delivered_at=ch.now, sender=actor))
-            ch.session.flush()  # a concurrent duplicate id fails here, before any state change
             deliver(ch, task, payload)
             ch.record("message.correlated", task_id=sub.task_id, element_id=task.task_spec.bpmn_id,
                       message=name, message_id=message_id, correlation=value, payload=payload)
-    except _Vanished:
+    except Abandon:
         return None
-    except IntegrityError:
-        seen = _seen(rt, message_id)
-        if seen is None:
-            raise
-        return seen
-    return Correlated(message_id, "delivered", instance_id)
-
-
-class _Vanished(Exception):
-    """The subscription went away between lookup and lock; nothing was changed."""
+    except NotFound:  # the subscription went away between our lookup and the lock
+        return None
+    except IntegrityError:  # the same message id, delivered concurrently: ours is the repeat
+        return _seen(rt, message_id)
+    return Correlated(message_id, "delivered", ch.instance.id)
 
 
 def _buffer(rt: Runtime, name: str, value: str, message_id: str, payload: dict[str, Any],
-            actor: str, ttl: timedelta) -> Correlated:
+            actor: str, ttl: timedelta) -> Correlated | None:
+    """Keep the message until a subscription appears. The key lock is the one a new subscription
+    takes before looking for buffered messages, so one of the two always sees the other.
+    Returns None if a subscription appeared meanwhile (the caller delivers instead)."""
     now = rt.clock.now()
     try:
         with rt.db.transaction() as s:
+            rt.db.advisory_xact_lock(s, correlation_lock_key(name, value))
+            if s.scalar(select(MessageSubscription.id).where(MessageSubscription.message_name == name,
+                                                             MessageSubscription.correlation_value == value)):
+                return None
             s.add(Message(id=message_id, message_name=name, correlation_value=value, payload=payload,
                           status="buffered", received_at=now, expires_at=now + ttl, sender=actor))
             s.flush()
-            audit.append(rt.db, s, [audit.AuditDraft(
+            audit.append_system(rt.db, s, [audit.AuditDraft(
                 action="message.buffered", actor=actor, at=now,
                 details={"message": name, "message_id": message_id, "correlation": value,
                          "expires_at": (now + ttl).isoformat()})])
     except IntegrityError:
-        seen = _seen(rt, message_id)
-        if seen is None:
-            raise
-        return seen
-    # A subscription may have appeared between our lookup and the insert: deliver it now.
-    with rt.db.session() as s:
-        sub = s.scalar(select(MessageSubscription).where(MessageSubscription.message_name == name,
-                                                         MessageSubscription.correlation_value == value))
-    if sub is not None:
-        redeliver_buffered(rt, sub.instance_id)
-        return _seen(rt, message_id) or Correlated(message_id, "buffered", None)
+        return _seen(rt, message_id)
     return Correlated(message_id, "buffered", None)
-
-
-def redeliver_buffered(rt: Runtime, instance_id: str) -> None:
-    """Re-run the subscription refresh of an instance, which picks up matching buffered messages."""
-    with change_instance(rt, instance_id, actor="engine"):
-        pass
 
 
 def expire(rt: Runtime) -> int:
     """Mark buffered messages past their TTL as expired; they will never be delivered."""
+    now = rt.clock.now()
     with rt.db.transaction() as s:
-        done = s.execute(update(Message).where(Message.status == "buffered", Message.expires_at <= rt.clock.now())
+        done = s.execute(update(Message).where(Message.status == "buffered", Message.expires_at <= now)
                          .values(status="expired"))
     return done.rowcount or 0

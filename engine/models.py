@@ -55,6 +55,7 @@ class ProcessInstance(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revision: Mapped[int] = mapped_column(Integer, default=0)
+    audit_head: Mapped[str | None] = mapped_column(String(64))  # hash of the last event of its chain
 
 
 class HumanTask(Base):
@@ -96,7 +97,7 @@ class MessageSubscription(Base):
     message_name: Mapped[str] = mapped_column(String(200))
     correlation_value: Mapped[str] = mapped_column(String(400))
     instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"), index=True)
-    task_id: Mapped[str] = mapped_column(String(36))
+    task_id: Mapped[str] = mapped_column(String(36), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -122,8 +123,10 @@ class AuditEvent(Base):
     """One change, hash-chained to the previous event so that edits and deletions are detectable."""
 
     __tablename__ = "audit_event"
+    __table_args__ = (Index("ix_audit_chain", "chain", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    chain: Mapped[str] = mapped_column(String(36))  # the instance id, or "system"
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(100))

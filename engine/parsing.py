@@ -19,6 +19,8 @@ from .spiff_specs import ClockedCycle, ClockedDuration, ClockedTimeDate, GridLoo
 from .spiff_specs import ServiceTask as OperationTask
 
 MAX_BPMN_BYTES = 2 * 1024 * 1024
+# User-task properties evaluated as expressions over the process variables (formKey is a plain name).
+TASK_PROPERTIES = ("formKey", "priority", "dueDate", "followUpDate", "candidateScope")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ def _executable_process(parser: GridLoopParser) -> str:
         raise ModelError([Problem(None, "the file defines no process")])
     executable = [pid for pid in ids if parser.get_process_parser(pid).process_executable]
     if len(executable) != 1:
-        raise ModelError([Problem(None, f"exactly one executable process is required, found {len(executable)}")])
+        raise ModelError([Problem(None, f"exactly one process must be isExecutable=\"true\"; found "
+                                        f"{len(executable)} of {len(ids)} ({', '.join(ids)})")])
     return executable[0]
 
 
@@ -100,6 +103,10 @@ def _lint_task(ts, known_operation: Callable[[str], bool]) -> Iterator[Problem]:
             yield from _check(element, f"parameter '{name}'", param.get("value"), compile_expression)
     if isinstance(ts, ScriptTaskMixin):
         yield from _check(element, "script", ts.script, compile_script)
+    properties = (getattr(ts, "extensions", None) or {}).get("properties", {})
+    for name in TASK_PROPERTIES:
+        if name != "formKey" and name in properties:
+            yield from _check(element, f"property {name}", properties[name], compile_expression)
     for attr in ("prescript", "postscript"):
         yield from _check(element, attr, getattr(ts, attr, None), compile_script)
     if isinstance(ts, MultiChoice):

@@ -44,7 +44,7 @@ def run_job(rt: Runtime, job: str, payload: dict[str, Any]) -> None:
     if handler is None:
         raise LookupError(f"no handler for job {job!r}")
     handler(rt, payload)
-    if payload.get("outbox_id") is not None:
+    if payload.get("outbox_id") is not None and not getattr(handler, "marks_done", False):
         with rt.db.transaction() as s:
             outbox.mark_done(s, payload["outbox_id"], rt.clock.now())
 

@@ -1,68 +1,125 @@
 """Read models refreshed at the end of every change: the human-task inbox and the message
-subscriptions. Both are derived from the workflow state, never edited by hand."""
+subscriptions. Both are derived from the workflow state by comparing it with the state the change
+loaded, so a change touches only the rows that really changed (no reads of its own rows)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 
 from .errors import ProcessError
 from .models import HumanTask, Message, MessageSubscription
+from .parsing import TASK_PROPERTIES
 
 if TYPE_CHECKING:
     from .change import Change
 
-TASK_PROPERTIES = ("formKey", "priority", "dueDate", "followUpDate", "candidateScope")
+
+
+@dataclass
+class Snapshot:
+    """What the read models hold for an instance: READY user tasks and waiting message tasks."""
+
+    ready: set[str] = field(default_factory=set)
+    waiting: set[str] = field(default_factory=set)
+
+
+@dataclass
+class PendingWrites:
+    cancel_tasks: set[str] = field(default_factory=set)
+    new_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    drop_subscriptions: set[str] = field(default_factory=set)
+    new_subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    subscribing_elements: dict[str, str] = field(default_factory=dict)  # for error messages
+
+
+def snapshot(workflow) -> Snapshot:
+    return Snapshot(ready={str(t.id) for t in _ready_user_tasks(workflow)},
+                    waiting={str(t.id) for t in waiting_message_tasks(workflow)})
+
+
+def _ready_user_tasks(workflow) -> list:
+    return workflow.get_tasks(state=TaskState.READY, manual=True)
 
 
 def refresh(change: Change) -> bool:
-    """Sync tasks and subscriptions; deliver one buffered message if a new subscription matches it.
-    Returns True when a message was delivered (the caller runs the engine and refreshes again)."""
-    _sync_human_tasks(change)
-    return _sync_subscriptions(change)
+    """Work out the read-model writes since the last snapshot. Returns True when a buffered message
+    was delivered to a task that just started waiting (the caller runs the engine and refreshes again)."""
+    before, pending = change.snapshot, change.pending
+    ready = {str(t.id): t for t in _ready_user_tasks(change.workflow)}
+    for guid in before.ready - ready.keys():
+        if pending.new_tasks.pop(guid, None) is None:
+            pending.cancel_tasks.add(guid)  # left READY without completing: a boundary event took it
+    for guid in ready.keys() - before.ready:
+        pending.new_tasks[guid] = _human_task(change, ready[guid])
+    waiting = {str(t.id): t for t in waiting_message_tasks(change.workflow)}
+    for guid in before.waiting - waiting.keys():
+        if pending.new_subscriptions.pop(guid, None) is None:
+            pending.drop_subscriptions.add(guid)
+    change.snapshot = Snapshot(ready=set(ready), waiting=set(waiting))
+    for guid in waiting.keys() - before.waiting:
+        task = waiting[guid]
+        definition = message_definition(task)
+        value = _correlation_value_of(task, definition, change.instance.id)
+        buffered = take_buffered(change, definition.name, value)
+        if buffered is not None:
+            deliver(change, task, buffered.payload)
+            buffered.status, buffered.delivered_at, buffered.instance_id = "delivered", change.now, change.instance.id
+            change.record("message.delivered", task_id=guid, element_id=task.task_spec.bpmn_id,
+                          message=definition.name, message_id=buffered.id, buffered=True)
+            return True
+        pending.new_subscriptions[guid] = {"message_name": definition.name, "correlation_value": value,
+                                           "instance_id": change.instance.id, "task_id": guid,
+                                           "created_at": change.now}
+        pending.subscribing_elements[guid] = task.task_spec.bpmn_id
+    return False
+
+
+def write(change: Change) -> None:
+    """Apply the pending writes (after the instance row itself is written)."""
+    s, p, iid = change.session, change.pending, change.instance.id
+    if p.cancel_tasks:
+        s.execute(update(HumanTask).where(HumanTask.id.in_(p.cancel_tasks), HumanTask.status == "open")
+                  .values(status="cancelled", ended_at=change.now))
+    if p.new_tasks:
+        s.execute(insert(HumanTask), list(p.new_tasks.values()))
+    if p.drop_subscriptions:
+        s.execute(delete(MessageSubscription).where(MessageSubscription.instance_id == iid,
+                                                    MessageSubscription.task_id.in_(p.drop_subscriptions)))
+    if p.new_subscriptions:
+        s.execute(insert(MessageSubscription), list(p.new_subscriptions.values()))
 
 
 # -- human tasks ---------------------------------------------------------------------------------
 
-def _sync_human_tasks(change: Change) -> None:
-    s, row = change.session, change.instance
-    ready = {str(t.id): t for t in change.workflow.get_tasks(state=TaskState.READY, manual=True)}
-    open_rows = {t.id: t for t in s.scalars(
-        select(HumanTask).where(HumanTask.instance_id == row.id, HumanTask.status == "open"))
-        if t.status == "open"}  # (a completion in this change has not been flushed yet)
-    for task_id, ht in open_rows.items():
-        if task_id not in ready:  # left READY without a completion: a boundary event cancelled it
-            ht.status, ht.ended_at = "cancelled", change.now
-    for task_id, task in ready.items():
-        if task_id not in open_rows:
-            s.add(_human_task(change, task))
-
-
-def _human_task(change: Change, task) -> HumanTask:
+def _human_task(change: Change, task) -> dict[str, Any]:
     spec = task.task_spec
-    props = (spec.extensions or {}).get("properties", {}) if hasattr(spec, "extensions") else {}
+    props = (getattr(spec, "extensions", None) or {}).get("properties", {})
     values = {name: _evaluate_property(change, task, name, props[name]) for name in TASK_PROPERTIES
-              if name in props}
-    priority = values.get("priority")
-    return HumanTask(
-        id=str(task.id), instance_id=change.instance.id, process_key=change.instance.process_key,
-        element_id=spec.bpmn_id or spec.name, name=spec.bpmn_name, candidate_role=spec.lane,
-        candidate_scope=_opt_str(values.get("candidateScope")), assignee=None, owner=None,
-        form_key=props.get("formKey"), priority=int(priority) if priority is not None else 50,
-        due_at=_as_datetime(values.get("dueDate")), follow_up_at=_as_datetime(values.get("followUpDate")),
-        status="open", created_at=change.now,
-    )
+              if name in props and name != "formKey"}
+    try:
+        priority = int(values["priority"]) if values.get("priority") is not None else 50
+        due_at, follow_up_at = _as_datetime(values.get("dueDate")), _as_datetime(values.get("followUpDate"))
+    except (TypeError, ValueError) as exc:
+        raise ProcessError(f"task property has an unusable value: {exc}", element=spec.bpmn_id) from exc
+    return {
+        "id": str(task.id), "instance_id": change.instance.id, "process_key": change.instance.process_key,
+        "element_id": spec.bpmn_id or spec.name, "name": spec.bpmn_name, "candidate_role": spec.lane,
+        "candidate_scope": _opt_str(values.get("candidateScope")), "assignee": None, "owner": None,
+        "form_key": props.get("formKey"), "priority": priority, "due_at": due_at, "follow_up_at": follow_up_at,
+        "status": "open", "created_at": change.now, "claimed_at": None, "ended_at": None, "completed_by": None,
+    }
 
 
 def _evaluate_property(change: Change, task, name: str, expression: str) -> Any:
-    if name == "formKey":
-        return expression  # a plain name, not an expression
     try:
         return change.workflow.script_engine.evaluate(task, expression)
     except Exception as exc:
@@ -91,69 +148,49 @@ def message_definition(task) -> MessageEventDefinition | None:
     return None
 
 
-def correlation_value(task, definition: MessageEventDefinition, instance_id: str) -> str:
-    """The value a message must carry to reach this task: its process correlation properties
-    evaluated on the task's data, or the instance id when the model declares none."""
-    if not definition.process_correlations:
-        return f"#{instance_id}"
-    engine = task.workflow.script_engine
-    values = {}
-    for prop in definition.process_correlations:
-        values[prop.name] = engine.environment.evaluate(prop.retrieval_expression, dict(task.data))
-    if len(values) == 1:
-        return str(next(iter(values.values())))
-    return json.dumps(values, sort_keys=True, default=str)
-
-
 def waiting_message_tasks(workflow) -> list:
     return [t for t in workflow.event_manager.tasks.values()
             if t.has_state(TaskState.WAITING) and message_definition(t) is not None]
 
 
-def _sync_subscriptions(change: Change) -> bool:
-    s, row = change.session, change.instance
-    wanted: dict[tuple[str, str], Any] = {}
-    for task in waiting_message_tasks(change.workflow):
-        definition = message_definition(task)
-        try:
-            value = correlation_value(task, definition, row.id)
-        except Exception as exc:
-            raise ProcessError(f"correlation of message '{definition.name}' failed: {exc}",
-                               element=task.task_spec.bpmn_id) from exc
-        wanted[(definition.name, value)] = task
-    existing = {(m.message_name, m.correlation_value): m for m in s.scalars(
-        select(MessageSubscription).where(MessageSubscription.instance_id == row.id))}
-    stale = [m.id for k, m in existing.items() if k not in wanted or m.task_id != str(wanted[k].id)]
-    if stale:
-        s.execute(delete(MessageSubscription).where(MessageSubscription.id.in_(stale)))
-        s.flush()
-    for key, task in wanted.items():
-        buffered = _take_buffered(change, *key)
-        if buffered is not None:
-            deliver(change, task, buffered.payload)
-            buffered.status, buffered.delivered_at, buffered.instance_id = "delivered", change.now, row.id
-            change.record("message.delivered", task_id=str(task.id), element_id=task.task_spec.bpmn_id,
-                          message=key[0], message_id=buffered.id, buffered=True)
-            return True
-        if key in existing and existing[key].id not in stale:
-            continue
-        s.add(MessageSubscription(message_name=key[0], correlation_value=key[1], instance_id=row.id,
-                                  task_id=str(task.id), created_at=change.now))
-    s.flush()
-    return False
+def correlation_value(task, definition: MessageEventDefinition, instance_id: str) -> str:
+    """The value a message must carry to reach this task: its process correlation properties
+    evaluated on the task's data, or the instance id when the model declares none."""
+    if not definition.process_correlations:
+        return f"#{instance_id}"
+    env = task.workflow.script_engine.environment
+    values = {p.name: env.evaluate(p.retrieval_expression, dict(task.data)) for p in definition.process_correlations}
+    if len(values) == 1:
+        return str(next(iter(values.values())))
+    return json.dumps(values, sort_keys=True, default=str)
 
 
-def _take_buffered(change: Change, name: str, value: str) -> Message | None:
+def _correlation_value_of(task, definition, instance_id: str) -> str:
+    try:
+        return correlation_value(task, definition, instance_id)
+    except Exception as exc:
+        raise ProcessError(f"correlation of message '{definition.name}' failed: {exc}",
+                           element=task.task_spec.bpmn_id) from exc
+
+
+def correlation_lock_key(name: str, value: str) -> int:
+    """Advisory-lock key for one (message, correlation value): buffering a message and subscribing
+    to it take the same lock, so neither can miss the other."""
+    digest = hashlib.blake2b(f"{name}\x00{value}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def take_buffered(change: Change, name: str, value: str) -> Message | None:
+    change.rt.db.advisory_xact_lock(change.session, correlation_lock_key(name, value))
+    change.session.execute(update(Message).where(Message.message_name == name, Message.correlation_value == value,
+                                                 Message.status == "buffered", Message.expires_at <= change.now)
+                           .values(status="expired"))
     stmt = (select(Message).where(Message.message_name == name, Message.correlation_value == value,
-                                  Message.status == "buffered")
+                                  Message.status == "buffered", Message.expires_at > change.now)
             .order_by(Message.received_at).limit(1))
     if change.rt.db.is_postgres:
         stmt = stmt.with_for_update(skip_locked=True)
-    msg = change.session.scalar(stmt)
-    if msg is not None and msg.expires_at is not None and msg.expires_at <= change.now:
-        msg.status = "expired"
-        return _take_buffered(change, name, value)
-    return msg
+    return change.session.scalar(stmt)
 
 
 def deliver(change: Change, task, payload: dict[str, Any]) -> None:
@@ -164,7 +201,7 @@ def deliver(change: Change, task, payload: dict[str, Any]) -> None:
     correlations = definition.calculate_correlations(engine, definition.process_correlations, task.data)
     payload = dict(payload)
     for prop in definition.correlation_properties:  # the library evaluates these on the payload
-        for _key, props in correlations.items():
+        for props in correlations.values():
             if prop.name in props and prop.retrieval_expression.isidentifier():
                 payload.setdefault(prop.retrieval_expression, props[prop.name])
     try:

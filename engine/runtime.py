@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .clock import Clock, SystemClock
 from .db import Database
@@ -28,12 +29,18 @@ class SpecCache:
         self._specs: dict[int, ParsedModel] = {}
         self._lock = threading.Lock()
 
-    def get(self, db: Database, definition_id: int) -> ParsedModel:
+    def get(self, db: Database, definition_id: int, *, session: Session | None = None) -> ParsedModel:
+        """The parsed model; on a miss it is read through `session` when given (on SQLite a second
+        connection inside a write transaction would wait for that transaction's own lock)."""
         model = self._specs.get(definition_id)
         if model is not None:
             return model
-        with db.session() as s:
-            xml = s.scalar(select(ProcessDefinition.bpmn_xml).where(ProcessDefinition.id == definition_id))
+        query = select(ProcessDefinition.bpmn_xml).where(ProcessDefinition.id == definition_id)
+        if session is not None:
+            xml = session.scalar(query)
+        else:
+            with db.session() as s:
+                xml = s.scalar(query)
         if xml is None:
             raise NotFound(f"process definition {definition_id} does not exist")
         model = parse_model(xml, require_lint=False)

@@ -3,17 +3,20 @@ instance lock; the loser finds the task no longer open and gets Conflict, with n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from SpiffWorkflow.util.task import TaskState
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
 
 from . import audit
 from .change import change_instance
 from .errors import Conflict, InvalidInput, NotAllowed, NotFound
-from .models import HumanTask
+from .models import HumanTask, ProcessInstance
 from .runtime import Runtime
 from .spiff_specs import find_task
 
@@ -34,42 +37,70 @@ def check_variables(variables: dict[str, Any]) -> dict[str, Any]:
     return variables
 
 
+def _task_lock(task_id: str):
+    """Lock the task's instance in one statement. The task row is read after the lock is held: a row
+    joined into the locking statement would be the version from before a concurrent change."""
+    of_task = select(HumanTask.instance_id).where(HumanTask.id == task_id).scalar_subquery()
+    return select(ProcessInstance).where(ProcessInstance.id == of_task).with_for_update()
+
+
+def _fresh_task(s: Session, task_id: str) -> HumanTask:
+    return s.scalars(select(HumanTask).where(HumanTask.id == task_id)
+                     .execution_options(populate_existing=True)).one()
+
+
+@contextmanager
+def _locked_task(rt: Runtime, task_id: str, actor: str) -> Iterator[tuple[Session, ProcessInstance, HumanTask]]:
+    """For assignment changes: the instance lock (so the instance's audit chain stays linear) without
+    loading the workflow, which these changes do not touch."""
+    with rt.db.transaction() as s:
+        row = s.scalar(_task_lock(task_id))
+        if row is None:
+            raise NotFound(f"task {task_id} does not exist")
+        ht = _fresh_task(s, task_id)
+        if ht.status != "open":
+            raise Conflict(f"task is {ht.status}, not open", status=ht.status)
+        yield s, row, ht
+
+
+def _assignment_audit(rt: Runtime, s: Session, row: ProcessInstance, ht: HumanTask, action: str, actor: str,
+                      **details: Any) -> None:
+    audit.append_to_instance(s, row, [audit.AuditDraft(action=action, actor=actor, at=rt.clock.now(),
+                                                       instance_id=row.id, task_id=ht.id,
+                                                       element_id=ht.element_id, details=details)])
+
+
 def claim(rt: Runtime, task_id: str, actor: str, assignee: str | None = None) -> HumanTask:
     """Take an unassigned open task (for oneself, or for `assignee` when a supervisor assigns)."""
     who = assignee or actor
-    with rt.db.transaction() as s:
-        done = s.execute(update(HumanTask)
-                         .where(HumanTask.id == task_id, HumanTask.status == "open", HumanTask.assignee.is_(None))
-                         .values(assignee=who, claimed_at=rt.clock.now()))
-        if done.rowcount != 1:
-            _explain_conflict(s, task_id, "claim")
-        ht = s.get(HumanTask, task_id)
-        _audit(rt, s, "task.claimed", actor, ht, assignee=who)
+    with _locked_task(rt, task_id, actor) as (s, row, ht):
+        if ht.assignee is not None:
+            raise Conflict(f"cannot claim: task is assigned to {ht.assignee}", assignee=ht.assignee)
+        ht.assignee, ht.claimed_at = who, rt.clock.now()
+        _assignment_audit(rt, s, row, ht, "task.claimed", actor, assignee=who)
     return ht
 
 
 def unclaim(rt: Runtime, task_id: str, actor: str, *, force: bool = False) -> HumanTask:
-    with rt.db.transaction() as s:
-        ht = _open_for_update(s, task_id)
+    with _locked_task(rt, task_id, actor) as (s, row, ht):
         if ht.assignee is None:
             raise Conflict("task is not assigned")
         if ht.assignee != actor and not force:
             raise NotAllowed("only the assignee may give the task back")
         before = ht.assignee
         ht.assignee, ht.claimed_at = None, None
-        _audit(rt, s, "task.unclaimed", actor, ht, before=before)
+        _assignment_audit(rt, s, row, ht, "task.unclaimed", actor, before=before)
     return ht
 
 
 def delegate(rt: Runtime, task_id: str, actor: str, to: str, *, force: bool = False) -> HumanTask:
     """Hand the task to someone else; the delegator is kept as owner."""
-    with rt.db.transaction() as s:
-        ht = _open_for_update(s, task_id)
+    with _locked_task(rt, task_id, actor) as (s, row, ht):
         if ht.assignee not in (None, actor) and not force:
             raise NotAllowed("only the assignee may delegate the task")
         before = ht.assignee
         ht.owner, ht.assignee, ht.claimed_at = ht.owner or actor, to, rt.clock.now()
-        _audit(rt, s, "task.delegated", actor, ht, before=before, after=to)
+        _assignment_audit(rt, s, row, ht, "task.delegated", actor, before=before, after=to)
     return ht
 
 
@@ -77,15 +108,14 @@ def complete(rt: Runtime, task_id: str, actor: str, variables: dict[str, Any] | 
              *, force: bool = False) -> HumanTask:
     """Complete a task with the submitted variables and run the process on to its next wait."""
     variables = check_variables(dict(variables or {}))
-    instance_id = get(rt, task_id).instance_id
-    with change_instance(rt, instance_id, actor) as ch:
-        ht = ch.session.get(HumanTask, task_id)
-        if ht is None or ht.status != "open":
-            raise Conflict(f"task is {ht.status if ht else 'gone'}, not open", status=ht.status if ht else None)
+    with change_instance(rt, "", actor, lock=_task_lock(task_id), not_found=f"task {task_id} does not exist") as ch:
+        ht = _fresh_task(ch.session, task_id)
+        if ht.status != "open":
+            raise Conflict(f"task is {ht.status}, not open", status=ht.status)
         if ht.assignee is not None and ht.assignee != actor and not force:
             raise NotAllowed(f"task is assigned to {ht.assignee}")
         task = find_task(ch.workflow, task_id)
-        if task is None or not task.task_spec.manual:
+        if task is None or not task.task_spec.manual or task.state != TaskState.READY:
             raise Conflict("task is no longer waiting in the process")
         task.data.update(variables)
         task.run()
@@ -93,30 +123,6 @@ def complete(rt: Runtime, task_id: str, actor: str, variables: dict[str, Any] | 
         ch.record("task.completed", task_id=task_id, element_id=ht.element_id,
                   before={"status": "open", "assignee": ht.assignee}, after={"variables": variables})
     return ht
-
-
-def _open_for_update(s, task_id: str) -> HumanTask:
-    ht = s.scalar(select(HumanTask).where(HumanTask.id == task_id).with_for_update())
-    if ht is None:
-        raise NotFound(f"task {task_id} does not exist")
-    if ht.status != "open":
-        raise Conflict(f"task is {ht.status}, not open", status=ht.status)
-    return ht
-
-
-def _explain_conflict(s, task_id: str, action: str) -> None:
-    ht = s.get(HumanTask, task_id)
-    if ht is None:
-        raise NotFound(f"task {task_id} does not exist")
-    if ht.status != "open":
-        raise Conflict(f"cannot {action}: task is {ht.status}", status=ht.status)
-    raise Conflict(f"cannot {action}: task is assigned to {ht.assignee}", assignee=ht.assignee)
-
-
-def _audit(rt: Runtime, s, action: str, actor: str, ht: HumanTask, **details: Any) -> None:
-    audit.append(rt.db, s, [audit.AuditDraft(action=action, actor=actor, at=rt.clock.now(),
-                                             instance_id=ht.instance_id, task_id=ht.id,
-                                             element_id=ht.element_id, details=details)])
 
 
 @dataclass

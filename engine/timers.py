@@ -4,6 +4,7 @@ own locked transaction that re-checks the deadline (exactly once, however many s
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime, timedelta
 
@@ -31,12 +32,13 @@ def next_wakeup(workflow) -> datetime | None:
     return min(timer_deadlines(workflow), default=None)
 
 
-def waiting_timer_tasks(workflow) -> dict[str, str]:
-    """Waiting timer task guid -> BPMN element id."""
+def _waiting_timers(workflow) -> dict[str, tuple[str, str]]:
+    """Waiting timer task guid -> (BPMN element id, its deadline state as text)."""
     out = {}
     for task in workflow.event_manager.tasks.values():
         if isinstance(task.task_spec.event_definition, TimerEventDefinition):
-            out[str(task.id)] = task.task_spec.bpmn_id or task.task_spec.name
+            value = json.dumps(task.internal_data.get("event_value"), default=str, sort_keys=True)
+            out[str(task.id)] = (task.task_spec.bpmn_id or task.task_spec.name, value)
     return out
 
 
@@ -44,31 +46,46 @@ def due_instances(rt, now: datetime, limit: int = 200) -> list[str]:
     with rt.db.session() as s:
         return list(s.scalars(
             select(ProcessInstance.id)
-            .where(ProcessInstance.next_wakeup_at <= now, ProcessInstance.status == "running")
+            .where(ProcessInstance.next_wakeup_at < now, ProcessInstance.status == "running")
             .order_by(ProcessInstance.next_wakeup_at).limit(limit)
         ))
 
 
 def fire_instance(rt, instance_id: str) -> list[str]:
-    """Fire the due timers of one instance; returns the elements fired (empty if not due any more)."""
-    from .change import change_instance
+    """Fire the due timers of one instance; returns the elements fired (empty if not due any more).
+    SpiffWorkflow fires only once the deadline is strictly in the past; so do we."""
+    from .change import Abandon, change_instance
 
-    with change_instance(rt, instance_id, actor="scheduler") as ch:
-        row = ch.instance
-        if row.status != "running" or row.next_wakeup_at is None or row.next_wakeup_at > ch.now:
-            return []  # another scheduler got here first, or the instance moved on
-        waiting = waiting_timer_tasks(ch.workflow)
-        ch.run_engine()
-        fired = [element for guid, element in waiting.items() if _left_waiting(ch.workflow, guid)]
-        ch.record("timer.fired", elements=fired, deadline=row.next_wakeup_at.isoformat())
+    try:
+        with change_instance(rt, instance_id, actor="scheduler") as ch:
+            row = ch.instance
+            if row.status != "running" or row.next_wakeup_at is None or row.next_wakeup_at >= ch.now:
+                raise Abandon  # another scheduler got here first, or the instance moved on
+            waiting = _waiting_timers(ch.workflow)
+            ch.run_engine()
+            fired = _fired(ch.workflow, waiting, set(ch.ran))
+            if fired:
+                ch.record("timer.fired", elements=fired, deadline=row.next_wakeup_at.isoformat())
+    except Abandon:
+        return []
     return fired
 
 
-def _left_waiting(workflow, guid: str) -> bool:
+def _fired(workflow, waiting: dict[str, tuple[str, str]], ran: set[str]) -> list[str]:
+    """A one-shot timer fired if its element ran; a cycle timer stays waiting with its next deadline
+    moved on. A timer cancelled by an interrupting event did neither."""
     from .spiff_specs import find_task
 
-    task = find_task(workflow, guid)
-    return task is None or not task.has_state(TaskState.WAITING) or task.has_state(TaskState.FINISHED_MASK)
+    fired = []
+    for guid, (element, value) in waiting.items():
+        task = find_task(workflow, guid)
+        if element in ran:
+            fired.append(element)
+        elif task is not None and task.has_state(TaskState.WAITING):
+            now_value = json.dumps(task.internal_data.get("event_value"), default=str, sort_keys=True)
+            if now_value != value:
+                fired.append(element)
+    return fired
 
 
 def fire_due(rt, limit: int = 200) -> int:

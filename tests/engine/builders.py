@@ -4,6 +4,7 @@ tests/fixtures/reference_loop.bpmn (lanes, serviceTaskOperator, properties)."""
 from __future__ import annotations
 
 from html import escape
+from itertools import pairwise
 
 HEAD = """<?xml version="1.0" encoding="UTF-8"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -31,13 +32,14 @@ def process(key: str, *elements: str, lanes: dict[str, list[str]] | None = None,
 def seq(*ids: str) -> str:
     """Sequence flows id0 → id1 → ... ."""
     return "\n".join(f'<bpmn:sequenceFlow id="f_{a}_{b}" sourceRef="{a}" targetRef="{b}"/>'
-                     for a, b in zip(ids, ids[1:], strict=False))
+                     for a, b in pairwise(ids))
 
 
 def flow(source: str, target: str, condition: str | None = None) -> str:
     cond = (f"<bpmn:conditionExpression>{escape(condition, quote=False)}</bpmn:conditionExpression>"
             if condition is not None else "")
-    return f'<bpmn:sequenceFlow id="f_{source}_{target}" sourceRef="{source}" targetRef="{target}">{cond}</bpmn:sequenceFlow>'
+    return (f'<bpmn:sequenceFlow id="f_{source}_{target}" sourceRef="{source}" targetRef="{target}">'
+            f"{cond}</bpmn:sequenceFlow>")
 
 
 def start(id_: str = "start") -> str:
@@ -98,3 +100,23 @@ def two_step(key: str = "two_step", second: str = "second") -> str:
     """start → first (user, lane clerk) → `second` (user, lane clerk) → end."""
     return process(key, start(), user("first"), user(second), end(), seq("start", "first", second, "end"),
                    lanes={"clerk": ["first", second]})
+
+
+def correlated_wait(key: str = "replies") -> str:
+    """start → wait_reply (receive `reply`, correlated on the variable case_id) → check (user) → end."""
+    header = """<bpmn:message id="msg_reply" name="reply"/>
+  <bpmn:correlationProperty id="case_prop" name="case_prop">
+    <bpmn:correlationPropertyRetrievalExpression messageRef="msg_reply">
+      <bpmn:formalExpression>case_id</bpmn:formalExpression>
+    </bpmn:correlationPropertyRetrievalExpression>
+  </bpmn:correlationProperty>
+"""
+    wait = """<bpmn:receiveTask id="wait_reply" messageRef="msg_reply"><bpmn:extensionElements>
+        <spiffworkflow:messageVariable>reply</spiffworkflow:messageVariable>
+        <spiffworkflow:processVariableCorrelation>
+          <spiffworkflow:propertyId>case_prop</spiffworkflow:propertyId>
+          <spiffworkflow:expression>case_id</spiffworkflow:expression>
+        </spiffworkflow:processVariableCorrelation>
+      </bpmn:extensionElements></bpmn:receiveTask>"""
+    return process(key, start(), wait, user("check"), end(), seq("start", "wait_reply", "check", "end"),
+                   lanes={"clerk": ["check"]}, header=header)
