@@ -8,6 +8,7 @@ import time
 from flask import Flask, g, request
 
 from engine.runtime import Runtime
+from workflows.working_time import CalendarService
 
 from .errors import register_error_handlers
 from .settings import Settings
@@ -15,9 +16,11 @@ from .settings import Settings
 log = logging.getLogger("gridloop.http")
 
 
-def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, redis=None) -> Flask:
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, redis=None,
+               calendar: CalendarService | None = None) -> Flask:
+    """The API over `runtime` (built from `settings` when not given; tests pass their own)."""
     from .views import definitions, instances, messages, operations, system, tasks
-    from .wiring import make_runtime
+    from .wiring import make_database, make_runtime
 
     settings = settings or Settings.from_env()
     app = Flask(__name__)
@@ -25,7 +28,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                       MAX_CONTENT_LENGTH=settings.max_request_bytes, GRIDLOOP_SETTINGS=settings,
                       GRIDLOOP_REDIS=redis)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    app.extensions["gridloop"] = runtime or make_runtime(settings)
+    if runtime is None:
+        db = make_database(settings)
+        calendar = calendar or CalendarService(db)
+        runtime = make_runtime(settings, db=db, calendar=calendar)
+    app.extensions["gridloop"] = runtime
+    app.extensions["gridloop.calendar"] = calendar or CalendarService(runtime.db)
     for module in (system, definitions, instances, tasks, messages, operations):
         app.register_blueprint(module.bp)
     register_error_handlers(app)

@@ -68,7 +68,8 @@ def create_user(db: Database, now: datetime, *, username: str, password: str, ro
     if len(password) < 8:
         raise AccountError("password must have at least 8 characters")
     user = User(username=username, display_name=display_name, roles=_check_roles(roles, PERSON_ROLES),
-                password_hash=generate_password_hash(password, method=hash_method), scope=scope, active=True, created_at=now)
+                password_hash=generate_password_hash(password, method=hash_method), scope=scope, active=True,
+                created_at=now)
     with db.transaction() as s:
         if s.scalar(select(User.id).where(User.username == username)) is not None:
             raise AccountError(f"user {username!r} already exists")

@@ -39,11 +39,15 @@ class GridLoopServer(BaseApplication):
                 self.cfg.set(key, value)
 
     def load(self):
-        from . import create_app
-        from .wiring import make_runtime
+        from workflows.working_time import CalendarService
 
-        self.runtime = make_runtime(self.settings)
-        return create_app(self.settings, runtime=self.runtime)
+        from . import create_app
+        from .wiring import make_database, make_runtime
+
+        db = make_database(self.settings)
+        calendar = CalendarService(db)
+        self.runtime = make_runtime(self.settings, db=db, calendar=calendar)
+        return create_app(self.settings, runtime=self.runtime, calendar=calendar)
 
     def _post_worker_init(self, worker) -> None:
         from engine.queues import InProcessJobQueue

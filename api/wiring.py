@@ -12,6 +12,7 @@ from engine.db import Database
 from engine.parsing import ModelError
 from engine.runtime import Runtime
 from workflows.operations import register_operations
+from workflows.working_time import CalendarService, seed_from_package
 
 from . import database
 from .settings import Settings
@@ -26,10 +27,13 @@ def make_database(settings: Settings) -> Database:
     return Database(url)
 
 
-def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock | None = None) -> Runtime:
+def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock | None = None,
+                 calendar: CalendarService | None = None) -> Runtime:
+    """The engine runtime with the domain's operations registered (they read `calendar`)."""
     rt = Runtime(db=db or make_database(settings), clock=clock or SystemClock(),
                  message_ttl=timedelta(seconds=settings.message_ttl_s))
-    register_operations(rt.registry)
+    calendar = calendar or CalendarService(rt.db)
+    register_operations(rt.registry, calendar=calendar.calendar)
     return rt
 
 
@@ -37,6 +41,9 @@ def prepare_database(rt: Runtime, settings: Settings) -> None:
     """Migrate the schema and deploy the bundled models (an identical file keeps its version)."""
     database.upgrade(rt.db)
     ensure_admin(rt)
+    seeded = seed_from_package(rt.db, rt.clock.now())
+    if seeded:
+        log.info("holiday calendar seeded", extra={"years": seeded})
     if settings.deploy_bundled:
         deploy_directory(rt, settings.bpmn_dir, actor="system:bundled")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 Handler = Callable[[Mapping[str, Any], "OperationContext"], Any]
@@ -23,6 +23,7 @@ class OperationContext:
     task_id: str
     element_id: str
     attempt: int = 1
+    now: datetime | None = None  # the engine's clock at the change (sync operations); None in jobs
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from engine.operations import OperationContext, OperationRegistry
+
+from .working_time import CHINA, WorkCalendar
 
 
 def classify_alarm(params: Mapping[str, Any], _ctx: OperationContext) -> dict[str, Any]:
@@ -16,5 +19,27 @@ def classify_alarm(params: Mapping[str, Any], _ctx: OperationContext) -> dict[st
     return {"level": level, "ratio": round(ratio, 3)}
 
 
-def register_operations(registry: OperationRegistry) -> None:
+def sla_deadline(calendar: Callable[[], WorkCalendar]) -> Callable[[Mapping[str, Any], OperationContext], str]:
+    """`sla.deadline`: a deadline `hours` working hours or `days` working days after `start` (default:
+    now by the engine's clock), as ISO 8601 in China time — for a timer guarding the next task."""
+
+    def handler(params: Mapping[str, Any], ctx: OperationContext) -> str:
+        start_text = params.get("start")
+        start = datetime.fromisoformat(start_text) if start_text else ctx.now
+        if start is None or start.tzinfo is None:
+            raise ValueError("sla.deadline needs an aware start time")
+        cal = calendar()
+        if params.get("days") not in (None, ""):
+            deadline = cal.add_working_days(start, int(params["days"]))
+        elif params.get("hours") not in (None, ""):
+            deadline = cal.add_working_hours(start, float(params["hours"]))
+        else:
+            raise ValueError("sla.deadline needs `hours` or `days`")
+        return deadline.astimezone(CHINA).isoformat()
+
+    return handler
+
+
+def register_operations(registry: OperationRegistry, *, calendar: Callable[[], WorkCalendar]) -> None:
     registry.register("alarm.classify", classify_alarm)
+    registry.register("sla.deadline", sla_deadline(calendar))

@@ -67,10 +67,13 @@ def health():
             checks["redis"], status = f"error: {type(exc).__name__}", 503
     else:
         checks["jobs"] = "in-process"
+    warnings: list[str] = []
     if status == 200:
         due = timers.earliest_wakeup(rt)
         checks["overdue_timers"] = bool(due and due < rt.clock.now())
-    return jsonify({"status": "ok" if status == 200 else "degraded", "checks": checks}), status
+        warnings = current_app.extensions["gridloop.calendar"].warnings(rt.clock.now().date())
+    body = {"status": "ok" if status == 200 else "degraded", "checks": checks, "warnings": warnings}
+    return jsonify(body), status
 
 
 @bp.get("/metrics")

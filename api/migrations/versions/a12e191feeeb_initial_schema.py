@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 2c0427632343
+Revision ID: a12e191feeeb
 Revises:
-Create Date: 2026-11-22 10:01:28.643293
+Create Date: 2026-11-22 10:06:59.524315
 
 """
 from typing import Sequence, Union
@@ -14,7 +14,7 @@ import engine.db
 
 
 # revision identifiers, used by Alembic.
-revision: str = '2c0427632343'
+revision: str = 'a12e191feeeb'
 down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -64,6 +64,19 @@ def upgrade() -> None:
         batch_op.create_index('ix_audit_chain', ['chain', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_event_instance_id'), ['instance_id'], unique=False)
 
+    op.create_table('calendar_day',
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('kind', sa.String(length=10), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=True),
+    sa.PrimaryKeyConstraint('day')
+    )
+    op.create_table('calendar_year',
+    sa.Column('year', sa.Integer(), nullable=False),
+    sa.Column('source', sa.String(length=50), nullable=False),
+    sa.Column('loaded_by', sa.String(length=200), nullable=False),
+    sa.Column('loaded_at', engine.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('year')
+    )
     op.create_table('incident',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('kind', sa.String(length=50), nullable=False),
@@ -240,6 +253,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_incident_instance_id'))
 
     op.drop_table('incident')
+    op.drop_table('calendar_year')
+    op.drop_table('calendar_day')
     with op.batch_alter_table('audit_event', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_event_instance_id'))
         batch_op.drop_index('ix_audit_chain')
