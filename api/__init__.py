@@ -19,6 +19,7 @@ log = logging.getLogger("gridloop.http")
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, redis=None,
                calendar: CalendarService | None = None) -> Flask:
     """The API over `runtime` (built from `settings` when not given; tests pass their own)."""
+    from .views import calendar as calendar_views
     from .views import definitions, instances, messages, operations, system, tasks
     from .wiring import make_database, make_runtime
 
@@ -34,7 +35,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         runtime = make_runtime(settings, db=db, calendar=calendar)
     app.extensions["gridloop"] = runtime
     app.extensions["gridloop.calendar"] = calendar or CalendarService(runtime.db)
-    for module in (system, definitions, instances, tasks, messages, operations):
+    for module in (system, definitions, instances, tasks, messages, operations, calendar_views):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     _log_requests(app)

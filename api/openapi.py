@@ -12,7 +12,7 @@ from flask import Flask
 
 from . import schemas
 
-_PARAM = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
+_PARAM = re.compile(r"<(?:[a-z]+(?:\([^)]*\))?:)?([a-z_]+)>")
 
 
 def build_spec(app: Flask) -> dict[str, Any]:
