@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: a12e191feeeb
+Revision ID: 71b0eeedb46f
 Revises:
-Create Date: 2026-11-22 10:06:59.524315
+Create Date: 2026-11-22 10:08:22.601408
 
 """
 from typing import Sequence, Union
@@ -14,7 +14,7 @@ import engine.db
 
 
 # revision identifiers, used by Alembic.
-revision: str = 'a12e191feeeb'
+revision: str = '71b0eeedb46f'
 down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -77,6 +77,29 @@ def upgrade() -> None:
     sa.Column('loaded_at', engine.db.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('year')
     )
+    op.create_table('category',
+    sa.Column('code', sa.String(length=50), nullable=False),
+    sa.Column('tenant', sa.String(length=12), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('urgent', sa.Boolean(), nullable=False),
+    sa.Column('sign_for_hours', sa.Float(), nullable=False),
+    sa.Column('handle_hours', sa.Float(), nullable=False),
+    sa.Column('verify_hours', sa.Float(), nullable=False),
+    sa.Column('reminder_ratio', sa.Float(), nullable=False),
+    sa.PrimaryKeyConstraint('code')
+    )
+    with op.batch_alter_table('category', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_category_tenant'), ['tenant'], unique=False)
+
+    op.create_table('department',
+    sa.Column('code', sa.String(length=50), nullable=False),
+    sa.Column('tenant', sa.String(length=12), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.PrimaryKeyConstraint('code')
+    )
+    with op.batch_alter_table('department', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_department_tenant'), ['tenant'], unique=False)
+
     op.create_table('incident',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('kind', sa.String(length=50), nullable=False),
@@ -145,6 +168,25 @@ def upgrade() -> None:
     with op.batch_alter_table('process_definition', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_process_definition_key'), ['key'], unique=False)
 
+    op.create_table('person',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('tenant', sa.String(length=12), nullable=False),
+    sa.Column('username', sa.String(length=100), nullable=True),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('post', sa.String(length=20), nullable=False),
+    sa.Column('grid_code', sa.String(length=20), nullable=False),
+    sa.Column('department_code', sa.String(length=50), nullable=True),
+    sa.Column('phone', sa.String(length=30), nullable=True),
+    sa.Column('wecom_id', sa.String(length=64), nullable=True),
+    sa.Column('active', sa.Boolean(), nullable=False),
+    sa.ForeignKeyConstraint(['department_code'], ['department.code'], ),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('username')
+    )
+    with op.batch_alter_table('person', schema=None) as batch_op:
+        batch_op.create_index('ix_person_grid_post', ['grid_code', 'post'], unique=False)
+        batch_op.create_index(batch_op.f('ix_person_tenant'), ['tenant'], unique=False)
+
     op.create_table('process_instance',
     sa.Column('id', sa.String(length=36), nullable=False),
     sa.Column('definition_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -167,6 +209,20 @@ def upgrade() -> None:
         batch_op.create_index('ix_instance_key_status', ['process_key', 'status'], unique=False)
         batch_op.create_index('ix_instance_wakeup', ['next_wakeup_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_process_instance_definition_id'), ['definition_id'], unique=False)
+
+    op.create_table('duty_shift',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('person_id', sa.Integer(), nullable=False),
+    sa.Column('grid_code', sa.String(length=20), nullable=False),
+    sa.Column('category', sa.String(length=50), nullable=True),
+    sa.Column('starts_at', engine.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ends_at', engine.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['person_id'], ['person.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('duty_shift', schema=None) as batch_op:
+        batch_op.create_index('ix_duty_grid_time', ['grid_code', 'starts_at', 'ends_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_duty_shift_person_id'), ['person_id'], unique=False)
 
     op.create_table('human_task',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -229,12 +285,22 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_human_task_candidate_scope'))
 
     op.drop_table('human_task')
+    with op.batch_alter_table('duty_shift', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_duty_shift_person_id'))
+        batch_op.drop_index('ix_duty_grid_time')
+
+    op.drop_table('duty_shift')
     with op.batch_alter_table('process_instance', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_process_instance_definition_id'))
         batch_op.drop_index('ix_instance_wakeup')
         batch_op.drop_index('ix_instance_key_status')
 
     op.drop_table('process_instance')
+    with op.batch_alter_table('person', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_person_tenant'))
+        batch_op.drop_index('ix_person_grid_post')
+
+    op.drop_table('person')
     with op.batch_alter_table('process_definition', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_process_definition_key'))
 
@@ -253,6 +319,14 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_incident_instance_id'))
 
     op.drop_table('incident')
+    with op.batch_alter_table('department', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_department_tenant'))
+
+    op.drop_table('department')
+    with op.batch_alter_table('category', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_category_tenant'))
+
+    op.drop_table('category')
     op.drop_table('calendar_year')
     op.drop_table('calendar_day')
     with op.batch_alter_table('audit_event', schema=None) as batch_op:

@@ -1,0 +1,68 @@
+"""People of the loop and who is on duty where: inspectors and supervisors with their grid and
+department, on-duty rosters per grid, and problem categories with their time limits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engine.db import Base, UTCDateTime
+
+POSTS = ("inspector", "supervisor", "leader", "admin")
+
+
+class Department(Base):
+    __tablename__ = "department"
+
+    code: Mapped[str] = mapped_column(String(50), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(12), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+
+
+class Person(Base):
+    """A member of staff. `username` links the login account (api.accounts.User), if any."""
+
+    __tablename__ = "person"
+    __table_args__ = (Index("ix_person_grid_post", "grid_code", "post"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(12), index=True)
+    username: Mapped[str | None] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    post: Mapped[str] = mapped_column(String(20))  # inspector | supervisor | leader | admin
+    grid_code: Mapped[str] = mapped_column(String(20))  # the grid they belong to (a unit, a town, ...)
+    department_code: Mapped[str | None] = mapped_column(ForeignKey("department.code"))
+    phone: Mapped[str | None] = mapped_column(String(30))
+    wecom_id: Mapped[str | None] = mapped_column(String(64))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class DutyShift(Base):
+    """Someone on duty for a grid (optionally for one category) from `starts_at` to `ends_at`."""
+
+    __tablename__ = "duty_shift"
+    __table_args__ = (Index("ix_duty_grid_time", "grid_code", "starts_at", "ends_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("person.id"), index=True)
+    grid_code: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str | None] = mapped_column(String(50))  # None: every category
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Category(Base):
+    """A kind of problem and its time limits (working hours), per tenant."""
+
+    __tablename__ = "category"
+
+    code: Mapped[str] = mapped_column(String(50), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(12), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    sign_for_hours: Mapped[float] = mapped_column(Float, default=2.0)
+    handle_hours: Mapped[float] = mapped_column(Float, default=24.0)
+    verify_hours: Mapped[float] = mapped_column(Float, default=8.0)
+    reminder_ratio: Mapped[float] = mapped_column(Float, default=0.75)  # remind at 75 % of a limit
