@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     settings = settings or Settings.from_env()
     app = Flask(__name__)
     app.config.update(SECRET_KEY=settings.secret_key, ACCESS_TOKEN_TTL=settings.access_token_ttl_s,
+                      REFRESH_TOKEN_TTL=settings.refresh_token_ttl_s,
                       MAX_CONTENT_LENGTH=settings.max_request_bytes, GRIDLOOP_SETTINGS=settings,
                       GRIDLOOP_REDIS=redis)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]

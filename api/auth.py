@@ -16,7 +16,8 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from . import accounts
 
-TOKEN_SALT = "gridloop.access"
+ACCESS_SALT = "gridloop.access"
+REFRESH_SALT = "gridloop.refresh"  # a refresh token is never accepted as an access token, nor the reverse
 
 
 @dataclass(frozen=True)
@@ -40,24 +41,36 @@ class AuthError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT)
+def _serializer(salt: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=salt)
 
 
-def issue_token(user: accounts.User) -> str:
-    return _serializer().dumps({"sub": user.username})
+def issue_tokens(user: accounts.User) -> dict[str, object]:
+    """An access token for requests and a longer-lived refresh token to get the next one."""
+    claims = {"sub": user.username}
+    return {"access_token": _serializer(ACCESS_SALT).dumps(claims), "token_type": "Bearer",
+            "expires_in": current_app.config["ACCESS_TOKEN_TTL"],
+            "refresh_token": _serializer(REFRESH_SALT).dumps(claims),
+            "refresh_expires_in": current_app.config["REFRESH_TOKEN_TTL"], "roles": sorted(user.role_set)}
 
 
-def _principal_from_token(token: str) -> Principal:
+def user_from_token(token: str, *, refresh: bool = False) -> accounts.User:
+    kind = "refresh" if refresh else "access"
+    ttl = current_app.config["REFRESH_TOKEN_TTL" if refresh else "ACCESS_TOKEN_TTL"]
     try:
-        data = _serializer().loads(token, max_age=current_app.config["ACCESS_TOKEN_TTL"])
+        data = _serializer(REFRESH_SALT if refresh else ACCESS_SALT).loads(token, max_age=ttl)
     except SignatureExpired:
-        raise AuthError(401, "token_expired", "the access token has expired") from None
+        raise AuthError(401, "token_expired", f"the {kind} token has expired") from None
     except BadSignature:
-        raise AuthError(401, "invalid_token", "the access token is not valid") from None
+        raise AuthError(401, "invalid_token", f"the {kind} token is not valid") from None
     user = accounts.find_user(current_app.extensions["gridloop"].db, data.get("sub", ""))
     if user is None or not user.active:  # deactivating a user revokes their tokens at once
         raise AuthError(401, "invalid_token", "the user no longer exists or is inactive")
+    return user
+
+
+def _principal_from_token(token: str) -> Principal:
+    user = user_from_token(token)
     return Principal(user.username, user.role_set, user.scope, "user")
 
 

@@ -45,7 +45,13 @@ class TokenSchema(Schema):
     access_token = fields.String()
     token_type = fields.String()
     expires_in = fields.Integer()
+    refresh_token = fields.String()
+    refresh_expires_in = fields.Integer()
     roles = fields.List(fields.String())
+
+
+class RefreshSchema(Strict):
+    refresh_token = fields.String(required=True, validate=validate.Length(min=10, max=2000))
 
 
 # -- definitions ---------------------------------------------------------------------------------

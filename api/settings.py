@@ -20,6 +20,7 @@ class Settings:
     redis_url: str = ""  # empty: the embedded in-process job runner
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
     access_token_ttl_s: int = 3600
+    refresh_token_ttl_s: int = 14 * 86400
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
@@ -39,6 +40,7 @@ class Settings:
             redis_url=_env("REDIS_URL", d.redis_url),
             secret_key=_env("SECRET_KEY", "") or _stable_dev_secret(),
             access_token_ttl_s=int(_env("ACCESS_TOKEN_TTL", str(d.access_token_ttl_s))),
+            refresh_token_ttl_s=int(_env("REFRESH_TOKEN_TTL", str(d.refresh_token_ttl_s))),
             host=_env("HOST", d.host),
             port=int(_env("PORT", str(d.port))),
             log_level=_env("LOG_LEVEL", d.log_level).upper(),

@@ -11,7 +11,7 @@ from engine import timers
 from engine.models import HumanTask, Incident, Message, OutboxEntry, ProcessInstance
 
 from .. import accounts, schemas
-from ..auth import issue_token, public
+from ..auth import issue_tokens, public, user_from_token
 from ..errors import error_body
 from ..http import answer, doc, json_body, runtime
 from ..openapi import build_spec
@@ -28,9 +28,16 @@ def login():
     user = accounts.authenticate(runtime().db, args["username"], args["password"])
     if user is None:
         return error_body(401, "invalid_credentials", "unknown user or wrong password")
-    return answer(schemas.TokenSchema(), {"access_token": issue_token(user), "token_type": "Bearer",
-                                          "expires_in": current_app.config["ACCESS_TOKEN_TTL"],
-                                          "roles": sorted(user.role_set)})
+    return answer(schemas.TokenSchema(), issue_tokens(user))
+
+
+@bp.post("/api/v1/auth/refresh")
+@public
+@doc("Exchange a refresh token for a new access and refresh token", body=schemas.RefreshSchema,
+     response=schemas.TokenSchema)
+def refresh():
+    args = json_body(schemas.RefreshSchema())
+    return answer(schemas.TokenSchema(), issue_tokens(user_from_token(args["refresh_token"], refresh=True)))
 
 
 def _counts() -> dict[str, int]:

@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from tests.api.conftest import PASSWORD
+
 ROLE_CALLERS = ["admin", "sup", "insp", "leader", "system"]
 CALLER_ROLE = {"admin": "admin", "sup": "supervisor", "insp": "inspector", "leader": "leader", "system": "system"}
 FILL = {"int": "2050", "default": "00000000-0000-0000-0000-000000000000"}  # 2050: a valid year, no such id
@@ -83,3 +85,15 @@ def test_wrong_password_is_401_and_does_not_say_which_part_was_wrong(client, use
     b = client.post("/api/v1/auth/token", json={"username": "nobody", "password": "wrong password"})
     assert a.status_code == b.status_code == 401
     assert a.get_json() == b.get_json()
+
+
+def test_refresh_token_gives_a_new_access_token_and_is_not_an_access_token(client, users):
+    tokens = client.post("/api/v1/auth/token", json={"username": "sup", "password": PASSWORD}).get_json()
+    assert client.get("/api/v1/task", headers={"Authorization": f"Bearer {tokens['refresh_token']}"}).status_code == 401
+    fresh = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
+    assert fresh.status_code == 200
+    access = fresh.get_json()["access_token"]
+    assert client.get("/api/v1/task", headers={"Authorization": f"Bearer {access}"}).status_code == 200
+    # an access token is not a refresh token either
+    r = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["access_token"]})
+    assert r.status_code == 401 and r.get_json()["error"]["code"] == "invalid_token"
