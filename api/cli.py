@@ -80,7 +80,10 @@ def scheduler() -> None:
     s = _settings()
     if not s.redis_url:
         raise click.UsageError("GRIDLOOP_REDIS_URL is not set; the embedded `gridloop run` has its own scheduler")
-    sched = Scheduler(_runtime(s), RQJobQueue(Redis.from_url(s.redis_url)))
+    from .idempotency import purge
+
+    rt = _runtime(s)
+    sched = Scheduler(rt, RQJobQueue(Redis.from_url(s.redis_url)), housekeeping=[lambda: purge(rt)])
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

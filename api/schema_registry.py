@@ -6,5 +6,6 @@ from workflows import people as _people  # noqa: F401
 from workflows import working_time as _working_time  # noqa: F401
 
 from . import accounts as _accounts  # noqa: F401
+from . import idempotency as _idempotency  # noqa: F401
 
 metadata = Base.metadata

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -20,6 +22,7 @@ from .runtime import Runtime
 log = logging.getLogger(__name__)
 
 SCHEDULER_LOCK_KEY = 0x6772_6964_0003
+HOUSEKEEPING_EVERY_S = 60.0
 
 
 @dataclass
@@ -77,12 +80,16 @@ class Leadership:
 
 class Scheduler:
     def __init__(self, rt: Runtime, queue: JobQueue, *, max_sleep: timedelta = timedelta(seconds=30),
-                 standby_poll: timedelta = timedelta(seconds=5)) -> None:
+                 standby_poll: timedelta = timedelta(seconds=5),
+                 housekeeping: list[Callable[[], object]] | None = None) -> None:
+        """`housekeeping`: chores of other layers (purging old records...), run about once a minute."""
         self.rt = rt
         self.queue = queue
         self.max_sleep = max_sleep
         self.standby_poll = standby_poll
         self.leadership = Leadership(rt)
+        self.housekeeping = list(housekeeping or [])
+        self._last_housekeeping = float("-inf")
         self._aps = BackgroundScheduler(timezone=UTC)
         self._stop = threading.Event()
         self._busy = threading.Lock()  # held while a job of ours runs; stop() waits for it
@@ -94,7 +101,11 @@ class Scheduler:
         fired = timers.fire_due(self.rt)
         relayed = outbox.relay(self.rt, self.queue)
         expired = messages.expire(self.rt)
-        outbox.sweep_expired_leases(self.rt, self.rt.job_lease)
+        if time.monotonic() - self._last_housekeeping >= HOUSEKEEPING_EVERY_S:
+            self._last_housekeeping = time.monotonic()
+            outbox.sweep_expired_leases(self.rt, self.rt.job_lease)
+            for chore in self.housekeeping:
+                chore()
         return TickResult(fired, relayed, expired, self._next_run(more=fired >= 200 or relayed >= 200))
 
     def _next_run(self, more: bool) -> datetime:

@@ -8,6 +8,7 @@ from engine.instances import InstanceQuery
 from .. import schemas
 from ..auth import current, roles
 from ..http import answer, doc, json_body, optional_json_body, page, query_args, runtime
+from ..idempotency import idempotent
 
 bp = Blueprint("process_instance", __name__, url_prefix="/api/v1")
 STARTERS = ("admin", "supervisor", "system")
@@ -21,6 +22,7 @@ def _started(result):
 
 @bp.post("/process-definition/key/<key>/start")
 @roles(*STARTERS)
+@idempotent
 @doc("Start the latest version of a process; a repeated business key returns the existing instance",
      body=schemas.StartSchema, response=schemas.StartedSchema, status=201)
 def start_by_key(key: str):
@@ -31,6 +33,7 @@ def start_by_key(key: str):
 
 @bp.post("/process-definition/<int:definition_id>/start")
 @roles(*STARTERS)
+@idempotent
 @doc("Start exactly this definition version", body=schemas.StartSchema, response=schemas.StartedSchema,
      status=201)
 def start_by_id(definition_id: int):

@@ -11,6 +11,7 @@ from engine.tasks import TaskQuery
 from .. import schemas
 from ..auth import Principal, current, roles
 from ..http import answer, doc, json_body, optional_json_body, page, query_args, runtime
+from ..idempotency import idempotent
 
 bp = Blueprint("task", __name__, url_prefix="/api/v1/task")
 WORKERS = ("admin", "supervisor", "inspector")
@@ -78,6 +79,7 @@ def get_task_variables(task_id: str):
 
 @bp.post("/<task_id>/claim")
 @roles(*WORKERS)
+@idempotent
 @doc("Claim an unassigned task (a supervisor or admin may claim it for someone else with userId)",
      body=schemas.ClaimSchema, response=schemas.TaskSchema)
 def claim(task_id: str):
@@ -94,6 +96,7 @@ def claim(task_id: str):
 
 @bp.post("/<task_id>/unclaim")
 @roles(*WORKERS)
+@idempotent
 @doc("Give an assigned task back", response=schemas.TaskSchema)
 def unclaim(task_id: str):
     _visible_task(task_id)
@@ -104,6 +107,7 @@ def unclaim(task_id: str):
 
 @bp.post("/<task_id>/delegate")
 @roles(*WORKERS)
+@idempotent
 @doc("Delegate the task to another user", body=schemas.DelegateSchema, response=schemas.TaskSchema)
 def delegate(task_id: str):
     args = json_body(schemas.DelegateSchema())
@@ -115,6 +119,7 @@ def delegate(task_id: str):
 
 @bp.post("/<task_id>/complete")
 @roles(*WORKERS)
+@idempotent
 @doc("Complete the task with variables; the loser of two concurrent completions gets 409",
      body=schemas.CompleteSchema, response=schemas.TaskSchema)
 def complete(task_id: str):

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 71b0eeedb46f
+Revision ID: c29c4d4597dd
 Revises:
-Create Date: 2026-11-22 10:08:22.601408
+Create Date: 2026-11-22 10:09:57.046596
 
 """
 from typing import Sequence, Union
@@ -14,7 +14,7 @@ import engine.db
 
 
 # revision identifiers, used by Alembic.
-revision: str = '71b0eeedb46f'
+revision: str = 'c29c4d4597dd'
 down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -100,6 +100,17 @@ def upgrade() -> None:
     with op.batch_alter_table('department', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_department_tenant'), ['tenant'], unique=False)
 
+    op.create_table('idempotency_record',
+    sa.Column('principal', sa.String(length=200), nullable=False),
+    sa.Column('key', sa.String(length=200), nullable=False),
+    sa.Column('fingerprint', sa.String(length=64), nullable=False),
+    sa.Column('state', sa.String(length=10), nullable=False),
+    sa.Column('status', sa.Integer(), nullable=True),
+    sa.Column('body', sa.Text(), nullable=True),
+    sa.Column('content_type', sa.String(length=100), nullable=True),
+    sa.Column('created_at', engine.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('principal', 'key')
+    )
     op.create_table('incident',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('kind', sa.String(length=50), nullable=False),
@@ -319,6 +330,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_incident_instance_id'))
 
     op.drop_table('incident')
+    op.drop_table('idempotency_record')
     with op.batch_alter_table('department', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_department_tenant'))
 
