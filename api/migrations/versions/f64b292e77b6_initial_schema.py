@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: c29c4d4597dd
+Revision ID: f64b292e77b6
 Revises:
-Create Date: 2026-11-22 10:09:57.046596
+Create Date: 2026-11-22 10:13:01.578219
 
 """
 from typing import Sequence, Union
@@ -14,7 +14,7 @@ import engine.db
 
 
 # revision identifiers, used by Alembic.
-revision: str = 'c29c4d4597dd'
+revision: str = 'f64b292e77b6'
 down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -99,6 +99,28 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('department', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_department_tenant'), ['tenant'], unique=False)
+
+    op.create_table('grid',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('tenant', sa.String(length=40), nullable=False),
+    sa.Column('code', sa.String(length=40), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('level', sa.String(length=10), nullable=False),
+    sa.Column('parent_code', sa.String(length=40), nullable=True),
+    sa.Column('valid_from', engine.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('valid_to', engine.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('geometry', sa.Text(), nullable=False),
+    sa.Column('min_lon', sa.Float(), nullable=False),
+    sa.Column('min_lat', sa.Float(), nullable=False),
+    sa.Column('max_lon', sa.Float(), nullable=False),
+    sa.Column('max_lat', sa.Float(), nullable=False),
+    sa.Column('properties', sa.JSON(), nullable=True),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('grid', schema=None) as batch_op:
+        batch_op.create_index('ix_grid_tenant_code', ['tenant', 'code'], unique=False)
+        batch_op.create_index('ix_grid_tenant_parent', ['tenant', 'parent_code'], unique=False)
+        batch_op.create_index('uq_grid_current_code', ['code'], unique=True, postgresql_where=sa.text('valid_to IS NULL'), sqlite_where=sa.text('valid_to IS NULL'))
 
     op.create_table('idempotency_record',
     sa.Column('principal', sa.String(length=200), nullable=False),
@@ -331,6 +353,12 @@ def downgrade() -> None:
 
     op.drop_table('incident')
     op.drop_table('idempotency_record')
+    with op.batch_alter_table('grid', schema=None) as batch_op:
+        batch_op.drop_index('uq_grid_current_code', postgresql_where=sa.text('valid_to IS NULL'), sqlite_where=sa.text('valid_to IS NULL'))
+        batch_op.drop_index('ix_grid_tenant_parent')
+        batch_op.drop_index('ix_grid_tenant_code')
+
+    op.drop_table('grid')
     with op.batch_alter_table('department', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_department_tenant'))
 
