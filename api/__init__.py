@@ -8,6 +8,7 @@ import time
 from flask import Flask, g, request
 
 from engine.runtime import Runtime
+from workflows.grids import GridIndexCache
 from workflows.working_time import CalendarService
 
 from .errors import register_error_handlers
@@ -20,7 +21,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                calendar: CalendarService | None = None) -> Flask:
     """The API over `runtime` (built from `settings` when not given; tests pass their own)."""
     from .views import calendar as calendar_views
-    from .views import definitions, instances, messages, operations, system, tasks
+    from .views import definitions, grids, instances, messages, operations, system, tasks
     from .wiring import make_database, make_runtime
 
     settings = settings or Settings.from_env()
@@ -36,7 +37,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         runtime = make_runtime(settings, db=db, calendar=calendar)
     app.extensions["gridloop"] = runtime
     app.extensions["gridloop.calendar"] = calendar or CalendarService(runtime.db)
-    for module in (system, definitions, instances, tasks, messages, operations, calendar_views):
+    app.extensions["gridloop.grids"] = GridIndexCache(runtime.db)
+    for module in (system, definitions, instances, tasks, messages, operations, calendar_views, grids):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     _log_requests(app)

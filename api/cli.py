@@ -124,6 +124,43 @@ def deploy(files: tuple[Path, ...]) -> None:
         click.echo(f"{path}: {d.key} version {d.version}{'' if created else ' (unchanged)'}")
 
 
+@main.command("import-grids")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--tenant", required=True, help="the city's 6-digit administrative code, e.g. 320700")
+@click.option("--dry-run", is_flag=True, help="validate only")
+def import_grids_cmd(file: Path, tenant: str, dry_run: bool) -> None:
+    """Import (replace) a tenant's grids from a GeoJSON FeatureCollection."""
+    import json
+
+    from workflows.geojson_import import GridImportError, import_grids, validate_feature_collection
+
+    rt = _runtime(_settings())
+    collection = json.loads(file.read_text(encoding="utf-8"))
+    try:
+        if dry_run:
+            grids, warnings = validate_feature_collection(tenant, collection)
+            click.echo(f"{file}: valid, {len(grids)} grids, {len(warnings)} warnings")
+            return
+        report = import_grids(rt.db, rt.clock.now(), tenant, collection)
+    except GridImportError as exc:
+        for p in exc.problems:
+            click.echo(f"{file}: feature {p.get('index')} ({p.get('code')}): {p.get('problem')}", err=True)
+        raise SystemExit(1) from None
+    click.echo(f"{file}: {report.counts}; added {len(report.added)}, changed {len(report.changed)}, "
+               f"retired {len(report.retired)}, unchanged {report.unchanged}")
+
+
+@main.command("seed-demo")
+def seed_demo_cmd() -> None:
+    """Load the demo tenant 320700 (synthetic grids, people on duty, categories); idempotent."""
+    from workflows.demo_seed import seed_demo
+
+    rt = _runtime(_settings())
+    s = seed_demo(rt.db, rt.clock.now())
+    click.echo(f"tenant {s.tenant}: {s.grids} grids, {s.inspectors} inspectors, {s.supervisors} supervisors"
+               f"{'' if s.seeded else ' (already there)'}")
+
+
 @main.command("create-user")
 @click.argument("username")
 @click.option("--role", "roles", multiple=True, required=True, help="admin, supervisor, inspector, leader")

@@ -27,6 +27,7 @@ class Settings:
     log_json: bool = True
     bpmn_dir: Path = PROJECT_ROOT / "bpmn"
     deploy_bundled: bool = True
+    seed_demo: bool | None = None  # None: only on the embedded default database
     message_ttl_s: int = 86400
     max_request_bytes: int = 4 * 1024 * 1024
     web_workers: int = 2
@@ -47,6 +48,7 @@ class Settings:
             log_json=_env("LOG_JSON", "true").lower() in ("1", "true", "yes"),
             bpmn_dir=Path(_env("BPMN_DIR", str(d.bpmn_dir))),
             deploy_bundled=_env("DEPLOY_BUNDLED", "true").lower() in ("1", "true", "yes"),
+            seed_demo=_flag(_env("SEED_DEMO", "")),
             message_ttl_s=int(_env("MESSAGE_TTL", str(d.message_ttl_s))),
             max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(d.max_request_bytes))),
             web_workers=int(_env("WEB_WORKERS", str(d.web_workers))),
@@ -56,6 +58,14 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return not self.redis_url
+
+    @property
+    def wants_demo(self) -> bool:
+        return self.seed_demo if self.seed_demo is not None else self.database_url == Settings.database_url
+
+
+def _flag(value: str) -> bool | None:
+    return None if value == "" else value.lower() in ("1", "true", "yes")
 
 
 def _stable_dev_secret() -> str:

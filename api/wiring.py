@@ -11,6 +11,7 @@ from engine.clock import Clock, SystemClock
 from engine.db import Database
 from engine.parsing import ModelError
 from engine.runtime import Runtime
+from workflows.demo_seed import seed_demo
 from workflows.operations import register_operations
 from workflows.working_time import CalendarService, seed_from_package
 
@@ -44,6 +45,11 @@ def prepare_database(rt: Runtime, settings: Settings) -> None:
     seeded = seed_from_package(rt.db, rt.clock.now())
     if seeded:
         log.info("holiday calendar seeded", extra={"years": seeded})
+    if settings.wants_demo:
+        demo = seed_demo(rt.db, rt.clock.now())
+        if demo.seeded:
+            log.info("demo tenant seeded", extra={"tenant": demo.tenant, "grids": demo.grids,
+                                                  "inspectors": demo.inspectors, "supervisors": demo.supervisors})
     if settings.deploy_bundled:
         deploy_directory(rt, settings.bpmn_dir, actor="system:bundled")
 

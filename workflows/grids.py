@@ -8,6 +8,8 @@ deleting it. A row is current while `valid_to` is NULL; at most one current row 
 from __future__ import annotations
 
 import math
+import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -115,3 +117,28 @@ class GridIndex:
             if len(chain) > len(LEVELS):  # defensive: import forbids cycles, but never loop forever
                 raise ValueError(f"grid hierarchy of {code} is cyclic")
         return chain
+
+
+class GridIndexCache:
+    """One current index per tenant for this process; an import through this process replaces it
+    at once, one through another process is picked up within `max_age` seconds."""
+
+    def __init__(self, db: Database, max_age: float = 300.0) -> None:
+        self._db = db
+        self._max_age = max_age
+        self._indexes: dict[str, tuple[float, GridIndex]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tenant: str) -> GridIndex:
+        with self._lock:
+            cached = self._indexes.get(tenant)
+            if cached is not None and time.monotonic() - cached[0] <= self._max_age:
+                return cached[1]
+        index = GridIndex.load(self._db, tenant)
+        with self._lock:
+            self._indexes[tenant] = (time.monotonic(), index)
+        return index
+
+    def invalidate(self, tenant: str) -> None:
+        with self._lock:
+            self._indexes.pop(tenant, None)
