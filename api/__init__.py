@@ -6,6 +6,7 @@ import logging
 import time
 
 from flask import Flask, g, request
+from werkzeug.exceptions import BadRequest
 
 from engine.runtime import Runtime
 from workflows.grids import GridIndexCache
@@ -49,6 +50,8 @@ def _log_requests(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
         g.started = time.perf_counter()
+        if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+            raise BadRequest("NUL characters are not allowed in the URL")
 
     @app.after_request
     def _done(response):

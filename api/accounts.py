@@ -77,10 +77,16 @@ def create_user(db: Database, now: datetime, *, username: str, password: str, ro
     return user
 
 
+_DUMMY_HASH = generate_password_hash("gridloop-no-such-user")
+
+
 def authenticate(db: Database, username: str, password: str) -> User | None:
+    """The user if the password matches. An unknown name costs the same hash check as a known one,
+    so response times do not tell which usernames exist."""
     with db.session() as s:
         user = s.scalar(select(User).where(User.username == username))
-    if user is None or not user.active or not check_password_hash(user.password_hash, password):
+    matches = check_password_hash(user.password_hash if user else _DUMMY_HASH, password)
+    if user is None or not user.active or not matches:
         return None
     return user
 

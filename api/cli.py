@@ -49,7 +49,11 @@ def web() -> None:
     """API only (run several; needs the scheduler and workers as separate processes)."""
     from .server import GridLoopServer
 
-    GridLoopServer(_settings(), all_in_one=False).run()
+    s = _settings()
+    if not s.redis_url:
+        raise click.UsageError("GRIDLOOP_REDIS_URL is not set: without Redis nothing would run timers or jobs; "
+                               "use `gridloop run` for the embedded all-in-one server")
+    GridLoopServer(s, all_in_one=False).run()
 
 
 @main.command()

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask, jsonify
 from marshmallow import ValidationError
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from engine import errors as engine_errors
@@ -63,6 +63,11 @@ def register_error_handlers(app: Flask) -> None:
     def _integrity(exc: IntegrityError):
         log.info("integrity conflict", extra={"error": str(exc.orig)})
         return error_body(409, "conflict", "the change conflicts with existing data")
+
+    @app.errorhandler(DataError)
+    def _data(exc: DataError):
+        log.info("value refused by the database", extra={"error": str(exc.orig).splitlines()[0]})
+        return error_body(422, "invalid_value", "a value is out of range or not storable (too long, bad characters)")
 
     @app.errorhandler(OperationalError)
     def _db_down(exc: OperationalError):

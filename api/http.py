@@ -3,6 +3,7 @@ and record what the endpoint takes and returns for the OpenAPI document."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,15 +19,53 @@ def runtime() -> Runtime:
     return current_app.extensions["gridloop"]
 
 
+MAX_DEPTH = 32  # variables are forms and payloads, not trees: deeper is an attack or a bug
+MAX_NODES = 50_000
+MAX_STRING = 100_000
+
+
 def json_body(schema: Schema) -> dict[str, Any]:
     if not request.is_json:
         raise UnsupportedMediaType("send the body as application/json")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise BadRequest("the body is not valid JSON")
+    try:
+        data = json.loads(request.get_data(cache=True), parse_constant=_no_constant)
+    except RecursionError:
+        raise BadRequest("the JSON is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
+    check_json(data)
     return schema.load(data)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def check_json(value: Any) -> None:
+    """Bound what a client may store: depth, size, no NUL characters (PostgreSQL refuses them)."""
+    nodes = 0
+    stack: list[tuple[Any, int, str]] = [(value, 0, "$")]
+    while stack:
+        item, depth, where = stack.pop()
+        nodes += 1
+        if depth > MAX_DEPTH:
+            raise BadRequest(f"the JSON is nested deeper than {MAX_DEPTH} levels at {where}")
+        if nodes > MAX_NODES:
+            raise BadRequest(f"the JSON has more than {MAX_NODES} values")
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise BadRequest(f"NUL characters are not allowed ({where})")
+            if len(item) > MAX_STRING:
+                raise BadRequest(f"a string is longer than {MAX_STRING} characters ({where})")
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                if "\x00" in k:
+                    raise BadRequest(f"NUL characters are not allowed in keys ({where})")
+                stack.append((v, depth + 1, f"{where}.{k[:40]}"))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(item))
 
 
 def optional_json_body(schema: Schema) -> dict[str, Any]:

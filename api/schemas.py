@@ -25,7 +25,7 @@ class ErrorSchema(Schema):
 
 
 class PageArgs(Strict):
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0))
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000_000))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 
+from lxml import etree
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from . import audit
 from .errors import NotFound
 from .models import ProcessDefinition
-from .parsing import parse_model
+from .parsing import SAFE_PARSER, parse_model
 from .runtime import Runtime
 
 DEPLOY_LOCK_KEY = 0x6772_6964_0002
@@ -21,7 +22,7 @@ def deploy(rt: Runtime, bpmn_xml: str | bytes, actor: str) -> tuple[ProcessDefin
     raw = bpmn_xml.encode() if isinstance(bpmn_xml, str) else bpmn_xml
     model = parse_model(raw, known_operation=rt.registry.__contains__)
     digest = hashlib.sha256(raw).hexdigest()
-    text = raw.decode("utf-8")
+    text = xml_text(raw)
     for _attempt in range(3):
         try:
             with rt.db.transaction() as s:
@@ -45,6 +46,14 @@ def deploy(rt: Runtime, bpmn_xml: str | bytes, actor: str) -> tuple[ProcessDefin
         except IntegrityError:
             continue  # a concurrent deploy took this version number; read again
     raise RuntimeError("could not allocate a definition version")
+
+
+def xml_text(raw: bytes) -> str:
+    """The model as text whatever encoding it declared (GBK, UTF-16...); parsing already succeeded."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return etree.tostring(etree.fromstring(raw, parser=SAFE_PARSER), encoding="unicode")
 
 
 def latest(rt: Runtime, key: str) -> ProcessDefinition:

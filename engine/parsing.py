@@ -6,11 +6,14 @@ import ast
 import re
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins import ScriptTaskMixin
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
@@ -19,6 +22,10 @@ from .spiff_specs import ClockedCycle, ClockedDuration, ClockedTimeDate, GridLoo
 from .spiff_specs import ServiceTask as OperationTask
 
 MAX_BPMN_BYTES = 2 * 1024 * 1024
+MIN_CYCLE = timedelta(minutes=1)
+MAX_ELEMENTS = 2000  # flow nodes per process: a bound on what one transaction may have to walk
+# No external entities, no network, no huge trees: say so explicitly rather than rely on defaults.
+SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=False)
 # User-task properties evaluated as expressions over the process variables (formKey is a plain name).
 TASK_PROPERTIES = ("formKey", "priority", "dueDate", "followUpDate", "candidateScope")
 
@@ -56,7 +63,10 @@ def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool]
         raise ModelError([Problem(None, f"file is larger than {MAX_BPMN_BYTES} bytes")])
     parser = GridLoopParser()
     try:
-        parser.add_bpmn_str(raw, filename="model.bpmn")
+        root = etree.fromstring(raw, parser=SAFE_PARSER)
+        if root.getroottree().docinfo.doctype:
+            raise ModelError([Problem(None, "a DOCTYPE is not allowed in BPMN")])
+        parser.add_bpmn_xml(root, filename="model.bpmn")
         key = _executable_process(parser)
         spec = parser.get_spec(key)
         subprocess_specs = parser.get_subprocess_specs(key)
@@ -87,13 +97,27 @@ def _executable_process(parser: GridLoopParser) -> str:
 
 
 def lint(spec, subprocess_specs: dict, known_operation: Callable[[str], bool]) -> Iterator[Problem]:
+    if len(spec.name) > 200:
+        yield Problem(spec.name[:40], "the process id is longer than 200 characters")
     for process in (spec, *subprocess_specs.values()):
+        if len(process.task_specs) > MAX_ELEMENTS:
+            yield Problem(process.name[:40], f"more than {MAX_ELEMENTS} elements in one process")
         for task_spec in process.task_specs.values():
             yield from _lint_task(task_spec, known_operation)
 
 
+LIMITS = (("bpmn_id", 200, "id"), ("bpmn_name", 400, "name"), ("lane", 100, "lane name"))
+
+
 def _lint_task(ts, known_operation: Callable[[str], bool]) -> Iterator[Problem]:
     element = getattr(ts, "bpmn_id", None) or ts.name
+    for attr, limit, what in LIMITS:
+        value = getattr(ts, attr, None)
+        if isinstance(value, str) and len(value) > limit:
+            yield Problem(element[:60], f"the {what} is longer than {limit} characters")
+    if isinstance(ts, ThrowingEvent) and isinstance(getattr(ts, "event_definition", None), MessageEventDefinition):
+        yield Problem(element, "message throw events and send tasks are not supported; use a service task "
+                               "(a thrown message would never leave the instance)")
     if getattr(ts, "manual", False) and not getattr(ts, "lane", None):
         yield Problem(element, "user task is not in a lane; the lane names the role that may work on it")
     if isinstance(ts, OperationTask):
@@ -152,7 +176,9 @@ def _lint_timer(element: str, timer: TimerEventDefinition) -> Iterator[Problem]:
         elif isinstance(timer, ClockedTimeDate):
             TimerEventDefinition.parse_time_or_duration(literal)
         elif isinstance(timer, ClockedCycle):
-            TimerEventDefinition.parse_iso_recurring_interval(literal)
+            _cycles, _start, period = TimerEventDefinition.parse_iso_recurring_interval(literal)
+            if period < MIN_CYCLE:
+                yield Problem(element, f"timer cycle {literal!r} repeats more often than every {MIN_CYCLE}")
     except Exception as exc:  # the library raises bare Exception for bad durations
         yield Problem(element, f"timer {literal!r} is not a valid ISO 8601 value: {exc}")
 

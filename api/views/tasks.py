@@ -2,13 +2,14 @@
 an inspector sees the tasks offered to their role in their grid and those assigned to them."""
 
 from flask import Blueprint, jsonify
+from marshmallow import ValidationError
 
 from engine import instances, tasks
-from engine.errors import NotFound
+from engine.errors import NotAllowed, NotFound
 from engine.models import HumanTask
 from engine.tasks import TaskQuery
 
-from .. import schemas
+from .. import accounts, schemas
 from ..auth import Principal, current, roles
 from ..http import answer, doc, json_body, optional_json_body, page, query_args, runtime
 from ..idempotency import idempotent
@@ -31,6 +32,16 @@ def can_work_on(p: Principal, ht: HumanTask) -> bool:
     return can_see(p, ht) and ht.candidate_role in p.roles
 
 
+def _check_target(ht: HumanTask, username: str) -> None:
+    """A task may only be handed to an active user who could work on it themselves."""
+    user = accounts.find_user(runtime().db, username)
+    if user is None or not user.active:
+        raise ValidationError({"userId": [f"{username!r} is not an active user"]})
+    target = Principal(user.username, user.role_set, user.scope)
+    if not can_work_on(target, ht) or not target.has(ht.candidate_role or ""):
+        raise ValidationError({"userId": [f"{username!r} may not work on this task (role or grid)"]})
+
+
 def _visible_task(task_id: str, *, to_work: bool = False) -> HumanTask:
     """404 rather than 403 for tasks outside the caller's scope: their existence is not disclosed."""
     ht = tasks.get(runtime(), task_id)
@@ -38,8 +49,6 @@ def _visible_task(task_id: str, *, to_work: bool = False) -> HumanTask:
     if not can_see(p, ht):
         raise NotFound(f"task {task_id} does not exist")
     if to_work and not can_work_on(p, ht):
-        from engine.errors import NotAllowed
-
         raise NotAllowed(f"task is offered to role {ht.candidate_role!r}")
     return ht
 
@@ -87,10 +96,10 @@ def claim(task_id: str):
     _visible_task(task_id, to_work=True)
     p = current()
     for_user = args.get("user_id")
-    if for_user and for_user != p.name and not p.has("admin", "supervisor"):
-        from engine.errors import NotAllowed
-
-        raise NotAllowed("only a supervisor or admin may assign a task to someone else")
+    if for_user and for_user != p.name:
+        if not p.has("admin", "supervisor"):
+            raise NotAllowed("only a supervisor or admin may assign a task to someone else")
+        _check_target(tasks.get(runtime(), task_id), for_user)
     return answer(schemas.TaskSchema(), tasks.claim(runtime(), task_id, p.name, for_user))
 
 
@@ -111,8 +120,9 @@ def unclaim(task_id: str):
 @doc("Delegate the task to another user", body=schemas.DelegateSchema, response=schemas.TaskSchema)
 def delegate(task_id: str):
     args = json_body(schemas.DelegateSchema())
-    _visible_task(task_id, to_work=True)
+    ht = _visible_task(task_id, to_work=True)
     p = current()
+    _check_target(ht, args["user_id"])
     return answer(schemas.TaskSchema(), tasks.delegate(runtime(), task_id, p.name, args["user_id"],
                                                        force=p.has("admin", "supervisor")))
 

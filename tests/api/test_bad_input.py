@@ -137,3 +137,48 @@ def test_query_parameters_are_validated(users):
     assert r.status_code == 422 and {"limit", "sort"} <= set(error(r)["fields"])
     r = users["sup"].get("/api/v1/process-instance?startedAfter=yesterday")
     assert r.status_code == 422
+
+
+@pytest.mark.parametrize("body,fragment", [
+    ('{"variables": {"a": NaN}}', "not valid JSON"),
+    ('{"variables": {"a": "x\\u0000y"}}', "NUL"),
+    ('{"variables": ' + '{"a": ' * 40 + '1' + '}' * 40 + '}', "nested"),
+    ('{"variables": ' + '[' * 5000 + ']' * 5000 + '}', "nested"),
+])
+def test_hostile_json_is_400_and_changes_nothing(rt, users, deployed, body, fragment):
+    before = counts(rt)
+    r = users["sup"].post("/api/v1/process-definition/key/reference_loop/start", data=body,
+                          headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and fragment in error(r)["message"], r.get_json()
+    assert counts(rt) == before
+
+
+def test_nul_in_the_url_and_huge_offsets_are_4xx(users):
+    assert users["sup"].get("/api/v1/task/abc%00def").status_code == 400
+    assert users["sup"].get("/api/v1/process-instance?businessKey=%00").status_code == 400
+    assert users["sup"].get("/api/v1/task?offset=99999999999999999999").status_code == 422
+
+
+def test_a_model_in_another_encoding_deploys(users, reference_xml):
+    gbk = reference_xml.replace('encoding="UTF-8"', 'encoding="GBK"').replace("Review the alarm", "甄别告警")
+    r = users["admin"].post("/api/v1/process-definition", data=gbk.encode("gbk"),
+                            headers={"Content-Type": "application/xml"})
+    assert r.status_code == 201, r.get_json()
+
+
+def test_overlong_names_and_doctypes_are_refused_at_deploy(users, reference_xml):
+    long_name = reference_xml.replace('name="Review the alarm"', f'name="{"长" * 401}"')
+    r = deploy(users, long_name)
+    assert r.status_code == 400 and "longer than 400" in str(error(r)["problems"])
+    evil = reference_xml.replace('<?xml version="1.0" encoding="UTF-8"?>',
+                                 '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>')
+    assert deploy(users, evil).status_code == 400
+
+
+def test_delegation_only_to_someone_who_could_do_the_task(rt, clock, users, deployed):
+    r = users["sup"].post("/api/v1/process-definition/key/reference_loop/start", json=start_body(clock))
+    review = users["sup"].get(f"/api/v1/task?processInstanceId={r.get_json()['id']}").get_json()["items"][0]
+    url = f"/api/v1/task/{review['id']}/delegate"
+    assert users["sup"].post(url, json={"userId": "nobody-at-all"}).status_code == 422
+    assert users["sup"].post(url, json={"userId": "insp"}).status_code == 422  # an inspector, not a supervisor
+    assert users["sup"].post(f"/api/v1/task/{review['id']}/claim", json={"userId": "insp"}).status_code == 422
