@@ -32,6 +32,8 @@ class Settings:
     max_request_bytes: int = 4 * 1024 * 1024
     web_workers: int = 2
     job_threads: int = 2
+    enforcement_url: str = ""
+    enforcement_secret: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,6 +55,8 @@ class Settings:
             max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(d.max_request_bytes))),
             web_workers=int(_env("WEB_WORKERS", str(d.web_workers))),
             job_threads=int(_env("JOB_THREADS", str(d.job_threads))),
+            enforcement_url=_env("ENFORCEMENT_URL", ""),
+            enforcement_secret=_env("ENFORCEMENT_SECRET", ""),
         )
 
     @property

@@ -45,6 +45,11 @@ class UnknownOperation(LookupError):
     pass
 
 
+class PermanentFailure(Exception):
+    """Raised by a handler when retrying cannot help (the other side refused the request): the
+    engine raises an incident at once instead of retrying."""
+
+
 @dataclass
 class OperationRegistry:
     _operations: dict[str, Operation] = field(default_factory=dict)

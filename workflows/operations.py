@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.operations import OperationContext, OperationRegistry
+from integrations.enforcement import EnforcementClient
 
 from .working_time import CHINA, WorkCalendar
 
@@ -40,6 +41,19 @@ def sla_deadline(calendar: Callable[[], WorkCalendar]) -> Callable[[Mapping[str,
     return handler
 
 
-def register_operations(registry: OperationRegistry, *, calendar: Callable[[], WorkCalendar]) -> None:
+def enforcement_push(client: EnforcementClient) -> Callable[[Mapping[str, Any], OperationContext], Any]:
+    """`enforcement.push` (asynchronous): the case goes to the enforcement system; its feedback comes
+    back later as the `enforcement_feedback` message."""
+
+    def handler(params: Mapping[str, Any], _ctx: OperationContext) -> dict[str, Any]:
+        return client.push(dict(params))
+
+    return handler
+
+
+def register_operations(registry: OperationRegistry, *, calendar: Callable[[], WorkCalendar],
+                        enforcement: EnforcementClient | None = None) -> None:
     registry.register("alarm.classify", classify_alarm)
     registry.register("sla.deadline", sla_deadline(calendar))
+    registry.register("enforcement.push", enforcement_push(enforcement or EnforcementClient("", "")),
+                      is_async=True, queue="integrations", max_attempts=6)

@@ -1,0 +1,134 @@
+"""The env_case process through the engine: the loop of DESIGN.md §5 with working-time SLAs."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from engine import definitions, instances, messages, outbox, tasks, timers
+from engine.queues import ManualJobQueue
+from engine.runtime import Runtime
+from integrations.enforcement import EnforcementClient
+from tests.integrations.fake_enforcement import FakeEnforcement
+from workflows.operations import register_operations
+from workflows.working_time import CalendarService, seed_from_package
+
+MODEL = Path(__file__).resolve().parents[2] / "bpmn" / "env_case.bpmn"
+START = datetime(2026, 9, 29, 1, 0, tzinfo=UTC)  # Tuesday 09:00 in China, two days before National Day
+
+
+@pytest.fixture
+def enforcement():
+    with FakeEnforcement("shared-secret") as fake:
+        yield fake
+
+
+@pytest.fixture
+def case_rt(db, clock, enforcement) -> Runtime:
+    clock.set(START)
+    seed_from_package(db, clock.now(), years=[2026])
+    rt = Runtime(db=db, clock=clock)
+    register_operations(rt.registry, calendar=CalendarService(db).calendar,
+                        enforcement=EnforcementClient(enforcement.url, "shared-secret"))
+    definitions.deploy(rt, MODEL.read_bytes(), "admin")
+    return rt
+
+
+def file_case(rt, case_id="C-1"):
+    return instances.start(rt, actor="intake", key="env_case", business_key=case_id, variables={
+        "case_id": case_id, "category": "air.exceedance", "grid": "320706001000001", "escalation_scope": "320706001",
+        "inspector": "insp-1", "urgent": True, "sign_for_hours": 2, "handle_hours": 8, "feedback_hours": 16,
+        "extension_hours": 8, "reminder_ratio": 0.75, "transfers": 0, "reminders": 0, "escalations": 0,
+        "extensions": 0, "returns": 0, "urges": 0, "reworks": 0, "findings": ""}).instance.id
+
+
+def do(rt, iid, element, actor="u", **variables):
+    (task,) = [t for t in instances.open_tasks(rt, iid) if t.element_id == element]
+    return tasks.complete(rt, task.id, actor, variables)
+
+
+def open_elements(rt, iid):
+    return sorted(t.element_id for t in instances.open_tasks(rt, iid))
+
+
+def test_a_violation_goes_to_enforcement_and_closes_after_verification(case_rt, enforcement):
+    rt = case_rt
+    iid = file_case(rt)
+    do(rt, iid, "review", review_result="valid")
+    do(rt, iid, "dispatch")
+    (sign,) = instances.open_tasks(rt, iid)
+    assert sign.element_id == "sign_for" and sign.due_at == START + timedelta(hours=2)
+    do(rt, iid, "sign_for", actor="insp-1")
+    do(rt, iid, "handle", actor="insp-1", handle_result="done", finding_kind="violation", findings="停产治污设施")
+    jobs = ManualJobQueue(rt)
+    outbox.relay(rt, jobs)
+    jobs.run_all()
+    assert instances.subscriptions(rt, iid)[0].message_name == "enforcement_feedback"
+    assert enforcement.received == [{"case_id": "C-1", "category": "air.exceedance", "findings": "停产治污设施",
+                                     "grid": "320706001000001"}]
+    messages.correlate(rt, name="enforcement_feedback", message_id="zf-1", actor="enforcement",
+                       correlation_value="C-1", payload={"result": "fined", "amount": 50000})
+    do(rt, iid, "verify", verified=True)
+    assert instances.get(rt, iid).status == "completed"
+    assert instances.variables(rt, iid)["enforcement"]["result"] == "fined"
+
+
+def test_failed_verification_sends_the_case_back_for_rework(case_rt):
+    rt = case_rt
+    iid = file_case(rt)
+    do(rt, iid, "review", review_result="valid")
+    do(rt, iid, "dispatch")
+    do(rt, iid, "sign_for")
+    do(rt, iid, "handle", handle_result="done", finding_kind="rectified")
+    do(rt, iid, "verify", verified=False)
+    assert open_elements(rt, iid) == ["handle"]
+    do(rt, iid, "handle", handle_result="done", finding_kind="rectified")
+    do(rt, iid, "verify", verified=True)
+    assert instances.get(rt, iid).status == "completed"
+    assert instances.variables(rt, iid)["reworks"] == 1
+
+
+def test_sign_for_reminds_then_escalates_to_the_upper_level_at_its_working_time_deadline(case_rt, clock):
+    rt = case_rt
+    iid = file_case(rt)
+    do(rt, iid, "review", review_result="valid")
+    do(rt, iid, "dispatch")
+    clock.set(START + timedelta(hours=1, minutes=30, seconds=1))  # 75 % of 2 working hours
+    timers.fire_due(rt)
+    assert open_elements(rt, iid) == ["sign_for"]
+    clock.set(START + timedelta(hours=2))  # exactly the deadline: not yet
+    assert timers.fire_due(rt) == 0
+    clock.set(START + timedelta(hours=2, seconds=1))
+    assert timers.fire_due(rt) == 1
+    (escalation,) = instances.open_tasks(rt, iid)
+    assert (escalation.element_id, escalation.candidate_scope) == ("escalate_sign", "320706001")
+    tasks.complete(rt, escalation.id, "sup-320706001", {"inspector": "insp-2"})
+    (sign,) = instances.open_tasks(rt, iid)
+    # escalated at 11:00:01 China time: 1 h before lunch, 1 h after it (13:30–14:30:01)
+    assert sign.element_id == "sign_for" and sign.due_at == START + timedelta(hours=5, minutes=30, seconds=1)
+    assert instances.variables(rt, iid)["escalations"] == 1
+
+
+def test_extension_and_return_need_a_supervisors_approval(case_rt):
+    rt = case_rt
+    iid = file_case(rt)
+    do(rt, iid, "review", review_result="valid")
+    do(rt, iid, "dispatch")
+    do(rt, iid, "sign_for")
+    handle = instances.open_tasks(rt, iid)[0]
+    do(rt, iid, "handle", handle_result="extension")
+    do(rt, iid, "approve_extension", extension_approved=True)
+    extended = instances.open_tasks(rt, iid)[0]
+    assert extended.element_id == "handle" and extended.due_at > handle.due_at
+    do(rt, iid, "handle", handle_result="return")
+    do(rt, iid, "approve_return", return_approved=True)
+    assert open_elements(rt, iid) == ["dispatch"]
+    v = instances.variables(rt, iid)
+    assert (v["extensions"], v["returns"]) == (1, 1)
+
+
+@pytest.mark.parametrize("outcome,end", [("invalid", "closed_invalid"), ("merge", "closed_merged")])
+def test_review_can_discard_or_merge(case_rt, outcome, end):
+    iid = file_case(case_rt)
+    do(case_rt, iid, "review", review_result=outcome)
+    assert instances.get(case_rt, iid).status == "completed"
