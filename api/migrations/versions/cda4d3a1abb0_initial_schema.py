@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: f64b292e77b6
+Revision ID: cda4d3a1abb0
 Revises:
-Create Date: 2026-11-22 10:13:01.578219
+Create Date: 2026-11-22 10:40:11.449308
 
 """
 from typing import Sequence, Union
@@ -14,7 +14,7 @@ import engine.db
 
 
 # revision identifiers, used by Alembic.
-revision: str = 'f64b292e77b6'
+revision: str = 'cda4d3a1abb0'
 down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -99,6 +99,34 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('department', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_department_tenant'), ['tenant'], unique=False)
+
+    op.create_table('env_case',
+    sa.Column('id', sa.String(length=40), nullable=False),
+    sa.Column('tenant', sa.String(length=12), nullable=False),
+    sa.Column('source', sa.String(length=20), nullable=False),
+    sa.Column('source_ref', sa.String(length=100), nullable=True),
+    sa.Column('external_id', sa.String(length=100), nullable=False),
+    sa.Column('category', sa.String(length=50), nullable=False),
+    sa.Column('description', sa.String(length=2000), nullable=True),
+    sa.Column('lon', sa.Float(), nullable=True),
+    sa.Column('lat', sa.Float(), nullable=True),
+    sa.Column('grid_code', sa.String(length=40), nullable=False),
+    sa.Column('route_reason', sa.String(length=300), nullable=False),
+    sa.Column('urgent', sa.Boolean(), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('instance_id', sa.String(length=36), nullable=True),
+    sa.Column('occurrences', sa.Integer(), nullable=False),
+    sa.Column('first_seen', engine.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('last_seen', engine.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('details', sa.JSON(), nullable=False),
+    sa.Column('created_at', engine.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('source', 'external_id', name='uq_case_external')
+    )
+    with op.batch_alter_table('env_case', schema=None) as batch_op:
+        batch_op.create_index('ix_case_dedup', ['tenant', 'source_ref', 'category', 'status'], unique=False)
+        batch_op.create_index('ix_case_grid', ['tenant', 'grid_code', 'status'], unique=False)
+        batch_op.create_index(batch_op.f('ix_env_case_instance_id'), ['instance_id'], unique=False)
 
     op.create_table('grid',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -359,6 +387,12 @@ def downgrade() -> None:
         batch_op.drop_index('ix_grid_tenant_code')
 
     op.drop_table('grid')
+    with op.batch_alter_table('env_case', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_env_case_instance_id'))
+        batch_op.drop_index('ix_case_grid')
+        batch_op.drop_index('ix_case_dedup')
+
+    op.drop_table('env_case')
     with op.batch_alter_table('department', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_department_tenant'))
 

@@ -1,0 +1,89 @@
+"""Alarm intake: idempotent, deduplicated into open cases, routed, and filed as env_case instances."""
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import shapely
+from sqlalchemy import select
+
+from engine import definitions, instances
+from engine.runtime import Runtime
+from integrations.enforcement import EnforcementClient
+from workflows.cases import Alarm, UnknownCategory, file_alarm
+from workflows.demo_seed import seed_demo
+from workflows.grids import Grid, GridIndex
+from workflows.operations import register_operations
+from workflows.working_time import CalendarService, seed_from_package
+
+MODEL = Path(__file__).resolve().parents[2] / "bpmn" / "env_case.bpmn"
+
+
+@pytest.fixture
+def city(db, clock):
+    clock.set(datetime(2026, 9, 29, 1, 0, tzinfo=UTC))
+    seed_from_package(db, clock.now(), years=[2026])
+    seed_demo(db, clock.now() - timedelta(hours=1))
+    rt = Runtime(db=db, clock=clock)
+    register_operations(rt.registry, calendar=CalendarService(db).calendar, enforcement=EnforcementClient("", ""))
+    definitions.deploy(rt, MODEL.read_bytes(), "admin")
+    return rt, GridIndex.load(db, "320700")
+
+
+def inside(db, index) -> tuple[str, float, float]:
+    unit = sorted(c for c, g in index.grids.items() if g.level == "unit")[7]
+    with db.session() as s:
+        geometry = s.scalar(select(Grid.geometry).where(Grid.code == unit, Grid.valid_to.is_(None)))
+    p = shapely.from_geojson(geometry).representative_point()
+    return unit, p.x, p.y
+
+
+def alarm(clock, external_id="A-1", lon=None, lat=None, source_ref="MN-001", category="air.exceedance"):
+    return Alarm(tenant="320700", source="monitoring", external_id=external_id, category=category,
+                 occurred_at=clock.now(), source_ref=source_ref, lon=lon, lat=lat, details={"value": 180, "limit": 100})
+
+
+def test_an_alarm_becomes_a_case_routed_to_the_unit_inspector(city, db, clock):
+    rt, index = city
+    unit, lon, lat = inside(db, index)
+    intake = file_alarm(rt, index, alarm(clock, lon=lon, lat=lat), "system:monitoring")
+    assert intake.outcome == "filed" and intake.case.grid_code == unit
+    (review,) = instances.open_tasks(rt, intake.case.instance_id)
+    assert (review.element_id, review.candidate_scope) == ("review", unit)
+    assert instances.variables(rt, intake.case.instance_id)["inspector"] == f"insp-{unit}"
+
+
+def test_the_same_alarm_twice_is_one_case(city, db, clock):
+    rt, index = city
+    _, lon, lat = inside(db, index)
+    first = file_alarm(rt, index, alarm(clock, lon=lon, lat=lat), "s")
+    again = file_alarm(rt, index, alarm(clock, lon=lon, lat=lat), "s")
+    assert again.outcome == "repeat" and again.case.id == first.case.id
+    assert again.case.instance_id == first.case.instance_id
+
+
+def test_a_new_alarm_for_an_open_case_of_the_same_source_and_category_is_an_occurrence(city, db, clock):
+    rt, index = city
+    _, lon, lat = inside(db, index)
+    first = file_alarm(rt, index, alarm(clock, "A-1", lon, lat), "s")
+    clock.advance(timedelta(minutes=10))
+    second = file_alarm(rt, index, alarm(clock, "A-2", lon, lat), "s")
+    assert second.outcome == "occurrence" and second.case.id == first.case.id and second.case.occurrences == 2
+    other = file_alarm(rt, index, alarm(clock, "A-3", lon, lat, category="water.exceedance"), "s")
+    assert other.outcome == "filed" and other.case.id != first.case.id
+
+
+@pytest.mark.parametrize("lon,lat,reason", [(None, None, "no location"), (100.0, 20.0, "outside every grid")])
+def test_alarms_without_a_place_go_to_the_city_supervisors_with_the_reason(city, clock, lon, lat, reason):
+    rt, index = city
+    intake = file_alarm(rt, index, alarm(clock, lon=lon, lat=lat, source_ref=None), "s")
+    assert intake.case.grid_code == "320700" and reason in intake.case.route_reason
+    (review,) = instances.open_tasks(rt, intake.case.instance_id)
+    assert review.candidate_scope == "320700"
+
+
+def test_an_unknown_category_is_refused_and_nothing_is_filed(city, clock):
+    rt, index = city
+    with pytest.raises(UnknownCategory):
+        file_alarm(rt, index, alarm(clock, category="no.such"), "s")
+    assert instances.query(rt, instances.InstanceQuery(key="env_case"))[1] == 0

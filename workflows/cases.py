@@ -1,0 +1,143 @@
+"""Cases: the business view of each env_case instance, and alarm intake.
+
+Intake is idempotent and convergent: the case row is written first (unique by source and external
+id), then the instance is started with the case id as business key. A retry after a crash between
+the two finds the case and starts (or finds) its one instance."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Float, Index, Integer, String, UniqueConstraint, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engine import instances
+from engine.db import Base, UTCDateTime
+from engine.runtime import Runtime
+
+from .grids import GridIndex
+from .people import Category
+from .routing import route
+
+SOURCES = ("monitoring", "device", "petition", "citizen", "patrol")
+CASE_PROCESS = "env_case"
+
+
+class Case(Base):
+    __tablename__ = "env_case"
+    __table_args__ = (
+        UniqueConstraint("source", "external_id", name="uq_case_external"),
+        Index("ix_case_dedup", "tenant", "source_ref", "category", "status"),
+        Index("ix_case_grid", "tenant", "grid_code", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(12))
+    source: Mapped[str] = mapped_column(String(20))  # monitoring | device | petition | citizen | patrol
+    source_ref: Mapped[str | None] = mapped_column(String(100))  # the emitting source: an outlet MN, a station
+    external_id: Mapped[str] = mapped_column(String(100))
+    category: Mapped[str] = mapped_column(String(50))
+    description: Mapped[str | None] = mapped_column(String(2000))
+    lon: Mapped[float | None] = mapped_column(Float)
+    lat: Mapped[float | None] = mapped_column(Float)
+    grid_code: Mapped[str] = mapped_column(String(40))
+    route_reason: Mapped[str] = mapped_column(String(300))
+    urgent: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(20))  # open | closed
+    instance_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True)
+class Alarm:
+    tenant: str
+    source: str
+    external_id: str
+    category: str
+    occurred_at: datetime
+    source_ref: str | None = None
+    lon: float | None = None
+    lat: float | None = None
+    description: str | None = None
+    details: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Intake:
+    case: Case
+    outcome: str  # filed | repeat (same alarm again) | occurrence (merged into an open case)
+
+
+class UnknownCategory(LookupError):
+    pass
+
+
+def file_alarm(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intake:
+    """Turn an alarm into a case (or an occurrence of an open one) and start its process."""
+    try:
+        return _file(rt, index, alarm, actor)
+    except IntegrityError:  # the same alarm, filed concurrently: the other request's case is ours too
+        return _file(rt, index, alarm, actor)
+
+
+def _file(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intake:
+    now = rt.clock.now()
+    with rt.db.transaction() as s:
+        existing = s.scalar(select(Case).where(Case.source == alarm.source, Case.external_id == alarm.external_id))
+        if existing is not None:
+            return _ensure_started(rt, existing, actor, "repeat")
+        if alarm.source_ref:
+            open_case = s.scalar(select(Case).where(
+                Case.tenant == alarm.tenant, Case.source_ref == alarm.source_ref, Case.category == alarm.category,
+                Case.status == "open").with_for_update())
+            if open_case is not None:
+                open_case.occurrences += 1
+                open_case.last_seen = max(open_case.last_seen, alarm.occurred_at)
+                return Intake(open_case, "occurrence")
+        category = s.get(Category, alarm.category)
+        if category is None or category.tenant != alarm.tenant:
+            raise UnknownCategory(alarm.category)
+        point = (alarm.lon, alarm.lat) if alarm.lon is not None and alarm.lat is not None else None
+        r = route(s, city=alarm.tenant, point=point, category=alarm.category, at=now, locate=index.locate,
+                  ancestors=index.ancestors)
+        case = Case(id=f"C{now:%Y%m%d}-{uuid.uuid4().hex[:8]}", tenant=alarm.tenant, source=alarm.source,
+                    source_ref=alarm.source_ref, external_id=alarm.external_id, category=alarm.category,
+                    description=alarm.description, lon=alarm.lon, lat=alarm.lat, grid_code=r.grid_code,
+                    route_reason=r.reason, urgent=category.urgent, status="open", occurrences=1,
+                    first_seen=alarm.occurred_at, last_seen=alarm.occurred_at, created_at=now,
+                    details={**(alarm.details or {}), "handled_at": r.handled_at, "assignees": r.assignees,
+                             "sign_for_hours": category.sign_for_hours, "handle_hours": category.handle_hours,
+                             "parent": _parent(index, r.grid_code)})
+        s.add(case)
+    return _ensure_started(rt, case, actor, "filed")
+
+
+def _parent(index: GridIndex, code: str) -> str:
+    chain = index.ancestors(code) if code in index.grids else [code]
+    return chain[1] if len(chain) > 1 else chain[0]
+
+
+def _ensure_started(rt: Runtime, case: Case, actor: str, outcome: str) -> Intake:
+    if case.instance_id is None:
+        d = case.details
+        started = instances.start(rt, actor=actor, key=CASE_PROCESS, business_key=case.id, variables={
+            "case_id": case.id, "category": case.category, "grid": case.grid_code,
+            "escalation_scope": d["parent"], "inspector": (d["assignees"] or [None])[0], "urgent": case.urgent,
+            "sign_for_hours": d["sign_for_hours"], "handle_hours": d["handle_hours"], "feedback_hours": 16.0,
+            "extension_hours": d["handle_hours"], "reminder_ratio": 0.75, "findings": "",
+            **dict.fromkeys(("transfers", "reminders", "escalations", "extensions", "returns", "urges",
+                             "reworks"), 0)})
+        with rt.db.transaction() as s:
+            row = s.get(Case, case.id)
+            row.instance_id = started.instance.id
+            case = row
+    return Intake(case, outcome)
+
