@@ -1,0 +1,131 @@
+"""alarms (intake by systems) and cases (the business view, scoped to the caller's grids)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from marshmallow import Schema, fields, validate
+from sqlalchemy import func, select
+
+from engine import instances
+from engine.errors import InvalidInput, NotFound
+from workflows.cases import SOURCES, Alarm, Case, UnknownCategory, file_alarm
+
+from .. import schemas
+from ..auth import Principal, current, roles
+from ..http import doc, json_body, query_args, runtime
+from ..idempotency import idempotent
+from ..schemas import Strict
+from .grids import TENANT
+
+
+class AlarmSchema(Strict):
+    tenant = fields.String(required=True, validate=TENANT)
+    source = fields.String(required=True, validate=validate.OneOf(SOURCES))
+    external_id = fields.String(data_key="externalId", required=True, validate=validate.Length(min=1, max=100))
+    source_ref = fields.String(data_key="sourceRef", validate=validate.Length(min=1, max=100))
+    category = fields.String(required=True, validate=validate.Length(min=1, max=50))
+    occurred_at = fields.AwareDateTime(data_key="occurredAt", required=True)
+    lon = fields.Float(validate=validate.Range(min=-180, max=180))
+    lat = fields.Float(validate=validate.Range(min=-90, max=90))
+    description = fields.String(validate=validate.Length(max=2000))
+    details = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+class CaseView(Schema):
+    id = fields.String()
+    tenant = fields.String()
+    source = fields.String()
+    source_ref = fields.String(data_key="sourceRef", allow_none=True)
+    external_id = fields.String(data_key="externalId")
+    category = fields.String()
+    description = fields.String(allow_none=True)
+    lon = fields.Float(allow_none=True)
+    lat = fields.Float(allow_none=True)
+    grid_code = fields.String(data_key="grid")
+    route_reason = fields.String(data_key="routeReason")
+    urgent = fields.Boolean()
+    status = fields.String()
+    instance_id = fields.String(data_key="processInstanceId", allow_none=True)
+    occurrences = fields.Integer()
+    first_seen = fields.AwareDateTime(data_key="firstSeen")
+    last_seen = fields.AwareDateTime(data_key="lastSeen")
+
+
+class CaseListArgs(schemas.PageArgs):
+    tenant = fields.String(required=True, validate=TENANT)
+    status = fields.String(validate=validate.OneOf(["open", "closed"]))
+    category = fields.String(validate=validate.Length(max=50))
+    grid = fields.String(validate=validate.Length(max=40))
+
+
+bp = Blueprint("cases", __name__, url_prefix="/api/v1")
+READERS = ("admin", "supervisor", "leader", "inspector")
+
+
+@bp.post("/alarms")
+@roles("system", "admin")
+@idempotent
+@doc("File an alarm: a new case (201), the same alarm again (200), or an occurrence of an open case (200)",
+     body=AlarmSchema, response=CaseView, status=201)
+def post_alarm():
+    a = json_body(AlarmSchema())
+    if ("lon" in a) != ("lat" in a):
+        raise InvalidInput("give both lon and lat, or neither", fields=["lon", "lat"])
+    index = current_app.extensions["gridloop.grids"].get(a["tenant"])
+    if index.city_code is None:
+        raise NotFound(f"tenant {a['tenant']} has no grids")
+    alarm = Alarm(tenant=a["tenant"], source=a["source"], external_id=a["external_id"], category=a["category"],
+                  occurred_at=a["occurred_at"], source_ref=a.get("source_ref"), lon=a.get("lon"), lat=a.get("lat"),
+                  description=a.get("description"), details=a["details"])
+    try:
+        intake = file_alarm(runtime(), index, alarm, current().name)
+    except UnknownCategory:
+        raise InvalidInput(f"unknown category {a['category']!r}", fields=["category"]) from None
+    body = {**CaseView().dump(intake.case), "outcome": intake.outcome}
+    return jsonify(body), 201 if intake.outcome == "filed" else 200
+
+
+def _scope_filter(p: Principal, stmt):
+    if p.has("admin", "leader"):
+        return stmt
+    if not p.scope:  # fail closed: a supervisor or inspector without a grid sees nothing
+        return stmt.where(Case.id.is_(None))
+    return stmt.where(Case.grid_code.startswith(p.scope, autoescape=True))
+
+
+@bp.get("/cases")
+@roles(*READERS)
+@doc("Cases in the caller's grids, newest first", query=CaseListArgs,
+     response=schemas.page_of(CaseView, "CasePage"))
+def list_cases():
+    args = query_args(CaseListArgs())
+    stmt = _scope_filter(current(), select(Case).where(Case.tenant == args["tenant"]))
+    for name, column in (("status", Case.status), ("category", Case.category)):
+        if name in args:
+            stmt = stmt.where(column == args[name])
+    if "grid" in args:
+        stmt = stmt.where(Case.grid_code.startswith(args["grid"], autoescape=True))
+    with runtime().db.session() as s:
+        total = s.scalar(select(func.count()).select_from(stmt.subquery()))
+        rows = s.scalars(stmt.order_by(Case.created_at.desc(), Case.id).offset(args["offset"])
+                         .limit(args["limit"])).all()
+    return jsonify({"items": CaseView(many=True).dump(rows), "total": total, "offset": args["offset"],
+                    "limit": args["limit"]})
+
+
+@bp.get("/cases/<case_id>")
+@roles(*READERS)
+@doc("One case with its timeline (from the audit trail) and open tasks")
+def get_case(case_id: str):
+    with runtime().db.session() as s:
+        case = s.scalar(_scope_filter(current(), select(Case).where(Case.id == case_id)))
+    if case is None:
+        raise NotFound(f"case {case_id} does not exist")
+    body = CaseView().dump(case)
+    if case.instance_id:
+        rt = runtime()
+        body["timeline"] = [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "element": e.element_id}
+                            for e in instances.history(rt, case.instance_id)]
+        body["openTasks"] = schemas.TaskSchema(many=True).dump(instances.open_tasks(rt, case.instance_id))
+        body["processStatus"] = instances.get(rt, case.instance_id).status
+    return jsonify(body)
