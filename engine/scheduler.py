@@ -93,6 +93,7 @@ class Scheduler:
         self._aps = BackgroundScheduler(timezone=UTC)
         self._stop = threading.Event()
         self._busy = threading.Lock()  # held while a job of ours runs; stop() waits for it
+        self._woken = threading.Event()  # a wake-up that arrived while a tick was running
         self._listener: threading.Thread | None = None
 
     # -- one pass --------------------------------------------------------------------------------
@@ -136,7 +137,7 @@ class Scheduler:
                               run_date=datetime.now(UTC) + self.standby_poll)
             return
         log.info("scheduler active")
-        if self.rt.db.is_postgres:
+        if self.rt.db.is_postgres and (self._listener is None or not self._listener.is_alive()):
             self._listener = threading.Thread(target=self._listen, name="scheduler-listen", daemon=True)
             self._listener.start()
         self._tick_and_reschedule()
@@ -152,12 +153,15 @@ class Scheduler:
             self._aps.add_job(self._lead_or_wait, "date", id="lead", replace_existing=True,
                               run_date=datetime.now(UTC) + self.standby_poll)
             return
+        self._woken.clear()  # whatever woke us before this point is handled by this tick
         try:
             result = self.tick()
             delay = result.next_run - self.rt.clock.now()
         except Exception:
             log.exception("scheduler tick failed")
             delay = timedelta(seconds=1)
+        if self._woken.is_set():  # woken during the tick: its work may have been committed too late for it
+            delay = timedelta(0)
         run_at = datetime.now(UTC) + max(delay, timedelta(0))
         self._aps.add_job(self._run_tick, "date", run_date=run_at, id="tick", replace_existing=True,
                           misfire_grace_time=None, coalesce=True, max_instances=1)
@@ -166,6 +170,7 @@ class Scheduler:
         """Something changed (outbox row, earlier deadline): tick now instead of at the planned time."""
         if self._stop.is_set() or not self._aps.running:
             return
+        self._woken.set()
         job = self._aps.get_job("tick")
         if job is not None:
             job.modify(next_run_time=datetime.now(UTC))
