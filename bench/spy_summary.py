@@ -55,15 +55,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("path")
     ap.add_argument("--within", default="Driver.loop")
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--leaves", type=int, default=0, help="also list the N functions with most self samples")
     args = ap.parse_args(argv)
     total = 0
     self_pkg: Counter[str] = Counter()
+    self_func: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     for frames, n in parse(args.path):
         if not any(f[0] == args.within for f in frames):
             continue
         total += n
         self_pkg[package_of(frames[-1][1])] += n
+        self_func[f"{frames[-1][0]} ({frames[-1][1]})"] += n
         seen = set()
         for func, file, _line in frames:
             key = f"{func} ({file})"
@@ -74,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== self (leaf) samples by package ==")
     for name, n in self_pkg.most_common():
         print(f"  {name:18s} {100 * n / total:5.1f}%")
+    if args.leaves:
+        print("\n== self (leaf) samples by function ==")
+        for key, n in self_func.most_common(args.leaves):
+            print(f"  {100 * n / total:5.1f}%  {key}")
     for title, needle in (("engine/", "engine/"), ("SQLAlchemy", "sqlalchemy/"), ("SpiffWorkflow", "SpiffWorkflow/"),
                           ("psycopg", "psycopg/")):
         print(f"\n== inclusive share, {title} functions ==")

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from .db import Database
+from .db import Database, Prepared, insert_all
 from .models import AuditEvent, ProcessInstance
 
 GENESIS = "0" * 64
@@ -58,9 +58,12 @@ def chain_rows(chain: str, head: str, drafts: list[AuditDraft]) -> tuple[list[di
     return rows, prev
 
 
-def insert_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+INSERT = Prepared(insert_all(AuditEvent.__table__))
+
+
+def insert_rows(session: Session | Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
-        session.execute(insert(AuditEvent), rows)
+        session.execute(INSERT.stmt, rows)
 
 
 def append_to_instance(session: Session, instance: ProcessInstance, drafts: list[AuditDraft]) -> None:

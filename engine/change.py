@@ -12,15 +12,15 @@ from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
-from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import Select, select
+from sqlalchemy import Connection, Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import audit, outbox, readmodels
+from .db import Prepared, insert_all
 from .environment import attach
 from .errors import EngineError, NotFound, ProcessError
-from .models import ProcessDefinition, ProcessInstance
+from .models import ProcessDefinition, ProcessInstance, from_row
 from .operations import Operation
 from .runtime import Runtime
 from .timers import next_wakeup
@@ -28,10 +28,34 @@ from .timers import next_wakeup
 WAKEUP_CHANNEL = "gridloop_wakeup"
 
 
+PI = ProcessInstance.__table__
+
+# The hot path runs Core statements built once (see db.Prepared); `instance` is a plain, session-less
+# ProcessInstance written back with them.
+LOCK_BY_ID = Prepared(select(*PI.c).where(PI.c.id == bindparam("lock_id")).with_for_update())
+_WRITTEN = ("status", "state", "next_wakeup_at", "updated_at", "ended_at", "revision", "audit_head")
+_UPDATE = Prepared(update(PI).where(PI.c.id == bindparam("row_id"))
+                   .values({name: bindparam(name) for name in _WRITTEN}))
+_INSERT = Prepared(insert_all(PI))
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A statement that locks one instance row (`SELECT <process_instance columns> ... FOR UPDATE`)
+    and its parameters. It may find the instance another way (through a task, a subscription)."""
+
+    stmt: Prepared
+    params: dict[str, Any]
+
+
+def lock_by_id(instance_id: str) -> Lock:
+    return Lock(LOCK_BY_ID, {"lock_id": instance_id})
+
+
 @dataclass
 class Change:
     rt: Runtime
-    session: Session
+    conn: Connection  # inside the change's transaction
     instance: ProcessInstance
     workflow: BpmnWorkflow
     actor: str
@@ -43,6 +67,25 @@ class Change:
     ran: list[str] = field(default_factory=list)
     outbox_rows: int = 0
     woke_earlier: bool = False
+    deferred: list[tuple[Prepared, dict[str, Any]]] = field(default_factory=list)
+    _session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        """An ORM session in the change's transaction, for code that wants one (made on first use;
+        what it holds is flushed with the change's writes)."""
+        if self._session is None:
+            self._session = Session(bind=self.conn, autoflush=False, expire_on_commit=False)
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+
+    def write_later(self, stmt: Prepared, params: dict[str, Any]) -> None:
+        """A write whose result nobody reads: it goes with the change's other writes, in one batch
+        at the end of the change (same transaction; errors surface there and roll everything back)."""
+        self.deferred.append((stmt, params))
 
     def record(self, action: str, *, task_id: str | None = None, element_id: str | None = None,
                **details: Any) -> None:
@@ -59,7 +102,7 @@ class Change:
         })
 
     def add_job(self, queue: str, job: str, payload: dict[str, Any]) -> None:
-        outbox.add(self.session, self.now, queue=queue, job=job, payload=payload)
+        self.write_later(outbox.INSERT, outbox.row(self.now, queue=queue, job=job, payload=payload))
         self.outbox_rows += 1
 
     def run_engine(self) -> None:
@@ -70,7 +113,7 @@ class Change:
             while True:
                 wf.refresh_timers()
                 wf.do_engine_steps(did_complete_task=self._did_complete)
-                if not wf.get_tasks(state=TaskState.READY, manual=False):
+                if not readmodels.any_ready_automatic(wf):
                     return
         except EngineError:
             raise
@@ -87,43 +130,53 @@ class Abandon(Exception):
 
 
 def instance_lock(instance_id: str) -> Select:
+    """The ORM form of the lock, for writers that keep the instance in their session (audit appends)."""
     return select(ProcessInstance).where(ProcessInstance.id == instance_id).with_for_update()
 
 
 @contextmanager
-def change_instance(rt: Runtime, instance_id: str, actor: str, *, lock: Select | None = None,
+def change_instance(rt: Runtime, instance_id: str, actor: str, *, lock: Lock | None = None,
                     not_found: str | None = None) -> Iterator[Change]:
     """Lock, load and yield the instance; on normal exit run the engine, save and commit. `lock`
     may find the instance another way in the same single statement (through a task, a subscription)."""
-    with rt.db.transaction() as session:
-        row = session.scalar(lock if lock is not None else instance_lock(instance_id))
-        if row is None:
+    lock = lock or lock_by_id(instance_id)
+    with rt.db.begin() as conn:
+        found = rt.db.rows(conn, lock.stmt, lock.params)
+        if not found:
             raise NotFound(not_found or f"process instance {instance_id} does not exist")
-        model = rt.specs.get(rt.db, row.definition_id, session=session)
+        row = from_row(ProcessInstance, found[0])
+        model = rt.specs.get(rt.db, row.definition_id, session=conn)
         workflow = rt.serializer.loads(row.state, model.spec, model.subprocess_specs)
-        change = Change(rt=rt, session=session, instance=row, workflow=workflow, actor=actor, now=rt.clock.now())
-        attach(workflow, change)
-        change.snapshot = readmodels.snapshot(workflow)
-        yield change
-        finish(change)
+        change = Change(rt=rt, conn=conn, instance=row, workflow=workflow, actor=actor, now=rt.clock.now())
+        try:
+            attach(workflow, change)
+            change.snapshot = readmodels.snapshot(workflow)
+            yield change
+            finish(change)
+        finally:
+            change.close()
     after_commit(rt, change)
 
 
 @contextmanager
-def new_instance(rt: Runtime, definition: ProcessDefinition, session: Session, actor: str,
+def new_instance(rt: Runtime, definition: ProcessDefinition, conn: Connection, actor: str,
                  business_key: str | None, variables: dict[str, Any]) -> Iterator[Change]:
-    """Create an instance inside the caller's transaction; yields before the first engine run."""
-    model = rt.specs.get(rt.db, definition.id, session=session)
+    """Create an instance inside the caller's transaction (`conn`); yields before the first engine
+    run. `definition` needs only `id` and `key` (a row of those columns will do)."""
+    model = rt.specs.get(rt.db, definition.id, session=conn)
     workflow = BpmnWorkflow(model.spec, model.subprocess_specs)
     workflow.task_tree.data.update(variables)
     now = rt.clock.now()
     row = ProcessInstance(id=str(uuid.uuid4()), definition_id=definition.id, process_key=definition.key,
                           business_key=business_key, status="running", state="", started_by=actor,
                           started_at=now, updated_at=now, revision=0)
-    change = Change(rt=rt, session=session, instance=row, workflow=workflow, actor=actor, now=now, is_new=True)
-    attach(workflow, change)
-    yield change
-    finish(change)
+    change = Change(rt=rt, conn=conn, instance=row, workflow=workflow, actor=actor, now=now, is_new=True)
+    try:
+        attach(workflow, change)
+        yield change
+        finish(change)
+    finally:
+        change.close()
 
 
 def finish(change: Change) -> None:
@@ -149,22 +202,51 @@ def finish(change: Change) -> None:
     rows, row.audit_head = audit.chain_rows(row.id, row.audit_head or audit.GENESIS, change.drafts)
     change.woke_earlier = row.next_wakeup_at is not None and (
         before_wakeup is None or row.next_wakeup_at < before_wakeup)
-    if change.is_new:
-        change.session.add(row)
-    change.session.flush()  # a clashing business key surfaces here as IntegrityError, for start()
+    if change._session is not None:
+        change._session.flush()  # anything an action added through the ORM goes first
     try:
-        readmodels.write(change)
+        _write(change, rows)
     except IntegrityError as exc:
+        if not _read_model_conflict(exc):
+            raise
         elements = sorted(filter(None, change.pending.subscribing_elements.values()))
         raise ProcessError(_integrity_message(exc), element=elements[0] if elements else None) from exc
-    audit.insert_rows(change.session, rows)
-    if change.outbox_rows or change.woke_earlier:
-        change.rt.db.notify(change.session, WAKEUP_CHANNEL)
+
+
+def _write(change: Change, rows: list[dict[str, Any]]) -> None:
+    """The writes of a change: the instance row, the deferred writes, the read models, the audit
+    events and the wake-up signal; all but a new instance's row in one round trip (PostgreSQL)."""
+    conn, db, row = change.conn, change.rt.db, change.instance
+    if change.is_new:  # on its own: a clashing business key is an IntegrityError, which start() expects
+        db.run(conn, _INSERT, {c.key: getattr(row, c.key) for c in PI.c})
+    with db.pipeline(conn):
+        for stmt, params in change.deferred:
+            db.run(conn, stmt, params)
+        if not change.is_new:
+            db.run(conn, _UPDATE, {"row_id": row.id, **{name: getattr(row, name) for name in _WRITTEN}})
+        readmodels.write(change)
+        if rows:
+            db.run(conn, audit.INSERT, rows)
+        if change.outbox_rows or change.woke_earlier:
+            db.notify(conn, WAKEUP_CHANNEL)
 
 
 def after_commit(rt: Runtime, change: Change) -> None:
     if change.outbox_rows or change.woke_earlier:
         rt.wake()
+
+
+READ_MODEL_TABLES = ("human_task", "message_subscription")
+
+
+def _read_model_conflict(exc: IntegrityError) -> bool:
+    """Whether a read-model row clashed (a process error: e.g. two instances waiting for the same
+    message and correlation value), as opposed to the instance row or the other writes."""
+    table = getattr(getattr(exc.orig, "diag", None), "table_name", None)  # psycopg
+    if table is not None:
+        return table in READ_MODEL_TABLES
+    text = str(exc.orig)  # sqlite3: "UNIQUE constraint failed: message_subscription.message_name, ..."
+    return any(f"{name}." in text for name in READ_MODEL_TABLES)
 
 
 def _integrity_message(exc: IntegrityError) -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import DateTime, create_engine, event, text
+from sqlalchemy import Connection, DateTime, Executable, bindparam, create_engine, event, exc, insert, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -59,6 +60,55 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def insert_all(table) -> Executable:
+    """`INSERT INTO table (<every column but an autoincrement key>) VALUES (...)`, with a parameter per
+    column named after it: the same statement whatever keys the first parameter set has, and no
+    RETURNING of generated keys (nobody reads them)."""
+    columns = [c for c in table.c if not (c.primary_key and c.autoincrement is True)]
+    return insert(table).values({c.key: bindparam(c.key) for c in columns}).inline()
+
+
+class Prepared:
+    """A Core statement for the hot path, run by `Database.run` / `Database.rows`.
+
+    On PostgreSQL it is compiled once and then executed straight on the psycopg cursor of the
+    SQLAlchemy connection (in the same transaction): for the small statements of a change,
+    SQLAlchemy's per-execution work (cache key, execution context, result metadata built from
+    psycopg's column descriptions) costs more than the server does. Values go through the types'
+    own bind and result processors (UTC datetimes, JSON), so callers get what `Connection.execute`
+    gives; errors are raised as the same SQLAlchemy exceptions. Elsewhere (SQLite) it is simply
+    `Connection.execute`. Statements with expanding (IN-list) parameters do not belong here."""
+
+    __slots__ = ("_compiled", "stmt")
+
+    def __init__(self, stmt: Executable) -> None:
+        self.stmt = stmt
+        self._compiled: dict[tuple, tuple] = {}
+
+    def for_postgres(self, dialect) -> tuple:
+        """(SQL text, (values compiled in, names that need a value, bind processors), column keys,
+        result processors)."""
+        key = (type(dialect), dialect.server_version_info)
+        found = self._compiled.get(key)
+        if found is None:
+            compiled = self.stmt.compile(dialect=dialect)
+            defaults = compiled.construct_params(_check=False)  # the values compiled into the statement
+            required = frozenset(name for name, bind in compiled.binds.items() if name in defaults and bind.required)
+            binds = tuple((name, proc) for name, bind in compiled.binds.items() if name in defaults
+                          and (proc := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None)
+            columns = getattr(self.stmt, "exported_columns", None)  # SELECT columns, or RETURNING
+            names = tuple(columns.keys()) if columns is not None else ()
+            results = tuple((name, proc) for name, col in columns.items()
+                            if (proc := col.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+                            ) if columns is not None else ()
+            found = self._compiled[key] = (compiled.string, (defaults, required, binds), names, results)
+        return found
+
+
+_ADVISORY_XACT_LOCK = Prepared(text("SELECT pg_advisory_xact_lock(:k)"))
+_NOTIFY = Prepared(text("SELECT pg_notify(:c, :p)"))
+
+
 class Database:
     """Owns the SQLAlchemy engine and hands out sessions; knows the dialect's locking idioms."""
 
@@ -72,11 +122,22 @@ class Database:
             # request that meets a dropped connection gets 503 and may be retried.
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
         self.engine: Engine = create_engine(url, **kwargs)
+        self._driver_error: type[Exception] | tuple = ()  # psycopg's base error, for the direct paths
+        self._direct = self.is_postgres and not echo  # Prepared statements straight on psycopg (not logged)
+        if self.is_postgres:
+            import psycopg
+
+            self._driver_error = psycopg.Error
         if self.is_sqlite:
             _configure_sqlite(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
-        self._read_sessions = sessionmaker(self.engine.execution_options(gridloop_read_only=True),
-                                           expire_on_commit=False, autoflush=False)
+        # Reads on PostgreSQL run in autocommit: under READ COMMITTED every statement takes its own
+        # snapshot inside a transaction too, so nothing changes for the reader, but BEGIN and ROLLBACK
+        # (two round trips) go away, and so does psycopg's reset of its prepared statements that
+        # every ROLLBACK causes. SQLite reads keep a (deferred) transaction: there it is a snapshot.
+        self._reads = (self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.is_postgres
+                       else self.engine.execution_options(gridloop_read_only=True))
+        self._read_sessions = sessionmaker(self._reads, expire_on_commit=False, autoflush=False)
 
     @property
     def is_sqlite(self) -> bool:
@@ -98,15 +159,121 @@ class Database:
         with self._read_sessions() as session:
             yield session
 
-    def advisory_xact_lock(self, session: Session, key: int) -> None:
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """`transaction()` for Core statements only: a connection inside one transaction, committed on
+        success and rolled back on any error (no ORM session to set up and tear down)."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """`session()` for Core statements only: a connection for reads."""
+        with self._reads.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def pipeline(self, conn: Connection) -> Iterator[None]:
+        """Send the statements executed inside as one batch: on PostgreSQL in psycopg's pipeline mode,
+        one round trip for all of them instead of one each; elsewhere they simply run one by one.
+        Only for statements whose results nobody reads (writes, NOTIFY), in a transaction: the server
+        still runs them in order, and the first failure aborts the rest and the transaction. Errors
+        surface when the block ends, as the SQLAlchemy exceptions the statements would have raised."""
+        if not self.is_postgres:
+            yield
+            return
+        raw = conn.connection.dbapi_connection
+        try:
+            with raw.pipeline():
+                yield
+        except self._driver_error as error:  # raised by the final sync, outside SQLAlchemy's wrapping
+            raise _translated(conn, raw, error, None, None, self._driver_error) from error
+
+    def run(self, conn: Connection, prepared: Prepared, params: dict[str, Any] | list[dict[str, Any]]) -> None:
+        """Execute a statement whose result nobody reads (a list of parameter sets: executemany)."""
+        if not self._direct:
+            conn.execute(prepared.stmt, params)
+            return
+        sql, binding, _names, _results = prepared.for_postgres(self.engine.dialect)
+        many = isinstance(params, list) and len(params) != 1
+        if isinstance(params, list) and not many:
+            params = params[0]
+        values = [_bound(binding, p) for p in params] if many else _bound(binding, params)
+        raw = conn.connection.dbapi_connection
+        try:
+            with raw.cursor() as cur:
+                _announce(conn, cur, sql, values, many)
+                if many:
+                    cur.executemany(sql, values)
+                else:
+                    cur.execute(sql, values)
+        except self._driver_error as error:
+            raise _translated(conn, raw, error, sql, values, self._driver_error) from error
+
+    def rows(self, conn: Connection, prepared: Prepared, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """Execute a query; its rows as dictionaries keyed by the selected columns' keys."""
+        if not self._direct:
+            return [dict(row._mapping) for row in conn.execute(prepared.stmt, params)]
+        sql, binding, names, results = prepared.for_postgres(self.engine.dialect)
+        values = _bound(binding, params)
+        raw = conn.connection.dbapi_connection
+        try:
+            with raw.cursor() as cur:
+                _announce(conn, cur, sql, values, False)
+                cur.execute(sql, values)
+                found = cur.fetchall()
+        except self._driver_error as error:
+            raise _translated(conn, raw, error, sql, values, self._driver_error) from error
+        out = [dict(zip(names, row, strict=True)) for row in found]
+        if results:
+            for row in out:
+                for name, proc in results:
+                    row[name] = proc(row[name])
+        return out
+
+    def advisory_xact_lock(self, session: Session | Connection, key: int) -> None:
         """Serialise a critical section until commit (PostgreSQL); SQLite already holds the write lock."""
         if self.is_postgres:
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+            self._run_any(session, _ADVISORY_XACT_LOCK, {"k": key})
 
-    def notify(self, session: Session, channel: str, payload: str = "") -> None:
+    def notify(self, session: Session | Connection, channel: str, payload: str = "") -> None:
         """Transactional wake-up signal for the scheduler (delivered on commit, PostgreSQL only)."""
         if self.is_postgres:
-            session.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
+            self._run_any(session, _NOTIFY, {"c": channel, "p": payload})
+
+    def _run_any(self, session: Session | Connection, prepared: Prepared, params: dict[str, Any]) -> None:
+        if isinstance(session, Connection):
+            self.run(session, prepared, params)
+        else:
+            session.execute(prepared.stmt, params)
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _bound(binding: tuple, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as the statement takes them: compiled-in values added, types' processors applied."""
+    defaults, required, binds = binding
+    if not required <= params.keys():
+        raise exc.InvalidRequestError(f"a value is required for bind parameter(s) {sorted(required - params.keys())}")
+    values = {**defaults, **params}
+    for name, proc in binds:
+        values[name] = proc(values[name])
+    return values
+
+
+def _announce(conn: Connection, cursor, sql: str, params, many: bool) -> None:
+    """Tell `before_cursor_execute` listeners (statement counters, tracing) about a direct execution,
+    as SQLAlchemy would (without an execution context; a listener cannot rewrite the statement)."""
+    listeners = conn.dispatch.before_cursor_execute
+    if listeners:
+        for listener in listeners:
+            listener(conn, cursor, sql, params, None, many)
+
+
+def _translated(conn: Connection, raw, error: Exception, sql: str | None, params, base: type) -> Exception:
+    """A psycopg error as the SQLAlchemy exception `Connection.execute` would have raised (and a
+    connection that broke invalidated, as SQLAlchemy does)."""
+    if raw.broken:
+        conn.invalidate(error)
+    return exc.DBAPIError.instance(sql, params, error, base)

@@ -7,15 +7,26 @@ from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 
 from . import definitions
 from .change import after_commit, change_instance, new_instance
+from .db import Prepared
 from .errors import Conflict, InvalidInput, NotFound
-from .models import AuditEvent, HumanTask, MessageSubscription, ProcessDefinition, ProcessInstance
+from .models import AuditEvent, HumanTask, MessageSubscription, ProcessDefinition, ProcessInstance, from_row
 from .runtime import Runtime
 from .tasks import check_variables
+
+PD = ProcessDefinition.__table__
+PI = ProcessInstance.__table__
+HT = HumanTask.__table__
+# What starting needs of a definition (not its BPMN text: the parsed spec is cached per version).
+_DEFINITION_BY_ID = Prepared(select(PD.c.id, PD.c.key, PD.c.version).where(PD.c.id == bindparam("definition_id")))
+_LATEST_DEFINITION = Prepared(select(PD.c.id, PD.c.key, PD.c.version).where(PD.c.key == bindparam("key"))
+                              .order_by(PD.c.version.desc()).limit(1))
+_INSTANCE_BY_ID = Prepared(select(*PI.c).where(PI.c.id == bindparam("instance_id")))
+_OPEN_TASKS = Prepared(select(*HT.c).where(HT.c.instance_id == bindparam("instance_id"), HT.c.status == "open"))
 
 
 @dataclass
@@ -32,9 +43,9 @@ def start(rt: Runtime, *, actor: str, key: str | None = None, definition_id: int
         raise InvalidInput("give exactly one of key or definition id")
     variables = check_variables(dict(variables or {}))
     try:
-        with rt.db.transaction() as s:
-            definition = _definition(s, key, definition_id)
-            with new_instance(rt, definition, s, actor, business_key, variables) as ch:
+        with rt.db.begin() as conn:
+            definition = _definition(rt, conn, key, definition_id)
+            with new_instance(rt, definition, conn, actor, business_key, variables) as ch:
                 ch.record("instance.started", definition_id=definition.id, version=definition.version,
                           business_key=business_key, variables=variables)
     except IntegrityError:
@@ -46,17 +57,24 @@ def start(rt: Runtime, *, actor: str, key: str | None = None, definition_id: int
     return Started(ch.instance, created=True)
 
 
-def _definition(s, key: str | None, definition_id: int | None) -> ProcessDefinition:
+@dataclass(frozen=True)
+class _Definition:
+    id: int
+    key: str
+    version: int
+
+
+def _definition(rt: Runtime, conn, key: str | None, definition_id: int | None) -> _Definition:
+    """The definition's id, key and version."""
     if definition_id is not None:
-        found = s.get(ProcessDefinition, definition_id)
-        if found is None:
+        found = rt.db.rows(conn, _DEFINITION_BY_ID, {"definition_id": definition_id})
+        if not found:
             raise NotFound(f"process definition {definition_id} does not exist")
-        return found
-    found = s.scalar(select(ProcessDefinition).where(ProcessDefinition.key == key)
-                     .order_by(ProcessDefinition.version.desc()).limit(1))
-    if found is None:
+        return _Definition(**found[0])
+    found = rt.db.rows(conn, _LATEST_DEFINITION, {"key": key})
+    if not found:
         raise NotFound(f"no process definition with key '{key}'")
-    return found
+    return _Definition(**found[0])
 
 
 def _by_business_key(rt: Runtime, key: str, business_key: str) -> ProcessInstance | None:
@@ -76,11 +94,11 @@ def cancel(rt: Runtime, instance_id: str, actor: str, reason: str | None = None)
 
 
 def get(rt: Runtime, instance_id: str) -> ProcessInstance:
-    with rt.db.session() as s:
-        row = s.get(ProcessInstance, instance_id)
-    if row is None:
+    with rt.db.read() as conn:
+        found = rt.db.rows(conn, _INSTANCE_BY_ID, {"instance_id": instance_id})
+    if not found:
         raise NotFound(f"process instance {instance_id} does not exist")
-    return row
+    return from_row(ProcessInstance, found[0])
 
 
 def variables(rt: Runtime, instance_id: str) -> dict[str, Any]:
@@ -141,9 +159,9 @@ def subscriptions(rt: Runtime, instance_id: str) -> list[MessageSubscription]:
 
 
 def open_tasks(rt: Runtime, instance_id: str) -> list[HumanTask]:
-    with rt.db.session() as s:
-        return list(s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id,
-                                                      HumanTask.status == "open")))
+    with rt.db.read() as conn:
+        found = rt.db.rows(conn, _OPEN_TASKS, {"instance_id": instance_id})
+    return [from_row(HumanTask, row) for row in found]
 
 
 def definition_of(rt: Runtime, row: ProcessInstance) -> ProcessDefinition:

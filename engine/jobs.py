@@ -10,10 +10,11 @@ import random
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from . import audit, outbox
 from .change import change_instance, instance_lock
+from .db import Prepared
 from .errors import NotFound
 from .models import Incident, OutboxEntry, ProcessInstance
 from .operations import OperationContext
@@ -50,19 +51,27 @@ def service_call(rt: Runtime, payload: dict[str, Any]) -> None:
 service_call.marks_done = True  # type: ignore[attr-defined]
 
 
+PI, OB = ProcessInstance.__table__, OutboxEntry.__table__
+# One statement: the instance's status, and whether this outbox row is done already.
+_WANTED = Prepared(select(
+    select(PI.c.status).where(PI.c.id == bindparam("instance_id")).scalar_subquery().label("status"),
+    select(OB.c.done_at).where(OB.c.id == bindparam("outbox_id")).scalar_subquery().label("done_at"),
+))
+
+
 def _still_wanted(rt: Runtime, payload: dict[str, Any]) -> bool:
     """False for a repeat of a call already done, or a call for an instance that has ended."""
-    with rt.db.session() as s:
-        status = s.scalar(select(ProcessInstance.status).where(ProcessInstance.id == payload["instance_id"]))
-        done = payload.get("outbox_id") is not None and s.scalar(
-            select(OutboxEntry.done_at).where(OutboxEntry.id == payload["outbox_id"])) is not None
-    return status == "running" and not done
+    with rt.db.read() as conn:
+        (found,) = rt.db.rows(conn, _WANTED, {"instance_id": payload["instance_id"],
+                                              "outbox_id": payload.get("outbox_id")})
+    return found["status"] == "running" and found["done_at"] is None
 
 
 def complete_service_task(rt: Runtime, payload: dict[str, Any], result: Any) -> bool:
     """Put the result into the STARTED task and run on; False if it was already done (a repeat)."""
     with change_instance(rt, payload["instance_id"], actor=f"operation:{payload['operation']}") as ch:
-        outbox.mark_done(ch.session, payload.get("outbox_id"), ch.now)
+        if payload.get("outbox_id") is not None:
+            ch.write_later(outbox.DONE, outbox.done_params(payload["outbox_id"], ch.now))
         task = started_service_task(ch.workflow, payload["task_id"])
         if task is None or ch.instance.status != "running":
             return False

@@ -7,16 +7,34 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import audit
-from .change import Abandon, change_instance
+from .change import PI, Abandon, Lock, change_instance
+from .db import Prepared, insert_all
 from .errors import InvalidInput, NotFound
-from .models import Message, MessageSubscription, ProcessInstance
+from .models import Message, MessageSubscription
 from .readmodels import correlation_lock_key, deliver
 from .runtime import Runtime
 from .spiff_specs import find_task
+
+MSG = Message.__table__
+SUB = MessageSubscription.__table__
+_SUBSCRIBED = (SUB.c.message_name == bindparam("name")) & (SUB.c.correlation_value == bindparam("value"))
+# One look before any lock: the message as already seen (by id), and whether anything waits for it.
+_LOOK = Prepared(select(
+    select(MSG.c.status).where(MSG.c.id == bindparam("message_id")).scalar_subquery().label("status"),
+    select(MSG.c.instance_id).where(MSG.c.id == bindparam("message_id")).scalar_subquery().label("instance_id"),
+    exists().where(_SUBSCRIBED).label("waiting"),
+))
+_LOCK_THROUGH_SUBSCRIPTION = Prepared(select(*PI.c).where(PI.c.id == select(SUB.c.instance_id).where(_SUBSCRIBED)
+                                                          .scalar_subquery()).with_for_update())
+# Read after the instance lock is held: a concurrent delivery may have consumed the subscription, or
+# delivered this very message, meanwhile (no row then).
+_SUBSCRIPTION_UNLESS_SEEN = Prepared(select(SUB.c.instance_id, SUB.c.task_id)
+                                      .where(_SUBSCRIBED, ~exists().where(MSG.c.id == bindparam("message_id"))))
+_INSERT_MESSAGE = Prepared(insert_all(MSG))
 
 
 @dataclass
@@ -35,13 +53,11 @@ def correlate(rt: Runtime, *, name: str, message_id: str, actor: str, correlatio
     value = correlation_value if correlation_value is not None else f"#{instance_id}"
     payload = dict(payload or {})
     for _attempt in range(3):
-        with rt.db.session() as s:
-            seen = s.get(Message, message_id)
-            if seen is not None:
-                return Correlated(seen.id, seen.status, seen.instance_id, duplicate=True)
-            waiting = s.scalar(select(MessageSubscription.id).where(
-                MessageSubscription.message_name == name, MessageSubscription.correlation_value == value))
-        if waiting is not None:
+        with rt.db.read() as conn:
+            (look,) = rt.db.rows(conn, _LOOK, {"message_id": message_id, "name": name, "value": value})
+        if look["status"] is not None:
+            return Correlated(message_id, look["status"], look["instance_id"], duplicate=True)
+        if look["waiting"]:
             delivered = _deliver(rt, name, value, message_id, payload, actor)
         else:
             delivered = _buffer(rt, name, value, message_id, payload, actor, ttl or rt.message_ttl)
@@ -60,23 +76,20 @@ def _deliver(rt: Runtime, name: str, value: str, message_id: str, payload: dict[
              actor: str) -> Correlated | None:
     """Deliver under the instance lock (taken through the subscription in one statement); None if the
     subscription vanished in between, so the caller looks again."""
-    of_subscription = (select(MessageSubscription.instance_id)
-                       .where(MessageSubscription.message_name == name, MessageSubscription.correlation_value == value)
-                       .scalar_subquery())
-    lock = select(ProcessInstance).where(ProcessInstance.id == of_subscription).with_for_update()
+    keys = {"name": name, "value": value}
     try:
-        with change_instance(rt, "", actor, lock=lock) as ch:
-            # Read after the lock: a concurrent delivery may have consumed the subscription meanwhile.
-            sub = ch.session.scalar(select(MessageSubscription).where(
-                MessageSubscription.message_name == name, MessageSubscription.correlation_value == value))
-            task = find_task(ch.workflow, sub.task_id) if sub and sub.instance_id == ch.instance.id else None
-            if task is None or ch.session.get(Message, message_id) is not None:
+        with change_instance(rt, "", actor, lock=Lock(_LOCK_THROUGH_SUBSCRIPTION, keys)) as ch:
+            found = rt.db.rows(ch.conn, _SUBSCRIPTION_UNLESS_SEEN, {**keys, "message_id": message_id})
+            sub = found[0] if found else None
+            task = find_task(ch.workflow, sub["task_id"]) if sub and sub["instance_id"] == ch.instance.id else None
+            if task is None:  # gone, or this message was delivered meanwhile: the caller looks again
                 raise Abandon
-            ch.session.add(Message(id=message_id, message_name=name, correlation_value=value, payload=payload,
-                                   status="delivered", instance_id=ch.instance.id, received_at=ch.now,
-                                   delivered_at=ch.now, sender=actor))
+            ch.write_later(_INSERT_MESSAGE, {"id": message_id, "message_name": name, "correlation_value": value,
+                                             "payload": payload, "status": "delivered", "instance_id": ch.instance.id,
+                                             "received_at": ch.now, "expires_at": None, "delivered_at": ch.now,
+                                             "sender": actor})
             deliver(ch, task, payload)
-            ch.record("message.correlated", task_id=sub.task_id, element_id=task.task_spec.bpmn_id,
+            ch.record("message.correlated", task_id=sub["task_id"], element_id=task.task_spec.bpmn_id,
                       message=name, message_id=message_id, correlation=value, payload=payload)
     except Abandon:
         return None

@@ -7,9 +7,10 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from .db import Prepared, insert_all
 from .models import OutboxEntry
 
 log = logging.getLogger(__name__)
@@ -22,35 +23,55 @@ class JobQueue(Protocol):
         """Hand one job to the workers; raise if it could not be handed over."""
 
 
-def add(session: Session, now: datetime, *, queue: str, job: str, payload: dict[str, Any],
-        available_at: datetime | None = None) -> OutboxEntry:
-    entry = OutboxEntry(queue=queue, job=job, payload=payload, created_at=now,
-                        available_at=available_at or now, relayed_at=None)
-    session.add(entry)
-    return entry
+OB = OutboxEntry.__table__
+INSERT = Prepared(insert_all(OB))
+_DUE = (select(OB.c.id, OB.c.queue, OB.c.job, OB.c.payload)
+        .where(OB.c.relayed_at.is_(None), OB.c.available_at <= bindparam("now"))
+        .order_by(OB.c.id).limit(bindparam("limit")))
+_DUE_PG = Prepared(_DUE.with_for_update(skip_locked=True))
+_DUE_ANY = Prepared(_DUE)
+_RELAYED = Prepared(update(OB).where(OB.c.id == bindparam("entry_id"))
+                    .values(relayed_at=bindparam("now"), relays=func.coalesce(OB.c.relays, 0) + 1))
+DONE = Prepared(update(OB).where(OB.c.id == bindparam("entry_id"), OB.c.done_at.is_(None))
+                .values(done_at=bindparam("now")))
+
+
+def row(now: datetime, *, queue: str, job: str, payload: dict[str, Any],
+        available_at: datetime | None = None) -> dict[str, Any]:
+    """The parameters of `INSERT` for one outbox row."""
+    return {"queue": queue, "job": job, "payload": payload, "created_at": now, "available_at": available_at or now,
+            "relayed_at": None, "done_at": None, "relays": 0}
+
+
+def add(session: Session | Connection, now: datetime, *, queue: str, job: str, payload: dict[str, Any],
+        available_at: datetime | None = None) -> None:
+    """Write one outbox row in the caller's transaction."""
+    session.execute(INSERT.stmt, row(now, queue=queue, job=job, payload=payload, available_at=available_at))
 
 
 def relay(rt, queue: JobQueue, limit: int = 200) -> int:
     """Move due outbox rows to the job queue. A row is marked relayed in the same transaction that
     enqueued it; if the queue is down the transaction rolls back and the rows wait for next time."""
     now = rt.clock.now()
-    with rt.db.transaction() as s:
-        stmt = (select(OutboxEntry).where(OutboxEntry.relayed_at.is_(None), OutboxEntry.available_at <= now)
-                .order_by(OutboxEntry.id).limit(limit))
-        if rt.db.is_postgres:
-            stmt = stmt.with_for_update(skip_locked=True)
-        entries = s.scalars(stmt).all()
+    with rt.db.begin() as conn:
+        entries = rt.db.rows(conn, _DUE_PG if rt.db.is_postgres else _DUE_ANY, {"now": now, "limit": limit})
+        if not entries:
+            return 0
         for e in entries:
-            queue.enqueue(e.queue, e.job, {**e.payload, "outbox_id": e.id}, entry_id=e.id)
-            e.relayed_at, e.relays = now, (e.relays or 0) + 1
+            queue.enqueue(e["queue"], e["job"], {**e["payload"], "outbox_id": e["id"]}, entry_id=e["id"])
+        rt.db.run(conn, _RELAYED, [{"entry_id": e["id"], "now": now} for e in entries])
     return len(entries)
 
 
-def mark_done(session: Session, entry_id: int | None, now: datetime) -> None:
+def mark_done(session: Session | Connection, entry_id: int | None, now: datetime) -> None:
     """Called by a job inside the transaction that records its outcome."""
     if entry_id is not None:
-        session.execute(update(OutboxEntry).where(OutboxEntry.id == entry_id, OutboxEntry.done_at.is_(None))
-                        .values(done_at=now))
+        session.execute(DONE.stmt, done_params(entry_id, now))
+
+
+def done_params(entry_id: int, now: datetime) -> dict[str, Any]:
+    """The parameters of `DONE` (mark the row done unless it is already)."""
+    return {"entry_id": entry_id, "now": now}
 
 
 def sweep_expired_leases(rt, lease: timedelta) -> int:

@@ -10,23 +10,39 @@ from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from . import audit
-from .change import change_instance
+from . import audit, readmodels
+from .change import PI, Lock, change_instance
+from .db import Prepared
 from .errors import Conflict, InvalidInput, NotAllowed, NotFound
-from .models import HumanTask, ProcessInstance
+from .models import HumanTask, ProcessInstance, from_row
 from .runtime import Runtime
 from .spiff_specs import find_task
 
+HT = HumanTask.__table__
+_BY_ID = Prepared(select(*HT.c).where(HT.c.id == bindparam("task_id")))
+# Completion closes the row first, in the same statement that reads it (after the instance lock, so
+# it sees the latest committed row); no row back means it was not open, or not the actor's to complete.
+_CLOSE = (update(HT).where(HT.c.id == bindparam("task_id"), HT.c.status == "open")
+          .values(status="completed", ended_at=bindparam("now"), completed_by=bindparam("actor")))
+_CLOSE_OWN = Prepared(_CLOSE.where(or_(HT.c.assignee.is_(None), HT.c.assignee == bindparam("actor")))
+                      .returning(*HT.c))
+_CLOSE_ANY = Prepared(_CLOSE.returning(*HT.c))
+# Lock the task's instance in one statement. The task row is read after the lock is held: a row joined
+# into the locking statement would be the version from before a concurrent change.
+_LOCK_THROUGH_TASK = Prepared(select(*PI.c).where(PI.c.id == select(HT.c.instance_id)
+                                                  .where(HT.c.id == bindparam("task_id")).scalar_subquery())
+                              .with_for_update())
+
 
 def get(rt: Runtime, task_id: str) -> HumanTask:
-    with rt.db.session() as s:
-        ht = s.get(HumanTask, task_id)
-    if ht is None:
+    with rt.db.read() as conn:
+        found = rt.db.rows(conn, _BY_ID, {"task_id": task_id})
+    if not found:
         raise NotFound(f"task {task_id} does not exist")
-    return ht
+    return from_row(HumanTask, found[0])
 
 
 def check_variables(variables: dict[str, Any]) -> dict[str, Any]:
@@ -108,18 +124,22 @@ def complete(rt: Runtime, task_id: str, actor: str, variables: dict[str, Any] | 
              *, force: bool = False) -> HumanTask:
     """Complete a task with the submitted variables and run the process on to its next wait."""
     variables = check_variables(dict(variables or {}))
-    with change_instance(rt, "", actor, lock=_task_lock(task_id), not_found=f"task {task_id} does not exist") as ch:
-        ht = _fresh_task(ch.session, task_id)
-        if ht.status != "open":
-            raise Conflict(f"task is {ht.status}, not open", status=ht.status)
-        if ht.assignee is not None and ht.assignee != actor and not force:
-            raise NotAllowed(f"task is assigned to {ht.assignee}")
+    lock = Lock(_LOCK_THROUGH_TASK, {"task_id": task_id})
+    with change_instance(rt, "", actor, lock=lock, not_found=f"task {task_id} does not exist") as ch:
+        closed = rt.db.rows(ch.conn, _CLOSE_ANY if force else _CLOSE_OWN,
+                            {"task_id": task_id, "now": ch.now, "actor": actor})
+        if not closed:
+            (found,) = rt.db.rows(ch.conn, _BY_ID, {"task_id": task_id})
+            if found["status"] != "open":
+                raise Conflict(f"task is {found['status']}, not open", status=found["status"])
+            raise NotAllowed(f"task is assigned to {found['assignee']}")
+        ht = from_row(HumanTask, closed[0])
         task = find_task(ch.workflow, task_id)
         if task is None or not task.task_spec.manual or task.state != TaskState.READY:
             raise Conflict("task is no longer waiting in the process")
         task.data.update(variables)
         task.run()
-        ht.status, ht.ended_at, ht.completed_by = "completed", ch.now, actor
+        readmodels.completed_task(ch, task_id)
         ch.record("task.completed", task_id=task_id, element_id=ht.element_id,
                   before={"status": "open", "assignee": ht.assignee}, after={"variables": variables})
     return ht
