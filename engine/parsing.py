@@ -27,7 +27,10 @@ MAX_ELEMENTS = 2000  # flow nodes per process: a bound on what one transaction m
 # No external entities, no network, no huge trees: say so explicitly rather than rely on defaults.
 SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=False)
 # User-task properties evaluated as expressions over the process variables (formKey is a plain name).
-TASK_PROPERTIES = ("formKey", "priority", "dueDate", "followUpDate", "candidateScope")
+TASK_PROPERTIES = ("formKey", "priority", "dueDate", "followUpDate", "candidateScope", "assignee")
+# `outputs`: the variables a user task's form may set (comma-separated names). Without it, a
+# completion may add new variables but never change one the process already holds.
+OUTPUTS = "outputs"
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,9 @@ def _lint_task(ts, known_operation: Callable[[str], bool]) -> Iterator[Problem]:
     if isinstance(ts, ScriptTaskMixin):
         yield from _check(element, "script", ts.script, compile_script)
     properties = (getattr(ts, "extensions", None) or {}).get("properties", {})
+    bad_outputs = [n for n in declared_outputs(ts) or () if not n.isidentifier() or n.startswith("_")]
+    if bad_outputs:
+        yield Problem(element, f"outputs must be variable names; not: {', '.join(bad_outputs)}")
     for name in TASK_PROPERTIES:
         if name != "formKey" and name in properties:
             yield from _check(element, f"property {name}", properties[name], compile_expression)
@@ -181,6 +187,14 @@ def _lint_timer(element: str, timer: TimerEventDefinition) -> Iterator[Problem]:
                 yield Problem(element, f"timer cycle {literal!r} repeats more often than every {MIN_CYCLE}")
     except Exception as exc:  # the library raises bare Exception for bad durations
         yield Problem(element, f"timer {literal!r} is not a valid ISO 8601 value: {exc}")
+
+
+def declared_outputs(task_spec) -> frozenset[str] | None:
+    """The variables a user task may set, or None when the model does not say."""
+    properties = (getattr(task_spec, "extensions", None) or {}).get("properties", {})
+    if OUTPUTS not in properties:
+        return None
+    return frozenset(n.strip() for n in (properties[OUTPUTS] or "").split(",") if n.strip())
 
 
 def _literal_string(expression: str) -> str | None:

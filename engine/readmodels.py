@@ -177,9 +177,11 @@ def _human_task(change: Change, task) -> dict[str, Any]:
     return {
         "id": str(task.id), "instance_id": change.instance.id, "process_key": change.instance.process_key,
         "element_id": spec.bpmn_id or spec.name, "name": spec.bpmn_name, "candidate_role": spec.lane,
-        "candidate_scope": _opt_str(values.get("candidateScope")), "assignee": None, "owner": None,
+        "candidate_scope": _opt_str(values.get("candidateScope")), "assignee": _opt_str(values.get("assignee")),
+        "owner": None,
         "form_key": props.get("formKey"), "priority": priority, "due_at": due_at, "follow_up_at": follow_up_at,
-        "status": "open", "created_at": change.now, "claimed_at": None, "ended_at": None, "completed_by": None,
+        "status": "open", "created_at": change.now, "claimed_at": change.now if values.get("assignee") else None,
+        "ended_at": None, "completed_by": None,
     }
 
 

@@ -18,6 +18,7 @@ from .change import PI, Lock, change_instance
 from .db import Prepared
 from .errors import Conflict, InvalidInput, NotAllowed, NotFound
 from .models import HumanTask, ProcessInstance, from_row
+from .parsing import declared_outputs
 from .runtime import Runtime
 from .spiff_specs import find_task
 
@@ -51,6 +52,20 @@ def check_variables(variables: dict[str, Any]) -> dict[str, Any]:
     if bad:
         raise InvalidInput("variable names must be identifiers not starting with '_'", fields=bad)
     return variables
+
+
+def check_outputs(task, variables: dict[str, Any]) -> None:
+    """A form sets only what its task declares; without a declaration it may not overwrite variables
+    the process holds (a grid, a deadline, a supervisor's decision)."""
+    allowed = declared_outputs(task.task_spec)
+    if allowed is not None:
+        extra = sorted(set(variables) - allowed)
+        if extra:
+            raise InvalidInput(f"this task sets only: {', '.join(sorted(allowed)) or 'nothing'}", fields=extra)
+        return
+    held = sorted(k for k in variables if k in task.data)
+    if held:
+        raise InvalidInput("these variables are held by the process and cannot be set here", fields=held)
 
 
 def _task_lock(task_id: str):
@@ -137,6 +152,7 @@ def complete(rt: Runtime, task_id: str, actor: str, variables: dict[str, Any] | 
         task = find_task(ch.workflow, task_id)
         if task is None or not task.task_spec.manual or task.state != TaskState.READY:
             raise Conflict("task is no longer waiting in the process")
+        check_outputs(task, variables)
         task.data.update(variables)
         task.run()
         readmodels.completed_task(ch, task_id)

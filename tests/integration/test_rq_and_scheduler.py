@@ -52,9 +52,9 @@ def run_to_push(rt: Runtime, reference_xml: str, key: str = "C-1") -> str:
     due = (rt.clock.now() + timedelta(hours=4)).isoformat()
     iid = instances.start(rt, actor="t", key="reference_loop", business_key=key,
                           variables={"case_id": key, "value": 5, "grid": "g", "handle_due": due}).instance.id
-    for _ in range(2):
+    for variables in ({"approved": True}, {"violation": True}):  # review, then handle
         (task,) = instances.open_tasks(rt, iid)
-        tasks.complete(rt, task.id, "u", {"violation": True})
+        tasks.complete(rt, task.id, "u", variables)
     return iid
 
 

@@ -42,9 +42,10 @@ def file_case(rt, case_id="C-1"):
         "extensions": 0, "returns": 0, "urges": 0, "reworks": 0, "findings": ""}).instance.id
 
 
-def do(rt, iid, element, actor="u", **variables):
+def do(rt, iid, element, actor=None, **variables):
+    """Complete the open task `element` as `actor` (default: its assignee, else a supervisor)."""
     (task,) = [t for t in instances.open_tasks(rt, iid) if t.element_id == element]
-    return tasks.complete(rt, task.id, actor, variables)
+    return tasks.complete(rt, task.id, actor or task.assignee or "sup", variables)
 
 
 def open_elements(rt, iid):
@@ -132,3 +133,22 @@ def test_review_can_discard_or_merge(case_rt, outcome, end):
     iid = file_case(case_rt)
     do(case_rt, iid, "review", review_result=outcome)
     assert instances.get(case_rt, iid).status == "completed"
+
+
+def test_the_routed_inspector_is_the_assignee_and_forms_set_only_their_outputs(case_rt):
+    from engine.errors import InvalidInput, NotAllowed
+
+    rt = case_rt
+    iid = file_case(rt)
+    with pytest.raises(InvalidInput):  # an inspector-side field in the supervisor's review form
+        do(rt, iid, "review", review_result="valid", verified=True)
+    do(rt, iid, "review", review_result="valid")
+    do(rt, iid, "dispatch")
+    (sign,) = instances.open_tasks(rt, iid)
+    assert sign.assignee == "insp-1"
+    with pytest.raises(NotAllowed):
+        tasks.complete(rt, sign.id, "insp-2", {})
+    do(rt, iid, "sign_for")
+    with pytest.raises(InvalidInput):  # moving the case to another grid from the handling form
+        do(rt, iid, "handle", handle_result="done", finding_kind="rectified", grid="310101001")
+    assert open_elements(rt, iid) == ["handle"]
