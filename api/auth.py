@@ -14,6 +14,8 @@ from typing import Any
 from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from engine.visibility import Viewer
+
 from . import accounts
 
 ACCESS_SALT = "gridloop.access"
@@ -31,8 +33,11 @@ class Principal:
         return bool(self.roles.intersection(wanted))
 
     @property
-    def sees_everything(self) -> bool:
-        return self.has("admin", "leader") or self.kind == "system" or self.scope is None
+    def viewer(self) -> Viewer:
+        """What this principal may see (engine.visibility): admins, leaders and systems everything;
+        supervisors every task in their grid; inspectors the tasks offered to them in their grid."""
+        return Viewer(self.name, self.roles, self.scope, sees_all=self.has("admin", "leader", "system"),
+                      oversees=self.has("supervisor"))
 
 
 class AuthError(Exception):

@@ -79,6 +79,7 @@ class DefinitionListArgs(Strict):
 
 class StartSchema(Strict):
     business_key = fields.String(data_key="businessKey", validate=validate.Length(min=1, max=200))
+    scope = fields.String(validate=validate.Length(min=1, max=200))
     variables = fields.Dict(keys=fields.String(), load_default=dict)
 
 
@@ -88,6 +89,7 @@ class InstanceSchema(Schema):
     process_key = fields.String(data_key="processKey")
     business_key = fields.String(data_key="businessKey", allow_none=True)
     status = fields.String()
+    scope = fields.String(allow_none=True)
     next_wakeup_at = fields.AwareDateTime(data_key="nextWakeupAt", allow_none=True)
     started_by = fields.String(data_key="startedBy")
     started_at = fields.AwareDateTime(data_key="startedAt")

@@ -160,7 +160,8 @@ def change_instance(rt: Runtime, instance_id: str, actor: str, *, lock: Lock | N
 
 @contextmanager
 def new_instance(rt: Runtime, definition: ProcessDefinition, conn: Connection, actor: str,
-                 business_key: str | None, variables: dict[str, Any]) -> Iterator[Change]:
+                 business_key: str | None, variables: dict[str, Any], *, scope: str | None = None
+                 ) -> Iterator[Change]:
     """Create an instance inside the caller's transaction (`conn`); yields before the first engine
     run. `definition` needs only `id` and `key` (a row of those columns will do)."""
     model = rt.specs.get(rt.db, definition.id, session=conn)
@@ -169,7 +170,7 @@ def new_instance(rt: Runtime, definition: ProcessDefinition, conn: Connection, a
     now = rt.clock.now()
     row = ProcessInstance(id=str(uuid.uuid4()), definition_id=definition.id, process_key=definition.key,
                           business_key=business_key, status="running", state="", started_by=actor,
-                          started_at=now, updated_at=now, revision=0)
+                          started_at=now, updated_at=now, revision=0, scope=scope)
     change = Change(rt=rt, conn=conn, instance=row, workflow=workflow, actor=actor, now=now, is_new=True)
     try:
         attach(workflow, change)

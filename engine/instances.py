@@ -17,6 +17,7 @@ from .errors import Conflict, InvalidInput, NotFound
 from .models import AuditEvent, HumanTask, MessageSubscription, ProcessDefinition, ProcessInstance, from_row
 from .runtime import Runtime
 from .tasks import check_variables
+from .visibility import Viewer, instance_filter
 
 PD = ProcessDefinition.__table__
 PI = ProcessInstance.__table__
@@ -36,7 +37,8 @@ class Started:
 
 
 def start(rt: Runtime, *, actor: str, key: str | None = None, definition_id: int | None = None,
-          business_key: str | None = None, variables: dict[str, Any] | None = None) -> Started:
+          business_key: str | None = None, variables: dict[str, Any] | None = None,
+          scope: str | None = None) -> Started:
     """Start the latest version of `key` (or exactly `definition_id`). A repeat start with the same
     business key returns the existing instance instead of a second one (the unique index decides)."""
     if (key is None) == (definition_id is None):
@@ -45,7 +47,7 @@ def start(rt: Runtime, *, actor: str, key: str | None = None, definition_id: int
     try:
         with rt.db.begin() as conn:
             definition = _definition(rt, conn, key, definition_id)
-            with new_instance(rt, definition, conn, actor, business_key, variables) as ch:
+            with new_instance(rt, definition, conn, actor, business_key, variables, scope=scope) as ch:
                 ch.record("instance.started", definition_id=definition.id, version=definition.version,
                           business_key=business_key, variables=variables)
     except IntegrityError:
@@ -125,6 +127,7 @@ class InstanceQuery:
     started_before: datetime | None = None
     offset: int = 0
     limit: int = 50
+    viewer: Viewer | None = None  # only what this viewer may see (engine.visibility); None: everything
 
 
 def query(rt: Runtime, q: InstanceQuery) -> tuple[list[ProcessInstance], int]:
@@ -139,6 +142,8 @@ def query(rt: Runtime, q: InstanceQuery) -> tuple[list[ProcessInstance], int]:
         stmt = stmt.where(ProcessInstance.started_at >= q.started_after)
     if q.started_before:
         stmt = stmt.where(ProcessInstance.started_at < q.started_before)
+    if q.viewer is not None:
+        stmt = stmt.where(instance_filter(q.viewer))
     with rt.db.session() as s:
         total = s.scalar(select(func.count()).select_from(stmt.subquery()))
         rows = list(s.scalars(stmt.order_by(ProcessInstance.started_at.desc(), ProcessInstance.id)

@@ -69,6 +69,7 @@ class ProcessInstance(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revision: Mapped[int] = mapped_column(Integer, default=0)
     audit_head: Mapped[str | None] = mapped_column(String(64))  # hash of the last event of its chain
+    scope: Mapped[str | None] = mapped_column(String(200), index=True)  # who may see it (a grid code prefix)
 
 
 class HumanTask(Base):

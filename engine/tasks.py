@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, readmodels
@@ -21,6 +21,7 @@ from .models import HumanTask, ProcessInstance, from_row
 from .parsing import declared_outputs
 from .runtime import Runtime
 from .spiff_specs import find_task
+from .visibility import Viewer, task_filter
 
 HT = HumanTask.__table__
 _BY_ID = Prepared(select(*HT.c).where(HT.c.id == bindparam("task_id")))
@@ -175,11 +176,7 @@ class TaskQuery:
     sort: str = "created"
     offset: int = 0
     limit: int = 50
-    # Visibility: tasks assigned to `viewer`, or offered to one of `viewer_roles` within `viewer_scope`
-    # (a scope is a prefix of candidate scopes: grid codes nest). All None = no restriction.
-    viewer: str | None = None
-    viewer_roles: Sequence[str] | None = None
-    viewer_scope: str | None = None
+    viewer: Viewer | None = None  # only what this viewer may see (engine.visibility); None: everything
 
 
 SORTS = {"created": HumanTask.created_at, "due": HumanTask.due_at, "priority": HumanTask.priority.desc()}
@@ -206,11 +203,7 @@ def query(rt: Runtime, q: TaskQuery) -> tuple[list[HumanTask], int]:
     if q.due_before:
         stmt = stmt.where(HumanTask.due_at < q.due_before)
     if q.viewer is not None:
-        offered = HumanTask.candidate_role.in_(list(q.viewer_roles or ()))
-        if q.viewer_scope:
-            offered = and_(offered, or_(HumanTask.candidate_scope.is_(None),  # not bound to a place
-                                        HumanTask.candidate_scope.startswith(q.viewer_scope, autoescape=True)))
-        stmt = stmt.where(or_(HumanTask.assignee == q.viewer, offered))
+        stmt = stmt.where(task_filter(q.viewer))
     order = SORTS.get(q.sort, HumanTask.created_at)
     with rt.db.session() as s:
         total = s.scalar(select(func.count()).select_from(stmt.subquery()))

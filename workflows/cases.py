@@ -128,7 +128,8 @@ def _parent(index: GridIndex, code: str) -> str:
 def _ensure_started(rt: Runtime, case: Case, actor: str, outcome: str) -> Intake:
     if case.instance_id is None:
         d = case.details
-        started = instances.start(rt, actor=actor, key=CASE_PROCESS, business_key=case.id, variables={
+        started = instances.start(rt, actor=actor, key=CASE_PROCESS, business_key=case.id, scope=case.grid_code,
+                                  variables={
             "case_id": case.id, "category": case.category, "grid": case.grid_code,
             "escalation_scope": d["parent"], "inspector": (d["assignees"] or [None])[0], "urgent": case.urgent,
             "sign_for_hours": d["sign_for_hours"], "handle_hours": d["handle_hours"], "feedback_hours": 16.0,

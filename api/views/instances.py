@@ -3,7 +3,9 @@
 from flask import Blueprint, jsonify
 
 from engine import instances
+from engine.errors import NotAllowed, NotFound
 from engine.instances import InstanceQuery
+from engine.visibility import instance_visible
 
 from .. import schemas
 from ..auth import current, roles
@@ -13,6 +15,22 @@ from ..idempotency import idempotent
 bp = Blueprint("process_instance", __name__, url_prefix="/api/v1")
 STARTERS = ("admin", "supervisor", "system")
 READERS = ("admin", "supervisor", "leader")
+
+
+def _start_scope(args) -> str | None:
+    """An instance is scoped to a grid: by default the starter's own; never outside it."""
+    p = current()
+    scope = args.get("scope", p.scope)
+    if p.scope is not None and not p.viewer.sees_all and (scope is None or not scope.startswith(p.scope)):
+        raise NotAllowed("an instance can only be started inside your own grid")
+    return scope
+
+
+def _visible(instance_id: str):
+    row = instances.get(runtime(), instance_id)
+    if not instance_visible(current().viewer, row):
+        raise NotFound(f"process instance {instance_id} does not exist")
+    return row
 
 
 def _started(result):
@@ -27,7 +45,7 @@ def _started(result):
      body=schemas.StartSchema, response=schemas.StartedSchema, status=201)
 def start_by_key(key: str):
     args = json_body(schemas.StartSchema())
-    return _started(instances.start(runtime(), actor=current().name, key=key,
+    return _started(instances.start(runtime(), actor=current().name, key=key, scope=_start_scope(args),
                                     business_key=args.get("business_key"), variables=args["variables"]))
 
 
@@ -39,7 +57,8 @@ def start_by_key(key: str):
 def start_by_id(definition_id: int):
     args = json_body(schemas.StartSchema())
     return _started(instances.start(runtime(), actor=current().name, definition_id=definition_id,
-                                    business_key=args.get("business_key"), variables=args["variables"]))
+                                    scope=_start_scope(args), business_key=args.get("business_key"),
+                                    variables=args["variables"]))
 
 
 @bp.get("/process-instance")
@@ -48,7 +67,7 @@ def start_by_id(definition_id: int):
      response=schemas.page_of(schemas.InstanceSchema, "InstancePage"))
 def list_instances():
     args = query_args(schemas.InstanceListArgs())
-    rows, total = instances.query(runtime(), InstanceQuery(**args))
+    rows, total = instances.query(runtime(), InstanceQuery(**args, viewer=current().viewer))
     return page(schemas.InstanceSchema(), rows, total, args["offset"], args["limit"])
 
 
@@ -56,13 +75,14 @@ def list_instances():
 @roles(*READERS)
 @doc("One instance", response=schemas.InstanceSchema)
 def get_instance(instance_id: str):
-    return answer(schemas.InstanceSchema(), instances.get(runtime(), instance_id))
+    return answer(schemas.InstanceSchema(), _visible(instance_id))
 
 
 @bp.get("/process-instance/<instance_id>/variables")
 @roles(*READERS)
 @doc("The instance's current variables")
 def get_variables(instance_id: str):
+    _visible(instance_id)
     return jsonify(instances.variables(runtime(), instance_id))
 
 
@@ -71,6 +91,7 @@ def get_variables(instance_id: str):
 @doc("Everything that happened to the instance, from the audit trail", response=schemas.AuditEventSchema,
      many=True)
 def get_history(instance_id: str):
+    _visible(instance_id)
     return answer(schemas.AuditEventSchema(many=True), instances.history(runtime(), instance_id))
 
 

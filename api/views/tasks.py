@@ -8,6 +8,7 @@ from engine import instances, tasks
 from engine.errors import NotAllowed, NotFound
 from engine.models import HumanTask
 from engine.tasks import TaskQuery
+from engine.visibility import task_visible
 
 from .. import accounts, schemas
 from ..auth import Principal, current, roles
@@ -19,17 +20,16 @@ WORKERS = ("admin", "supervisor", "inspector")
 READERS = (*WORKERS, "leader")
 
 
-def can_see(p: Principal, ht: HumanTask) -> bool:
-    if p.has("admin", "leader") or ht.assignee == p.name:
-        return True
-    in_scope = p.scope is None or ht.candidate_scope is None or ht.candidate_scope.startswith(p.scope)
-    return ht.candidate_role in p.roles and in_scope
-
-
 def can_work_on(p: Principal, ht: HumanTask) -> bool:
+    """Complete or claim for oneself: the assignee, an admin, or a holder of the offered role in scope."""
     if p.has("admin") or ht.assignee == p.name:
         return True
-    return can_see(p, ht) and ht.candidate_role in p.roles
+    return task_visible(p.viewer, ht) and ht.candidate_role in p.roles
+
+
+def can_reassign(p: Principal, ht: HumanTask) -> bool:
+    """Hand a task to someone else: an admin, or a supervisor whose grid the task is in."""
+    return p.has("admin") or (p.has("supervisor") and task_visible(p.viewer, ht))
 
 
 def _check_target(ht: HumanTask, username: str) -> None:
@@ -38,7 +38,7 @@ def _check_target(ht: HumanTask, username: str) -> None:
     if user is None or not user.active:
         raise ValidationError({"userId": [f"{username!r} is not an active user"]})
     target = Principal(user.username, user.role_set, user.scope)
-    if not can_work_on(target, ht) or not target.has(ht.candidate_role or ""):
+    if not target.has(ht.candidate_role or "") or not task_visible(target.viewer, ht):
         raise ValidationError({"userId": [f"{username!r} may not work on this task (role or grid)"]})
 
 
@@ -46,7 +46,7 @@ def _visible_task(task_id: str, *, to_work: bool = False) -> HumanTask:
     """404 rather than 403 for tasks outside the caller's scope: their existence is not disclosed."""
     ht = tasks.get(runtime(), task_id)
     p = current()
-    if not can_see(p, ht):
+    if not task_visible(p.viewer, ht):
         raise NotFound(f"task {task_id} does not exist")
     if to_work and not can_work_on(p, ht):
         raise NotAllowed(f"task is offered to role {ht.candidate_role!r}")
@@ -65,8 +65,7 @@ def list_tasks():
                   instance_id=args.get("instance_id"), process_key=args.get("process_key"),
                   element_id=args.get("element_id"), due_before=args.get("due_before"), sort=args["sort"],
                   offset=args["offset"], limit=args["limit"])
-    if not p.has("admin", "leader"):
-        q.viewer, q.viewer_roles, q.viewer_scope = p.name, sorted(p.roles), p.scope
+    q.viewer = p.viewer
     rows, total = tasks.query(runtime(), q)
     return page(schemas.TaskSchema(), rows, total, args["offset"], args["limit"])
 
@@ -93,13 +92,15 @@ def get_task_variables(task_id: str):
      body=schemas.ClaimSchema, response=schemas.TaskSchema)
 def claim(task_id: str):
     args = optional_json_body(schemas.ClaimSchema())
-    _visible_task(task_id, to_work=True)
     p = current()
     for_user = args.get("user_id")
     if for_user and for_user != p.name:
-        if not p.has("admin", "supervisor"):
-            raise NotAllowed("only a supervisor or admin may assign a task to someone else")
-        _check_target(tasks.get(runtime(), task_id), for_user)
+        ht = _visible_task(task_id)
+        if not can_reassign(p, ht):
+            raise NotAllowed("only a supervisor of the task's grid or an admin may assign it to someone else")
+        _check_target(ht, for_user)
+    else:
+        _visible_task(task_id, to_work=True)
     return answer(schemas.TaskSchema(), tasks.claim(runtime(), task_id, p.name, for_user))
 
 
@@ -108,10 +109,9 @@ def claim(task_id: str):
 @idempotent
 @doc("Give an assigned task back", response=schemas.TaskSchema)
 def unclaim(task_id: str):
-    _visible_task(task_id)
+    ht = _visible_task(task_id)
     p = current()
-    return answer(schemas.TaskSchema(), tasks.unclaim(runtime(), task_id, p.name,
-                                                      force=p.has("admin", "supervisor")))
+    return answer(schemas.TaskSchema(), tasks.unclaim(runtime(), task_id, p.name, force=can_reassign(p, ht)))
 
 
 @bp.post("/<task_id>/delegate")
@@ -120,11 +120,13 @@ def unclaim(task_id: str):
 @doc("Delegate the task to another user", body=schemas.DelegateSchema, response=schemas.TaskSchema)
 def delegate(task_id: str):
     args = json_body(schemas.DelegateSchema())
-    ht = _visible_task(task_id, to_work=True)
+    ht = _visible_task(task_id)
     p = current()
+    if not (can_work_on(p, ht) or can_reassign(p, ht)):
+        raise NotAllowed(f"task is offered to role {ht.candidate_role!r}")
     _check_target(ht, args["user_id"])
     return answer(schemas.TaskSchema(), tasks.delegate(runtime(), task_id, p.name, args["user_id"],
-                                                       force=p.has("admin", "supervisor")))
+                                                       force=can_reassign(p, ht)))
 
 
 @bp.post("/<task_id>/complete")

@@ -97,3 +97,41 @@ def test_refresh_token_gives_a_new_access_token_and_is_not_an_access_token(clien
     # an access token is not a refresh token either
     r = client.post("/api/v1/auth/refresh", json={"refresh_token": tokens["access_token"]})
     assert r.status_code == 401 and r.get_json()["error"]["code"] == "invalid_token"
+
+
+def test_scoping_fails_closed_and_supervisors_oversee_their_grid(rt, clock, users, reference_xml):
+    """Instances and tasks outside the caller's grid are invisible (404); a user without a grid
+    sees nothing; a supervisor sees (and may reassign) inspector tasks in their grid."""
+    from datetime import timedelta
+
+    from api import accounts
+    from tests.api.conftest import Caller
+
+    users["admin"].post("/api/v1/process-definition", data=reference_xml, headers={"Content-Type": "application/xml"})
+    due = (clock.now() + timedelta(hours=4)).isoformat()
+    r = users["sup"].post("/api/v1/process-definition/key/reference_loop/start", json={
+        "scope": "320706001", "variables": {"case_id": "C-1", "value": 1, "grid": "320706001", "handle_due": due}})
+    iid = r.get_json()["id"]
+    assert users["sup"].post("/api/v1/process-definition/key/reference_loop/start", json={
+        "scope": "310101", "variables": {}}).status_code == 403  # not inside the supervisor's grid
+    review = users["sup"].get(f"/api/v1/task?processInstanceId={iid}").get_json()["items"][0]
+    users["sup"].post(f"/api/v1/task/{review['id']}/complete", json={"variables": {"approved": True}})
+    accounts.create_user(rt.db, clock.now(), username="nogrid", password=PASSWORD, roles=["inspector"],
+                         hash_method="pbkdf2:sha256:1000")
+    token = users["anonymous"].client.post("/api/v1/auth/token", json={"username": "nogrid", "password": PASSWORD})
+    nogrid = Caller(users["anonymous"].client, {"Authorization": f"Bearer {token.get_json()['access_token']}"}, "x")
+    assert nogrid.get("/api/v1/task").get_json()["total"] == 0
+    handle = users["sup"].get(f"/api/v1/task?processInstanceId={iid}").get_json()["items"]
+    assert [t["taskDefinitionKey"] for t in handle] == ["handle"]  # an inspector task, seen by its supervisor
+    assert users["sup"].post(f"/api/v1/task/{handle[0]['id']}/claim", json={"userId": "insp"}).status_code == 200
+    assert users["sup"].post(f"/api/v1/task/{handle[0]['id']}/complete", json={}).status_code == 403
+    for outsider in ("insp_other",):
+        assert users[outsider].get(f"/api/v1/process-instance/{iid}").status_code == 403  # not a reader role
+    other_sup = {"username": "sup_sh", "roles": ["supervisor"], "scope": "3101"}
+    accounts.create_user(rt.db, clock.now(), password=PASSWORD, hash_method="pbkdf2:sha256:1000", **other_sup)
+    token = users["anonymous"].client.post("/api/v1/auth/token", json={"username": "sup_sh", "password": PASSWORD})
+    sup_sh = Caller(users["anonymous"].client, {"Authorization": f"Bearer {token.get_json()['access_token']}"}, "y")
+    assert sup_sh.get(f"/api/v1/process-instance/{iid}").status_code == 404
+    assert sup_sh.get(f"/api/v1/process-instance/{iid}/variables").status_code == 404
+    assert sup_sh.get("/api/v1/process-instance").get_json()["total"] == 0
+    assert sup_sh.get(f"/api/v1/task/{handle[0]['id']}").status_code == 404

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: cda4d3a1abb0
+Revision ID: e18460efce58
 Revises:
-Create Date: 2026-11-22 10:40:11.449308
+Create Date: 2026-11-22 11:07:09.348082
 
 """
 from typing import Sequence, Union
@@ -14,7 +14,7 @@ import engine.db
 
 
 # revision identifiers, used by Alembic.
-revision: str = 'cda4d3a1abb0'
+revision: str = 'e18460efce58'
 down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -262,6 +262,7 @@ def upgrade() -> None:
     sa.Column('ended_at', engine.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('revision', sa.Integer(), nullable=False),
     sa.Column('audit_head', sa.String(length=64), nullable=True),
+    sa.Column('scope', sa.String(length=200), nullable=True),
     sa.ForeignKeyConstraint(['definition_id'], ['process_definition.id'], ),
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('process_key', 'business_key', name='uq_instance_business_key')
@@ -270,6 +271,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_instance_key_status', ['process_key', 'status'], unique=False)
         batch_op.create_index('ix_instance_wakeup', ['next_wakeup_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_process_instance_definition_id'), ['definition_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_process_instance_scope'), ['scope'], unique=False)
 
     op.create_table('duty_shift',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -352,6 +354,7 @@ def downgrade() -> None:
 
     op.drop_table('duty_shift')
     with op.batch_alter_table('process_instance', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_process_instance_scope'))
         batch_op.drop_index(batch_op.f('ix_process_instance_definition_id'))
         batch_op.drop_index('ix_instance_wakeup')
         batch_op.drop_index('ix_instance_key_status')

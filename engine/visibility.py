@@ -1,0 +1,57 @@
+"""Who may see which tasks and instances: one set of rules, as a Python predicate for single rows
+and as a SQL filter for queries, so the two cannot drift apart.
+
+Scopes are prefixes: a viewer with scope "320706" sees work scoped "320706001000001". The rules
+fail closed: a viewer without a scope sees only what is assigned to them, and work without a scope
+is visible only to those who see everything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, false, or_, true
+
+from .models import HumanTask, ProcessInstance
+
+
+@dataclass(frozen=True)
+class Viewer:
+    name: str
+    roles: frozenset[str]
+    scope: str | None
+    sees_all: bool = False  # e.g. administrators and leaders
+    oversees: bool = False  # e.g. supervisors: every task in their scope, whatever role it is offered to
+
+
+def _in_scope(viewer: Viewer, scope: str | None) -> bool:
+    return viewer.scope is not None and scope is not None and scope.startswith(viewer.scope)
+
+
+def task_visible(viewer: Viewer, ht: HumanTask) -> bool:
+    if viewer.sees_all or ht.assignee == viewer.name:
+        return True
+    return _in_scope(viewer, ht.candidate_scope) and (viewer.oversees or ht.candidate_role in viewer.roles)
+
+
+def task_filter(viewer: Viewer) -> ColumnElement[bool]:
+    if viewer.sees_all:
+        return true()
+    mine = HumanTask.assignee == viewer.name
+    if viewer.scope is None:
+        return mine
+    offered = HumanTask.candidate_scope.startswith(viewer.scope, autoescape=True)
+    if not viewer.oversees:
+        offered = and_(offered, HumanTask.candidate_role.in_(sorted(viewer.roles)))
+    return or_(mine, offered)
+
+
+def instance_visible(viewer: Viewer, instance: ProcessInstance) -> bool:
+    return viewer.sees_all or _in_scope(viewer, instance.scope)
+
+
+def instance_filter(viewer: Viewer) -> ColumnElement[bool]:
+    if viewer.sees_all:
+        return true()
+    if viewer.scope is None:
+        return false()
+    return ProcessInstance.scope.startswith(viewer.scope, autoescape=True)
