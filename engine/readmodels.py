@@ -125,7 +125,8 @@ def refresh(change: Change) -> bool:
         if pending.new_subscriptions.pop(guid, None) is None:
             pending.drop_subscriptions.add(guid)
     change.snapshot = Snapshot(ready=set(ready), waiting=set(waiting))
-    for guid in waiting.keys() - before.waiting:
+    delivered = False
+    for guid in sorted(waiting.keys() - before.waiting):  # every new waiter: parallel branches may add several
         task = waiting[guid]
         definition = message_definition(task)
         value = _correlation_value_of(task, definition, change.instance.id)
@@ -136,12 +137,13 @@ def refresh(change: Change) -> bool:
                                             "instance_id": change.instance.id})
             change.record("message.delivered", task_id=guid, element_id=task.task_spec.bpmn_id,
                           message=definition.name, message_id=buffered["id"], buffered=True)
-            return True
+            delivered = True
+            continue
         pending.new_subscriptions[guid] = {"message_name": definition.name, "correlation_value": value,
                                            "instance_id": change.instance.id, "task_id": guid,
                                            "created_at": change.now}
         pending.subscribing_elements[guid] = task.task_spec.bpmn_id
-    return False
+    return delivered
 
 
 def completed_task(change: Change, task_id: str) -> None:
