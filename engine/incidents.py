@@ -34,12 +34,16 @@ def retry(rt: Runtime, incident_id: int, actor: str) -> Incident:
         if inc.status != "open":
             raise Conflict(f"incident is {inc.status}")
         inc.status, inc.resolved_at, inc.resolved_by = "resolved", now, actor
-        queue = rt.registry.get(inc.operation).queue if inc.operation in rt.registry else "engine"
-        outbox.add(s, now, queue=queue, job="service_call", payload={**inc.payload, "attempt": 1})
+        row = s.scalar(instance_lock(inc.instance_id)) if inc.instance_id else None
+        if inc.kind == "timer":
+            if row is not None and row.status == "running":
+                row.next_wakeup_at = now  # due again: the scheduler fires it on its next pass
+        else:
+            queue = rt.registry.get(inc.operation).queue if inc.operation in rt.registry else "engine"
+            outbox.add(s, now, queue=queue, job="service_call", payload={**inc.payload, "attempt": 1})
         draft = audit.AuditDraft(action="incident.retried", actor=actor, at=now, instance_id=inc.instance_id,
                                  task_id=inc.task_id, element_id=inc.element_id,
                                  details={"incident": inc.id, "operation": inc.operation})
-        row = s.scalar(instance_lock(inc.instance_id)) if inc.instance_id else None
         if row is not None:
             audit.append_to_instance(s, row, [draft])
         else:

@@ -5,6 +5,7 @@ no longer running, is not made again."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from datetime import timedelta
@@ -17,7 +18,7 @@ from .change import change_instance, instance_lock
 from .db import Prepared
 from .errors import NotFound
 from .models import Incident, OutboxEntry, ProcessInstance
-from .operations import OperationContext
+from .operations import OperationContext, PermanentFailure, UnknownOperation
 from .spiff_specs import started_service_task
 
 if TYPE_CHECKING:
@@ -28,15 +29,24 @@ log = logging.getLogger(__name__)
 
 def service_call(rt: Runtime, payload: dict[str, Any]) -> None:
     if not _still_wanted(rt, payload):
+        _done(rt, payload)  # an ended instance or a repeat: nothing to do, and nothing to re-deliver
         return
     if "result" in payload:  # an incident retry of a completion that failed after the call succeeded
         result = payload["result"]
     else:
-        op = rt.registry.get(payload["operation"])
+        try:
+            op = rt.registry.get(payload["operation"])
+        except UnknownOperation:
+            raise_incident(rt, payload, f"operation {payload['operation']!r} is not registered in this worker")
+            return
         ctx = OperationContext(instance_id=payload["instance_id"], task_id=payload["task_id"],
                                element_id=payload["element_id"], attempt=payload.get("attempt", 1))
         try:
             result = op.handler(payload["params"], ctx)
+        except PermanentFailure as exc:
+            log.warning("operation failed permanently", extra={"operation": op.name, "error": str(exc)})
+            raise_incident(rt, payload, f"refused: {exc}")
+            return
         except Exception as exc:
             log.warning("operation failed", extra={"operation": op.name, "attempt": ctx.attempt, "error": str(exc)})
             record_failure(rt, payload, f"{type(exc).__name__}: {exc}")
@@ -82,6 +92,16 @@ def complete_service_task(rt: Runtime, payload: dict[str, Any], result: Any) -> 
     return True
 
 
+def _done(rt: Runtime, payload: dict[str, Any]) -> None:
+    if payload.get("outbox_id") is not None:
+        with rt.db.transaction() as s:
+            outbox.mark_done(s, payload["outbox_id"], rt.clock.now())
+
+
+class _AlreadyRecorded(Exception):
+    """Another delivery of this job recorded its outcome first; roll ours back."""
+
+
 def record_failure(rt: Runtime, payload: dict[str, Any], error: str) -> None:
     """Retry later with exponential backoff and jitter, or raise an incident when attempts run out."""
     op = rt.registry.get(payload["operation"])
@@ -92,21 +112,30 @@ def record_failure(rt: Runtime, payload: dict[str, Any], error: str) -> None:
     now = rt.clock.now()
     delay = op.retry_delay(attempt)
     delay += timedelta(seconds=random.uniform(0, delay.total_seconds() * 0.1))
-    with rt.db.transaction() as s:
-        row = _lock(s, payload["instance_id"])
-        outbox.mark_done(s, payload.get("outbox_id"), now)
-        retry = {k: v for k, v in payload.items() if k != "outbox_id"}
-        outbox.add(s, now, queue=op.queue, job="service_call",
-                   payload={**retry, "attempt": attempt + 1, "last_error": error}, available_at=now + delay)
-        _audit(s, row, now, "service.retry_scheduled", payload, error, retry_at=(now + delay).isoformat())
+    try:
+        with rt.db.transaction() as s:
+            row = _lock(s, payload["instance_id"])
+            if not outbox.mark_done(s, payload.get("outbox_id"), now):
+                raise _AlreadyRecorded
+            retry = {k: v for k, v in payload.items() if k != "outbox_id"}
+            outbox.add(s, now, queue=op.queue, job="service_call",
+                       payload={**retry, "attempt": attempt + 1, "last_error": error}, available_at=now + delay)
+            _audit(s, row, now, "service.retry_scheduled", payload, error, retry_at=(now + delay).isoformat())
+    except _AlreadyRecorded:
+        return
     rt.wake()
 
 
 def raise_incident(rt: Runtime, payload: dict[str, Any], error: str) -> None:
-    now = rt.clock.now()
+    with contextlib.suppress(_AlreadyRecorded):
+        _incident(rt, payload, error, rt.clock.now())
+
+
+def _incident(rt: Runtime, payload: dict[str, Any], error: str, now) -> None:
     with rt.db.transaction() as s:
         row = _lock(s, payload["instance_id"])
-        outbox.mark_done(s, payload.get("outbox_id"), now)
+        if not outbox.mark_done(s, payload.get("outbox_id"), now):
+            raise _AlreadyRecorded
         kept = {k: v for k, v in payload.items() if k not in ("outbox_id", "last_error")}
         s.add(Incident(kind="service_task", instance_id=payload["instance_id"], task_id=payload["task_id"],
                        element_id=payload["element_id"], operation=payload["operation"], message=error,

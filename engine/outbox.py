@@ -11,7 +11,7 @@ from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from .db import Prepared, insert_all
-from .models import OutboxEntry
+from .models import Incident, OutboxEntry
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +63,12 @@ def relay(rt, queue: JobQueue, limit: int = 200) -> int:
     return len(entries)
 
 
-def mark_done(session: Session | Connection, entry_id: int | None, now: datetime) -> None:
-    """Called by a job inside the transaction that records its outcome."""
-    if entry_id is not None:
-        session.execute(DONE.stmt, done_params(entry_id, now))
+def mark_done(session: Session | Connection, entry_id: int | None, now: datetime) -> bool:
+    """Called by a job inside the transaction that records its outcome. False when the row was done
+    already: another delivery of the same job got there first, and this one must not record twice."""
+    if entry_id is None:
+        return True
+    return session.execute(DONE.stmt, done_params(entry_id, now)).rowcount == 1
 
 
 def done_params(entry_id: int, now: datetime) -> dict[str, Any]:
@@ -82,8 +84,20 @@ def sweep_expired_leases(rt, lease: timedelta) -> int:
                          .where(OutboxEntry.done_at.is_(None), OutboxEntry.relayed_at < now - lease,
                                 OutboxEntry.relays < MAX_RELAYS)
                          .values(relayed_at=None, available_at=now))
+        given_up = s.execute(update(OutboxEntry)
+                             .where(OutboxEntry.done_at.is_(None), OutboxEntry.relayed_at < now - lease,
+                                    OutboxEntry.relays >= MAX_RELAYS)
+                             .values(done_at=now).returning(OutboxEntry.id, OutboxEntry.job, OutboxEntry.payload)
+                             ).all()
+        for entry_id, job, payload in given_up:  # each killed its worker MAX_RELAYS times: an operator looks
+            s.add(Incident(kind="job_lost", instance_id=payload.get("instance_id"), task_id=payload.get("task_id"),
+                           element_id=payload.get("element_id"), operation=payload.get("operation") or job,
+                           message=f"job {job} (outbox {entry_id}) never finished in {MAX_RELAYS} deliveries",
+                           attempts=MAX_RELAYS, payload=payload, status="open", created_at=now))
     if done.rowcount:
         log.warning("re-relaying jobs whose worker never reported back", extra={"count": done.rowcount})
+    if given_up:
+        log.error("gave up on jobs that never finished; incidents raised", extra={"count": len(given_up)})
     return done.rowcount or 0
 
 

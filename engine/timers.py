@@ -95,9 +95,30 @@ def fire_due(rt, limit: int = 200) -> int:
         try:
             if fire_instance(rt, instance_id):
                 fired += 1
-        except Exception:  # one broken instance must not stop the others
+        except Exception as exc:  # one broken instance must not stop the others, nor spin the scheduler
             log.exception("timer firing failed", extra={"instance_id": instance_id})
+            park(rt, instance_id, f"{type(exc).__name__}: {exc}")
     return fired
+
+
+def park(rt, instance_id: str, error: str) -> None:
+    """A timer that cannot fire becomes an incident and the instance stops being due until an
+    operator retries it (otherwise the scheduler would try it again at once, forever)."""
+    from . import audit
+    from .change import instance_lock
+    from .models import Incident
+
+    now = rt.clock.now()
+    with rt.db.transaction() as s:
+        row = s.scalar(instance_lock(instance_id))
+        if row is None or row.next_wakeup_at is None:
+            return
+        s.add(Incident(kind="timer", instance_id=instance_id, task_id=None, element_id=None, operation=None,
+                       message=error, attempts=1, payload={"deadline": row.next_wakeup_at.isoformat()},
+                       status="open", created_at=now))
+        row.next_wakeup_at = None
+        audit.append_to_instance(s, row, [audit.AuditDraft(action="incident.raised", actor="scheduler", at=now,
+                                                           instance_id=instance_id, details={"error": error})])
 
 
 def earliest_wakeup(rt) -> datetime | None:

@@ -48,6 +48,9 @@ def _counts() -> dict[str, int]:
         out["tasks_open"] = s.scalar(select(func.count()).where(HumanTask.status == "open")) or 0
         out["incidents_open"] = s.scalar(select(func.count()).where(Incident.status == "open")) or 0
         out["outbox_pending"] = s.scalar(select(func.count()).where(OutboxEntry.relayed_at.is_(None))) or 0
+        stale = rt.clock.now() - rt.job_lease
+        out["outbox_stuck"] = s.scalar(select(func.count()).where(
+            OutboxEntry.done_at.is_(None), OutboxEntry.relayed_at < stale)) or 0
         out["messages_buffered"] = s.scalar(select(func.count()).where(Message.status == "buffered")) or 0
     return out
 
