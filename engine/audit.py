@@ -90,6 +90,18 @@ class ChainReport:
     reason: str | None = None
 
 
+def verify_snapshot(db: Database, batch: int = 5000) -> ChainReport:
+    """`verify` on one consistent snapshot: events and instance heads as of the same moment, so
+    changes committed while it runs cannot look like tampering."""
+    with db.engine.connect() as conn:
+        if db.is_postgres:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+        else:
+            conn = conn.execution_options(gridloop_read_only=True)  # a deferred transaction: a WAL snapshot
+        with conn.begin(), Session(bind=conn) as s:
+            return verify(s, batch)
+
+
 def verify(session: Session, batch: int = 5000) -> ChainReport:
     """Walk every chain in order; report the first event whose link or content does not match, or an
     instance whose recorded head is not the last event of its chain (events cut off the end)."""

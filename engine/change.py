@@ -26,6 +26,7 @@ from .runtime import Runtime
 from .timers import next_wakeup
 
 WAKEUP_CHANNEL = "gridloop_wakeup"
+MAX_STEPS_PER_CHANGE = 800  # generous: a real change runs tens of elements
 
 
 PI = ProcessInstance.__table__
@@ -123,6 +124,9 @@ class Change:
     def _did_complete(self, task) -> None:
         if task.task_spec.bpmn_id:  # BPMN elements only, not the library's internal join/split specs
             self.ran.append(task.task_spec.bpmn_id)
+            if len(self.ran) > MAX_STEPS_PER_CHANGE:  # a loop in the model: stop before it holds the lock forever
+                raise ProcessError(f"the process ran more than {MAX_STEPS_PER_CHANGE} steps in one change "
+                                   "(an endless loop in the model?)", element=task.task_spec.bpmn_id)
 
 
 class Abandon(Exception):

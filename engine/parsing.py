@@ -83,9 +83,23 @@ def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool]
         use_engine_clock(s)
     if require_lint:
         problems = list(lint(spec, subprocess_specs, known_operation or (lambda _name: True)))
+        problems += _plannable(spec, subprocess_specs)
         if problems:
             raise ModelError(problems)
     return ParsedModel(key=key, name=spec.description, spec=spec, subprocess_specs=subprocess_specs)
+
+
+def _plannable(spec, subprocess_specs: dict) -> list[Problem]:
+    """SpiffWorkflow plans the whole flow when an instance is created; a loop that does not pass
+    through a gateway makes that recurse without end. Refuse such a model here, not at run time."""
+    from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+
+    try:
+        BpmnWorkflow(spec, subprocess_specs)
+    except RecursionError:
+        return [Problem(None, "the flow loops back without passing through a gateway; add an exclusive "
+                              "gateway to the loop")]
+    return []
 
 
 def _executable_process(parser: GridLoopParser) -> str:
