@@ -75,11 +75,12 @@ def _flag(value: str) -> bool | None:
 def _stable_dev_secret() -> str:
     """Without GRIDLOOP_SECRET_KEY, keep one random secret in var/ so tokens survive restarts of the
     embedded server. Production sets the variable (the same value on every web process)."""
-    path = PROJECT_ROOT / "var" / "secret_key"
+    path = Path("var") / "secret_key"  # beside the embedded database (sqlite:///var/gridloop.db)
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_hex(32)
-    path.write_text(value)
-    path.chmod(0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others, not even briefly
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
     return value
