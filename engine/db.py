@@ -277,3 +277,18 @@ def _translated(conn: Connection, raw, error: Exception, sql: str | None, params
     if raw.broken:
         conn.invalidate(error)
     return exc.DBAPIError.instance(sql, params, error, base)
+
+
+def given(*conditions) -> list:
+    """The filter conditions that apply: `None` stands for a filter the caller did not ask for."""
+    return [c for c in conditions if c is not None]
+
+
+def page(db: Database, stmt, order_by: list, offset: int, limit: int) -> tuple[list, int]:
+    """One page of ORM rows of `stmt` and how many there are in all."""
+    from sqlalchemy import func, select
+
+    with db.session() as s:
+        total = s.scalar(select(func.count()).select_from(stmt.subquery()))
+        rows = list(s.scalars(stmt.order_by(*order_by).offset(offset).limit(limit)))
+    return rows, total or 0

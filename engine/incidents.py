@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from . import audit, outbox
 from .change import instance_lock
+from .db import given, page
 from .errors import Conflict, NotFound
 from .models import Incident
 from .runtime import Runtime
@@ -13,15 +14,9 @@ from .runtime import Runtime
 
 def query(rt: Runtime, *, status: str | None = "open", instance_id: str | None = None,
           offset: int = 0, limit: int = 50) -> tuple[list[Incident], int]:
-    stmt = select(Incident)
-    if status:
-        stmt = stmt.where(Incident.status == status)
-    if instance_id:
-        stmt = stmt.where(Incident.instance_id == instance_id)
-    with rt.db.session() as s:
-        total = s.scalar(select(func.count()).select_from(stmt.subquery()))
-        rows = list(s.scalars(stmt.order_by(Incident.created_at.desc(), Incident.id).offset(offset).limit(limit)))
-    return rows, total or 0
+    stmt = select(Incident).where(*given(Incident.status == status if status else None,
+                                         Incident.instance_id == instance_id if instance_id else None))
+    return page(rt.db, stmt, [Incident.created_at.desc(), Incident.id], offset, limit)
 
 
 def retry(rt: Runtime, incident_id: int, actor: str) -> Incident:

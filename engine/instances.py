@@ -7,12 +7,12 @@ from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from . import definitions
 from .change import after_commit, change_instance, new_instance
-from .db import Prepared
+from .db import Prepared, given, page
 from .errors import Conflict, InvalidInput, NotFound
 from .models import AuditEvent, HumanTask, MessageSubscription, ProcessDefinition, ProcessInstance, from_row
 from .runtime import Runtime
@@ -131,24 +131,16 @@ class InstanceQuery:
 
 
 def query(rt: Runtime, q: InstanceQuery) -> tuple[list[ProcessInstance], int]:
-    stmt = select(ProcessInstance)
-    if q.key:
-        stmt = stmt.where(ProcessInstance.process_key == q.key)
-    if q.status:
-        stmt = stmt.where(ProcessInstance.status == q.status)
-    if q.business_key:
-        stmt = stmt.where(ProcessInstance.business_key == q.business_key)
-    if q.started_after:
-        stmt = stmt.where(ProcessInstance.started_at >= q.started_after)
-    if q.started_before:
-        stmt = stmt.where(ProcessInstance.started_at < q.started_before)
-    if q.viewer is not None:
-        stmt = stmt.where(instance_filter(q.viewer))
-    with rt.db.session() as s:
-        total = s.scalar(select(func.count()).select_from(stmt.subquery()))
-        rows = list(s.scalars(stmt.order_by(ProcessInstance.started_at.desc(), ProcessInstance.id)
-                              .offset(q.offset).limit(q.limit)))
-    return rows, total or 0
+    pi = ProcessInstance
+    stmt = select(pi).where(*given(
+        pi.process_key == q.key if q.key else None,
+        pi.status == q.status if q.status else None,
+        pi.business_key == q.business_key if q.business_key else None,
+        pi.started_at >= q.started_after if q.started_after else None,
+        pi.started_at < q.started_before if q.started_before else None,
+        instance_filter(q.viewer) if q.viewer is not None else None,
+    ))
+    return page(rt.db, stmt, [pi.started_at.desc(), pi.id], q.offset, q.limit)
 
 
 def history(rt: Runtime, instance_id: str) -> list[AuditEvent]:

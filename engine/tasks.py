@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, readmodels
 from .change import PI, Lock, change_instance
-from .db import Prepared
+from .db import Prepared, given, page
 from .errors import Conflict, InvalidInput, NotAllowed, NotFound
 from .models import HumanTask, ProcessInstance, from_row
 from .parsing import declared_outputs
@@ -183,29 +183,17 @@ SORTS = {"created": HumanTask.created_at, "due": HumanTask.due_at, "priority": H
 
 
 def query(rt: Runtime, q: TaskQuery) -> tuple[list[HumanTask], int]:
-    stmt = select(HumanTask)
-    if q.status:
-        stmt = stmt.where(HumanTask.status == q.status)
-    if q.assignee:
-        stmt = stmt.where(HumanTask.assignee == q.assignee)
-    if q.unassigned:
-        stmt = stmt.where(HumanTask.assignee.is_(None))
-    if q.candidate_roles is not None:
-        stmt = stmt.where(HumanTask.candidate_role.in_(list(q.candidate_roles)))
-    if q.candidate_scopes is not None:
-        stmt = stmt.where(HumanTask.candidate_scope.in_(list(q.candidate_scopes)))
-    if q.instance_id:
-        stmt = stmt.where(HumanTask.instance_id == q.instance_id)
-    if q.process_key:
-        stmt = stmt.where(HumanTask.process_key == q.process_key)
-    if q.element_id:
-        stmt = stmt.where(HumanTask.element_id == q.element_id)
-    if q.due_before:
-        stmt = stmt.where(HumanTask.due_at < q.due_before)
-    if q.viewer is not None:
-        stmt = stmt.where(task_filter(q.viewer))
-    order = SORTS.get(q.sort, HumanTask.created_at)
-    with rt.db.session() as s:
-        total = s.scalar(select(func.count()).select_from(stmt.subquery()))
-        rows = list(s.scalars(stmt.order_by(order, HumanTask.id).offset(q.offset).limit(q.limit)))
-    return rows, total or 0
+    t = HumanTask
+    stmt = select(t).where(*given(
+        t.status == q.status if q.status else None,
+        t.assignee == q.assignee if q.assignee else None,
+        t.assignee.is_(None) if q.unassigned else None,
+        t.candidate_role.in_(list(q.candidate_roles)) if q.candidate_roles is not None else None,
+        t.candidate_scope.in_(list(q.candidate_scopes)) if q.candidate_scopes is not None else None,
+        t.instance_id == q.instance_id if q.instance_id else None,
+        t.process_key == q.process_key if q.process_key else None,
+        t.element_id == q.element_id if q.element_id else None,
+        t.due_at < q.due_before if q.due_before else None,
+        task_filter(q.viewer) if q.viewer is not None else None,
+    ))
+    return page(rt.db, stmt, [SORTS.get(q.sort, t.created_at), t.id], q.offset, q.limit)

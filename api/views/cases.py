@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 from marshmallow import Schema, fields, validate
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from engine import instances
+from engine.db import given, page
 from engine.errors import InvalidInput, NotFound
 from workflows.cases import SOURCES, Alarm, Case, UnknownCategory, file_alarm
 
@@ -99,16 +100,11 @@ def _scope_filter(p: Principal, stmt):
      response=schemas.page_of(CaseView, "CasePage"))
 def list_cases():
     args = query_args(CaseListArgs())
-    stmt = _scope_filter(current(), select(Case).where(Case.tenant == args["tenant"]))
-    for name, column in (("status", Case.status), ("category", Case.category)):
-        if name in args:
-            stmt = stmt.where(column == args[name])
-    if "grid" in args:
-        stmt = stmt.where(Case.grid_code.startswith(args["grid"], autoescape=True))
-    with runtime().db.session() as s:
-        total = s.scalar(select(func.count()).select_from(stmt.subquery()))
-        rows = s.scalars(stmt.order_by(Case.created_at.desc(), Case.id).offset(args["offset"])
-                         .limit(args["limit"])).all()
+    stmt = _scope_filter(current(), select(Case).where(Case.tenant == args["tenant"], *given(
+        Case.status == args["status"] if "status" in args else None,
+        Case.category == args["category"] if "category" in args else None,
+        Case.grid_code.startswith(args["grid"], autoescape=True) if "grid" in args else None)))
+    rows, total = page(runtime().db, stmt, [Case.created_at.desc(), Case.id], args["offset"], args["limit"])
     return jsonify({"items": CaseView(many=True).dump(rows), "total": total, "offset": args["offset"],
                     "limit": args["limit"]})
 
