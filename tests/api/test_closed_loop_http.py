@@ -1,0 +1,117 @@
+"""The whole loop over HTTP: an alarm is filed, reviewed, dispatched, signed for and handled by the
+routed inspector, pushed to the (fake) enforcement system, whose signed callback brings the result
+back; the supervisor verifies and the case closes."""
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import shapely
+from sqlalchemy import select
+
+from api import accounts, create_app
+from api.settings import Settings
+from api.views.enforcement import callback_signature
+from engine import definitions, outbox
+from engine.queues import ManualJobQueue
+from integrations.enforcement import EnforcementClient
+from tests.api.conftest import PASSWORD, Caller
+from tests.integrations.fake_enforcement import FakeEnforcement
+from workflows.demo_seed import seed_demo
+from workflows.grids import Grid
+from workflows.operations import register_operations
+from workflows.working_time import CalendarService, seed_from_package
+
+MODEL = Path(__file__).resolve().parents[2] / "bpmn" / "env_case.bpmn"
+SECRET = "enforcement-shared-secret"
+
+
+@pytest.fixture
+def world(rt, clock):
+    clock.set(datetime(2026, 9, 29, 1, 0, tzinfo=UTC))
+    seed_from_package(rt.db, clock.now(), years=[2026])
+    seed_demo(rt.db, clock.now() - timedelta(hours=1))
+    with FakeEnforcement(SECRET) as fake:
+        register_operations(rt.registry, calendar=CalendarService(rt.db).calendar,
+                            enforcement=EnforcementClient(fake.url, SECRET))
+        definitions.deploy(rt, MODEL.read_bytes(), "admin")
+        app = create_app(Settings(database_url=rt.db.url, secret_key="t", enforcement_secret=SECRET,
+                                  deploy_bundled=False), runtime=rt)
+        yield rt, app.test_client(), fake
+
+
+def login(rt, client, clock, username, roles, scope):
+    accounts.create_user(rt.db, clock.now(), username=username, password=PASSWORD, roles=roles, scope=scope,
+                         hash_method="pbkdf2:sha256:1000")
+    token = client.post("/api/v1/auth/token", json={"username": username, "password": PASSWORD}).get_json()
+    return Caller(client, {"Authorization": f"Bearer {token['access_token']}"}, username)
+
+
+def signed(client, body: dict, callback_id: str, ts: int | None = None, secret: str = SECRET):
+    raw = json.dumps(body).encode()
+    ts_text = str(ts if ts is not None else int(time.time()))
+    return client.post("/api/v1/enforcement/callback", data=raw, headers={
+        "Content-Type": "application/json", "X-Callback-Id": callback_id, "X-Timestamp": ts_text,
+        "X-Signature": callback_signature(secret, callback_id, ts_text, raw)})
+
+
+def point_in_first_unit(rt):
+    with rt.db.session() as s:
+        code, geometry = s.execute(select(Grid.code, Grid.geometry).where(Grid.level == "unit")
+                                   .order_by(Grid.code).limit(1)).one()
+    p = shapely.from_geojson(geometry).representative_point()
+    return code, p.x, p.y
+
+
+def test_a_violation_is_pushed_answered_by_signed_callback_verified_and_closed(world, clock):
+    rt, client, fake = world
+    unit, lon, lat = point_in_first_unit(rt)
+    system = Caller(client, {"X-API-Key": accounts.create_api_key(rt.db, clock.now(), name="monitoring",
+                                                                   roles=["system"])}, "system")
+    sup = login(rt, client, clock, "city-sup", ["supervisor"], "3207")  # the city 320700 and all under it
+    inspector = login(rt, client, clock, f"insp-{unit}", ["inspector"], unit)
+    case = system.post("/api/v1/alarms", json={
+        "tenant": "320700", "source": "monitoring", "externalId": "A-1", "sourceRef": "MN-7",
+        "category": "air.exceedance", "occurredAt": clock.now().isoformat(), "lon": lon, "lat": lat}).get_json()
+
+    def act(caller, element, **variables):
+        items = caller.get(f"/api/v1/task?processInstanceId={case['processInstanceId']}").get_json()["items"]
+        (task,) = [t for t in items if t["taskDefinitionKey"] == element]
+        r = caller.post(f"/api/v1/task/{task['id']}/complete", json={"variables": variables})
+        assert r.status_code == 200, r.get_json()
+
+    act(sup, "review", review_result="valid")
+    act(sup, "dispatch")
+    act(inspector, "sign_for")
+    act(inspector, "handle", handle_result="done", finding_kind="violation", findings="治污设施停运")
+    jobs = ManualJobQueue(rt)
+    outbox.relay(rt, jobs)
+    jobs.run_all()
+    assert fake.received[0]["case_id"] == case["id"]
+
+    body = {"caseId": case["id"], "result": "penalized", "amount": 50000, "ticket": "ZF-0001"}
+    assert signed(client, body, "cb-1", secret="forged").status_code == 401
+    assert signed(client, body, "cb-1", ts=int(time.time()) - 301).status_code == 401
+    first = signed(client, body, "cb-1")
+    assert first.status_code == 200 and first.get_json()["status"] == "delivered"
+    replay = signed(client, body, "cb-1")
+    assert replay.get_json()["duplicate"] is True
+
+    act(sup, "verify", verified=True)
+    detail = sup.get(f"/api/v1/cases/{case['id']}").get_json()
+    assert detail["processStatus"] == "completed" and detail["openTasks"] == []
+    assert "message.correlated" in [e["action"] for e in detail["timeline"]]
+
+
+def test_a_callback_before_the_case_waits_for_it_is_kept_until_it_does(world, clock):
+    rt, client, _fake = world
+    r = signed(client, {"caseId": "C-early", "result": "rectified"}, "cb-early")
+    assert r.status_code == 202 and r.get_json()["status"] == "buffered"
+
+
+@pytest.mark.parametrize("body", [{"caseId": "C-1"}, {"caseId": "C-1", "result": "maybe"}, {"result": "rectified"}])
+def test_bad_callbacks_are_422(world, body):
+    _rt, client, _fake = world
+    assert signed(client, body, "cb-bad").status_code == 422
