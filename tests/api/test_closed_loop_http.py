@@ -65,8 +65,8 @@ def point_in_first_unit(rt):
     return code, p.x, p.y
 
 
-def test_a_violation_is_pushed_answered_by_signed_callback_verified_and_closed(world, clock):
-    rt, client, fake = world
+def to_enforcement(rt, client, clock):
+    """File an alarm and take its case, over HTTP, to the point where it is pushed to enforcement."""
     unit, lon, lat = point_in_first_unit(rt)
     system = Caller(client, {"X-API-Key": accounts.create_api_key(rt.db, clock.now(), name="monitoring",
                                                                    roles=["system"])}, "system")
@@ -86,11 +86,20 @@ def test_a_violation_is_pushed_answered_by_signed_callback_verified_and_closed(w
     act(sup, "dispatch")
     act(inspector, "sign_for")
     act(inspector, "handle", handle_result="done", finding_kind="violation", findings="治污设施停运")
+    return case, sup, act
+
+
+def run_jobs(rt):
     jobs = ManualJobQueue(rt)
     outbox.relay(rt, jobs)
     jobs.run_all()
-    assert fake.received[0]["case_id"] == case["id"]
 
+
+def test_a_violation_is_pushed_answered_by_signed_callback_verified_and_closed(world, clock):
+    rt, client, fake = world
+    case, sup, act = to_enforcement(rt, client, clock)
+    run_jobs(rt)
+    assert fake.received[0]["case_id"] == case["id"]
     body = {"caseId": case["id"], "result": "penalized", "amount": 50000, "ticket": "ZF-0001"}
     assert signed(client, body, "cb-1", secret="forged").status_code == 401
     assert signed(client, body, "cb-1", ts=int(time.time()) - 301).status_code == 401
@@ -98,7 +107,6 @@ def test_a_violation_is_pushed_answered_by_signed_callback_verified_and_closed(w
     assert first.status_code == 200 and first.get_json()["status"] == "delivered"
     replay = signed(client, body, "cb-1")
     assert replay.get_json()["duplicate"] is True
-
     act(sup, "verify", verified=True)
     detail = sup.get(f"/api/v1/cases/{case['id']}").get_json()
     assert detail["processStatus"] == "completed" and detail["openTasks"] == []
@@ -107,8 +115,12 @@ def test_a_violation_is_pushed_answered_by_signed_callback_verified_and_closed(w
 
 def test_a_callback_before_the_case_waits_for_it_is_kept_until_it_does(world, clock):
     rt, client, _fake = world
-    r = signed(client, {"caseId": "C-early", "result": "rectified"}, "cb-early")
-    assert r.status_code == 202 and r.get_json()["status"] == "buffered"
+    case, sup, _act = to_enforcement(rt, client, clock)
+    early = signed(client, {"caseId": case["id"], "result": "rectified"}, "cb-early")
+    assert early.status_code == 202 and early.get_json()["status"] == "buffered"
+    run_jobs(rt)  # the push completes; the case starts waiting and finds the callback already there
+    items = sup.get(f"/api/v1/task?processInstanceId={case['processInstanceId']}").get_json()["items"]
+    assert [t["taskDefinitionKey"] for t in items] == ["verify"]
 
 
 @pytest.mark.parametrize("body", [{"caseId": "C-1"}, {"caseId": "C-1", "result": "maybe"}, {"result": "rectified"}])
