@@ -127,3 +127,34 @@ def test_a_callback_before_the_case_waits_for_it_is_kept_until_it_does(world, cl
 def test_bad_callbacks_are_422(world, body):
     _rt, client, _fake = world
     assert signed(client, body, "cb-bad").status_code == 422
+
+
+def test_the_supervisor_home_page_lists_what_needs_them(world, clock):
+    rt, client, _fake = world
+    _unit, lon, lat = point_in_first_unit(rt)
+    system = Caller(client, {"X-API-Key": accounts.create_api_key(rt.db, clock.now(), name="feeds",
+                                                                   roles=["system"])}, "system")
+    sup = login(rt, client, clock, "city-sup", ["supervisor"], "3207")
+    elsewhere = login(rt, client, clock, "sh-sup", ["supervisor"], "3101")
+
+    def file(external_id, source, category="air.exceedance"):
+        return system.post("/api/v1/alarms", json={
+            "tenant": "320700", "source": source, "externalId": external_id, "category": category,
+            "occurredAt": clock.now().isoformat(), "lon": lon, "lat": lat}).get_json()
+
+    file("A-1", "monitoring")
+    reported = file("R-1", "citizen", "citizen.report")
+    for element in ("review", "dispatch"):
+        items = sup.get(f"/api/v1/task?processInstanceId={reported['processInstanceId']}").get_json()["items"]
+        (task,) = [t for t in items if t["taskDefinitionKey"] == element]
+        variables = {"review_result": "valid"} if element == "review" else {}
+        assert sup.post(f"/api/v1/task/{task['id']}/complete", json={"variables": variables}).status_code == 200
+    file("R-2", "citizen", "citizen.report")
+    page = sup.get("/api/v1/home?tenant=320700").get_json()
+    assert {k: v["count"] for k, v in page.items()} == {
+        "reported": 1, "alarms": 1, "dispatchedNotSigned": 1, "overdue": 0}
+    clock.advance(timedelta(days=3))  # past the sign-for deadline (and every review: none of them has a due date)
+    page = sup.get("/api/v1/home?tenant=320700").get_json()
+    assert page["overdue"]["count"] == 1 and page["overdue"]["items"][0]["task"] == "sign_for"
+    assert all(v["count"] == 0 for v in elsewhere.get("/api/v1/home?tenant=320700").get_json().values())
+    assert sup.get("/api/v1/home?tenant=32070").status_code == 422
