@@ -22,7 +22,19 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                calendar: CalendarService | None = None) -> Flask:
     """The API over `runtime` (built from `settings` when not given; tests pass their own)."""
     from .views import calendar as calendar_views
-    from .views import cases, definitions, enforcement, grids, home, instances, messages, operations, system, tasks
+    from .views import (
+        cases,
+        definitions,
+        enforcement,
+        evidence,
+        grids,
+        home,
+        instances,
+        messages,
+        operations,
+        system,
+        tasks,
+    )
     from .wiring import make_database, make_runtime
 
     settings = settings or Settings.from_env()
@@ -40,7 +52,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.extensions["gridloop.calendar"] = calendar or CalendarService(runtime.db)
     app.extensions["gridloop.grids"] = GridIndexCache(runtime.db)
     for module in (system, definitions, instances, tasks, messages, operations, calendar_views, grids, cases,
-                   enforcement, home):
+                   enforcement, home, evidence):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     _log_requests(app)

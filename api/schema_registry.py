@@ -3,6 +3,7 @@
 from engine import models as _engine_models  # noqa: F401
 from engine.db import Base
 from workflows import cases as _cases  # noqa: F401
+from workflows import evidence as _evidence  # noqa: F401
 from workflows import grids as _grids  # noqa: F401
 from workflows import people as _people  # noqa: F401
 from workflows import working_time as _working_time  # noqa: F401

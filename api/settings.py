@@ -32,6 +32,9 @@ class Settings:
     max_request_bytes: int = 4 * 1024 * 1024
     web_workers: int = 2
     job_threads: int = 2
+    storage_dir: str = "var/uploads"
+    max_photo_bytes: int = 8 * 1024 * 1024
+    checkin_tolerance_m: float = 50.0
     enforcement_url: str = ""
     enforcement_secret: str = field(default="", repr=False)
 
@@ -55,6 +58,9 @@ class Settings:
             max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(d.max_request_bytes))),
             web_workers=int(_env("WEB_WORKERS", str(d.web_workers))),
             job_threads=int(_env("JOB_THREADS", str(d.job_threads))),
+            storage_dir=_env("STORAGE_DIR", d.storage_dir),
+            max_photo_bytes=int(_env("MAX_PHOTO_BYTES", str(d.max_photo_bytes))),
+            checkin_tolerance_m=float(_env("CHECKIN_TOLERANCE_M", str(d.checkin_tolerance_m))),
             enforcement_url=_env("ENFORCEMENT_URL", ""),
             enforcement_secret=_env("ENFORCEMENT_SECRET", ""),
         )

@@ -9,6 +9,7 @@ from engine.errors import NotAllowed, NotFound
 from engine.models import HumanTask
 from engine.tasks import TaskQuery
 from engine.visibility import task_visible
+from workflows.evidence import missing_evidence
 
 from .. import accounts, schemas
 from ..auth import Principal, current, roles
@@ -136,7 +137,11 @@ def delegate(task_id: str):
      body=schemas.CompleteSchema, response=schemas.TaskSchema)
 def complete(task_id: str):
     args = optional_json_body(schemas.CompleteSchema())
-    _visible_task(task_id, to_work=True)
+    ht = _visible_task(task_id, to_work=True)
+    if args["variables"].get("handle_result") == "done":
+        missing = missing_evidence(runtime().db, task_id, ht.element_id)
+        if missing:
+            raise ValidationError({"evidence": [f"the task needs {' and '.join(missing)} first"]})
     p = current()
     return answer(schemas.TaskSchema(), tasks.complete(runtime(), task_id, p.name, args["variables"],
                                                        force=p.has("admin")))

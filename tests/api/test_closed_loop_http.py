@@ -2,6 +2,7 @@
 routed inspector, pushed to the (fake) enforcement system, whose signed callback brings the result
 back; the supervisor verifies and the case closes."""
 
+import io
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,11 +26,12 @@ from workflows.operations import register_operations
 from workflows.working_time import CalendarService, seed_from_package
 
 MODEL = Path(__file__).resolve().parents[2] / "bpmn" / "env_case.bpmn"
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 60 + b"\xff\xd9"  # the smallest thing that starts and ends like a JPEG
 SECRET = "enforcement-shared-secret"
 
 
 @pytest.fixture
-def world(rt, clock):
+def world(rt, clock, tmp_path):
     clock.set(datetime(2026, 9, 29, 1, 0, tzinfo=UTC))
     seed_from_package(rt.db, clock.now(), years=[2026])
     seed_demo(rt.db, clock.now() - timedelta(hours=1))
@@ -38,7 +40,8 @@ def world(rt, clock):
                             enforcement=EnforcementClient(fake.url, SECRET))
         definitions.deploy(rt, MODEL.read_bytes(), "admin")
         app = create_app(Settings(database_url=rt.db.url, secret_key="t", enforcement_secret=SECRET,
-                                  deploy_bundled=False), runtime=rt)
+                                  deploy_bundled=False, storage_dir=str(tmp_path / "uploads"),
+                                  max_photo_bytes=10_000), runtime=rt)
         yield rt, app.test_client(), fake
 
 
@@ -85,6 +88,14 @@ def to_enforcement(rt, client, clock):
     act(sup, "review", review_result="valid")
     act(sup, "dispatch")
     act(inspector, "sign_for")
+    handle = inspector.get(f"/api/v1/task?processInstanceId={case['processInstanceId']}").get_json()["items"][0]
+    r = inspector.post(f"/api/v1/task/{handle['id']}/complete", json={"variables": {
+        "handle_result": "done", "finding_kind": "violation"}})
+    assert r.status_code == 422 and "evidence" in r.get_json()["error"]["fields"]  # not without evidence
+    assert inspector.post(f"/api/v1/task/{handle['id']}/checkin", json={"lon": lon, "lat": lat}).status_code == 201
+    photo = inspector.post(f"/api/v1/task/{handle['id']}/photos", content_type="multipart/form-data",
+                           data={"file": (io.BytesIO(JPEG), "site.jpg", "image/jpeg")})
+    assert photo.status_code == 201 and photo.get_json()["size"] == len(JPEG)
     act(inspector, "handle", handle_result="done", finding_kind="violation", findings="治污设施停运")
     return case, sup, act
 
@@ -158,3 +169,35 @@ def test_the_supervisor_home_page_lists_what_needs_them(world, clock):
     assert page["overdue"]["count"] == 1 and page["overdue"]["items"][0]["task"] == "sign_for"
     assert all(v["count"] == 0 for v in elsewhere.get("/api/v1/home?tenant=320700").get_json().values())
     assert sup.get("/api/v1/home?tenant=32070").status_code == 422
+
+
+def test_evidence_is_checked(world, clock):
+    rt, client, _fake = world
+    unit, lon, lat = point_in_first_unit(rt)
+    system = Caller(client, {"X-API-Key": accounts.create_api_key(rt.db, clock.now(), name="m",
+                                                                   roles=["system"])}, "system")
+    sup = login(rt, client, clock, "city-sup", ["supervisor"], "3207")
+    inspector = login(rt, client, clock, f"insp-{unit}", ["inspector"], unit)
+    case = system.post("/api/v1/alarms", json={"tenant": "320700", "source": "monitoring", "externalId": "E-1",
+                                               "category": "noise", "occurredAt": clock.now().isoformat(),
+                                               "lon": lon, "lat": lat}).get_json()
+    review = sup.get(f"/api/v1/task?processInstanceId={case['processInstanceId']}").get_json()["items"][0]
+    url = f"/api/v1/task/{review['id']}"
+    far = inspector.post(f"{url}/checkin", json={"lon": lon + 0.5, "lat": lat})
+    assert far.status_code == 404  # a supervisor's task is not the inspector's to see
+    far = sup.post(f"{url}/checkin", json={"lon": lon + 0.5, "lat": lat})
+    assert far.status_code == 422 and "outside grid" in far.get_json()["error"]["message"]
+    inside = sup.post(f"{url}/checkin", json={"lon": lon, "lat": lat})
+    assert inside.status_code == 201 and inside.get_json()["outsideM"] == 0
+
+    def upload(data, name, content_type):
+        return sup.post(f"{url}/photos", content_type="multipart/form-data",
+                        data={"file": (io.BytesIO(data), name, content_type)})
+
+    assert upload(JPEG, "a.gif", "image/gif").status_code == 415
+    assert upload(b"not a jpeg at all", "a.jpg", "image/jpeg").status_code == 415
+    assert upload(JPEG + b"x" * 20_000, "big.jpg", "image/jpeg").status_code == 413
+    assert sup.post(f"{url}/photos", json={}).status_code == 400
+    assert upload(JPEG, "ok.jpg", "image/jpeg").status_code == 201
+    kinds = [e["kind"] for e in sup.get(f"{url}/evidence").get_json()]
+    assert kinds.count("photo") == 1

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: e18460efce58
+Revision ID: 761cd09b3444
 Revises:
-Create Date: 2026-11-22 11:07:09.348082
+Create Date: 2026-11-22 11:26:21.065740
 
 """
 from typing import Sequence, Union
@@ -14,7 +14,7 @@ import engine.db
 
 
 # revision identifiers, used by Alembic.
-revision: str = 'e18460efce58'
+revision: str = '761cd09b3444'
 down_revision: Union[str, Sequence[str], None] = None
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
@@ -229,6 +229,26 @@ def upgrade() -> None:
     with op.batch_alter_table('process_definition', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_process_definition_key'), ['key'], unique=False)
 
+    op.create_table('task_evidence',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('task_id', sa.String(length=36), nullable=False),
+    sa.Column('instance_id', sa.String(length=36), nullable=False),
+    sa.Column('kind', sa.String(length=10), nullable=False),
+    sa.Column('lon', sa.Float(), nullable=True),
+    sa.Column('lat', sa.Float(), nullable=True),
+    sa.Column('distance_m', sa.Float(), nullable=True),
+    sa.Column('sha256', sa.String(length=64), nullable=True),
+    sa.Column('content_type', sa.String(length=50), nullable=True),
+    sa.Column('size', sa.Integer(), nullable=True),
+    sa.Column('path', sa.String(length=300), nullable=True),
+    sa.Column('created_by', sa.String(length=200), nullable=False),
+    sa.Column('created_at', engine.db.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('task_evidence', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_task_evidence_instance_id'), ['instance_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_task_evidence_task_id'), ['task_id'], unique=False)
+
     op.create_table('person',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('tenant', sa.String(length=12), nullable=False),
@@ -365,6 +385,11 @@ def downgrade() -> None:
         batch_op.drop_index('ix_person_grid_post')
 
     op.drop_table('person')
+    with op.batch_alter_table('task_evidence', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_task_evidence_task_id'))
+        batch_op.drop_index(batch_op.f('ix_task_evidence_instance_id'))
+
+    op.drop_table('task_evidence')
     with op.batch_alter_table('process_definition', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_process_definition_key'))
 
