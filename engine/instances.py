@@ -85,6 +85,20 @@ def _by_business_key(rt: Runtime, key: str, business_key: str) -> ProcessInstanc
                                                       ProcessInstance.business_key == business_key))
 
 
+def annotate(rt: Runtime, instance_id: str, actor: str, action: str, **details: Any) -> None:
+    """Put a domain event (an urge, a note) on the instance's audit trail without changing its state.
+    The instance lock keeps its chain linear."""
+    from . import audit
+    from .change import instance_lock
+
+    with rt.db.transaction() as s:
+        row = s.scalar(instance_lock(instance_id))
+        if row is None:
+            raise NotFound(f"process instance {instance_id} does not exist")
+        audit.append_to_instance(s, row, [audit.AuditDraft(action=action, actor=actor, at=rt.clock.now(),
+                                                           instance_id=instance_id, details=details)])
+
+
 def cancel(rt: Runtime, instance_id: str, actor: str, reason: str | None = None) -> ProcessInstance:
     with change_instance(rt, instance_id, actor) as ch:
         if ch.instance.status != "running":

@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from engine import instances
 from engine.db import given, page
-from engine.errors import InvalidInput, NotFound
+from engine.errors import Conflict, InvalidInput, NotFound
 from workflows.cases import SOURCES, Alarm, Case, UnknownCategory, file_alarm
 
 from .. import schemas
@@ -125,3 +125,27 @@ def get_case(case_id: str):
         body["openTasks"] = schemas.TaskSchema(many=True).dump(instances.open_tasks(rt, case.instance_id))
         body["processStatus"] = instances.get(rt, case.instance_id).status
     return jsonify(body)
+
+
+class UrgeSchema(Strict):
+    note = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+
+
+@bp.post("/cases/<case_id>/urge")
+@roles("supervisor", "leader")
+@idempotent
+@doc("督办: urge the people working on an open case; recorded on its timeline", body=UrgeSchema)
+def urge(case_id: str):
+    args = json_body(UrgeSchema())
+    with runtime().db.session() as s:
+        case = s.scalar(_scope_filter(current(), select(Case).where(Case.id == case_id)))
+    if case is None or case.instance_id is None:
+        raise NotFound(f"case {case_id} does not exist")
+    rt = runtime()
+    if instances.get(rt, case.instance_id).status != "running":
+        raise Conflict("the case is closed")
+    open_tasks = instances.open_tasks(rt, case.instance_id)
+    instances.annotate(rt, case.instance_id, current().name, "case.urged", note=args["note"],
+                       tasks=[t.element_id for t in open_tasks], assignees=sorted({t.assignee for t in open_tasks
+                                                                                   if t.assignee}))
+    return jsonify({"caseId": case_id, "urged": [t.element_id for t in open_tasks]}), 201

@@ -118,10 +118,15 @@ def test_a_violation_is_pushed_answered_by_signed_callback_verified_and_closed(w
     assert first.status_code == 200 and first.get_json()["status"] == "delivered"
     replay = signed(client, body, "cb-1")
     assert replay.get_json()["duplicate"] is True
+    urged = sup.post(f"/api/v1/cases/{case['id']}/urge", json={"note": "请尽快核查"})
+    assert urged.status_code == 201 and urged.get_json()["urged"] == ["verify"]
     act(sup, "verify", verified=True)
     detail = sup.get(f"/api/v1/cases/{case['id']}").get_json()
     assert detail["processStatus"] == "completed" and detail["openTasks"] == []
-    assert "message.correlated" in [e["action"] for e in detail["timeline"]]
+    actions = [e["action"] for e in detail["timeline"]]
+    assert "message.correlated" in actions and "case.urged" in actions
+    assert sup.post(f"/api/v1/cases/{case['id']}/urge", json={"note": "x"}).status_code == 409
+    assert sup.post(f"/api/v1/cases/{case['id']}/urge", json={}).status_code == 422
 
 
 def test_a_callback_before_the_case_waits_for_it_is_kept_until_it_does(world, clock):
