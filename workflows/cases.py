@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, Integer, String, UniqueConstraint, select
+from sqlalchemy import JSON, Float, Index, Integer, String, UniqueConstraint, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine import instances
 from engine.db import Base, UTCDateTime
+from engine.models import ProcessInstance
 from engine.runtime import Runtime
 
 from .grids import GridIndex
@@ -95,9 +96,12 @@ def _file(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intake:
         if existing is not None:
             return _ensure_started(rt, existing, actor, "repeat")
         if alarm.source_ref:
-            open_case = s.scalar(select(Case).where(
-                Case.tenant == alarm.tenant, Case.source_ref == alarm.source_ref, Case.category == alarm.category,
-                Case.status == "open").with_for_update())
+            # Open = its process has not ended (a case still being filed has no instance yet).
+            open_case = s.scalar(select(Case).outerjoin(ProcessInstance, ProcessInstance.id == Case.instance_id)
+                                 .where(Case.tenant == alarm.tenant, Case.source_ref == alarm.source_ref,
+                                        Case.category == alarm.category,
+                                        or_(Case.instance_id.is_(None), ProcessInstance.status == "running"))
+                                 .with_for_update(of=Case))
             if open_case is not None:
                 open_case.occurrences += 1
                 open_case.last_seen = max(open_case.last_seen, alarm.occurred_at)

@@ -87,3 +87,12 @@ def test_an_unknown_category_is_refused_and_nothing_is_filed(city, clock):
     with pytest.raises(UnknownCategory):
         file_alarm(rt, index, alarm(clock, category="no.such"), "s")
     assert instances.query(rt, instances.InstanceQuery(key="env_case"))[1] == 0
+
+
+def test_an_alarm_after_the_case_has_closed_opens_a_new_case(city, db, clock):
+    rt, index = city
+    _, lon, lat = inside(db, index)
+    first = file_alarm(rt, index, alarm(clock, "A-1", lon, lat), "s")
+    instances.cancel(rt, first.case.instance_id, "admin", "closed for the test")
+    later = file_alarm(rt, index, alarm(clock, "A-2", lon, lat), "s")
+    assert later.outcome == "filed" and later.case.id != first.case.id
