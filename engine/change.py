@@ -138,6 +138,15 @@ def instance_lock(instance_id: str) -> Select:
     return select(ProcessInstance).where(ProcessInstance.id == instance_id).with_for_update()
 
 
+def locked_instance(session, instance_id: str) -> ProcessInstance:
+    """The instance row under its lock, for changes that touch the row but not the workflow
+    (audit annotations, incidents); NotFound if there is none."""
+    row = session.scalar(instance_lock(instance_id))
+    if row is None:
+        raise NotFound(f"process instance {instance_id} does not exist")
+    return row
+
+
 @contextmanager
 def change_instance(rt: Runtime, instance_id: str, actor: str, *, lock: Lock | None = None,
                     not_found: str | None = None) -> Iterator[Change]:

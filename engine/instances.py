@@ -89,12 +89,10 @@ def annotate(rt: Runtime, instance_id: str, actor: str, action: str, **details: 
     """Put a domain event (an urge, a note) on the instance's audit trail without changing its state.
     The instance lock keeps its chain linear."""
     from . import audit
-    from .change import instance_lock
+    from .change import locked_instance
 
     with rt.db.transaction() as s:
-        row = s.scalar(instance_lock(instance_id))
-        if row is None:
-            raise NotFound(f"process instance {instance_id} does not exist")
+        row = locked_instance(s, instance_id)
         audit.append_to_instance(s, row, [audit.AuditDraft(action=action, actor=actor, at=rt.clock.now(),
                                                            instance_id=instance_id, details=details)])
 

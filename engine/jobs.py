@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, select
 
 from . import audit, outbox
-from .change import change_instance, instance_lock
+from .change import change_instance
 from .db import Prepared
-from .errors import NotFound
 from .models import Incident, OutboxEntry, ProcessInstance
 from .operations import OperationContext, PermanentFailure, UnknownOperation
 from .spiff_specs import started_service_task
@@ -114,7 +113,7 @@ def record_failure(rt: Runtime, payload: dict[str, Any], error: str) -> None:
     delay += timedelta(seconds=random.uniform(0, delay.total_seconds() * 0.1))
     try:
         with rt.db.transaction() as s:
-            row = _lock(s, payload["instance_id"])
+            row = locked_instance(s, payload["instance_id"])
             if not outbox.mark_done(s, payload.get("outbox_id"), now):
                 raise _AlreadyRecorded
             retry = {k: v for k, v in payload.items() if k != "outbox_id"}
@@ -133,7 +132,7 @@ def raise_incident(rt: Runtime, payload: dict[str, Any], error: str) -> None:
 
 def _incident(rt: Runtime, payload: dict[str, Any], error: str, now) -> None:
     with rt.db.transaction() as s:
-        row = _lock(s, payload["instance_id"])
+        row = locked_instance(s, payload["instance_id"])
         if not outbox.mark_done(s, payload.get("outbox_id"), now):
             raise _AlreadyRecorded
         kept = {k: v for k, v in payload.items() if k not in ("outbox_id", "last_error")}
@@ -141,13 +140,6 @@ def _incident(rt: Runtime, payload: dict[str, Any], error: str, now) -> None:
                        element_id=payload["element_id"], operation=payload["operation"], message=error,
                        attempts=payload.get("attempt", 1), payload=kept, status="open", created_at=now))
         _audit(s, row, now, "incident.raised", payload, error)
-
-
-def _lock(s, instance_id: str) -> ProcessInstance:
-    row = s.scalar(instance_lock(instance_id))
-    if row is None:
-        raise NotFound(f"process instance {instance_id} does not exist")
-    return row
 
 
 def _audit(s, row: ProcessInstance, now, action: str, payload: dict[str, Any], error: str, **extra: Any) -> None:
