@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, select
 
 from . import audit, outbox
-from .change import change_instance
+from .change import change_instance, locked_instance
 from .db import Prepared
 from .models import Incident, OutboxEntry, ProcessInstance
 from .operations import OperationContext, PermanentFailure, UnknownOperation
