@@ -13,7 +13,7 @@ from engine.parsing import ModelError
 from engine.runtime import Runtime
 from integrations.enforcement import EnforcementClient
 from workflows.demo_seed import seed_demo
-from workflows.operations import register_operations
+from workflows.install import install
 from workflows.working_time import CalendarService, seed_from_package
 
 from . import database
@@ -35,8 +35,8 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
     rt = Runtime(db=db or make_database(settings), clock=clock or SystemClock(),
                  message_ttl=timedelta(seconds=settings.message_ttl_s))
     calendar = calendar or CalendarService(rt.db)
-    register_operations(rt.registry, calendar=calendar.calendar,
-                        enforcement=EnforcementClient(settings.enforcement_url, settings.enforcement_secret))
+    install(rt, calendar=calendar.calendar,
+            enforcement=EnforcementClient(settings.enforcement_url, settings.enforcement_secret))
     return rt
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from . import audit, outbox, readmodels
 from .db import Prepared, insert_all
+from .endings import InstanceEnded, workflow_data
 from .environment import attach
 from .errors import EngineError, NotFound, ProcessError
 from .models import ProcessDefinition, ProcessInstance, from_row
@@ -70,6 +71,10 @@ class Change:
     woke_earlier: bool = False
     deferred: list[tuple[Prepared, dict[str, Any]]] = field(default_factory=list)
     _session: Session | None = None
+    loaded_status: str = ""  # the instance's status when the change began
+
+    def __post_init__(self) -> None:
+        self.loaded_status = self.instance.status
 
     @property
     def session(self) -> Session:
@@ -225,6 +230,17 @@ def finish(change: Change) -> None:
             raise
         elements = sorted(filter(None, change.pending.subscribing_elements.values()))
         raise ProcessError(_integrity_message(exc), element=elements[0] if elements else None) from exc
+    if change.loaded_status == "running" and row.status != "running":
+        _tell_end(change)
+
+
+def _tell_end(change: Change) -> None:
+    row = change.instance
+    ended = InstanceEnded(instance_id=row.id, process_key=row.process_key, business_key=row.business_key,
+                          status=row.status, ended_at=row.ended_at or change.now, actor=change.actor,
+                          variables=workflow_data(change.workflow))
+    for listener in change.rt.end_listeners:
+        listener(change.conn, ended)
 
 
 def _write(change: Change, rows: list[dict[str, Any]]) -> None:

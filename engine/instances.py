@@ -6,13 +6,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from . import definitions
 from .change import after_commit, change_instance, new_instance
 from .db import Prepared, given, page
+from .endings import workflow_data
 from .errors import Conflict, InvalidInput, NotFound
 from .models import AuditEvent, HumanTask, MessageSubscription, ProcessDefinition, ProcessInstance, from_row
 from .runtime import Runtime
@@ -116,18 +116,10 @@ def get(rt: Runtime, instance_id: str) -> ProcessInstance:
 
 
 def variables(rt: Runtime, instance_id: str) -> dict[str, Any]:
-    """The instance's variables: the final data when finished, else the data of the most recently
-    changed task (task data is per task in SpiffWorkflow)."""
+    """The instance's variables (see `endings.workflow_data`)."""
     row = get(rt, instance_id)
     model = rt.specs.get(rt.db, row.definition_id)
-    wf = rt.serializer.loads(row.state, model.spec, model.subprocess_specs)
-    if wf.is_completed() and wf.data:
-        return dict(wf.data)
-    elements = [t for t in wf.get_tasks() if t.task_spec.bpmn_id]  # not the library's internal specs
-    active = [t for t in elements if t.has_state(TaskState.READY | TaskState.STARTED | TaskState.WAITING)]
-    done = [t for t in elements if t.has_state(TaskState.COMPLETED)]
-    newest = max(active or done, key=lambda t: t.last_state_change or 0, default=None)
-    return dict(newest.data) if newest is not None else {}
+    return workflow_data(rt.serializer.loads(row.state, model.spec, model.subprocess_specs))
 
 
 @dataclass
@@ -171,6 +163,14 @@ def open_tasks(rt: Runtime, instance_id: str) -> list[HumanTask]:
     with rt.db.read() as conn:
         found = rt.db.rows(conn, _OPEN_TASKS, {"instance_id": instance_id})
     return [from_row(HumanTask, row) for row in found]
+
+
+def task_history(rt: Runtime, instance_id: str) -> list[HumanTask]:
+    """Every user task the instance has had, open or ended, oldest first."""
+    with rt.db.session() as s:
+        return list(s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id)
+                              .order_by(HumanTask.created_at, HumanTask.ended_at.is_(None), HumanTask.ended_at,
+                                        HumanTask.id)))
 
 
 def definition_of(rt: Runtime, row: ProcessInstance) -> ProcessDefinition:

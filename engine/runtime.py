@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from .clock import Clock, SystemClock
 from .db import Database
+from .endings import EndListener
 from .errors import NotFound
 from .models import ProcessDefinition
 from .operations import OperationRegistry
@@ -65,6 +66,8 @@ class Runtime:
     # Called after a commit that created outbox rows or moved a wake-up time earlier. The embedded
     # runner uses it to relay at once; with PostgreSQL, NOTIFY does the same across processes.
     on_wakeup: Callable[[], None] | None = None
+    # Called inside the change that ends an instance, after its writes (see endings.py).
+    end_listeners: list[EndListener] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from . import jobs  # the engine's own jobs; other layers add theirs with add_job

@@ -11,13 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, Integer, String, UniqueConstraint, or_, select
+from sqlalchemy import JSON, Float, Index, Integer, String, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine import instances
 from engine.db import Base, UTCDateTime
-from engine.models import ProcessInstance
 from engine.runtime import Runtime
 
 from .grids import GridIndex
@@ -48,7 +47,9 @@ class Case(Base):
     grid_code: Mapped[str] = mapped_column(String(40))
     route_reason: Mapped[str] = mapped_column(String(300))
     urgent: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(String(20))  # open | closed
+    status: Mapped[str] = mapped_column(String(20))  # open | closed (set when its process ends)
+    outcome: Mapped[str | None] = mapped_column(String(20))  # closed | invalid | merged | cancelled
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     instance_id: Mapped[str | None] = mapped_column(String(36), index=True)
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -96,12 +97,10 @@ def _file(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intake:
         if existing is not None:
             return _ensure_started(rt, existing, actor, "repeat")
         if alarm.source_ref:
-            # Open = its process has not ended (a case still being filed has no instance yet).
-            open_case = s.scalar(select(Case).outerjoin(ProcessInstance, ProcessInstance.id == Case.instance_id)
-                                 .where(Case.tenant == alarm.tenant, Case.source_ref == alarm.source_ref,
-                                        Case.category == alarm.category,
-                                        or_(Case.instance_id.is_(None), ProcessInstance.status == "running"))
-                                 .with_for_update(of=Case))
+            # `status` turns closed in the change that ends the case's process (case_closing.py)
+            open_case = s.scalar(select(Case).where(Case.tenant == alarm.tenant, Case.source_ref == alarm.source_ref,
+                                                    Case.category == alarm.category, Case.status == "open")
+                                 .with_for_update())
             if open_case is not None:
                 open_case.occurrences += 1
                 open_case.last_seen = max(open_case.last_seen, alarm.occurred_at)

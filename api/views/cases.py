@@ -9,6 +9,7 @@ from sqlalchemy import select
 from engine import instances
 from engine.db import given, page
 from engine.errors import Conflict, InvalidInput, NotFound
+from workflows.case_closing import COUNTERS, OUTCOMES, CaseAssessment, task_on_time
 from workflows.cases import SOURCES, Alarm, Case, UnknownCategory, file_alarm
 
 from .. import schemas
@@ -46,6 +47,8 @@ class CaseView(Schema):
     route_reason = fields.String(data_key="routeReason")
     urgent = fields.Boolean()
     status = fields.String()
+    outcome = fields.String(allow_none=True)
+    closed_at = fields.AwareDateTime(data_key="closedAt", allow_none=True)
     instance_id = fields.String(data_key="processInstanceId", allow_none=True)
     occurrences = fields.Integer()
     first_seen = fields.AwareDateTime(data_key="firstSeen")
@@ -55,6 +58,7 @@ class CaseView(Schema):
 class CaseListArgs(schemas.PageArgs):
     tenant = fields.String(required=True, validate=TENANT)
     status = fields.String(validate=validate.OneOf(["open", "closed"]))
+    outcome = fields.String(validate=validate.OneOf(OUTCOMES))
     category = fields.String(validate=validate.Length(max=50))
     grid = fields.String(validate=validate.Length(max=40))
 
@@ -102,6 +106,7 @@ def list_cases():
     args = query_args(CaseListArgs())
     stmt = _scope_filter(current(), select(Case).where(Case.tenant == args["tenant"], *given(
         Case.status == args["status"] if "status" in args else None,
+        Case.outcome == args["outcome"] if "outcome" in args else None,
         Case.category == args["category"] if "category" in args else None,
         Case.grid_code.startswith(args["grid"], autoescape=True) if "grid" in args else None)))
     rows, total = page(runtime().db, stmt, [Case.created_at.desc(), Case.id], args["offset"], args["limit"])
@@ -111,7 +116,8 @@ def list_cases():
 
 @bp.get("/cases/<case_id>")
 @roles(*READERS)
-@doc("One case with its timeline (from the audit trail) and open tasks")
+@doc("One case with its stages (each user task: started, due, ended, on time), its timeline (from the audit "
+     "trail), its open tasks and, once closed, its assessment record")
 def get_case(case_id: str):
     with runtime().db.session() as s:
         case = s.scalar(_scope_filter(current(), select(Case).where(Case.id == case_id)))
@@ -123,8 +129,35 @@ def get_case(case_id: str):
         body["timeline"] = [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "element": e.element_id}
                             for e in instances.history(rt, case.instance_id)]
         body["openTasks"] = schemas.TaskSchema(many=True).dump(instances.open_tasks(rt, case.instance_id))
-        body["processStatus"] = instances.get(rt, case.instance_id).status
+        status = instances.get(rt, case.instance_id).status
+        body["processStatus"] = status
+        body["stages"] = [_stage(t, status, rt.clock.now()) for t in instances.task_history(rt, case.instance_id)]
+        with rt.db.session() as s:
+            record = s.get(CaseAssessment, case.id)
+        body["assessment"] = AssessmentView().dump(record) if record else None
     return jsonify(body)
+
+
+def _stage(t, process_status: str, now) -> dict:
+    return {"task": t.element_id, "name": t.name, "status": t.status, "assignee": t.assignee,
+            "completedBy": t.completed_by, "started": t.created_at.isoformat(),
+            "due": t.due_at.isoformat() if t.due_at else None, "ended": t.ended_at.isoformat() if t.ended_at else None,
+            "onTime": task_on_time(t.status, t.due_at, t.ended_at, by_timer=process_status != "cancelled", now=now)}
+
+
+class AssessmentView(Schema):
+    outcome = fields.String()
+    inspector = fields.String(allow_none=True)
+    violation = fields.Boolean()
+    closed_at = fields.AwareDateTime(data_key="closedAt")
+    lead_hours = fields.Float(data_key="leadHours")
+    signed_on_time = fields.Boolean(data_key="signedOnTime", allow_none=True)
+    handled_on_time = fields.Boolean(data_key="handledOnTime", allow_none=True)
+    closed_on_time = fields.Boolean(data_key="closedOnTime", allow_none=True)
+    counts = fields.Method("_counts")
+
+    def _counts(self, record) -> dict:
+        return {name: getattr(record, name) for name in (*COUNTERS, "occurrences")}
 
 
 class UrgeSchema(Strict):

@@ -18,13 +18,13 @@ MODEL = Path(__file__).resolve().parents[2] / "bpmn" / "env_case.bpmn"
 @pytest.fixture
 def demo(rt, clock):
     from integrations.enforcement import EnforcementClient
-    from workflows.operations import register_operations
+    from workflows.install import install
     from workflows.working_time import CalendarService
 
     clock.set(datetime(2026, 9, 29, 1, 0, tzinfo=UTC))
     seed_from_package(rt.db, clock.now(), years=[2026])
     seed_demo(rt.db, clock.now() - timedelta(hours=1))
-    register_operations(rt.registry, calendar=CalendarService(rt.db).calendar, enforcement=EnforcementClient("", ""))
+    install(rt, calendar=CalendarService(rt.db).calendar, enforcement=EnforcementClient("", ""))
     definitions.deploy(rt, MODEL.read_bytes(), "admin")
     with rt.db.session() as s:
         geometry = s.scalar(select(Grid.geometry).where(Grid.code.like("320706%"), Grid.level == "unit")

@@ -22,7 +22,7 @@ from tests.api.conftest import PASSWORD, Caller
 from tests.integrations.fake_enforcement import FakeEnforcement
 from workflows.demo_seed import seed_demo
 from workflows.grids import Grid
-from workflows.operations import register_operations
+from workflows.install import install
 from workflows.working_time import CalendarService, seed_from_package
 
 MODEL = Path(__file__).resolve().parents[2] / "bpmn" / "env_case.bpmn"
@@ -36,7 +36,7 @@ def world(rt, clock, tmp_path):
     seed_from_package(rt.db, clock.now(), years=[2026])
     seed_demo(rt.db, clock.now() - timedelta(hours=1))
     with FakeEnforcement(SECRET) as fake:
-        register_operations(rt.registry, calendar=CalendarService(rt.db).calendar,
+        install(rt, calendar=CalendarService(rt.db).calendar,
                             enforcement=EnforcementClient(fake.url, SECRET))
         definitions.deploy(rt, MODEL.read_bytes(), "admin")
         app = create_app(Settings(database_url=rt.db.url, secret_key="t", enforcement_secret=SECRET,
@@ -123,6 +123,17 @@ def test_a_violation_is_pushed_answered_by_signed_callback_verified_and_closed(w
     act(sup, "verify", verified=True)
     detail = sup.get(f"/api/v1/cases/{case['id']}").get_json()
     assert detail["processStatus"] == "completed" and detail["openTasks"] == []
+    assert (detail["status"], detail["outcome"]) == ("closed", "closed")
+    assert sorted(st["task"] for st in detail["stages"]) == ["dispatch", "handle", "review", "sign_for", "verify"]
+    assert all(st["status"] == "completed" and st["onTime"] for st in detail["stages"])
+    assessment = detail["assessment"]
+    assert assessment["violation"] is True and assessment["closedOnTime"] is True
+    assert assessment["counts"]["urges"] == 0 and assessment["inspector"].startswith("insp-")
+    for status, expected in (("closed", [case["id"]]), ("open", [])):
+        listed = sup.get(f"/api/v1/cases?tenant=320700&status={status}").get_json()["items"]
+        assert [c["id"] for c in listed] == expected
+    assert sup.get("/api/v1/cases?tenant=320700&outcome=closed").get_json()["total"] == 1
+    assert sup.get("/api/v1/cases?tenant=320700&outcome=finished").status_code == 422
     actions = [e["action"] for e in detail["timeline"]]
     assert "message.correlated" in actions and "case.urged" in actions
     assert sup.post(f"/api/v1/cases/{case['id']}/urge", json={"note": "x"}).status_code == 409

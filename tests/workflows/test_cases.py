@@ -1,46 +1,12 @@
 """Alarm intake: idempotent, deduplicated into open cases, routed, and filed as env_case instances."""
 
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
-import shapely
-from sqlalchemy import select
 
-from engine import definitions, instances
-from engine.runtime import Runtime
-from integrations.enforcement import EnforcementClient
-from workflows.cases import Alarm, UnknownCategory, file_alarm
-from workflows.demo_seed import seed_demo
-from workflows.grids import Grid, GridIndex
-from workflows.operations import register_operations
-from workflows.working_time import CalendarService, seed_from_package
-
-MODEL = Path(__file__).resolve().parents[2] / "bpmn" / "env_case.bpmn"
-
-
-@pytest.fixture
-def city(db, clock):
-    clock.set(datetime(2026, 9, 29, 1, 0, tzinfo=UTC))
-    seed_from_package(db, clock.now(), years=[2026])
-    seed_demo(db, clock.now() - timedelta(hours=1))
-    rt = Runtime(db=db, clock=clock)
-    register_operations(rt.registry, calendar=CalendarService(db).calendar, enforcement=EnforcementClient("", ""))
-    definitions.deploy(rt, MODEL.read_bytes(), "admin")
-    return rt, GridIndex.load(db, "320700")
-
-
-def inside(db, index) -> tuple[str, float, float]:
-    unit = sorted(c for c, g in index.grids.items() if g.level == "unit")[7]
-    with db.session() as s:
-        geometry = s.scalar(select(Grid.geometry).where(Grid.code == unit, Grid.valid_to.is_(None)))
-    p = shapely.from_geojson(geometry).representative_point()
-    return unit, p.x, p.y
-
-
-def alarm(clock, external_id="A-1", lon=None, lat=None, source_ref="MN-001", category="air.exceedance"):
-    return Alarm(tenant="320700", source="monitoring", external_id=external_id, category=category,
-                 occurred_at=clock.now(), source_ref=source_ref, lon=lon, lat=lat, details={"value": 180, "limit": 100})
+from engine import instances
+from tests.workflows.conftest import alarm, inside
+from workflows.cases import UnknownCategory, file_alarm
 
 
 def test_an_alarm_becomes_a_case_routed_to_the_unit_inspector(city, db, clock):

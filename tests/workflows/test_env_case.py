@@ -10,7 +10,7 @@ from engine.queues import ManualJobQueue
 from engine.runtime import Runtime
 from integrations.enforcement import EnforcementClient
 from tests.integrations.fake_enforcement import FakeEnforcement
-from workflows.operations import register_operations
+from workflows.install import install
 from workflows.working_time import CalendarService, seed_from_package
 
 MODEL = Path(__file__).resolve().parents[2] / "bpmn" / "env_case.bpmn"
@@ -28,7 +28,7 @@ def case_rt(db, clock, enforcement) -> Runtime:
     clock.set(START)
     seed_from_package(db, clock.now(), years=[2026])
     rt = Runtime(db=db, clock=clock)
-    register_operations(rt.registry, calendar=CalendarService(db).calendar,
+    install(rt, calendar=CalendarService(db).calendar,
                         enforcement=EnforcementClient(enforcement.url, "shared-secret"))
     definitions.deploy(rt, MODEL.read_bytes(), "admin")
     return rt

@@ -1,0 +1,19 @@
+"""Everything the closed-loop domain adds to an engine runtime: its service-task operations and
+the projection that closes a case when its process ends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.runtime import Runtime
+from integrations.enforcement import EnforcementClient
+
+from .case_closing import close_case
+from .operations import register_operations
+from .working_time import WorkCalendar
+
+
+def install(rt: Runtime, *, calendar: Callable[[], WorkCalendar], enforcement: EnforcementClient | None = None) -> None:
+    register_operations(rt.registry, calendar=calendar, enforcement=enforcement)
+    if close_case not in rt.end_listeners:
+        rt.end_listeners.append(close_case)
