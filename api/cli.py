@@ -156,13 +156,17 @@ def import_grids_cmd(file: Path, tenant: str, dry_run: bool) -> None:
 
 @main.command("seed-demo")
 def seed_demo_cmd() -> None:
-    """Load the demo tenant 320700 (synthetic grids, people on duty, categories); idempotent."""
+    """Load the demo tenant 320700 (synthetic grids, people on duty, categories) and, once env_case is
+    deployed, a few cases in different stages; idempotent."""
+    from workflows.demo_cases import seed_demo_cases
     from workflows.demo_seed import seed_demo
 
-    rt = _runtime(_settings())
+    settings = _settings()
+    rt = _runtime(settings)
     s = seed_demo(rt.db, rt.clock.now())
+    cases = seed_demo_cases(rt, s.tenant, Path(settings.storage_dir))
     click.echo(f"tenant {s.tenant}: {s.grids} grids, {s.inspectors} inspectors, {s.supervisors} supervisors"
-               f"{'' if s.seeded else ' (already there)'}")
+               f"{'' if s.seeded else ' (already there)'}; {cases} demo cases filed")
 
 
 @main.command("create-user")

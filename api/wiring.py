@@ -12,6 +12,7 @@ from engine.db import Database
 from engine.parsing import ModelError
 from engine.runtime import Runtime
 from integrations.enforcement import EnforcementClient
+from workflows.demo_cases import seed_demo_cases
 from workflows.demo_seed import seed_demo
 from workflows.install import install
 from workflows.working_time import CalendarService, seed_from_package
@@ -47,13 +48,16 @@ def prepare_database(rt: Runtime, settings: Settings) -> None:
     seeded = seed_from_package(rt.db, rt.clock.now())
     if seeded:
         log.info("holiday calendar seeded", extra={"years": seeded})
-    if settings.wants_demo:
-        demo = seed_demo(rt.db, rt.clock.now())
-        if demo.seeded:
-            log.info("demo tenant seeded", extra={"tenant": demo.tenant, "grids": demo.grids,
-                                                  "inspectors": demo.inspectors, "supervisors": demo.supervisors})
+    demo = seed_demo(rt.db, rt.clock.now()) if settings.wants_demo else None
+    if demo is not None and demo.seeded:
+        log.info("demo tenant seeded", extra={"tenant": demo.tenant, "grids": demo.grids,
+                                              "inspectors": demo.inspectors, "supervisors": demo.supervisors})
     if settings.deploy_bundled:
         deploy_directory(rt, settings.bpmn_dir, actor="system:bundled")
+    if demo is not None:  # after the deployment: they run through env_case
+        cases = seed_demo_cases(rt, demo.tenant, Path(settings.storage_dir))
+        if cases:
+            log.info("demo cases filed", extra={"tenant": demo.tenant, "cases": cases})
 
 
 def ensure_admin(rt: Runtime) -> None:

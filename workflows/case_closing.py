@@ -7,6 +7,7 @@ exactly when its process is, never one without the other."""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from typing import Any
 
@@ -15,12 +16,12 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.db import Base, UTCDateTime
 from engine.endings import InstanceEnded
-from engine.models import HumanTask
+from engine.models import AuditEvent, HumanTask
 
 from .cases import CASE_PROCESS, Case
 
 OUTCOMES = ("closed", "invalid", "merged", "cancelled")
-COUNTERS = ("reworks", "returns", "extensions", "escalations", "reminders", "urges", "transfers")
+COUNTERS = ("reworks", "returns", "extensions", "escalations", "transfers")  # kept by the process itself
 
 
 class CaseAssessment(Base):
@@ -56,6 +57,7 @@ class CaseAssessment(Base):
 
 CASE = Case.__table__
 HT = HumanTask.__table__
+AUDIT = AuditEvent.__table__
 _STAGES = ("sign_for", "handle")
 
 
@@ -82,6 +84,7 @@ def close_case(conn, ended: InstanceEnded) -> None:
     on_time = {stage: stage_on_time([t for t in tasks if t["element_id"] == stage], ended) for stage in _STAGES}
     handlers = [t["completed_by"] for t in tasks if t["element_id"] == "handle" and t["status"] == "completed"]
     v = ended.variables
+    fired = _timers_fired(conn, ended.instance_id)
     closed_on_time = None
     if outcome == "closed" and on_time["handle"] is not None:
         closed_on_time = on_time["handle"] and on_time["sign_for"] is not False
@@ -92,7 +95,16 @@ def close_case(conn, ended: InstanceEnded) -> None:
         closed_at=ended.ended_at, lead_hours=round((ended.ended_at - case["created_at"]).total_seconds() / 3600, 3),
         signed_on_time=on_time["sign_for"], handled_on_time=on_time["handle"], closed_on_time=closed_on_time,
         occurrences=case["occurrences"], details={"enforcement": v.get("enforcement")},
-        **{name: int(v.get(name) or 0) for name in COUNTERS}))
+        **{name: int(v.get(name) or 0) for name in COUNTERS},
+        # the reminder branches end on their own, so their counts never reach the process data
+        reminders=fired["sign_reminder"], urges=fired["enforcement_overdue"]))
+
+
+def _timers_fired(conn, instance_id: str) -> Counter[str]:
+    """How often each timer event fired, from the instance's audit trail."""
+    rows = conn.execute(select(AUDIT.c.details).where(AUDIT.c.instance_id == instance_id,
+                                                      AUDIT.c.action == "timer.fired")).scalars()
+    return Counter(element for details in rows for element in (details or {}).get("elements", []))
 
 
 def stage_on_time(tasks: list[Any], ended: InstanceEnded) -> bool | None:

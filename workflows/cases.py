@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Float, Index, Integer, String, UniqueConstraint, select
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine import instances
 from engine.db import Base, UTCDateTime
+from engine.models import BigId
 from engine.runtime import Runtime
 
 from .grids import GridIndex
@@ -58,6 +59,22 @@ class Case(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class CaseAlarm(Base):
+    """Every alarm a case has received (the first and each occurrence): a redelivered alarm is found
+    here by its source and external id and is a repeat, never counted twice."""
+
+    __tablename__ = "case_alarm"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_case_alarm_external"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[str] = mapped_column(ForeignKey("env_case.id"), index=True)
+    source: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str] = mapped_column(String(100))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 @dataclass(frozen=True)
 class Alarm:
     tenant: str
@@ -93,7 +110,8 @@ def file_alarm(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intak
 def _file(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intake:
     now = rt.clock.now()
     with rt.db.transaction() as s:
-        existing = s.scalar(select(Case).where(Case.source == alarm.source, Case.external_id == alarm.external_id))
+        existing = s.scalar(select(Case).join(CaseAlarm, CaseAlarm.case_id == Case.id)
+                            .where(CaseAlarm.source == alarm.source, CaseAlarm.external_id == alarm.external_id))
         if existing is not None:
             return _ensure_started(rt, existing, actor, "repeat")
         if alarm.source_ref:
@@ -104,6 +122,7 @@ def _file(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intake:
             if open_case is not None:
                 open_case.occurrences += 1
                 open_case.last_seen = max(open_case.last_seen, alarm.occurred_at)
+                s.add(_received(open_case.id, alarm, now))
                 return Intake(open_case, "occurrence")
         category = s.get(Category, alarm.category)
         if category is None or category.tenant != alarm.tenant:
@@ -120,7 +139,14 @@ def _file(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intake:
                              "sign_for_hours": category.sign_for_hours, "handle_hours": category.handle_hours,
                              "parent": _parent(index, r.grid_code)})
         s.add(case)
+        s.flush()
+        s.add(_received(case.id, alarm, now))
     return _ensure_started(rt, case, actor, "filed")
+
+
+def _received(case_id: str, alarm: Alarm, now: datetime) -> CaseAlarm:
+    return CaseAlarm(case_id=case_id, source=alarm.source, external_id=alarm.external_id,
+                     occurred_at=alarm.occurred_at, received_at=now, details=alarm.details or {})
 
 
 def _parent(index: GridIndex, code: str) -> str:

@@ -16,15 +16,14 @@ from typing import Any
 
 import numpy as np
 import shapely
-from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text, or_, select, text
+from sqlalchemy import JSON, Float, Index, String, Text, or_, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.db import Base, Database, UTCDateTime
+from engine.models import BigId
 
 LEVELS: tuple[str, ...] = ("city", "district", "town", "unit")
 """Grid levels from the top; a grid's parent is always exactly one level up."""
-
-BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class Grid(Base):
@@ -117,6 +116,16 @@ class GridIndex:
             if len(chain) > len(LEVELS):  # defensive: import forbids cycles, but never loop forever
                 raise ValueError(f"grid hierarchy of {code} is cyclic")
         return chain
+
+
+def point_inside(db: Database, code: str) -> tuple[float, float]:
+    """(lon, lat) of a point surely inside the grid's current polygon (for demos and tests)."""
+    with db.session() as s:
+        geometry = s.scalar(select(Grid.geometry).where(Grid.code == code, Grid.valid_to.is_(None)))
+    if geometry is None:
+        raise KeyError(code)
+    p = shapely.from_geojson(geometry).representative_point()
+    return p.x, p.y
 
 
 class GridIndexCache:

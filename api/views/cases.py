@@ -157,7 +157,7 @@ class AssessmentView(Schema):
     counts = fields.Method("_counts")
 
     def _counts(self, record) -> dict:
-        return {name: getattr(record, name) for name in (*COUNTERS, "occurrences")}
+        return {name: getattr(record, name) for name in (*COUNTERS, "reminders", "urges", "occurrences")}
 
 
 class UrgeSchema(Strict):

@@ -4,15 +4,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import shapely
-from sqlalchemy import select
 
 from engine import definitions
 from engine.runtime import Runtime
 from integrations.enforcement import EnforcementClient
 from workflows.cases import Alarm
 from workflows.demo_seed import seed_demo
-from workflows.grids import Grid, GridIndex
+from workflows.grids import GridIndex, point_inside
 from workflows.install import install
 from workflows.working_time import CalendarService, seed_from_package
 
@@ -32,10 +30,7 @@ def city(db, clock):
 
 def inside(db, index) -> tuple[str, float, float]:
     unit = sorted(c for c, g in index.grids.items() if g.level == "unit")[7]
-    with db.session() as s:
-        geometry = s.scalar(select(Grid.geometry).where(Grid.code == unit, Grid.valid_to.is_(None)))
-    p = shapely.from_geojson(geometry).representative_point()
-    return unit, p.x, p.y
+    return unit, *point_inside(db, unit)
 
 
 def alarm(clock, external_id="A-1", lon=None, lat=None, source_ref="MN-001", category="air.exceedance"):

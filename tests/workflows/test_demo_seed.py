@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 from workflows.demo_seed import seed_demo
-from workflows.grids import GridIndex
+from workflows.grids import GridIndex, point_inside
 from workflows.routing import route
 
 
@@ -14,19 +14,7 @@ def test_the_demo_tenant_is_a_living_city_and_seeding_twice_changes_nothing(db, 
     index = GridIndex.load(db, "320700")
     unit = sorted(c for c, g in index.grids.items() if g.level == "unit")[0]
     with db.session() as s:
-        lon, lat = _inside(db, unit)
+        lon, lat = point_inside(db, unit)
         r = route(s, city="320700", point=(lon, lat), category="air.exceedance", at=clock.now() + timedelta(hours=1),
                   locate=index.locate, ancestors=index.ancestors)
     assert (r.grid_code, r.assignees) == (unit, [f"insp-{unit}"])
-
-
-def _inside(db, code):
-    import shapely
-    from sqlalchemy import select
-
-    from workflows.grids import Grid
-
-    with db.session() as s:
-        geometry = s.scalar(select(Grid.geometry).where(Grid.code == code, Grid.valid_to.is_(None)))
-    point = shapely.from_geojson(geometry).representative_point()
-    return point.x, point.y
