@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, configure_mappers, mapped_column
 
 from .db import Base, UTCDateTime
 
@@ -18,7 +18,13 @@ def from_row(cls: type[_T], values: Mapping[str, Any]) -> _T:
     """An instance of the mapped class `cls` holding `values` (a Core row's `_mapping`, keyed by
     column name = attribute name), made without the ORM constructor's per-attribute events, which
     cost ten times more: a transient object, in no session, as `cls(**values)` would be."""
-    obj = cls._sa_class_manager.new_instance()  # type: ignore[attr-defined]
+    manager = cls._sa_class_manager  # type: ignore[attr-defined]
+    if not manager.mapper.configured:
+        # Attribute access on an instance of a not yet configured mapper fails (its attributes have
+        # no implementation until then): in a process whose first database use is this function,
+        # e.g. an RQ work horse running a service-task job, nothing else has configured them yet.
+        configure_mappers()
+    obj = manager.new_instance()
     obj.__dict__.update(values)
     return obj
 
