@@ -2,6 +2,7 @@
 
 from engine import models as _engine_models  # noqa: F401
 from engine.db import Base
+from notifications import models as _notification_models  # noqa: F401
 from workflows import case_closing as _case_closing  # noqa: F401
 from workflows import cases as _cases  # noqa: F401
 from workflows import evidence as _evidence  # noqa: F401

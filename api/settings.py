@@ -7,6 +7,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from notifications.config import NotifySettings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -37,6 +39,7 @@ class Settings:
     checkin_tolerance_m: float = 50.0
     enforcement_url: str = ""
     enforcement_secret: str = field(default="", repr=False)
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,6 +66,7 @@ class Settings:
             checkin_tolerance_m=float(_env("CHECKIN_TOLERANCE_M", str(d.checkin_tolerance_m))),
             enforcement_url=_env("ENFORCEMENT_URL", ""),
             enforcement_secret=_env("ENFORCEMENT_SECRET", ""),
+            notify=NotifySettings.from_env(),
         )
 
     @property

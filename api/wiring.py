@@ -12,6 +12,9 @@ from engine.db import Database
 from engine.parsing import ModelError
 from engine.runtime import Runtime
 from integrations.enforcement import EnforcementClient
+from notifications.config import build_providers
+from notifications.delivery import DeliveryPolicy
+from notifications.install import install as install_notifications
 from workflows.demo_cases import seed_demo_cases
 from workflows.demo_seed import seed_demo
 from workflows.install import install
@@ -36,8 +39,11 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
     rt = Runtime(db=db or make_database(settings), clock=clock or SystemClock(),
                  message_ttl=timedelta(seconds=settings.message_ttl_s))
     calendar = calendar or CalendarService(rt.db)
+    notify = settings.notify
     install(rt, calendar=calendar.calendar,
-            enforcement=EnforcementClient(settings.enforcement_url, settings.enforcement_secret))
+            enforcement=EnforcementClient(settings.enforcement_url, settings.enforcement_secret),
+            quiet=notify.quiet, public_url=notify.public_url)
+    install_notifications(rt, build_providers(notify, settings.redis_url), DeliveryPolicy(quiet=notify.quiet))
     return rt
 
 

@@ -30,7 +30,8 @@ class EngineEnvironment(SandboxEnvironment):
             self.change.schedule_operation(my_task, op, params)
             return PENDING
         ctx = OperationContext(instance_id=self.change.instance.id, task_id=str(my_task.id),
-                               element_id=my_task.task_spec.bpmn_id or my_task.task_spec.name, now=self.change.now)
+                               element_id=my_task.task_spec.bpmn_id or my_task.task_spec.name, now=self.change.now,
+                               emit=self.change.add_job)
         try:
             result = op.handler(params, ctx)
             return json.loads(json.dumps(result))  # task data must stay JSON; fail here, not at save

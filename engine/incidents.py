@@ -33,6 +33,9 @@ def retry(rt: Runtime, incident_id: int, actor: str) -> Incident:
         if inc.kind == "timer":
             if row is not None and row.status == "running":
                 row.next_wakeup_at = now  # due again: the scheduler fires it on its next pass
+        elif inc.kind == "job":
+            job = inc.payload
+            outbox.add(s, now, queue=job["queue"], job=job["job"], payload={**job["payload"], "attempt": 1})
         else:
             queue = rt.registry.get(inc.operation).queue if inc.operation in rt.registry else "engine"
             outbox.add(s, now, queue=queue, job="service_call", payload={**inc.payload, "attempt": 1})

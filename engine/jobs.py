@@ -109,8 +109,7 @@ def record_failure(rt: Runtime, payload: dict[str, Any], error: str) -> None:
         raise_incident(rt, payload, error)
         return
     now = rt.clock.now()
-    delay = op.retry_delay(attempt)
-    delay += timedelta(seconds=random.uniform(0, delay.total_seconds() * 0.1))
+    delay = jittered(op.retry_delay(attempt))
     try:
         with rt.db.transaction() as s:
             row = locked_instance(s, payload["instance_id"])
@@ -123,6 +122,21 @@ def record_failure(rt: Runtime, payload: dict[str, Any], error: str) -> None:
     except _AlreadyRecorded:
         return
     rt.wake()
+
+
+def jittered(delay: timedelta) -> timedelta:
+    """The delay plus up to 10 % at random, so that failures at the same moment do not retry in step."""
+    return delay + timedelta(seconds=random.uniform(0, delay.total_seconds() * 0.1))
+
+
+def job_incident(s, now, *, job: str, queue: str, payload: dict[str, Any], error: str, attempts: int,
+                 instance_id: str | None = None) -> Incident:
+    """An incident for a job of another layer (a notice, say) that ran out of retries or was refused;
+    retrying it queues the job again with a fresh set of attempts (incidents.retry)."""
+    incident = Incident(kind="job", instance_id=instance_id, operation=job, message=error, attempts=attempts,
+                        payload={"queue": queue, "job": job, "payload": payload}, status="open", created_at=now)
+    s.add(incident)
+    return incident
 
 
 def raise_incident(rt: Runtime, payload: dict[str, Any], error: str) -> None:

@@ -187,7 +187,7 @@ class Incident(Base):
     __table_args__ = (Index("ix_incident_status", "status", "created_at"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(50))  # service_task
+    kind: Mapped[str] = mapped_column(String(50))  # service_task | timer | job
     instance_id: Mapped[str | None] = mapped_column(String(36), index=True)
     task_id: Mapped[str | None] = mapped_column(String(36))
     element_id: Mapped[str | None] = mapped_column(String(200))

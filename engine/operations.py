@@ -15,6 +15,9 @@ from typing import Any
 Handler = Callable[[Mapping[str, Any], "OperationContext"], Any]
 
 
+Emit = Callable[[str, str, dict[str, Any]], None]
+
+
 @dataclass(frozen=True)
 class OperationContext:
     """What a handler may know about the call; deliberately no session and no workflow."""
@@ -24,6 +27,9 @@ class OperationContext:
     element_id: str
     attempt: int = 1
     now: datetime | None = None  # the engine's clock at the change (sync operations); None in jobs
+    # Sync operations only: `emit(queue, job, payload)` adds a job to the outbox in the change's
+    # transaction, the one way a pure operation starts a side effect (it runs after commit).
+    emit: Emit | None = None
 
 
 @dataclass(frozen=True)

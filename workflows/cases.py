@@ -162,9 +162,8 @@ def _ensure_started(rt: Runtime, case: Case, actor: str, outcome: str) -> Intake
             "case_id": case.id, "category": case.category, "grid": case.grid_code,
             "escalation_scope": d["parent"], "inspector": (d["assignees"] or [None])[0], "urgent": case.urgent,
             "sign_for_hours": d["sign_for_hours"], "handle_hours": d["handle_hours"], "feedback_hours": 16.0,
-            "extension_hours": d["handle_hours"], "reminder_ratio": 0.75, "findings": "",
-            **dict.fromkeys(("transfers", "reminders", "escalations", "extensions", "returns", "urges",
-                             "reworks"), 0)})
+            "extension_hours": d["handle_hours"], "reminder_ratio": 0.75, "findings": "", "verify_note": "",
+            **dict.fromkeys(("transfers", "escalations", "extensions", "returns", "reworks"), 0)})
         with rt.db.transaction() as s:
             row = s.get(Case, case.id)
             row.instance_id = started.instance.id

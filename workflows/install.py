@@ -1,5 +1,6 @@
-"""Everything the closed-loop domain adds to an engine runtime: its service-task operations and
-the projection that closes a case when its process ends."""
+"""Everything the closed-loop domain adds to an engine runtime: its service-task operations, the
+job that turns `notify.send` into notices, and the projection that closes a case when its process
+ends."""
 
 from __future__ import annotations
 
@@ -7,13 +8,17 @@ from collections.abc import Callable
 
 from engine.runtime import Runtime
 from integrations.enforcement import EnforcementClient
+from notifications.quiet_hours import QuietHours
 
 from .case_closing import close_case
+from .notices import PLAN, NoticePlanner
 from .operations import register_operations
 from .working_time import WorkCalendar
 
 
-def install(rt: Runtime, *, calendar: Callable[[], WorkCalendar], enforcement: EnforcementClient | None = None) -> None:
+def install(rt: Runtime, *, calendar: Callable[[], WorkCalendar], enforcement: EnforcementClient | None = None,
+            quiet: QuietHours | None = None, public_url: str = "") -> None:
     register_operations(rt.registry, calendar=calendar, enforcement=enforcement)
+    rt.add_job(PLAN, NoticePlanner(quiet or QuietHours(), public_url))
     if close_case not in rt.end_listeners:
         rt.end_listeners.append(close_case)

@@ -9,6 +9,7 @@ from typing import Any
 from engine.operations import OperationContext, OperationRegistry
 from integrations.enforcement import EnforcementClient
 
+from .notices import notify_operation
 from .working_time import CHINA, WorkCalendar
 
 
@@ -55,5 +56,6 @@ def register_operations(registry: OperationRegistry, *, calendar: Callable[[], W
                         enforcement: EnforcementClient | None = None) -> None:
     registry.register("alarm.classify", classify_alarm)
     registry.register("sla.deadline", sla_deadline(calendar))
+    registry.register("notify.send", notify_operation)
     registry.register("enforcement.push", enforcement_push(enforcement or EnforcementClient("", "")),
                       is_async=True, queue="integrations", max_attempts=6)

@@ -36,6 +36,7 @@ class Person(Base):
     department_code: Mapped[str | None] = mapped_column(ForeignKey("department.code"))
     phone: Mapped[str | None] = mapped_column(String(30))
     wecom_id: Mapped[str | None] = mapped_column(String(64))
+    channels: Mapped[str | None] = mapped_column(String(60))  # notice channels by preference, e.g. "sms,wechat_work"
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 

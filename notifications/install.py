@@ -1,0 +1,17 @@
+"""What the notifications layer adds to an engine runtime: the delivery job."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from engine.runtime import Runtime
+
+from .delivery import Deliverer, DeliveryPolicy
+from .providers.base import Provider
+from .queueing import DELIVER
+
+
+def install(rt: Runtime, providers: Mapping[str, Provider], policy: DeliveryPolicy | None = None) -> Deliverer:
+    deliverer = Deliverer(providers, policy)
+    rt.add_job(DELIVER, deliverer)
+    return deliverer
