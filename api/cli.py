@@ -87,7 +87,8 @@ def scheduler() -> None:
     from .idempotency import purge
 
     rt = _runtime(s)
-    sched = Scheduler(rt, RQJobQueue(Redis.from_url(s.redis_url)), housekeeping=[lambda: purge(rt)])
+    jobs = RQJobQueue(Redis.from_url(s.redis_url), job_timeout=s.job_timeout_s)
+    sched = Scheduler(rt, jobs, housekeeping=[lambda: purge(rt)])
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -31,6 +31,7 @@ class Settings:
     deploy_bundled: bool = True
     seed_demo: bool | None = None  # None: only on the embedded default database
     message_ttl_s: int = 86400
+    job_lease_s: int = 600  # a job not done this long after it was handed out is handed out again
     max_request_bytes: int = 4 * 1024 * 1024
     web_workers: int = 2
     job_threads: int = 2
@@ -58,6 +59,7 @@ class Settings:
             deploy_bundled=_env("DEPLOY_BUNDLED", "true").lower() in ("1", "true", "yes"),
             seed_demo=_flag(_env("SEED_DEMO", "")),
             message_ttl_s=int(_env("MESSAGE_TTL", str(d.message_ttl_s))),
+            job_lease_s=int(_env("JOB_LEASE", str(d.job_lease_s))),
             max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(d.max_request_bytes))),
             web_workers=int(_env("WEB_WORKERS", str(d.web_workers))),
             job_threads=int(_env("JOB_THREADS", str(d.job_threads))),
@@ -68,6 +70,11 @@ class Settings:
             enforcement_secret=_env("ENFORCEMENT_SECRET", ""),
             notify=NotifySettings.from_env(),
         )
+
+    @property
+    def job_timeout_s(self) -> int:
+        """RQ's limit on one job: well inside the lease, so a hung job is killed before it is re-run."""
+        return max(1, min(300, self.job_lease_s // 2))
 
     @property
     def embedded(self) -> bool:

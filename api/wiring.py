@@ -37,7 +37,8 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
                  calendar: CalendarService | None = None) -> Runtime:
     """The engine runtime with the domain's operations registered (they read `calendar`)."""
     rt = Runtime(db=db or make_database(settings), clock=clock or SystemClock(),
-                 message_ttl=timedelta(seconds=settings.message_ttl_s))
+                 message_ttl=timedelta(seconds=settings.message_ttl_s),
+                 job_lease=timedelta(seconds=settings.job_lease_s))
     calendar = calendar or CalendarService(rt.db)
     notify = settings.notify
     install(rt, calendar=calendar.calendar,

@@ -35,7 +35,8 @@ def retry(rt: Runtime, incident_id: int, actor: str) -> Incident:
                 row.next_wakeup_at = now  # due again: the scheduler fires it on its next pass
         elif inc.kind == "job":
             job = inc.payload
-            outbox.add(s, now, queue=job["queue"], job=job["job"], payload={**job["payload"], "attempt": 1})
+            outbox.add(s, now, queue=job["queue"], job=job["job"],
+                       payload={**job["payload"], "attempt": 1, "retried_incident": inc.id})
         else:
             queue = rt.registry.get(inc.operation).queue if inc.operation in rt.registry else "engine"
             outbox.add(s, now, queue=queue, job="service_call", payload={**inc.payload, "attempt": 1})

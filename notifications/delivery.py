@@ -80,6 +80,9 @@ class Deliverer:
         now = rt.clock.now()
         with rt.db.transaction() as s:
             n = s.get(Notification, payload["notification_id"], with_for_update=True)
+            if n is not None and n.status == "failed" and payload.get("retried_incident"):
+                n.status, n.attempts = "queued", 0  # an operator retries it: a fresh set of attempts
+                record(s, n, now, "queued", retried_incident=payload["retried_incident"])
             if n is None or n.status not in ("queued", "sending") or (
                     n.status == "sending" and n.lease_until is not None and n.lease_until > now):
                 outbox.mark_done(s, payload.get("outbox_id"), now)

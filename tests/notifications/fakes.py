@@ -51,6 +51,8 @@ class FakeServer:
         self.received: list[Received] = []
         self.script: deque[Any] = deque()
         self.lock = threading.Lock()
+        self.holding: threading.Event | None = None
+        self.held = threading.Event()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,6 +66,11 @@ class FakeServer:
                 with fake.lock:
                     fake.received.append(request)
                     reply = fake.handle(request)
+                    hold = fake.holding if request.method == "POST" else None
+                    fake.holding = None
+                if hold is not None:  # the request got here; its answer waits (a client killed meanwhile)
+                    fake.held.set()
+                    hold.wait(timeout=30)
                 data = b"" if reply.body is None else json.dumps(reply.body, ensure_ascii=False).encode()
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -88,6 +95,14 @@ class FakeServer:
     def fail_next(self, *replies: Any) -> None:
         """Answer the next send requests with these (a Reply, or a provider error code)."""
         self.script.extend(replies)
+
+    def hold_next(self) -> threading.Event:
+        """Handle the next POST but keep its answer until the returned event is set; `held` is set
+        once that request has arrived."""
+        release = threading.Event()
+        with self.lock:
+            self.holding = release
+        return release
 
     def scripted(self) -> Any | None:
         return self.script.popleft() if self.script else None
@@ -278,9 +293,20 @@ class FakeWeChatWork(FakeServer):
         valid = [u for u in recipients if u in self.users]
         if not valid:
             return wechat_error(81013, "user & party & tag all invalid")
+        if self._duplicate(payload):  # WeChat Work's duplicate check: accepted, not shown again
+            return Reply(200, {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": "duplicate"})
         self.messages.append(payload)
         invalid = "|".join(u for u in recipients if u not in self.users)
         return Reply(200, {"errcode": 0, "errmsg": "ok", "invaliduser": invalid, "msgid": f"msg{len(self.messages)}"})
+
+    def _duplicate(self, payload: dict[str, Any]) -> bool:
+        """The same content to the same members, with `enable_duplicate_check` (interval not modelled:
+        the fake lives shorter than any interval)."""
+        if not payload.get("enable_duplicate_check"):
+            return False
+        body = {k: v for k, v in payload.items() if k not in ("enable_duplicate_check", "duplicate_check_interval")}
+        return any({k: v for k, v in m.items() if k not in ("enable_duplicate_check", "duplicate_check_interval")}
+                   == body for m in self.messages)
 
     def delivered_to(self, user: str) -> list[dict[str, Any]]:
         return [m for m in self.messages if user in str(m.get("touser", "")).split("|")]

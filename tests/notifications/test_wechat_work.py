@@ -28,7 +28,8 @@ def provider(fake: FakeWeChatWork, **kwargs) -> WeChatWork:
 
 def notice(to: str = "zhangsan", *, title: str | None = None, url: str | None = None,
            n: str = "n-1") -> OutgoingMessage:
-    return OutgoingMessage(n, Channel.WECHAT_WORK, to, "案件GL-1已派遣给您，请于12:00前签收。", title=title, url=url)
+    # the notification id in the text: WeChat Work's duplicate check drops identical content
+    return OutgoingMessage(n, Channel.WECHAT_WORK, to, f"案件GL-1已派遣给您，请于12:00前签收。({n})", title=title, url=url)
 
 
 def test_sends_a_text_message_to_the_member(fake):
@@ -37,7 +38,7 @@ def test_sends_a_text_message_to_the_member(fake):
     assert (result.provider, result.provider_message_id, result.status) == ("wechat_work", "msg1", "sent")
     (payload,) = fake.messages
     assert payload["touser"] == "zhangsan" and payload["agentid"] == AGENT and payload["msgtype"] == "text"
-    assert payload["text"]["content"] == "案件GL-1已派遣给您，请于12:00前签收。"
+    assert payload["text"]["content"] == "案件GL-1已派遣给您，请于12:00前签收。(n-1)"
     assert payload["enable_duplicate_check"] == 1
 
 
