@@ -124,7 +124,7 @@ def test_a_busy_provider_is_retried_with_backoff(loop, db, clock, fakes):
 
 def test_a_refused_wechat_message_falls_back_to_sms(loop, db, fakes):
     rt, index, unit, lon, lat = loop
-    wecom, twilio = fakes
+    _wecom, twilio = fakes
     contact(db, f"insp-{unit}", wecom_id="wx-left-the-company")
     case = dispatched(rt, index, lon, lat)
     run_jobs(rt)
@@ -239,7 +239,7 @@ def test_a_closed_case_tells_its_reporter_by_sms_when_they_do_not_follow_the_acc
         oa_provider = WeChatOfficialAccount("wxapp", "oa-secret", base_url=oa.url, templates={
             "case_closed": OaTemplate("TPL-closed", {"character_string1": "case_no", "thing2": "result"})})
         install(rt, {**providers(wecom, twilio), "wechat_oa": oa_provider}, DeliveryPolicy(quiet=QuietHours(None)))
-        unit, lon, lat = inside(db, index)
+        _unit, lon, lat = inside(db, index)
         case = file_alarm(rt, index, Alarm(
             tenant="320700", source="citizen", external_id="R-1", category="citizen.report",
             occurred_at=clock.now(), lon=lon, lat=lat, description="河边垃圾",

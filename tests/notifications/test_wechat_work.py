@@ -29,7 +29,8 @@ def provider(fake: FakeWeChatWork, **kwargs) -> WeChatWork:
 def notice(to: str = "zhangsan", *, title: str | None = None, url: str | None = None,
            n: str = "n-1") -> OutgoingMessage:
     # the notification id in the text: WeChat Work's duplicate check drops identical content
-    return OutgoingMessage(n, Channel.WECHAT_WORK, to, f"案件GL-1已派遣给您，请于12:00前签收。({n})", title=title, url=url)
+    text = f"案件GL-1已派遣给您，请于12:00前签收。({n})"
+    return OutgoingMessage(n, Channel.WECHAT_WORK, to, text, title=title, url=url)
 
 
 def test_sends_a_text_message_to_the_member(fake):
