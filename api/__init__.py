@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         home,
         instances,
         messages,
+        notifications,
         operations,
         system,
         tasks,
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.extensions["gridloop.calendar"] = calendar or CalendarService(runtime.db)
     app.extensions["gridloop.grids"] = GridIndexCache(runtime.db)
     for module in (system, definitions, instances, tasks, messages, operations, calendar_views, grids, cases,
-                   enforcement, home, evidence):
+                   enforcement, home, evidence, notifications):
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     _log_requests(app)

@@ -33,6 +33,7 @@ class NotifySettings:
     aliyun_sign_name: str = ""
     aliyun_templates: Mapping[str, str] = field(default_factory=dict)  # notice kind → template code
     aliyun_endpoint: str = "https://dysmsapi.aliyuncs.com/"
+    aliyun_receipt_token: str = field(default="", repr=False)  # ?token= of the SmsReport push URL; empty: refused
     wecom_corp_id: str = ""
     wecom_secret: str = field(default="", repr=False)
     wecom_agent_id: int = 0
@@ -56,7 +57,8 @@ class NotifySettings:
             twilio_base_url=get("TWILIO_BASE_URL"), aliyun_access_key_id=get("ALIYUN_ACCESS_KEY_ID"),
             aliyun_access_key_secret=get("ALIYUN_ACCESS_KEY_SECRET"), aliyun_sign_name=get("ALIYUN_SIGN_NAME"),
             aliyun_templates=json.loads(get("ALIYUN_TEMPLATES", "{}")),
-            aliyun_endpoint=get("ALIYUN_ENDPOINT", d.aliyun_endpoint), wecom_corp_id=get("WECOM_CORP_ID"),
+            aliyun_endpoint=get("ALIYUN_ENDPOINT", d.aliyun_endpoint),
+            aliyun_receipt_token=get("ALIYUN_RECEIPT_TOKEN"), wecom_corp_id=get("WECOM_CORP_ID"),
             wecom_secret=get("WECOM_SECRET"), wecom_agent_id=int(get("WECOM_AGENT_ID", "0")),
             wecom_base_url=get("WECOM_BASE_URL", d.wecom_base_url), oa_app_id=get("OA_APP_ID"),
             oa_secret=get("OA_SECRET"), oa_templates=json.loads(get("OA_TEMPLATES", "{}")),

@@ -9,6 +9,9 @@ from sqlalchemy import func, select, text
 
 from engine import timers
 from engine.models import HumanTask, Incident, Message, OutboxEntry, ProcessInstance
+from notifications.models import STATUSES as NOTIFICATION_STATUSES
+from notifications.models import Notification
+from notifications.queueing import DELIVER
 
 from .. import accounts, schemas
 from ..auth import issue_tokens, public, user_from_token
@@ -52,12 +55,25 @@ def _counts() -> dict[str, int]:
         out["outbox_stuck"] = s.scalar(select(func.count()).where(
             OutboxEntry.done_at.is_(None), OutboxEntry.relayed_at < stale)) or 0
         out["messages_buffered"] = s.scalar(select(func.count()).where(Message.status == "buffered")) or 0
+        out["notification_incidents_open"] = _notice_incidents(s)
     return out
+
+
+def _notice_incidents(s) -> int:
+    """Open incidents of notices that failed on every channel or ran out of retries (job incidents,
+    also counted in incidents_open)."""
+    return s.scalar(select(func.count()).where(Incident.status == "open", Incident.operation == DELIVER)) or 0
+
+
+def _notification_counts(s) -> dict[str, int]:
+    """Notifications by status, every status named (0 when there are none)."""
+    found = dict(s.execute(select(Notification.status, func.count()).group_by(Notification.status)).all())
+    return {status: found.get(status, 0) for status in NOTIFICATION_STATUSES}
 
 
 @bp.get("/health")
 @public
-@doc("Liveness and dependencies: database, Redis (when configured), timer backlog")
+@doc("Liveness and dependencies: database, Redis (when configured), timer backlog; notifications by status")
 def health():
     rt = runtime()
     checks: dict[str, object] = {}
@@ -83,6 +99,9 @@ def health():
         checks["overdue_timers"] = bool(due and due < rt.clock.now())
         warnings = current_app.extensions["gridloop.calendar"].warnings(rt.clock.now().date())
     body = {"status": "ok" if status == 200 else "degraded", "checks": checks, "warnings": warnings}
+    if status == 200:
+        with rt.db.session() as s:
+            body["notifications"] = {"by_status": _notification_counts(s), "incidents_open": _notice_incidents(s)}
     return jsonify(body), status
 
 
@@ -94,6 +113,10 @@ def metrics():
     for name, value in sorted(_counts().items()):
         metric = f"gridloop_{name}"
         lines += [f"# TYPE {metric} gauge", f"{metric} {value}"]
+    with runtime().db.session() as s:
+        by_status = _notification_counts(s)
+    lines.append("# TYPE gridloop_notifications gauge")
+    lines += [f'gridloop_notifications{{status="{status}"}} {n}' for status, n in by_status.items()]
     return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
 
 

@@ -52,6 +52,32 @@ def test_role_matrix(app, users):
     assert checked >= 5 * 15
 
 
+# The notification endpoints, spelled out: the matrix above checks whatever roles a route declares,
+# this checks they are the intended ones. Receipts are public: the provider's signature (Twilio) or
+# the shared token (Aliyun) is the credential, and a user's token is no substitute for it.
+NOTIFICATION_ROLES = {
+    ("GET", "/api/v1/notifications"): {"admin", "leader", "supervisor", "inspector"},
+    ("GET", "/api/v1/notifications/<notification_id>"): {"admin", "leader", "supervisor", "inspector"},
+    ("POST", "/api/v1/notifications/preview"): {"admin", "supervisor"},
+    ("POST", "/api/v1/notifications/receipts/twilio"): set(),
+    ("POST", "/api/v1/notifications/receipts/aliyun"): set(),
+}
+
+
+def test_notification_endpoints_have_the_intended_roles(app):
+    found = {(m, r.rule): set(v.allowed_roles) for r, m, v in _routes(app) if r.rule.startswith("/api/v1/notif")}
+    assert found == NOTIFICATION_ROLES
+
+
+@pytest.mark.parametrize("path", ["/api/v1/notifications/receipts/twilio?notification_id=x",
+                                  "/api/v1/notifications/receipts/aliyun",
+                                  "/api/v1/notifications/receipts/aliyun?token="])
+def test_receipts_refuse_callers_without_the_providers_credential(users, path):
+    for caller in ["anonymous", *ROLE_CALLERS]:
+        r = users[caller].post(path, data={"MessageSid": "SM1", "MessageStatus": "failed"})
+        assert r.status_code == 403, f"{caller} on {path}"
+
+
 @pytest.mark.parametrize("header", ["Bearer not-a-token", "Bearer ", "Basic YWRtaW46YWRtaW4="])
 def test_bad_credentials_are_401(client, users, header):
     r = client.get("/api/v1/task", headers={"Authorization": header})
