@@ -1,8 +1,8 @@
 """The delivery job: send one notification through its channel's provider.
 
 Idempotent by notification id: a notification that is no longer queued is not sent again, and one
-that a live worker is sending (its lease has not run out) is left alone. A worker killed mid-send
-leaves the notification `sending` with an expired lease and its outbox row not done: the outbox
+that another worker is sending (its lease has not run out) is left alone, its job not marked done.
+A worker killed mid-send leaves the notification `sending` with an expired lease and its outbox row not done: the outbox
 sweeper hands the job out again and it is sent again — providers are given the notification id as
 their de-duplication key (Aliyun OutId, WeChat Work's duplicate check), so the person sees it once.
 
@@ -83,8 +83,11 @@ class Deliverer:
             if n is not None and n.status == "failed" and payload.get("retried_incident"):
                 n.status, n.attempts = "queued", 0  # an operator retries it: a fresh set of attempts
                 record(s, n, now, "queued", retried_incident=payload["retried_incident"])
-            if n is None or n.status not in ("queued", "sending") or (
-                    n.status == "sending" and n.lease_until is not None and n.lease_until > now):
+            if n is not None and n.status == "sending" and n.lease_until is not None and n.lease_until > now:
+                # Another delivery holds it, alive or killed: leave this job's row for the lease sweeper,
+                # which hands it out again after the lease (by then a dead holder's lease has run out).
+                return None
+            if n is None or n.status not in ("queued", "sending"):
                 outbox.mark_done(s, payload.get("outbox_id"), now)
                 return None
             n.status, n.attempts, n.lease_until, n.updated_at = "sending", n.attempts + 1, now + rt.job_lease, now

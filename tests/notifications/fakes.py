@@ -66,8 +66,9 @@ class FakeServer:
                 with fake.lock:
                     fake.received.append(request)
                     reply = fake.handle(request)
-                    hold = fake.holding if request.method == "POST" else None
-                    fake.holding = None
+                    hold = None
+                    if request.method == "POST":
+                        hold, fake.holding = fake.holding, None
                 if hold is not None:  # the request got here; its answer waits (a client killed meanwhile)
                     fake.held.set()
                     hold.wait(timeout=30)
