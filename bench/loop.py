@@ -296,7 +296,7 @@ def recreate_database(url: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def prepare(url: str, password: str) -> tuple[str, list[Unit], list[tuple[str, bool]]]:
+def prepare(url: str, password: str, storage_dir: Path) -> tuple[str, list[Unit], list[tuple[str, bool]]]:
     """Migrate, seed and deploy as `gridloop run` does; create the supervisor and the system key."""
     from sqlalchemy import select
 
@@ -305,7 +305,7 @@ def prepare(url: str, password: str) -> tuple[str, list[Unit], list[tuple[str, b
     from workflows.people import Category
 
     os.environ.setdefault("GRIDLOOP_ADMIN_PASSWORD", secrets.token_urlsafe(12))  # no generated one logged
-    settings = _settings(url, "")
+    settings = _settings(url, "", storage_dir=str(storage_dir))  # the demo cases upload photos
     rt = make_runtime(settings)
     try:
         prepare_database(rt, settings)
@@ -389,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     logging.getLogger("bench.loop").setLevel(logging.INFO)
     signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
 
     started = time.monotonic()
     load_start = os.getloadavg()
@@ -406,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         redis.Redis.from_url(args.redis_url).flushdb()
         log.info("database %s: re-create, migrate, seed the demo tenant, deploy", url)
         recreate_database(url)
-        api_key, units, categories = prepare(url, password)
+        api_key, units, categories = prepare(url, password, work_dir / "uploads")
         if len(units) < args.clients:
             raise SystemExit(f"only {len(units)} basic units for {args.clients} clients")
         port = free_port()
