@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         system,
         tasks,
     )
+    from .views import warnings as warning_views
     from .wiring import make_database, make_runtime
 
     settings = settings or Settings.from_env()
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for module in (system, definitions, instances, tasks, messages, operations, calendar_views, grids, cases,
                    enforcement, home, evidence, notifications):
         app.register_blueprint(module.bp)
+    app.register_blueprint(warning_views.bp)
     register_error_handlers(app)
     _log_requests(app)
     return app

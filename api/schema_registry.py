@@ -8,6 +8,7 @@ from workflows import cases as _cases  # noqa: F401
 from workflows import evidence as _evidence  # noqa: F401
 from workflows import grids as _grids  # noqa: F401
 from workflows import people as _people  # noqa: F401
+from workflows import warnings as _warnings  # noqa: F401
 from workflows import working_time as _working_time  # noqa: F401
 
 from . import accounts as _accounts  # noqa: F401

@@ -13,6 +13,7 @@ from notifications.quiet_hours import QuietHours
 from .case_closing import close_case
 from .notices import PLAN, NoticePlanner
 from .operations import register_operations
+from .warnings import install as install_warnings
 from .working_time import WorkCalendar
 
 
@@ -20,5 +21,6 @@ def install(rt: Runtime, *, calendar: Callable[[], WorkCalendar], enforcement: E
             quiet: QuietHours | None = None, public_url: str = "") -> None:
     register_operations(rt.registry, calendar=calendar, enforcement=enforcement)
     rt.add_job(PLAN, NoticePlanner(quiet or QuietHours(), public_url))
+    install_warnings(rt)
     if close_case not in rt.end_listeners:
         rt.end_listeners.append(close_case)

@@ -78,6 +78,35 @@ def test_receipts_refuse_callers_without_the_providers_credential(users, path):
         assert r.status_code == 403, f"{caller} on {path}"
 
 
+# Graded warnings: who may raise, read and acknowledge them, and manage their policy. The link in a
+# warning notice is public on purpose: its signed token is the credential (a forgery is 404).
+WARNING_ROUTES = {
+    ("POST", "/api/v1/warnings"): ("system", "admin", "supervisor"),
+    ("GET", "/api/v1/warnings"): ("admin", "supervisor", "leader", "inspector"),
+    ("GET", "/api/v1/warnings/<warning_id>"): ("admin", "supervisor", "leader", "inspector"),
+    ("POST", "/api/v1/warnings/<warning_id>/ack"): ("admin", "supervisor", "leader", "inspector"),
+    ("GET", "/api/v1/warning-policies"): ("admin", "leader", "supervisor"),
+    ("POST", "/api/v1/warning-policies"): ("admin",),
+    ("DELETE", "/api/v1/warning-policies/<int:policy_id>"): ("admin",),
+    ("GET", "/api/v1/warnings/ack/<token>"): (),
+    ("POST", "/api/v1/warnings/ack/<token>"): (),
+}
+
+
+def test_warning_routes_are_in_the_matrix_with_their_owner_roles(app):
+    routes = {(m, r.rule): v.allowed_roles for r, m, v in _routes(app)}
+    assert {k: routes.get(k) for k in WARNING_ROUTES} == WARNING_ROUTES
+
+
+def test_the_warning_link_is_public_and_a_forged_token_is_404(users):
+    fake = "0" * 32 + ".AAAAAAAAAAAAAAAAAAAAAA"
+    for caller in ("anonymous", "insp", "system"):
+        for method in ("GET", "POST"):
+            r = users[caller].client.open(f"/api/v1/warnings/ack/{fake}", method=method,
+                                          headers=users[caller].headers)
+            assert r.status_code == 404, (caller, method)
+
+
 @pytest.mark.parametrize("header", ["Bearer not-a-token", "Bearer ", "Basic YWRtaW46YWRtaW4="])
 def test_bad_credentials_are_401(client, users, header):
     r = client.get("/api/v1/task", headers={"Authorization": header})

@@ -15,7 +15,7 @@ def test_a_fresh_database_gets_everything_a_newcomer_needs(db, monkeypatch, tmp_
     prepare_database(rt, settings)
     prepare_database(rt, settings)  # a restart changes nothing
     keys = {(d.key, d.version) for d in definitions.list_definitions(rt)}
-    assert keys == {("alarm_review", 1), ("env_case", 1)}
+    assert keys == {("alarm_review", 1), ("env_case", 1), ("graded_warning", 1)}
     from api import accounts
 
     assert accounts.authenticate(rt.db, "admin", "first-start-password") is not None
