@@ -81,14 +81,15 @@ def scheduler() -> None:
     from engine.queues import RQJobQueue
     from engine.scheduler import Scheduler
 
+    from .wiring import chores
+
     s = _settings()
     if not s.redis_url:
         raise click.UsageError("GRIDLOOP_REDIS_URL is not set; the embedded `gridloop run` has its own scheduler")
-    from .idempotency import purge
 
     rt = _runtime(s)
     jobs = RQJobQueue(Redis.from_url(s.redis_url), job_timeout=s.job_timeout_s)
-    sched = Scheduler(rt, jobs, housekeeping=[lambda: purge(rt)])
+    sched = Scheduler(rt, jobs, housekeeping=chores(rt))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

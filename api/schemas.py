@@ -29,9 +29,11 @@ class PageArgs(Strict):
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
 
 
-def page_of(item_schema: type[Schema], name: str) -> type[Schema]:
+def page_of(item_schema: type[Schema], name: str, *, capped: bool = False) -> type[Schema]:
+    """A page of items; `capped`: `total` stops counting at a cap, and `totalCapped` says so."""
+    extra = {"totalCapped": fields.Boolean()} if capped else {}
     return Schema.from_dict({"items": fields.List(fields.Nested(item_schema)), "total": fields.Integer(),
-                             "offset": fields.Integer(), "limit": fields.Integer()}, name=name)
+                             "offset": fields.Integer(), "limit": fields.Integer(), **extra}, name=name)
 
 
 # -- auth ----------------------------------------------------------------------------------------

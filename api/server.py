@@ -53,11 +53,12 @@ class GridLoopServer(BaseApplication):
         from engine.queues import InProcessJobQueue
         from engine.scheduler import Scheduler
 
+        from .wiring import chores
+
         rt = self.runtime
         jobs = InProcessJobQueue(rt, threads=self.settings.job_threads)
-        from .idempotency import purge
 
-        self._scheduler = Scheduler(rt, jobs, housekeeping=[lambda: purge(rt)])
+        self._scheduler = Scheduler(rt, jobs, housekeeping=chores(rt))
         rt.on_wakeup = self._scheduler.wake
         self._scheduler.start()
         log.info("embedded scheduler and job runner started", extra={"job_threads": self.settings.job_threads})

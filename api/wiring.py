@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -46,6 +47,19 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
             quiet=notify.quiet, public_url=notify.public_url)
     install_notifications(rt, build_providers(notify, settings.redis_url), DeliveryPolicy(quiet=notify.quiet))
     return rt
+
+
+def chores(rt: Runtime) -> list[Callable[[], object]]:
+    """What the active scheduler does about once a minute besides timers and the outbox."""
+    from workflows.monitoring_rules import check_offline
+
+    from .idempotency import purge
+
+    def offline() -> int:
+        with rt.db.transaction() as s:
+            return check_offline(s, rt.clock.now())
+
+    return [lambda: purge(rt), offline]
 
 
 def prepare_database(rt: Runtime, settings: Settings) -> None:

@@ -284,11 +284,14 @@ def given(*conditions) -> list:
     return [c for c in conditions if c is not None]
 
 
-def page(db: Database, stmt, order_by: list, offset: int, limit: int) -> tuple[list, int]:
-    """One page of ORM rows of `stmt` and how many there are in all."""
+def page(db: Database, stmt, order_by: list, offset: int, limit: int, *, count_cap: int | None = None
+         ) -> tuple[list, int]:
+    """One page of ORM rows of `stmt` and how many there are in all — or, with `count_cap`, at most
+    that many (an exact count of a large table reads all of it; callers say the total is capped)."""
     from sqlalchemy import func, select
 
+    counted = stmt.limit(count_cap) if count_cap else stmt
     with db.session() as s:
-        total = s.scalar(select(func.count()).select_from(stmt.subquery()))
+        total = s.scalar(select(func.count()).select_from(counted.subquery()))
         rows = list(s.scalars(stmt.order_by(*order_by).offset(offset).limit(limit)))
     return rows, total or 0

@@ -34,6 +34,7 @@ class Case(Base):
         UniqueConstraint("source", "external_id", name="uq_case_external"),
         Index("ix_case_dedup", "tenant", "source_ref", "category", "status"),
         Index("ix_case_grid", "tenant", "grid_code", "status"),
+        Index("ix_case_recent", "tenant", "created_at", "id"),  # the case list, newest first
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

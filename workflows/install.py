@@ -11,6 +11,8 @@ from integrations.enforcement import EnforcementClient
 from notifications.quiet_hours import QuietHours
 
 from .case_closing import close_case
+from .grids import GridIndexCache
+from .monitoring_rules import FILE_ALARM, AlarmFiler
 from .notices import PLAN, NoticePlanner
 from .operations import register_operations
 from .warnings import install as install_warnings
@@ -21,6 +23,7 @@ def install(rt: Runtime, *, calendar: Callable[[], WorkCalendar], enforcement: E
             quiet: QuietHours | None = None, public_url: str = "") -> None:
     register_operations(rt.registry, calendar=calendar, enforcement=enforcement)
     rt.add_job(PLAN, NoticePlanner(quiet or QuietHours(), public_url))
+    rt.add_job(FILE_ALARM, AlarmFiler(GridIndexCache(rt.db)))
     install_warnings(rt)
     if close_case not in rt.end_listeners:
         rt.end_listeners.append(close_case)

@@ -65,6 +65,7 @@ class CaseListArgs(schemas.PageArgs):
 
 bp = Blueprint("cases", __name__, url_prefix="/api/v1")
 READERS = ("admin", "supervisor", "leader", "inspector")
+COUNT_CAP = 10_000  # beyond this the list says "10000+" (totalCapped) instead of counting every case
 
 
 @bp.post("/alarms")
@@ -101,7 +102,7 @@ def _scope_filter(p: Principal, stmt):
 @bp.get("/cases")
 @roles(*READERS)
 @doc("Cases in the caller's grids, newest first", query=CaseListArgs,
-     response=schemas.page_of(CaseView, "CasePage"))
+     response=schemas.page_of(CaseView, "CasePage", capped=True))
 def list_cases():
     args = query_args(CaseListArgs())
     stmt = _scope_filter(current(), select(Case).where(Case.tenant == args["tenant"], *given(
@@ -109,9 +110,10 @@ def list_cases():
         Case.outcome == args["outcome"] if "outcome" in args else None,
         Case.category == args["category"] if "category" in args else None,
         Case.grid_code.startswith(args["grid"], autoescape=True) if "grid" in args else None)))
-    rows, total = page(runtime().db, stmt, [Case.created_at.desc(), Case.id], args["offset"], args["limit"])
-    return jsonify({"items": CaseView(many=True).dump(rows), "total": total, "offset": args["offset"],
-                    "limit": args["limit"]})
+    rows, total = page(runtime().db, stmt, [Case.created_at.desc(), Case.id.desc()], args["offset"], args["limit"],
+                       count_cap=COUNT_CAP)
+    return jsonify({"items": CaseView(many=True).dump(rows), "total": total, "totalCapped": total >= COUNT_CAP,
+                    "offset": args["offset"], "limit": args["limit"]})
 
 
 @bp.get("/cases/<case_id>")

@@ -1,0 +1,244 @@
+"""Monitoring data → alarms (DOMAIN.md §5): exceedances, device anomalies and silent devices.
+
+- An exceedance counts only on N-flagged data, compared with the source's limit for that pollutant
+  and kind of data (real-time, minute, hourly or daily; the O2-corrected value where the limit says).
+- D (fault), B (communication) and T (over range) flags are device anomalies.
+- No data for a source's `offline_after_s` → an offline alarm (checked by the scheduler's chores).
+- Hysteresis: an episode starts when a value goes over the limit and ends only when one falls below
+  limit × (1 − hysteresis), so a value hovering at the limit is one episode, not a flapping alarm.
+- Storm control: each episode start is one alarm, keyed by (source, pollutant, alarm type) as the
+  case's `source_ref` + category, so while that case is open a new episode is an occurrence of it
+  (case intake merges it); within an episode nothing more is filed, only its peak and count kept.
+
+The state of every (source, pollutant, rule) lives in `rule_state` and changes in the same
+transaction as the readings that changed it; each alarm leaves through the outbox (an `alarm.file`
+job, idempotent by an id derived from the episode), so no crash loses or doubles one."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from sqlalchemy import Boolean, Integer, Numeric, String, select, tuple_
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from engine import outbox
+from engine.db import Base, UTCDateTime
+from engine.jobs import job_incident
+from engine.runtime import Runtime
+
+from .cases import Alarm, UnknownCategory, file_alarm
+from .grids import GridIndexCache
+from .sources import DATA_KINDS, MonitoringSource, PollutantLimit
+
+log = logging.getLogger(__name__)
+
+FILE_ALARM = "alarm.file"
+QUEUE = "engine"
+DEVICE_FLAGS = frozenset("DBT")
+EXCEEDANCE, DEVICE, OFFLINE = "exceedance", "device", "offline"
+_KIND_OF = {cn: kind for kind, (cn, _) in DATA_KINDS.items()}  # "2051" → "minute"
+
+
+class Observation(Protocol):
+    """One reading as ingest hands it over (workflows.readings rows, or anything shaped like them)."""
+
+    mn: str
+    pollutant: str
+    cn: str
+    kind: str  # Rtd, Avg, ZsAvg, ...
+    value: Decimal | float | None
+    flag: str | None
+    data_time: datetime
+
+
+class RuleState(Base):
+    __tablename__ = "rule_state"
+
+    mn: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pollutant: Mapped[str] = mapped_column(String(20), primary_key=True)  # "*" for the offline rule
+    rule: Mapped[str] = mapped_column(String(20), primary_key=True)  # exceedance | device | offline
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when the current episode began
+    last_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    peak: Mapped[Decimal | None] = mapped_column(Numeric(14, 4))
+    count: Mapped[int] = mapped_column(Integer, default=0)  # readings in the current episode
+    episodes: Mapped[int] = mapped_column(Integer, default=0)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits by (mn, pollutant, data kind), read once per batch."""
+
+    by_key: dict[tuple[str, str, str], PollutantLimit]
+    sources: dict[str, MonitoringSource]
+
+    @classmethod
+    def load(cls, s: Session, mns: Iterable[str]) -> Limits:
+        mns = sorted(set(mns))
+        limits = s.scalars(select(PollutantLimit).where(PollutantLimit.mn.in_(mns))).all() if mns else []
+        sources = s.scalars(select(MonitoringSource).where(MonitoringSource.mn.in_(mns))).all() if mns else []
+        return cls({(lim.mn, lim.pollutant, lim.data_kind): lim for lim in limits}, {x.mn: x for x in sources})
+
+
+def evaluate(s: Session, now: datetime, readings: Sequence[Observation]) -> int:
+    """Apply the rules to a batch (any order; evaluated in data-time order); answers alarms queued."""
+    if not readings:
+        return 0
+    limits = Limits.load(s, (r.mn for r in readings))
+    keys = {(r.mn, r.pollutant, rule) for r in readings for rule in (EXCEEDANCE, DEVICE)}
+    states = _states(s, keys)
+    queued = 0
+    for r in sorted(readings, key=lambda r: r.data_time):
+        source = limits.sources.get(r.mn)
+        if source is None or r.value is None:
+            continue
+        flag = (r.flag or "N").upper()
+        if flag in DEVICE_FLAGS:
+            queued += _enter(s, now, states, source, r, DEVICE, detail={"flag": flag})
+            continue
+        if flag == "N":
+            queued += _leave(states, r.mn, r.pollutant, DEVICE)
+        limit = _limit_for(limits, r)
+        if limit is None or flag != "N":
+            continue
+        value, bound = Decimal(str(r.value)), limit.limit_value
+        if value > bound:
+            queued += _enter(s, now, states, source, r, EXCEEDANCE,
+                             detail={"value": str(value), "limit": str(bound), "unit": limit.unit,
+                                     "data_kind": limit.data_kind, "ratio": float(value / bound) if bound else None})
+        elif value < bound * Decimal(str(1 - limit.hysteresis)):
+            queued += _leave(states, r.mn, r.pollutant, EXCEEDANCE)
+    for state in states.values():
+        if state not in s:
+            s.add(state)
+    return queued
+
+
+def _limit_for(limits: Limits, r: Observation) -> PollutantLimit | None:
+    kind = _KIND_OF.get(r.cn)
+    if kind is None:
+        return None
+    limit = limits.by_key.get((r.mn, r.pollutant, kind))
+    if limit is None:
+        return None
+    expected = DATA_KINDS[kind][1]
+    return limit if r.kind == (f"Zs{expected}" if limit.use_converted else expected) else None
+
+
+def _states(s: Session, keys: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], RuleState]:
+    """The states of `keys`, locked (two batches of one source take turns); missing ones made."""
+    found: dict[tuple[str, str, str], RuleState] = {}
+    ordered = sorted(keys)
+    for i in range(0, len(ordered), 500):
+        chunk = ordered[i:i + 500]
+        for st in s.scalars(select(RuleState).where(tuple_(RuleState.mn, RuleState.pollutant, RuleState.rule)
+                                                    .in_(chunk)).with_for_update()):
+            found[(st.mn, st.pollutant, st.rule)] = st
+    for key in ordered:
+        if key not in found:
+            found[key] = RuleState(mn=key[0], pollutant=key[1], rule=key[2], active=False, count=0, episodes=0)
+    return found
+
+
+def _enter(s: Session, now: datetime, states: dict, source: MonitoringSource, r: Observation, rule: str,
+           detail: dict[str, Any]) -> int:
+    """A reading that breaks `rule`: a new episode files an alarm; an ongoing one only grows."""
+    state = states[(r.mn, r.pollutant, rule)]
+    value = Decimal(str(r.value)) if r.value is not None else None
+    state.last_at, state.count = r.data_time, (state.count or 0) + 1
+    if value is not None and (state.peak is None or value > state.peak):
+        state.peak = value
+    if state.active:
+        return 0
+    state.active, state.since, state.count, state.peak = True, r.data_time, 1, value
+    state.episodes = (state.episodes or 0) + 1
+    queue_alarm(s, now, source, r.pollutant, rule, r.data_time, {**detail, "cn": r.cn, "kind": r.kind})
+    return 1
+
+
+def _leave(states: dict, mn: str, pollutant: str, rule: str) -> int:
+    state = states.get((mn, pollutant, rule))
+    if state is not None and state.active:
+        state.active = False
+    return 0
+
+
+def category_of(pollutant: str, rule: str) -> str:
+    if rule in (DEVICE, OFFLINE):
+        return "device.fault"
+    return {"a": "air.exceedance", "w": "water.exceedance"}.get(pollutant[:1], "noise")
+
+
+def queue_alarm(s: Session, now: datetime, source: MonitoringSource, pollutant: str, rule: str,
+                started: datetime, detail: dict[str, Any]) -> None:
+    """An alarm for the episode that began at `started`, filed after commit by the `alarm.file` job."""
+    payload = {"tenant": source.tenant, "source": "device" if rule != EXCEEDANCE else "monitoring",
+               "external_id": f"{source.mn}:{pollutant}:{rule}:{started.isoformat()}",
+               "source_ref": f"{source.mn}:{pollutant}:{rule}", "category": category_of(pollutant, rule),
+               "occurred_at": started.isoformat(), "lon": source.lon, "lat": source.lat,
+               "description": f"{source.name} {pollutant} {rule}",
+               "details": {**detail, "mn": source.mn, "pollutant": pollutant, "rule": rule,
+                           "source_name": source.name, "enterprise": source.enterprise}}
+    outbox.add(s, now, queue=QUEUE, job=FILE_ALARM, payload=payload)
+
+
+def check_offline(s: Session, now: datetime) -> int:
+    """Sources silent longer than their `offline_after_s`: one offline alarm each per silence."""
+    silent = s.scalars(select(MonitoringSource).where(MonitoringSource.active.is_(True),
+                                                      MonitoringSource.last_seen_at.is_not(None))).all()
+    queued = 0
+    for source in silent:
+        if source.last_seen_at + timedelta(seconds=source.offline_after_s) > now:
+            continue
+        states = _states(s, {(source.mn, "*", OFFLINE)})
+        state = states[(source.mn, "*", OFFLINE)]
+        if state.active:
+            continue
+        state.active, state.since, state.last_at = True, source.last_seen_at, now
+        state.episodes = (state.episodes or 0) + 1
+        s.add(state)
+        queue_alarm(s, now, source, "*", OFFLINE, source.last_seen_at,
+                    {"silent_since": source.last_seen_at.isoformat(), "offline_after_s": source.offline_after_s})
+        queued += 1
+    return queued
+
+
+def seen(s: Session, mns: Iterable[str], at: datetime) -> None:
+    """Data arrived: the sources are not silent (an offline episode ends)."""
+    mns = sorted(set(mns))
+    if not mns:
+        return
+    for source in s.scalars(select(MonitoringSource).where(MonitoringSource.mn.in_(mns))):
+        if source.last_seen_at is None or source.last_seen_at < at:
+            source.last_seen_at = at
+    for state in s.scalars(select(RuleState).where(RuleState.mn.in_(mns), RuleState.rule == OFFLINE,
+                                                   RuleState.active.is_(True))):
+        state.active = False
+
+
+class AlarmFiler:
+    """The `alarm.file` job: the alarm becomes a case, or an occurrence of the open one."""
+
+    def __init__(self, grids: GridIndexCache) -> None:
+        self.grids = grids
+
+    def __call__(self, rt: Runtime, payload: dict[str, Any]) -> None:
+        alarm = Alarm(tenant=payload["tenant"], source=payload["source"], external_id=payload["external_id"],
+                      category=payload["category"], occurred_at=datetime.fromisoformat(payload["occurred_at"]),
+                      source_ref=payload["source_ref"], lon=payload.get("lon"), lat=payload.get("lat"),
+                      description=payload.get("description"), details=payload.get("details") or {})
+        try:
+            file_alarm(rt, self.grids.get(alarm.tenant), alarm, "system:monitoring")
+        except UnknownCategory:  # retrying cannot help: an operator sets the category up, then retries
+            log.error("an alarm's category is not set up for its tenant",
+                      extra={"category": alarm.category, "tenant": alarm.tenant})
+            with rt.db.transaction() as s:
+                job_incident(s, rt.clock.now(), job=FILE_ALARM, queue=QUEUE, payload=payload,
+                             error=f"category {alarm.category!r} is not set up for tenant {alarm.tenant}",
+                             attempts=1)
+
