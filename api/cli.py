@@ -98,6 +98,16 @@ def scheduler() -> None:
     sched.stop()
 
 
+@main.command("enforcement-sim", add_help_option=False,
+              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def enforcement_sim(args: tuple[str, ...]) -> None:
+    """The reference enforcement system, a separate process for demos and tests (see --help)."""
+    from integrations.reference_enforcement.cli import main as simulator_main
+
+    raise SystemExit(simulator_main(list(args)))
+
+
 @main.group()
 def db() -> None:
     """Database chores."""

@@ -43,7 +43,7 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
     calendar = calendar or CalendarService(rt.db)
     notify = settings.notify
     install(rt, calendar=calendar.calendar,
-            enforcement=EnforcementClient(settings.enforcement_url, settings.enforcement_secret),
+            enforcement=EnforcementClient.configured(settings.enforcement_url, settings.enforcement_secret),
             quiet=notify.quiet, public_url=notify.public_url)
     install_notifications(rt, build_providers(notify, settings.redis_url), DeliveryPolicy(quiet=notify.quiet))
     return rt

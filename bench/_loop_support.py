@@ -121,7 +121,7 @@ class EnforcementSink:
     which also tells a waiting client the moment its case arrives."""
 
     def __init__(self, secret: str) -> None:
-        from integrations.enforcement import signature
+        from integrations.enforcement import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 
         self.secret = secret
         self._cond = threading.Condition()
@@ -136,8 +136,8 @@ class EnforcementSink:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                ts, sig = self.headers.get("X-GridLoop-Timestamp", ""), self.headers.get("X-GridLoop-Signature", "")
-                if sig != signature(outer.secret, ts, body):
+                if not verify(outer.secret, self.headers.get(IDEMPOTENCY_HEADER, ""),
+                              self.headers.get(TIMESTAMP_HEADER, ""), self.headers.get(SIGNATURE_HEADER, ""), body):
                     outer.bad_signatures += 1
                     return self._send(401, {"error": "bad signature"})
                 case_id = json.loads(body)["case_id"]
