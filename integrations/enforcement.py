@@ -148,7 +148,7 @@ class EnforcementClient:
             raise PermanentFailure("no enforcement system configured (GRIDLOOP_ENFORCEMENT_URL)")
         if not self.url.lower().startswith(("http://", "https://")):
             raise PermanentFailure(f"GRIDLOOP_ENFORCEMENT_URL is not usable: {self.url!r} is not an http(s) URL")
-        key = str(case.get(self.case_param) or "")
+        key = str(case.get("push_id") or case.get(self.case_param) or "")  # push_id: one per enforcement round
         if not key:
             raise PermanentFailure(f"the push has no {self.case_param!r} parameter for its Idempotency-Key")
         body = json.dumps(map_fields(case, self.field_map), ensure_ascii=False, sort_keys=True).encode()

@@ -65,13 +65,32 @@ def test_a_violation_goes_to_enforcement_and_closes_after_verification(case_rt, 
     outbox.relay(rt, jobs)
     jobs.run_all()
     assert instances.subscriptions(rt, iid)[0].message_name == "enforcement_feedback"
-    assert enforcement.received == [{"case_id": "C-1", "category": "air.exceedance", "findings": "停产治污设施",
+    assert enforcement.received == [{"case_id": "C-1", "push_id": "C-1-1", "category": "air.exceedance",
+                                     "findings": "停产治污设施",
                                      "grid": "320706001000001"}]
     messages.correlate(rt, name="enforcement_feedback", message_id="zf-1", actor="enforcement",
                        correlation_value="C-1", payload={"result": "fined", "amount": 50000})
     do(rt, iid, "verify", verified=True)
     assert instances.get(rt, iid).status == "completed"
     assert instances.variables(rt, iid)["enforcement"]["result"] == "fined"
+
+
+def test_a_violation_found_again_after_rework_is_a_second_enforcement_round(case_rt, enforcement):
+    rt = case_rt
+    iid = file_case(rt)
+    for element, variables in (("review", {"review_result": "valid"}), ("dispatch", {}), ("sign_for", {})):
+        do(rt, iid, element, **variables)
+    for round_ in (1, 2):
+        do(rt, iid, "handle", handle_result="done", finding_kind="violation", findings=f"第{round_}次")
+        jobs = ManualJobQueue(rt)
+        outbox.relay(rt, jobs)
+        jobs.run_all()
+        messages.correlate(rt, name="enforcement_feedback", message_id=f"zf-{round_}", actor="enforcement",
+                           correlation_value="C-1", payload={"result": "rectified"})
+        do(rt, iid, "verify", verified=round_ == 2)
+    # each round its own Idempotency-Key: the enforcement system opens a second ticket, not a duplicate
+    assert [h["Idempotency-Key"] for h in enforcement.headers] == ["C-1-1", "C-1-2"]
+    assert len(set(enforcement.tickets.values())) == 2 and instances.get(rt, iid).status == "completed"
 
 
 def test_failed_verification_sends_the_case_back_for_rework(case_rt):
