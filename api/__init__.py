@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         system,
         tasks,
     )
+    from .views import readings as reading_views
     from .views import warnings as warning_views
     from .wiring import make_database, make_runtime
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                    enforcement, home, evidence, notifications):
         app.register_blueprint(module.bp)
     app.register_blueprint(warning_views.bp)
+    app.register_blueprint(reading_views.bp)
     register_error_handlers(app)
     _log_requests(app)
     return app

@@ -57,6 +57,50 @@ def web() -> None:
 
 
 @main.command()
+def ingest() -> None:
+    """HJ 212 TCP listener on GRIDLOOP_INGEST_HOST:GRIDLOOP_INGEST_PORT: data loggers' readings are
+    stored (and the threshold rules run); SIGTERM stores what is queued, acknowledges it, then exits."""
+    import asyncio
+    import logging
+
+    from integrations.ingest import IngestConfig, IngestServer
+    from workflows.readings import intake_for
+
+    s = _settings()
+    if not 0 < s.ingest_max_frame <= 9999:
+        raise click.UsageError("GRIDLOOP_INGEST_MAX_FRAME must be 1..9999 (the 4-digit length field)")
+    rt = _runtime(s)
+    intake = intake_for(rt.db, rt.clock)  # with workflows.monitoring_rules.evaluate as a hook
+    config = IngestConfig(host=s.ingest_host, port=s.ingest_port, idle_timeout_s=s.ingest_idle_timeout_s,
+                          max_connections=s.ingest_max_connections, max_length=s.ingest_max_frame)
+    server = IngestServer(config, authenticate=intake.verdict, sink=intake.store_packets)
+
+    async def purge_hourly() -> None:  # retention; harmless when several ingest processes do it
+        log = logging.getLogger("gridloop.ingest")
+        while s.reading_retention_days > 0:
+            try:
+                deleted = await asyncio.to_thread(intake.purge, s.reading_retention_days)
+                log.info("readings purged", extra={"deleted": deleted, "retention_days": s.reading_retention_days})
+            except Exception:  # the database may be away for a while: try again next hour
+                log.exception("purging readings failed")
+            await asyncio.sleep(3600)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        purge = asyncio.create_task(purge_hourly())
+        try:
+            await server.serve(stop)
+        finally:
+            purge.cancel()
+
+    click.echo(f"HJ 212 ingest on {s.ingest_host}:{s.ingest_port} (database {s.database_url})", err=True)
+    asyncio.run(serve())
+
+
+@main.command()
 @click.argument("queues", nargs=-1)
 def worker(queues: tuple[str, ...]) -> None:
     """An RQ worker for the given queues (default: engine notify integrations)."""

@@ -9,6 +9,7 @@ from workflows import evidence as _evidence  # noqa: F401
 from workflows import grids as _grids  # noqa: F401
 from workflows import monitoring_rules as _monitoring_rules  # noqa: F401
 from workflows import people as _people  # noqa: F401
+from workflows import readings as _readings  # noqa: F401
 from workflows import sources as _sources  # noqa: F401
 from workflows import warnings as _warnings  # noqa: F401
 from workflows import working_time as _working_time  # noqa: F401

@@ -41,6 +41,12 @@ class Settings:
     enforcement_url: str = ""
     enforcement_secret: str = field(default="", repr=False)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    ingest_host: str = "127.0.0.1"  # the HJ 212 listener (`gridloop ingest`)
+    ingest_port: int = 9212
+    ingest_idle_timeout_s: float = 300.0
+    ingest_max_connections: int = 2000
+    ingest_max_frame: int = 4096  # most bytes of a packet's data segment
+    reading_retention_days: int = 400
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -69,6 +75,12 @@ class Settings:
             enforcement_url=_env("ENFORCEMENT_URL", ""),
             enforcement_secret=_env("ENFORCEMENT_SECRET", ""),
             notify=NotifySettings.from_env(),
+            ingest_host=_env("INGEST_HOST", d.ingest_host),
+            ingest_port=int(_env("INGEST_PORT", str(d.ingest_port))),
+            ingest_idle_timeout_s=float(_env("INGEST_IDLE_TIMEOUT", str(d.ingest_idle_timeout_s))),
+            ingest_max_connections=int(_env("INGEST_MAX_CONNECTIONS", str(d.ingest_max_connections))),
+            ingest_max_frame=int(_env("INGEST_MAX_FRAME", str(d.ingest_max_frame))),
+            reading_retention_days=int(_env("READING_RETENTION_DAYS", str(d.reading_retention_days))),
         )
 
     @property

@@ -1,0 +1,108 @@
+"""Measure the HJ 212 ingest end to end (not a test; prints JSON): a real `gridloop ingest` process on
+PostgreSQL (a scratch database, or --database-url), N loggers registered as monitoring sources, each
+on its own connection sending real-time packets that ask for an ack (integrations.ingest.drive).
+
+    .venv/bin/python -m tests.integrations.ingest_load --connections 50 --packets 200 --window 1 --window 16
+
+window 1 is what data loggers do (stop and wait: the ack latency); a larger window measures
+throughput. The server runs in its own process so that the load driver does not share its CPU time
+(GIL) with it. bench/ingest.py can reuse `measure()`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from integrations.ingest import drive
+
+ROOT = Path(__file__).resolve().parents[2]
+PG_ADMIN = os.environ.get("GRIDLOOP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def scratch_database(name: str = "gridloop_ingest_bench") -> str:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{name}"
+
+
+def register(url: str, count: int, password: str = "123456") -> list[tuple[str, str]]:
+    from api import database
+    from engine.db import Database
+    from workflows.sources import MonitoringSource
+
+    db = Database(url)
+    database.upgrade(db)
+    now = datetime.now(UTC)
+    devices = [(f"BENCH{i:019d}", password) for i in range(count)]
+    with db.transaction() as s:
+        for mn, pw in devices:
+            if s.get(MonitoringSource, mn) is None:
+                s.add(MonitoringSource(mn=mn, tenant="320700", kind="outlet", name=mn, password=pw, created_at=now))
+    db.dispose()
+    return devices
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure(url: str, *, connections: int = 50, packets: int = 200, readings: int = 7,
+            windows: tuple[int, ...] = (1,)) -> list[dict]:
+    """Start `gridloop ingest` on `url`, run one load per window, stop it with SIGTERM; the results."""
+    devices = register(url, connections)
+    port = _free_port()
+    env = {**os.environ, "GRIDLOOP_DATABASE_URL": url, "GRIDLOOP_INGEST_PORT": str(port),
+           "GRIDLOOP_SECRET_KEY": "bench", "GRIDLOOP_LOG_LEVEL": "WARNING", "GRIDLOOP_REDIS_URL": ""}
+    server = subprocess.Popen([sys.executable, "-c", "from api.cli import main; main()", "ingest"], cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("gridloop ingest did not start") from None
+                time.sleep(0.1)
+        results = []
+        for n, window in enumerate(windows):
+            start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=n)  # new data times: nothing deduplicated
+            result = asyncio.run(drive("127.0.0.1", port, devices, packets=packets, readings=readings,
+                                       window=window, start=start))
+            results.append({"window": window, **result.as_dict()})
+        return results
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", help="default: a scratch PostgreSQL database")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--packets", type=int, default=200, help="per connection")
+    parser.add_argument("--readings", type=int, default=7, help="per packet")
+    parser.add_argument("--window", type=int, action="append", help="unacknowledged packets per connection")
+    a = parser.parse_args()
+    url = a.database_url or scratch_database()
+    for result in measure(url, connections=a.connections, packets=a.packets, readings=a.readings,
+                          windows=tuple(a.window or [1])):
+        print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
