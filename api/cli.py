@@ -59,9 +59,9 @@ def web() -> None:
 @main.command()
 def ingest() -> None:
     """HJ 212 TCP listener on GRIDLOOP_INGEST_HOST:GRIDLOOP_INGEST_PORT: data loggers' readings are
-    stored (and the threshold rules run); SIGTERM stores what is queued, acknowledges it, then exits."""
+    stored (and the threshold rules run); SIGTERM stores what is queued, acknowledges it, then exits.
+    Old readings are purged by the scheduler (GRIDLOOP_READING_RETENTION_DAYS)."""
     import asyncio
-    import logging
 
     from integrations.ingest import IngestConfig, IngestServer
     from workflows.readings import intake_for
@@ -75,26 +75,12 @@ def ingest() -> None:
                           max_connections=s.ingest_max_connections, max_length=s.ingest_max_frame)
     server = IngestServer(config, authenticate=intake.verdict, sink=intake.store_packets)
 
-    async def purge_hourly() -> None:  # retention; harmless when several ingest processes do it
-        log = logging.getLogger("gridloop.ingest")
-        while s.reading_retention_days > 0:
-            try:
-                deleted = await asyncio.to_thread(intake.purge, s.reading_retention_days)
-                log.info("readings purged", extra={"deleted": deleted, "retention_days": s.reading_retention_days})
-            except Exception:  # the database may be away for a while: try again next hour
-                log.exception("purging readings failed")
-            await asyncio.sleep(3600)
-
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        purge = asyncio.create_task(purge_hourly())
-        try:
-            await server.serve(stop)
-        finally:
-            purge.cancel()
+        await server.serve(stop)
 
     click.echo(f"HJ 212 ingest on {s.ingest_host}:{s.ingest_port} (database {s.database_url})", err=True)
     asyncio.run(serve())
@@ -133,7 +119,7 @@ def scheduler() -> None:
 
     rt = _runtime(s)
     jobs = RQJobQueue(Redis.from_url(s.redis_url), job_timeout=s.job_timeout_s)
-    sched = Scheduler(rt, jobs, housekeeping=chores(rt))
+    sched = Scheduler(rt, jobs, housekeeping=chores(rt, s))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -58,7 +58,7 @@ class GridLoopServer(BaseApplication):
         rt = self.runtime
         jobs = InProcessJobQueue(rt, threads=self.settings.job_threads)
 
-        self._scheduler = Scheduler(rt, jobs, housekeeping=chores(rt))
+        self._scheduler = Scheduler(rt, jobs, housekeeping=chores(rt, self.settings))
         rt.on_wakeup = self._scheduler.wake
         self._scheduler.start()
         log.info("embedded scheduler and job runner started", extra={"job_threads": self.settings.job_threads})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -49,9 +50,10 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
     return rt
 
 
-def chores(rt: Runtime) -> list[Callable[[], object]]:
+def chores(rt: Runtime, settings: Settings) -> list[Callable[[], object]]:
     """What the active scheduler does about once a minute besides timers and the outbox."""
     from workflows.monitoring_rules import check_offline
+    from workflows.readings import purge_older_than
 
     from .idempotency import purge
 
@@ -59,7 +61,18 @@ def chores(rt: Runtime) -> list[Callable[[], object]]:
         with rt.db.transaction() as s:
             return check_offline(s, rt.clock.now())
 
-    return [lambda: purge(rt), offline]
+    last_purge = [float("-inf")]
+
+    def old_readings() -> int:  # hourly: the delete scans by data time
+        if settings.reading_retention_days <= 0 or time.monotonic() - last_purge[0] < 3600:
+            return 0
+        last_purge[0] = time.monotonic()
+        deleted = purge_older_than(rt.db, rt.clock.now() - timedelta(days=settings.reading_retention_days))
+        if deleted:
+            log.info("readings purged", extra={"deleted": deleted, "retention_days": settings.reading_retention_days})
+        return deleted
+
+    return [lambda: purge(rt), offline, old_readings]
 
 
 def prepare_database(rt: Runtime, settings: Settings) -> None:

@@ -105,8 +105,11 @@ class Scheduler:
         if time.monotonic() - self._last_housekeeping >= HOUSEKEEPING_EVERY_S:
             self._last_housekeeping = time.monotonic()
             outbox.sweep_expired_leases(self.rt, self.rt.job_lease)
-            for chore in self.housekeeping:
-                chore()
+            for chore in self.housekeeping:  # one failing chore (a database hiccup) does not stop the others
+                try:
+                    chore()
+                except Exception:
+                    log.exception("housekeeping chore failed", extra={"chore": getattr(chore, "__name__", "?")})
         return TickResult(fired, relayed, expired, self._next_run(more=fired >= 200 or relayed >= 200))
 
     def _next_run(self, more: bool) -> datetime:

@@ -217,11 +217,6 @@ class ReadingsIntake:
         with self.db.session() as s:
             return verdict(s, mn, password)
 
-    def purge(self, retention_days: int) -> int:
-        from datetime import timedelta
-
-        return purge_older_than(self.db, self.clock.now() - timedelta(days=retention_days))
-
 
 def rules_hook(clock: Clock) -> Hook | None:
     """`workflows.monitoring_rules.evaluate(session, now, readings)` as a hook, when that module is

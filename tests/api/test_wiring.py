@@ -31,3 +31,31 @@ def test_a_fresh_database_gets_everything_a_newcomer_needs(db, monkeypatch, tmp_
     assert {c.external_id: c.outcome for c in cases if c.status == "closed"} == {"DEMO-6": "closed",
                                                                                  "DEMO-7": "invalid"}
     assert len(list(tmp_path.rglob("*.png"))) == 1  # the demo photo, stored once (content-addressed)
+
+
+def test_the_schedulers_chores_purge_old_readings_hourly_and_raise_offline_alarms(db, clock):
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from api.wiring import chores
+    from engine.models import OutboxEntry
+    from workflows.readings import ReadingRow, StoredReading, store_readings
+    from workflows.sources import MonitoringSource
+
+    settings = Settings(database_url=db.url, secret_key="x", reading_retention_days=30)
+    rt = make_runtime(settings, db=db, clock=clock)
+    now = clock.now()
+    with db.transaction() as s:
+        s.add(MonitoringSource(mn="MN-1", tenant="320700", kind="station", name="站", password="p",
+                               offline_after_s=600, last_seen_at=now - timedelta(hours=1), created_at=now))
+        s.flush()
+        store_readings(s, [ReadingRow(mn="MN-1", pollutant="a21026", cn="2051", kind="Avg", value=Decimal(1),
+                                      flag="N", data_time=at, received_at=at)
+                           for at in (now - timedelta(days=31), now - timedelta(days=1))])
+    idempotency_purge, offline, old_readings = chores(rt, settings)
+    assert offline() == 1 and old_readings() == 1
+    assert old_readings() == 0  # not again within the hour
+    with db.session() as s:
+        assert [r.data_time for r in s.scalars(select(StoredReading))] == [now - timedelta(days=1)]
+        assert s.scalar(select(OutboxEntry.job)) == "alarm.file"
+    idempotency_purge()

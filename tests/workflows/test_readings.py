@@ -144,14 +144,6 @@ def test_purge_deletes_what_is_older_than_the_cutoff(db):
     assert purge_older_than(db, T0) == 0
 
 
-def test_purge_by_retention_days(db, clock):
-    clock.set(T0 + timedelta(days=400, hours=1))
-    with db.transaction() as s:
-        store_readings(s, [row(at=T0), row(at=T0 + timedelta(days=1))])
-    assert ReadingsIntake(db, clock).purge(400) == 1
-    assert [r.data_time for r in stored(db)] == [T0 + timedelta(days=1)]
-
-
 def test_the_wired_intake_has_the_rules_when_they_exist(db, clock):
     assert readings.intake_for(db, clock, rules=False).hooks == []
     try:
