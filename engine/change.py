@@ -26,7 +26,7 @@ from .operations import Operation
 from .runtime import Runtime
 from .timers import next_wakeup
 
-WAKEUP_CHANNEL = "gridloop_wakeup"
+WAKEUP_CHANNEL = outbox.WAKEUP_CHANNEL
 MAX_STEPS_PER_CHANGE = 800  # generous: a real change runs tens of elements
 
 

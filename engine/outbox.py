@@ -7,7 +7,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from .db import Prepared, insert_all
@@ -16,6 +16,7 @@ from .models import Incident, OutboxEntry
 log = logging.getLogger(__name__)
 
 MAX_RELAYS = 5  # a job that kills its worker this often is left for an operator (see /metrics)
+WAKEUP_CHANNEL = "gridloop_wakeup"  # the scheduler LISTENs: new jobs and earlier timers wake it at once
 
 
 class JobQueue(Protocol):
@@ -32,6 +33,7 @@ _DUE_PG = Prepared(_DUE.with_for_update(skip_locked=True))
 _DUE_ANY = Prepared(_DUE)
 _RELAYED = Prepared(update(OB).where(OB.c.id == bindparam("entry_id"))
                     .values(relayed_at=bindparam("now"), relays=func.coalesce(OB.c.relays, 0) + 1))
+_WAKE = text(f"NOTIFY {WAKEUP_CHANNEL}")  # transactional: delivered on commit, folded with repeats
 DONE = Prepared(update(OB).where(OB.c.id == bindparam("entry_id"), OB.c.done_at.is_(None))
                 .values(done_at=bindparam("now")))
 
@@ -45,8 +47,12 @@ def row(now: datetime, *, queue: str, job: str, payload: dict[str, Any],
 
 def add(session: Session | Connection, now: datetime, *, queue: str, job: str, payload: dict[str, Any],
         available_at: datetime | None = None) -> None:
-    """Write one outbox row in the caller's transaction."""
+    """Write one outbox row in the caller's transaction, and wake the scheduler when it commits (on
+    PostgreSQL; a scheduler in another process would otherwise find the job only on its next tick)."""
     session.execute(INSERT.stmt, row(now, queue=queue, job=job, payload=payload, available_at=available_at))
+    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
+    if dialect.name == "postgresql":
+        session.execute(_WAKE)
 
 
 def relay(rt, queue: JobQueue, limit: int = 200) -> int:

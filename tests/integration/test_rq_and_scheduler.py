@@ -129,6 +129,21 @@ def test_scheduler_is_woken_by_notify_from_another_process(pg, redis_conn, refer
         sched.stop()
 
 
+def test_a_job_added_outside_a_change_wakes_the_scheduler_too(pg, redis_conn):
+    """Notices, retries and incident retries write outbox rows with `outbox.add`, not in a change:
+    their commit must wake a scheduler in another process as well."""
+    sched = Scheduler(Runtime(db=pg, clock=SystemClock()), RQJobQueue(redis_conn), max_sleep=timedelta(minutes=10))
+    sched.start()
+    try:
+        time.sleep(0.5)  # let it become active and go to sleep
+        writer = Runtime(db=pg, clock=SystemClock())
+        with writer.db.transaction() as s:
+            outbox.add(s, writer.clock.now(), queue="notify", job="notify.deliver", payload={"notification_id": "n"})
+        wait_for(lambda: Queue("notify", connection=redis_conn).count == 1)
+    finally:
+        sched.stop()
+
+
 def test_only_one_scheduler_is_active(pg):
     first, second = (Scheduler(Runtime(db=pg), queue=None) for _ in range(2))
     try:

@@ -1,12 +1,13 @@
-"""Measure the HJ 212 ingest end to end (not a test; prints JSON): a real `gridloop ingest` process on
-PostgreSQL (a scratch database, or --database-url), N loggers registered as monitoring sources, each
-on its own connection sending real-time packets that ask for an ack (integrations.ingest.drive).
+"""The HJ 212 TCP ingest end to end (bench/ingest.py uses `measure`; run alone it prints JSON): a
+real `gridloop ingest` process on PostgreSQL (a scratch database, or --database-url), N loggers
+registered as monitoring sources, each on its own connection sending real-time packets that ask for
+an ack (integrations.ingest.drive).
 
-    .venv/bin/python -m tests.integrations.ingest_load --connections 50 --packets 200 --window 1 --window 16
+    .venv/bin/python -m bench._ingest_tcp --connections 50 --packets 200 --window 1 --window 16
 
 window 1 is what data loggers do (stop and wait: the ack latency); a larger window measures
 throughput. The server runs in its own process so that the load driver does not share its CPU time
-(GIL) with it. bench/ingest.py can reuse `measure()`."""
+(GIL) with it."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from integrations.ingest import drive
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("GRIDLOOP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
