@@ -84,6 +84,15 @@ def plan(s: Session, now: datetime, key: str, params: Mapping[str, Any], instanc
     return requests
 
 
+def urge(s: Session, now: datetime, *, key: str, case_id: str, people: list[str], note: str, urged_by: str,
+         due: str | None, quiet: QuietHours, public_url: str = "") -> list[str]:
+    """督办 by a leader or supervisor: each person working on the case is told, now (queued in `s`)."""
+    requests = [r for person in people for r in plan(s, now, f"{key}:{person}", {
+        "kind": templates.URGE, "case_id": case_id, "to": person, "comment": note, "urged_by": urged_by,
+        "due": due or ""}, None, public_url)]
+    return queue_notices(s, now, requests, quiet)
+
+
 def recipients(s: Session, at: datetime, *, to: str | None, scope: str | None, category: str | None) -> list[Person]:
     """`to` by username; the supervisors of `scope` (on duty first, else all of the grid's), climbing
     to the parent grid while a level has none."""

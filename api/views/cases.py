@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from flask import Blueprint, current_app, jsonify
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
@@ -9,6 +11,7 @@ from sqlalchemy import select
 from engine import instances
 from engine.db import given, page
 from engine.errors import Conflict, InvalidInput, NotFound
+from workflows import notices
 from workflows.case_closing import COUNTERS, OUTCOMES, CaseAssessment, task_on_time
 from workflows.cases import SOURCES, Alarm, Case, UnknownCategory, file_alarm
 
@@ -180,7 +183,14 @@ def urge(case_id: str):
     if instances.get(rt, case.instance_id).status != "running":
         raise Conflict("the case is closed")
     open_tasks = instances.open_tasks(rt, case.instance_id)
+    people = sorted({t.assignee for t in open_tasks if t.assignee})
     instances.annotate(rt, case.instance_id, current().name, "case.urged", note=args["note"],
-                       tasks=[t.element_id for t in open_tasks], assignees=sorted({t.assignee for t in open_tasks
-                                                                                   if t.assignee}))
-    return jsonify({"caseId": case_id, "urged": [t.element_id for t in open_tasks]}), 201
+                       tasks=[t.element_id for t in open_tasks], assignees=people)
+    due = min((t.due_at for t in open_tasks if t.due_at), default=None)
+    notify = current_app.config["GRIDLOOP_SETTINGS"].notify
+    with rt.db.transaction() as s:
+        queued = notices.urge(s, rt.clock.now(), key=f"urge:{case_id}:{uuid.uuid4().hex}", case_id=case_id,
+                              people=people, note=args["note"], urged_by=current().name,
+                              due=due.isoformat() if due else None, quiet=notify.quiet, public_url=notify.public_url)
+    return jsonify({"caseId": case_id, "urged": [t.element_id for t in open_tasks], "notified": people,
+                    "notifications": queued}), 201

@@ -217,3 +217,33 @@ def test_evidence_is_checked(world, clock):
     assert upload(JPEG, "ok.jpg", "image/jpeg").status_code == 201
     kinds = [e["kind"] for e in sup.get(f"{url}/evidence").get_json()]
     assert kinds.count("photo") == 1
+
+
+def test_urging_a_case_tells_the_inspector_working_on_it(world, clock):
+    from notifications.models import Notification
+
+    rt, client, _fake = world
+    unit, lon, lat = point_in_first_unit(rt)
+    system = Caller(client, {"X-API-Key": accounts.create_api_key(rt.db, clock.now(), name="m",
+                                                                   roles=["system"])}, "system")
+    sup = login(rt, client, clock, "city-sup", ["supervisor"], "3207")
+    leader = login(rt, client, clock, "leader", ["leader"], None)
+    inspector = login(rt, client, clock, f"insp-{unit}", ["inspector"], unit)
+    case = system.post("/api/v1/alarms", json={"tenant": "320700", "source": "monitoring", "externalId": "U-1",
+                                               "category": "noise", "occurredAt": clock.now().isoformat(),
+                                               "lon": lon, "lat": lat}).get_json()
+    for caller, element, variables in ((sup, "review", {"review_result": "valid"}), (sup, "dispatch", {}),
+                                       (inspector, "sign_for", {})):
+        items = caller.get(f"/api/v1/task?processInstanceId={case['processInstanceId']}").get_json()["items"]
+        (task,) = [t for t in items if t["taskDefinitionKey"] == element]
+        assert caller.post(f"/api/v1/task/{task['id']}/complete", json={"variables": variables}).status_code == 200
+    urged = leader.post(f"/api/v1/cases/{case['id']}/urge", json={"note": "群众反映强烈，今日办结"},
+                        headers={"Idempotency-Key": "urge-1"})
+    assert urged.status_code == 201 and urged.get_json()["notified"] == [f"insp-{unit}"]
+    again = leader.post(f"/api/v1/cases/{case['id']}/urge", json={"note": "群众反映强烈，今日办结"},
+                        headers={"Idempotency-Key": "urge-1"})
+    assert again.get_json() == urged.get_json()  # a retried request: the first answer, no second notice
+    with rt.db.session() as s:
+        (n,) = s.scalars(select(Notification).where(Notification.kind == "urge")).all()
+    assert (n.recipient, n.case_id) == (f"insp-{unit}", case["id"])
+    assert "群众反映强烈" in n.text and "leader" in n.text
