@@ -32,7 +32,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         instances,
         messages,
         notifications,
+        open311,
         operations,
+        petitions,
         system,
         tasks,
     )
@@ -59,6 +61,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.register_blueprint(module.bp)
     app.register_blueprint(warning_views.bp)
     app.register_blueprint(reading_views.bp)
+    app.register_blueprint(open311.bp)
+    app.register_blueprint(petitions.bp)
     register_error_handlers(app)
     _log_requests(app)
     return app
