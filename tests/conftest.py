@@ -16,6 +16,8 @@ from engine.clock import ManualClock
 from engine.db import Database
 from engine.runtime import Runtime
 
+pytest_plugins = ["tests.city"]
+
 FIXTURES = Path(__file__).parent / "fixtures"
 PG_ADMIN_URL = os.environ.get("GRIDLOOP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 PG_TEST_DB = os.environ.get("GRIDLOOP_TEST_PG_DB", "gridloop_test")

@@ -48,5 +48,3 @@ def redis_db() -> Iterator[Redis]:
 def fake_time() -> FakeTime:
     return FakeTime()
 
-
-from tests.workflows.conftest import city  # noqa: E402, F401  (the demo city with env_case, for pipeline tests)

@@ -19,8 +19,8 @@ from notifications.providers.twilio_sms import TwilioSms
 from notifications.providers.wechat_work import WeChatWork
 from notifications.quiet_hours import QuietHours
 from notifications.ratelimit import RateLimiter
+from tests.city import alarm, inside
 from tests.notifications.fakes import FakeTwilio, FakeWeChatWork, wechat_error
-from tests.workflows.conftest import alarm, inside
 from workflows.cases import file_alarm
 from workflows.people import Person
 

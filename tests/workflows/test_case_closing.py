@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from engine import instances, tasks, timers
 from engine.errors import ProcessError
-from tests.workflows.conftest import alarm, inside
+from tests.city import alarm, inside
 from workflows.case_closing import CaseAssessment
 from workflows.cases import Case, file_alarm
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from engine import instances
-from tests.workflows.conftest import alarm, inside
+from tests.city import alarm, inside
 from workflows.cases import UnknownCategory, file_alarm
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from engine import instances, outbox, tasks
 from engine.models import OutboxEntry
 from engine.queues import ManualJobQueue, run_job
-from tests.workflows.conftest import inside
+from tests.city import inside
 from workflows.cases import Case
 from workflows.monitoring_rules import check_offline, evaluate, seen
 from workflows.sources import MonitoringSource, PollutantLimit

@@ -1,4 +1,5 @@
-"""The demo city with the env_case model deployed, shared by the case tests."""
+"""The demo city with the env_case model deployed (the `city` fixture, a pytest plugin registered in
+tests/conftest.py), shared by the tests of cases, notices, monitoring and ingest."""
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from workflows.grids import GridIndex, point_inside
 from workflows.install import install
 from workflows.working_time import CalendarService, seed_from_package
 
-MODEL = Path(__file__).resolve().parents[2] / "bpmn" / "env_case.bpmn"
+MODEL = Path(__file__).resolve().parents[1] / "bpmn" / "env_case.bpmn"
 
 
 @pytest.fixture
