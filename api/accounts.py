@@ -12,7 +12,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from engine.db import Base, Database, UTCDateTime
 
-ROLES = ("admin", "supervisor", "inspector", "leader", "system")
+ROLES = ("admin", "supervisor", "inspector", "leader", "system", "reporter")  # reporter: a citizen app's key
 PERSON_ROLES = ("admin", "supervisor", "inspector", "leader")
 
 

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("open311", __name__, url_prefix="/open311/v2")
 EXTENSION = "gridloop.open311"
-REPORTER_ROLES = ("system",)  # API keys of the citizen apps (api.accounts has no narrower system role)
+REPORTER_ROLES = ("reporter", "system")  # a citizen app's key: `create-api-key NAME --role reporter`
 MAX_SPAN = timedelta(days=90)  # the spec's query limit: 90 days or 1000 requests
 MAX_RESULTS = 1000
 MAX_IDS = 200

@@ -39,7 +39,7 @@ def city(world, clock):
     """(rt, client, api_key), rate limits off unless a test sets them."""
     rt, client, _fake = world
     client.application.extensions[EXTENSION] = Open311Config()
-    key = accounts.create_api_key(rt.db, clock.now(), name="citizen-app", roles=["system"])
+    key = accounts.create_api_key(rt.db, clock.now(), name="citizen-app", roles=["reporter"])
     return rt, client, key
 
 
@@ -215,6 +215,9 @@ def test_posting_needs_an_api_key_of_a_reporting_system(city, clock):
     assert wrong.status_code == 403 and wrong.get_json() == [{"code": 403, "description": "invalid api_key"}]
     admin_key = accounts.create_api_key(rt.db, clock.now(), name="ops", roles=["admin"])
     assert client.post(f"{BASE}/requests.json", data={**fields, "api_key": admin_key}).status_code == 403
+    reporter = {"X-API-Key": _key}  # the citizen app's key files reports and reads nothing of the staff API
+    assert client.get("/api/v1/cases?tenant=320700", headers=reporter).status_code == 403
+    assert client.post("/api/v1/alarms", json={}, headers=reporter).status_code == 403
     accounts.create_user(rt.db, clock.now(), username="a", password=PASSWORD, roles=["admin"],
                          hash_method="pbkdf2:sha256:1000")
     token = client.post("/api/v1/auth/token", json={"username": "a", "password": PASSWORD}).get_json()
