@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from sqlalchemy import Boolean, Integer, Numeric, String, select, tuple_
+from sqlalchemy import Boolean, Integer, Numeric, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from engine import outbox
@@ -90,8 +90,7 @@ def evaluate(s: Session, now: datetime, readings: Sequence[Observation]) -> int:
     if not readings:
         return 0
     limits = Limits.load(s, (r.mn for r in readings))
-    keys = {(r.mn, r.pollutant, rule) for r in readings for rule in (EXCEEDANCE, DEVICE)}
-    states = _states(s, keys)
+    states = _states(s, limits.sources)
     queued = 0
     for r in sorted(readings, key=lambda r: r.data_time):
         source = limits.sources.get(r.mn)
@@ -113,9 +112,6 @@ def evaluate(s: Session, now: datetime, readings: Sequence[Observation]) -> int:
                                      "data_kind": limit.data_kind, "ratio": float(value / bound) if bound else None})
         elif value < bound * Decimal(str(1 - limit.hysteresis)):
             queued += _leave(states, r.mn, r.pollutant, EXCEEDANCE)
-    for state in states.values():
-        if state not in s:
-            s.add(state)
     return queued
 
 
@@ -130,25 +126,28 @@ def _limit_for(limits: Limits, r: Observation) -> PollutantLimit | None:
     return limit if r.kind == (f"Zs{expected}" if limit.use_converted else expected) else None
 
 
-def _states(s: Session, keys: set[tuple[str, str, str]]) -> dict[tuple[str, str, str], RuleState]:
-    """The states of `keys`, locked (two batches of one source take turns); missing ones made."""
-    found: dict[tuple[str, str, str], RuleState] = {}
-    ordered = sorted(keys)
-    for i in range(0, len(ordered), 500):
-        chunk = ordered[i:i + 500]
-        for st in s.scalars(select(RuleState).where(tuple_(RuleState.mn, RuleState.pollutant, RuleState.rule)
-                                                    .in_(chunk)).with_for_update()):
-            found[(st.mn, st.pollutant, st.rule)] = st
-    for key in ordered:
-        if key not in found:
-            found[key] = RuleState(mn=key[0], pollutant=key[1], rule=key[2], active=False, count=0, episodes=0)
-    return found
+def _states(s: Session, mns: Iterable[str]) -> dict[tuple[str, str, str], RuleState]:
+    """The rule states of these sources, locked (two batches of one source take turns). A state row
+    exists once its rule has been broken: most readings break nothing and write nothing."""
+    mns = sorted(set(mns))
+    if not mns:
+        return {}
+    return {(st.mn, st.pollutant, st.rule): st
+            for st in s.scalars(select(RuleState).where(RuleState.mn.in_(mns)).with_for_update())}
+
+
+def _state(s: Session, states: dict, key: tuple[str, str, str]) -> RuleState:
+    state = states.get(key)
+    if state is None:
+        state = states[key] = RuleState(mn=key[0], pollutant=key[1], rule=key[2], active=False, count=0, episodes=0)
+        s.add(state)
+    return state
 
 
 def _enter(s: Session, now: datetime, states: dict, source: MonitoringSource, r: Observation, rule: str,
            detail: dict[str, Any]) -> int:
     """A reading that breaks `rule`: a new episode files an alarm; an ongoing one only grows."""
-    state = states[(r.mn, r.pollutant, rule)]
+    state = _state(s, states, (r.mn, r.pollutant, rule))
     value = Decimal(str(r.value)) if r.value is not None else None
     state.last_at, state.count = r.data_time, (state.count or 0) + 1
     if value is not None and (state.peak is None or value > state.peak):
@@ -189,19 +188,17 @@ def queue_alarm(s: Session, now: datetime, source: MonitoringSource, pollutant: 
 
 def check_offline(s: Session, now: datetime) -> int:
     """Sources silent longer than their `offline_after_s`: one offline alarm each per silence."""
-    silent = s.scalars(select(MonitoringSource).where(MonitoringSource.active.is_(True),
+    active = s.scalars(select(MonitoringSource).where(MonitoringSource.active.is_(True),
                                                       MonitoringSource.last_seen_at.is_not(None))).all()
+    silent = [x for x in active if x.last_seen_at + timedelta(seconds=x.offline_after_s) <= now]
+    states = _states(s, (x.mn for x in silent))
     queued = 0
     for source in silent:
-        if source.last_seen_at + timedelta(seconds=source.offline_after_s) > now:
-            continue
-        states = _states(s, {(source.mn, "*", OFFLINE)})
-        state = states[(source.mn, "*", OFFLINE)]
+        state = _state(s, states, (source.mn, "*", OFFLINE))
         if state.active:
             continue
         state.active, state.since, state.last_at = True, source.last_seen_at, now
         state.episodes = (state.episodes or 0) + 1
-        s.add(state)
         queue_alarm(s, now, source, "*", OFFLINE, source.last_seen_at,
                     {"silent_since": source.last_seen_at.isoformat(), "offline_after_s": source.offline_after_s})
         queued += 1
