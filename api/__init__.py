@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         tasks,
     )
     from .views import readings as reading_views
+    from .views import sources as source_views
     from .views import warnings as warning_views
     from .wiring import make_database, make_runtime
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.register_blueprint(module.bp)
     app.register_blueprint(warning_views.bp)
     app.register_blueprint(reading_views.bp)
+    app.register_blueprint(source_views.bp)
     app.register_blueprint(open311.bp)
     app.register_blueprint(petitions.bp)
     register_error_handlers(app)

@@ -235,3 +235,19 @@ def test_posting_an_open311_request_refuses_people_and_strangers_in_open311_shap
             continue
         assert r.status_code == (401 if caller == "anonymous" else 403), caller
         assert r.get_json()[0]["code"] == r.status_code
+
+
+# The monitoring source register: admins change it; admins, leaders and supervisors (in their grid) read it.
+SOURCE_ROUTES = {
+    ("GET", "/api/v1/sources"): ("admin", "supervisor", "leader"),
+    ("GET", "/api/v1/sources/<mn>"): ("admin", "supervisor", "leader"),
+    ("POST", "/api/v1/sources"): ("admin",),
+    ("PATCH", "/api/v1/sources/<mn>"): ("admin",),
+    ("PUT", "/api/v1/sources/<mn>/limits"): ("admin",),
+    ("POST", "/api/v1/sources/import"): ("admin",),
+}
+
+
+def test_source_routes_are_in_the_matrix_with_their_owner_roles(app):
+    routes = {(m, r.rule): v.allowed_roles for r, m, v in _routes(app) if r.rule.startswith("/api/v1/sources")}
+    assert routes == SOURCE_ROUTES
