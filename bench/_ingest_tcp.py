@@ -14,28 +14,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
+import shutil
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench._common import Processes, free_port, gridloop_argv, scratch_database, wait_for_port
 from integrations.ingest import drive
 
-ROOT = Path(__file__).resolve().parents[1]
-PG_ADMIN = os.environ.get("GRIDLOOP_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def scratch_database(name: str = "gridloop_ingest_bench") -> str:
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return PG_ADMIN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{name}"
+log = logging.getLogger("bench.ingest")
 
 
 def register(url: str, count: int, password: str = "123456") -> list[tuple[str, str]]:
@@ -55,40 +44,33 @@ def register(url: str, count: int, password: str = "123456") -> list[tuple[str, 
     return devices
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def measure(url: str, *, connections: int = 50, packets: int = 200, readings: int = 7,
             windows: tuple[int, ...] = (1,)) -> list[dict]:
     """Start `gridloop ingest` on `url`, run one load per window, stop it with SIGTERM; the results."""
     devices = register(url, connections)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "GRIDLOOP_DATABASE_URL": url, "GRIDLOOP_INGEST_PORT": str(port),
            "GRIDLOOP_SECRET_KEY": "bench", "GRIDLOOP_LOG_LEVEL": "WARNING", "GRIDLOOP_REDIS_URL": ""}
-    server = subprocess.Popen([sys.executable, "-c", "from api.cli import main; main()", "ingest"], cwd=ROOT, env=env)
+    log_dir = Path(tempfile.mkdtemp(prefix="gridloop-bench-ingest-tcp-"))
+    procs = Processes(log_dir, log)
+    ok = False
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("gridloop ingest did not start") from None
-                time.sleep(0.1)
+        procs.start("ingest", gridloop_argv("ingest"), env)
+        wait_for_port(port, procs)
         results = []
         for n, window in enumerate(windows):
             start = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=n)  # new data times: nothing deduplicated
             result = asyncio.run(drive("127.0.0.1", port, devices, packets=packets, readings=readings,
                                        window=window, start=start))
             results.append({"window": window, **result.as_dict()})
+        ok = True
         return results
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
+        procs.stop(timeout_s=60)
+        if ok:
+            shutil.rmtree(log_dir, ignore_errors=True)
+        else:
+            log.warning("gridloop ingest log kept in %s", log_dir)
 
 
 def main() -> None:
@@ -99,7 +81,7 @@ def main() -> None:
     parser.add_argument("--readings", type=int, default=7, help="per packet")
     parser.add_argument("--window", type=int, action="append", help="unacknowledged packets per connection")
     a = parser.parse_args()
-    url = a.database_url or scratch_database()
+    url = a.database_url or scratch_database("gridloop_ingest_bench")
     for result in measure(url, connections=a.connections, packets=a.packets, readings=a.readings,
                           windows=tuple(a.window or [1])):
         print(json.dumps(result))

@@ -1,17 +1,11 @@
-"""Plumbing of `python -m bench.loop`: the server processes, the fake enforcement system, an HTTP
-client that records every call, and the bulk insert of closed cases."""
+"""Plumbing of `python -m bench.loop`: the fake enforcement system, an HTTP client that records every
+call, and the bulk insert of closed cases (the server processes: bench/_common.py)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -20,97 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
+from bench._common import Processes
+
 log = logging.getLogger("bench.loop")
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-# -- statistics ------------------------------------------------------------------------------------
-
-def pct(values: list[float], q: float) -> float | None:
-    s = sorted(values)
-    if not s:
-        return None
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def summary(values: list[float]) -> dict[str, Any]:
-    def r(x: float | None) -> float | None:
-        return None if x is None else round(x, 2)
-
-    return {"p50_ms": r(pct(values, 0.50)), "p99_ms": r(pct(values, 0.99)), "n": len(values)}
-
-
-# -- processes -------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Processes:
-    """Subprocesses started by the benchmark, each in its own process group (so that gunicorn's and
-    RQ's children go with it), stopped by their own ids on exit: SIGTERM, then SIGKILL."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.procs: list[tuple[str, subprocess.Popen, Path]] = []
-
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        path = self.log_dir / f"{name}.log"
-        with open(path, "ab") as out:
-            proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs.append((name, proc, path))
-        log.info("started %s (pid %d, log %s)", name, proc.pid, path)
-        return proc
-
-    def check_alive(self) -> None:
-        for name, proc, path in self.procs:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}; last log lines:\n{tail(path)}")
-
-    def stop(self) -> None:
-        for _name, proc, _path in reversed(self.procs):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)  # the group this process leads: ours only
-        deadline = time.monotonic() + 15
-        for name, proc, _path in reversed(self.procs):
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop on SIGTERM; killing it", name)
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group (a forked RQ work horse)
-        self.procs.clear()
-
-    def tails(self) -> str:
-        return "\n".join(f"--- {name} ---\n{tail(path)}" for name, _proc, path in self.procs)
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def gridloop_argv(*args: str) -> list[str]:
-    """The `gridloop` command of this interpreter's environment."""
-    script = Path(sys.executable).parent / "gridloop"
-    if script.exists():
-        return [str(script), *args]
-    return [sys.executable, "-c", "import sys; from api.cli import main; sys.exit(main())", *args]
 
 
 # -- the enforcement system ------------------------------------------------------------------------

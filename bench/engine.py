@@ -39,9 +39,11 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from bench import _common
+from bench._common import ROOT, add_scratch_options, pct, rnd
+
 log = logging.getLogger("bench.engine")
 
-ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "reference_loop.bpmn"
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gridloop_bench"
 PROCESS_KEY = "reference_loop"
@@ -292,31 +294,14 @@ def _sa_url(url: str) -> str:
 
 def recreate_database(url: str) -> None:
     """Drop and re-create the benchmark database, migrate it and deploy the reference model."""
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    from api import database
     from engine import definitions
-    from engine.db import Database
 
-    u = make_url(url)
-    name = u.database
-    if not name or not name.replace("_", "").isalnum():
-        raise SystemExit(f"refusing database name {name!r}")
-    admin = u.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db = Database(url)
+    _common.recreate_database(url, migrate=True)
+    rt = make_runtime(url)
     try:
-        database.upgrade(db)
-        rt = make_runtime(url)
-        try:
-            definitions.deploy(rt, FIXTURE.read_text(), "bench")
-        finally:
-            rt.db.dispose()
+        definitions.deploy(rt, FIXTURE.read_text(), "bench")
     finally:
-        db.dispose()
+        rt.db.dispose()
 
 
 def postgres_version(url: str) -> str:
@@ -450,25 +435,11 @@ def run_raw(min_seconds: float, min_loops: int, warmup: int) -> dict[str, Any]:
 
 # -- main ------------------------------------------------------------------------------------------
 
-def _pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
-
-
-def _r(x: float, nd: int = 2) -> float:
-    return round(x, nd)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__.split("\n")[0])
     ap.add_argument("--loops", type=int, default=300, help="measured loops per worker (default 300)")
     ap.add_argument("--warmup", type=int, default=15, help="uncounted loops per worker first (default 15)")
-    ap.add_argument("--database-url", default=os.environ.get("GRIDLOOP_BENCH_DATABASE_URL", DEFAULT_URL),
-                    help="benchmark database (dropped and re-created!); env GRIDLOOP_BENCH_DATABASE_URL")
+    add_scratch_options(ap, "GRIDLOOP_BENCH", DEFAULT_URL)
     ap.add_argument("--raw-seconds", type=float, default=3.0, help="minimum raw in-memory measuring time")
     ap.add_argument("--probe-loops", type=int, default=5, help="loops used to measure state sizes")
     args = ap.parse_args(argv)
@@ -498,16 +469,16 @@ def main(argv: list[str] | None = None) -> int:
     all_lat = [x for k in STEP_KINDS for x in one["latency"][k]]
     result = {
         "benchmark": "engine.reference_loop",
-        "durable_loops_per_s_1w": _r(one["loops_per_s"]),
-        "durable_loops_per_s_2w": _r(runs[2]["loops_per_s"]),
-        "durable_steps_per_s_1w": _r(one["steps_per_s"]),
-        "durable_steps_per_s_2w": _r(runs[2]["steps_per_s"]),
-        "scaling_2w_vs_1w": _r(runs[2]["loops_per_s"] / one["loops_per_s"], 3),
-        "step_latency_ms_p50": _r(_pct(all_lat, 0.50), 3),
-        "step_latency_ms_p99": _r(_pct(all_lat, 0.99), 3),
-        "step_latency_ms_by_kind": {k: _r(_pct(one["latency"][k], 0.50), 3) for k in STEP_KINDS},
-        "step_latency_ms_p50_2w": _r(_pct([x for k in STEP_KINDS for x in runs[2]["latency"][k]], 0.50), 3),
-        "relay_ms_p50": _r(_pct(one["relay_ms"], 0.50), 3),
+        "durable_loops_per_s_1w": rnd(one["loops_per_s"]),
+        "durable_loops_per_s_2w": rnd(runs[2]["loops_per_s"]),
+        "durable_steps_per_s_1w": rnd(one["steps_per_s"]),
+        "durable_steps_per_s_2w": rnd(runs[2]["steps_per_s"]),
+        "scaling_2w_vs_1w": rnd(runs[2]["loops_per_s"] / one["loops_per_s"], 3),
+        "step_latency_ms_p50": rnd(pct(all_lat, 0.50), 3),
+        "step_latency_ms_p99": rnd(pct(all_lat, 0.99), 3),
+        "step_latency_ms_by_kind": {k: rnd(pct(one["latency"][k], 0.50), 3) for k in STEP_KINDS},
+        "step_latency_ms_p50_2w": rnd(pct([x for k in STEP_KINDS for x in runs[2]["latency"][k]], 0.50), 3),
+        "relay_ms_p50": rnd(pct(one["relay_ms"], 0.50), 3),
         "state_bytes_avg": pr["state_bytes_avg"],
         "state_bytes_completed": pr["state_bytes_completed"],
         "state_bytes_by_wait_state": {k: pr["sizes"][k] for k in WAIT_STATES},
@@ -515,21 +486,20 @@ def main(argv: list[str] | None = None) -> int:
         "sql_statements_by_step": pr["statements_by_step"],
         "pool_checkouts_per_loop": pr["checkouts_per_loop"],
         "pool_checkouts_by_step": pr["checkouts_by_step"],
-        "raw_loops_per_s": _r(raw["loops_per_s"]),
-        "ratio_vs_raw": _r(one["loops_per_s"] / raw["loops_per_s"], 4),
-        "ratio_vs_raw_2w": _r(runs[2]["loops_per_s"] / raw["loops_per_s"], 4),
+        "raw_loops_per_s": rnd(raw["loops_per_s"]),
+        "ratio_vs_raw": rnd(one["loops_per_s"] / raw["loops_per_s"], 4),
+        "ratio_vs_raw_2w": rnd(runs[2]["loops_per_s"] / raw["loops_per_s"], 4),
         "target_ratio": 0.15,
         "loops": {"per_worker": args.loops, "warmup_per_worker": args.warmup, "durable_1w": one["loops"],
                   "durable_2w": runs[2]["loops"], "raw": raw["loops"], "waited_2w": runs[2]["waited"]},
-        "wall_s": {"durable_1w": _r(one["wall_s"]), "durable_2w": _r(runs[2]["wall_s"]), "raw": _r(raw["wall_s"]),
-                   "total": _r(time.monotonic() - started, 1)},
-        "cpu_ms_per_loop": {f"{w}w": {"wall_x_workers": _r(1000 * w / runs[w]["loops_per_s"]),
-                                      "python": _r(runs[w]["cpu_python_ms_per_loop"]),
-                                      "postgres": (None if runs[w]["cpu_postgres_ms_per_loop"] is None
-                                                   else _r(runs[w]["cpu_postgres_ms_per_loop"]))}
+        "wall_s": {"durable_1w": rnd(one["wall_s"]), "durable_2w": rnd(runs[2]["wall_s"]), "raw": rnd(raw["wall_s"]),
+                   "total": rnd(time.monotonic() - started, 1)},
+        "cpu_ms_per_loop": {f"{w}w": {"wall_x_workers": rnd(1000 * w / runs[w]["loops_per_s"]),
+                                      "python": rnd(runs[w]["cpu_python_ms_per_loop"]),
+                                      "postgres": rnd(runs[w]["cpu_postgres_ms_per_loop"])}
                             for w in (1, 2)},
-        "per_worker_loops_per_s_2w": [_r(x) for x in runs[2]["per_worker_loops_per_s"]],
-        "loadavg_1m": {"start": _r(load_start[0]), "end": _r(os.getloadavg()[0])},
+        "per_worker_loops_per_s_2w": [rnd(x) for x in runs[2]["per_worker_loops_per_s"]],
+        "loadavg_1m": {"start": rnd(load_start[0]), "end": rnd(os.getloadavg()[0])},
         "python": platform.python_version(),
         "spiffworkflow": importlib_metadata.version("SpiffWorkflow"),
         "sqlalchemy": importlib_metadata.version("SQLAlchemy"),

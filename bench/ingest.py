@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from bench._common import scratch_database
+
 log = logging.getLogger("bench.ingest")
 
 DB_NAME = "gridloop_bench_ingest"
@@ -117,15 +119,6 @@ def parse_chunk(args: tuple[Plan, int, int]) -> list[tuple]:
         for r in readings_of(parse(frame)):
             rows.append((r["mn"], r["pollutant"], r["cn"], r["kind"], str(r["value"]), r["flag"], r["data_time"]))
     return rows
-
-
-def prepare(url_admin: str, name: str) -> str:
-    import psycopg
-
-    with psycopg.connect(url_admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return url_admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + f"/{name}"
 
 
 def setup(url: str, sources: int):
@@ -231,15 +224,15 @@ def main() -> None:
     sources, minutes = (200, 360) if a.quick else (a.sources, a.minutes)
     out: dict = {"sources": sources, "minutes": minutes, "cpus": mp.cpu_count()}
     log.info("parse + rules on one core (a database of its own: its rule state and alarms stay there)")
-    parse_rt = setup(prepare(a.pg_admin, DB_NAME + "_parse"), 2000)
+    parse_rt = setup(scratch_database(DB_NAME + "_parse", a.pg_admin), 2000)
     out.update(measure_parse(parse_rt, 5_000 if a.quick else 20_000))
     parse_rt.db.dispose()
-    rt = setup(prepare(a.pg_admin, DB_NAME), sources)
+    rt = setup(scratch_database(DB_NAME, a.pg_admin), sources)
     log.info("storm replay: %d packets", sources * minutes)
     out.update(storm(rt, sources, minutes, a.processes))
     out["storm_ok"] = out["storm_cases_opened"] == out["storm_cases_expected"]
     if not a.skip_tcp:
-        from bench._ingest_tcp import measure, scratch_database
+        from bench._ingest_tcp import measure
 
         log.info("TCP ingest, 50 connections")
         for result in measure(scratch_database(DB_NAME + "_tcp"), connections=50, packets=40 if a.quick else 200,

@@ -50,20 +50,26 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from bench._common import (
+    Processes,
+    add_scratch_options,
+    free_port,
+    gridloop_argv,
+    interrupt_on_sigterm,
+    pct,
+    recreate_database,
+    rnd,
+    summary,
+)
 from bench._loop_support import (
     Client,
     EnforcementSink,
     HttpError,
-    Processes,
     Recorder,
     Unit,
-    free_port,
-    gridloop_argv,
     insert_closed_cases,
     load_units,
     login,
-    pct,
-    summary,
     wait_healthy,
 )
 
@@ -282,20 +288,6 @@ def _settings(url: str, redis_url: str, **kw):
     return Settings(database_url=url, redis_url=redis_url, secret_key="bench", seed_demo=True, **kw)
 
 
-def recreate_database(url: str) -> None:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    u = make_url(url)
-    name = u.database
-    if not name or not name.replace("_", "").isalnum():
-        raise SystemExit(f"refusing database name {name!r}")
-    admin = u.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def prepare(url: str, password: str, storage_dir: Path) -> tuple[str, list[Unit], list[tuple[str, bool]]]:
     """Migrate, seed and deploy as `gridloop run` does; create the supervisor and the system key."""
     from sqlalchemy import select
@@ -357,10 +349,6 @@ def _pg_url(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _on_sigterm(*_a) -> None:
-    raise KeyboardInterrupt
-
-
 # -- main ------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -375,10 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rq-workers", type=int, default=1, help="`gridloop worker` processes (default 1)")
     ap.add_argument("--photo-kb", type=int, default=64, help="size of each uploaded photo (default 64 KiB)")
     ap.add_argument("--quick", action="store_true", help="a small smoke run")
-    ap.add_argument("--database-url", default=os.environ.get("GRIDLOOP_BENCH_LOOP_DATABASE_URL", DEFAULT_URL),
-                    help="benchmark database (dropped and re-created!); env GRIDLOOP_BENCH_LOOP_DATABASE_URL")
-    ap.add_argument("--redis-url", default=os.environ.get("GRIDLOOP_BENCH_LOOP_REDIS_URL", DEFAULT_REDIS),
-                    help="a Redis database of its own (flushed!); env GRIDLOOP_BENCH_LOOP_REDIS_URL")
+    add_scratch_options(ap, "GRIDLOOP_BENCH_LOOP", DEFAULT_URL, DEFAULT_REDIS)
     args = ap.parse_args(argv)
     q = args.quick
     args.clients = args.clients or (4 if q else 8)
@@ -388,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
     logging.getLogger("bench.loop").setLevel(logging.INFO)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    interrupt_on_sigterm()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
 
     started = time.monotonic()
@@ -397,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     password = secrets.token_urlsafe(16)
     secret = secrets.token_hex(16)
     work_dir = Path(tempfile.mkdtemp(prefix="gridloop-bench-loop-"))
-    procs = Processes(work_dir)
+    procs = Processes(work_dir, log)
     clients: list[LoopClient] = []
     bench: Bench | None = None
     rc = 1
@@ -478,7 +463,6 @@ def main(argv: list[str] | None = None) -> int:
         for c in clients:
             for k, v in c.callbacks.items():
                 callbacks[k] = callbacks.get(k, 0) + v
-        hp50, hp99, lp50, lp99 = pct(home, .5), pct(home, .99), pct(case_list, .5), pct(case_list, .99)
         result = {
             "benchmark": "loop.http",
             "loops_per_s": round(loops_done / wall, 3),
@@ -494,10 +478,10 @@ def main(argv: list[str] | None = None) -> int:
             "callbacks": callbacks,
             "endpoints": endpoints,
             "complete_by_task": {k: summary(v) for k, v in sorted(complete_by_task.items())},
-            "home_p50_ms": round(hp50, 2) if hp50 is not None else None,
-            "home_p99_ms": round(hp99, 2) if hp99 is not None else None,
-            "case_list_p50_ms": round(lp50, 2) if lp50 is not None else None,
-            "case_list_p99_ms": round(lp99, 2) if lp99 is not None else None,
+            "home_p50_ms": rnd(pct(home, .5)),
+            "home_p99_ms": rnd(pct(home, .99)),
+            "case_list_p50_ms": rnd(pct(case_list, .5)),
+            "case_list_p99_ms": rnd(pct(case_list, .99)),
             "page_samples": args.samples,
             "case_list_variants": variants,
             "errors": len(rec.errors),

@@ -35,7 +35,6 @@ import logging
 import os
 import platform
 import secrets
-import signal
 import sys
 import tempfile
 import time
@@ -44,7 +43,8 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from ._notify_support import FakeProvider, Processes, gridloop_argv, pct, rnd
+from ._common import Processes, add_scratch_options, gridloop_argv, interrupt_on_sigterm, pct, recreate_database, rnd
+from ._notify_support import FakeProvider
 
 log = logging.getLogger("bench.notify")
 
@@ -71,28 +71,6 @@ NOTES = (
 
 
 # -- setup -----------------------------------------------------------------------------------------
-
-def recreate_database(url: str) -> None:
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    from api import database
-    from engine.db import Database
-
-    u = make_url(url)
-    name = u.database
-    if not name or not name.replace("_", "").isalnum():
-        raise SystemExit(f"refusing database name {name!r}")
-    admin = u.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db = Database(url)
-    try:
-        database.upgrade(db)
-    finally:
-        db.dispose()
-
 
 def process_env(url: str, redis_url: str, fake_url: str, auth_token: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDLOOP_")}
@@ -227,13 +205,13 @@ def run(args: argparse.Namespace, workers: int, fake: FakeProvider, auth_token: 
     from notifications.models import NotificationEvent
 
     log.info("-- %d worker(s): re-create %s, flush %s", workers, args.database_url, args.redis_url)
-    recreate_database(args.database_url)
+    recreate_database(args.database_url, migrate=True)
     rconn = redis.Redis.from_url(args.redis_url)
     rconn.flushdb()
     fake.take()  # forget anything of an earlier run
     log_dir = work_dir / f"{workers}w"
     log_dir.mkdir()
-    procs = Processes(log_dir)
+    procs = Processes(log_dir, log)
     producer = Producer(args.database_url)
     try:
         env = process_env(args.database_url, args.redis_url, fake.url, auth_token)
@@ -318,7 +296,8 @@ def run(args: argparse.Namespace, workers: int, fake: FakeProvider, auth_token: 
 
     def lag(ids: list[str]) -> dict[str, Any]:
         xs = [(min(arrivals[n]) - commits[n]) * 1000 for n in ids if n in arrivals]
-        return {"p50": rnd(pct(xs, 0.5)), "p99": rnd(pct(xs, 0.99)), "max": rnd(max(xs, default=None)), "n": len(xs),
+        return {"p50": rnd(pct(xs, 0.5), 1), "p99": rnd(pct(xs, 0.99), 1), "max": rnd(max(xs, default=None), 1),
+                "n": len(xs),
                 "breakdown_ms_p50": breakdown(ids)}
 
     lag_as_is, lag_woken, lag_burst = lag(paced["as_is"]), lag(paced["woken"]), lag(burst)
@@ -344,10 +323,6 @@ def run(args: argparse.Namespace, workers: int, fake: FakeProvider, auth_token: 
     return result
 
 
-def _on_sigterm(*_a) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.notify", description=__doc__.split("\n")[0])
     ap.add_argument("--notices", type=int, default=None, help="burst notices per worker count (default 2000; "
@@ -359,10 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", default="1,2", help="RQ worker counts to run (default 1,2)")
     ap.add_argument("--grace", type=float, default=1.0, help="seconds to wait for late duplicates (default 1)")
     ap.add_argument("--quick", action="store_true", help="200 notices")
-    ap.add_argument("--database-url", default=os.environ.get("GRIDLOOP_BENCH_NOTIFY_DATABASE_URL", DEFAULT_URL),
-                    help="benchmark database (dropped and re-created!); env GRIDLOOP_BENCH_NOTIFY_DATABASE_URL")
-    ap.add_argument("--redis-url", default=os.environ.get("GRIDLOOP_BENCH_NOTIFY_REDIS_URL", DEFAULT_REDIS),
-                    help="a Redis database of its own (flushed!); env GRIDLOOP_BENCH_NOTIFY_REDIS_URL")
+    add_scratch_options(ap, "GRIDLOOP_BENCH_NOTIFY", DEFAULT_URL, DEFAULT_REDIS)
     args = ap.parse_args(argv)
     if args.notices is None:
         args.notices = 200 if args.quick else 2000
@@ -371,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     worker_counts = [int(x) for x in args.workers.split(",") if x.strip()]
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    interrupt_on_sigterm()
 
     started = time.monotonic()
     load_start = os.getloadavg()
