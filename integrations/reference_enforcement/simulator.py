@@ -116,7 +116,8 @@ class SimConfig:
 
 @dataclass
 class SimCase:
-    key: str
+    key: str  # the push's Idempotency-Key (GridLoop: "<case id>-<round>")
+    case_id: str  # what the callback names: the body's case_id (or caseNo), else the key
     ticket: str
     body: dict[str, Any]
     received_at: str
@@ -227,9 +228,11 @@ class EnforcementSimulator:
                 return replace(found), True
             self._seq += 1
             ticket = f"ZF-{self._seq:06d}"
-            result, amount = result_for(key, self.config.results)
-            case = SimCase(key=key, ticket=ticket, body=body, received_at=datetime.now(UTC).isoformat(),
-                           result=result, amount=amount, callback_id=f"cb-{ticket}")
+            case_id = str(body.get("case_id") or body.get("caseNo") or key)
+            result, amount = result_for(case_id, self.config.results)
+            case = SimCase(key=key, case_id=case_id, ticket=ticket, body=body,
+                           received_at=datetime.now(UTC).isoformat(), result=result, amount=amount,
+                           callback_id=f"cb-{ticket}")
             self._cases[key] = case
             self._schedule(key, self.config.delay_s)
             return replace(case), False
@@ -272,7 +275,7 @@ class EnforcementSimulator:
 
     def _call_back(self, case: SimCase) -> tuple[int | None, str, bool]:
         """One attempt: (GridLoop's status or None, the error, whether another attempt may succeed)."""
-        payload: dict[str, Any] = {"caseId": case.key, "result": case.result, "ticket": case.ticket,
+        payload: dict[str, Any] = {"caseId": case.case_id, "result": case.result, "ticket": case.ticket,
                                    "decision": DECISIONS[case.result].format(amount=case.amount or 0),
                                    "decidedAt": datetime.now(UTC).isoformat(timespec="seconds")}
         if case.amount is not None:

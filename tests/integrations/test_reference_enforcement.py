@@ -125,10 +125,10 @@ def test_a_pushed_case_comes_back_signed_from_the_simulator_and_goes_on_to_verif
     w = start_world()
     case, sup, act = to_enforcement(w.rt, w.client, clock)
     run_jobs(w.rt)
-    held = w.sim.wait_for_callback(case["id"])
+    held = w.sim.wait_for_callback(f"{case['id']}-1")  # the first enforcement round's Idempotency-Key
     assert held is not None and (held["callback"], held["callback_status"]) == ("delivered", 200), held
-    assert held["body"] == {"case_id": case["id"], "category": "air.exceedance", "grid": held["body"]["grid"],
-                            "findings": "治污设施停运"}
+    assert held["body"] == {"case_id": case["id"], "push_id": f"{case['id']}-1", "category": "air.exceedance",
+                            "grid": held["body"]["grid"], "findings": "治污设施停运"}
     assert open_tasks(sup, case) == ["verify"]
     variables = sup.get(f"/api/v1/process-instance/{case['processInstanceId']}/variables").get_json()
     result, amount = result_for(case["id"], SimConfig(secret="x").results)
@@ -137,10 +137,12 @@ def test_a_pushed_case_comes_back_signed_from_the_simulator_and_goes_on_to_verif
     assert variables["enforcement"]["ticket"] == held["ticket"]
 
     # GridLoop pushing the same case again (a retry after a lost answer): the same ticket, no second callback
-    again = EnforcementClient(w.sim.url, SECRET).push({"case_id": case["id"], "category": "air.exceedance"})
+    again = EnforcementClient(w.sim.url, SECRET).push({"case_id": case["id"], "push_id": f"{case['id']}-1",
+                                                       "category": "air.exceedance"})
     assert again == {"ticket": held["ticket"]}
     time.sleep(0.2)
-    assert (w.sim.case(case["id"])["pushes"], w.sim.case(case["id"])["callback_attempts"]) == (2, 1)
+    first_round = w.sim.case(f"{case['id']}-1")
+    assert (first_round["pushes"], first_round["callback_attempts"]) == (2, 1)
     assert len(w.sim.cases()) == 1
 
     act(sup, "verify", verified=True)
@@ -179,7 +181,7 @@ def test_an_outage_retries_with_backoff_into_an_incident_and_an_operator_retry_d
     r = admin.post(f"/api/v1/incident/{incident['id']}/retry")
     assert r.status_code == 200, r.get_json()
     run_jobs(w.rt)
-    held = w.sim.wait_for_callback(case["id"])
+    held = w.sim.wait_for_callback(f"{case['id']}-1")
     assert held is not None and held["callback"] == "delivered"
     assert open_tasks(sup, case) == ["verify"]
     assert admin.get("/api/v1/incident").get_json()["items"] == []
