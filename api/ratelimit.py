@@ -51,6 +51,22 @@ class FixedWindowLimiter:
             return 0
         return max(1, math.ceil((number + 1) * self.rate.window_s - now))
 
+    def blocked(self, key: str) -> int:
+        """Like `hit` but counting nothing: the seconds to wait if `key` used up this window, else 0."""
+        now = self.clock()
+        number = int(now // self.rate.window_s)
+        if self.redis is not None:
+            try:
+                count = int(self.redis.get(f"{self.prefix}{key}:{number}") or 0)
+            except Exception as exc:
+                log.warning("rate limit store unavailable", extra={"error": f"{type(exc).__name__}: {exc}"})
+                return 0
+        else:
+            with self._lock:
+                seen, count = self._counts.get(key, (number, 0))
+                count = count if seen == number else 0
+        return max(1, math.ceil((number + 1) * self.rate.window_s - now)) if count >= self.rate.limit else 0
+
     def _redis_hit(self, key: str, number: int) -> int | None:
         name = f"{self.prefix}{key}:{number}"
         try:
@@ -71,3 +87,25 @@ class FixedWindowLimiter:
             count = count + 1 if seen == number else 1
             self._counts[key] = (number, count)
             return count
+
+
+def shared_redis(app):
+    """The Redis client every limiter of this app shares (made once from GRIDLOOP_REDIS_URL, with
+    short timeouts); None without Redis: counts are per process."""
+    redis = app.config.get("GRIDLOOP_REDIS")
+    settings = app.config["GRIDLOOP_SETTINGS"]
+    if redis is None and settings.redis_url:
+        from redis import Redis
+
+        redis = app.config["GRIDLOOP_REDIS"] = Redis.from_url(settings.redis_url, socket_timeout=0.5,
+                                                              socket_connect_timeout=0.5)
+    return redis
+
+
+def client_ip(request, proxy_hops: int) -> str:
+    """The client's address: with `proxy_hops` trusted reverse proxies in front, the address that far
+    from the end of X-Forwarded-For (what a client writes there itself is not trusted)."""
+    forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
+    if proxy_hops and forwarded:
+        return forwarded[max(0, len(forwarded) - proxy_hops)]
+    return request.remote_addr or "unknown"

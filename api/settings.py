@@ -31,6 +31,10 @@ class Settings:
     deploy_bundled: bool = True
     seed_demo: bool | None = None  # None: only on the embedded default database
     message_ttl_s: int = 86400
+    login_rate_user: str = "10/300"  # failed logins per username per window (seconds); "0": no limit
+    login_rate_ip: str = "50/300"  # failed logins per client address per window
+    proxy_hops: int = 0  # trusted reverse proxies in front (the client address is read from X-Forwarded-For)
+    metrics_token: str = field(default="", repr=False)  # set: /metrics needs "Authorization: Bearer <token>"
     job_lease_s: int = 600  # a job not done this long after it was handed out is handed out again
     max_request_bytes: int = 4 * 1024 * 1024
     web_workers: int = 2
@@ -66,6 +70,10 @@ class Settings:
             seed_demo=_flag(_env("SEED_DEMO", "")),
             message_ttl_s=int(_env("MESSAGE_TTL", str(d.message_ttl_s))),
             job_lease_s=int(_env("JOB_LEASE", str(d.job_lease_s))),
+            login_rate_user=_env("LOGIN_RATE_USER", d.login_rate_user),
+            login_rate_ip=_env("LOGIN_RATE_IP", d.login_rate_ip),
+            proxy_hops=int(_env("PROXY_HOPS", "0")),
+            metrics_token=_env("METRICS_TOKEN", ""),
             max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(d.max_request_bytes))),
             web_workers=int(_env("WEB_WORKERS", str(d.web_workers))),
             job_threads=int(_env("JOB_THREADS", str(d.job_threads))),

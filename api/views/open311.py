@@ -28,7 +28,7 @@ from ..auth import AuthError, Principal, public, user_from_token
 from ..http import runtime
 from ..idempotency import HEADER as IDEMPOTENCY_HEADER
 from ..idempotency import idempotent
-from ..ratelimit import FixedWindowLimiter, Rate
+from ..ratelimit import FixedWindowLimiter, Rate, client_ip, shared_redis
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +71,7 @@ class Open311Config:
 @bp.record_once
 def _configure(state) -> None:
     app = state.app
-    redis = app.config.get("GRIDLOOP_REDIS")
-    settings = app.config["GRIDLOOP_SETTINGS"]
-    if redis is None and settings.redis_url:
-        from redis import Redis
-
-        redis = Redis.from_url(settings.redis_url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    redis = shared_redis(app)
     rt = app.extensions["gridloop"]
     app.extensions.setdefault(EXTENSION, Open311Config.from_env(
         os.environ, redis=redis, clock=lambda: rt.clock.now().timestamp()))
@@ -126,11 +121,7 @@ def _engine_error(exc: EngineError):
 
 
 def _client_ip() -> str:
-    hops = _config().proxy_hops
-    forwarded = [a.strip() for a in request.headers.get("X-Forwarded-For", "").split(",") if a.strip()]
-    if hops and forwarded:
-        return forwarded[max(0, len(forwarded) - hops)]
-    return request.remote_addr or "unknown"
+    return client_ip(request, _config().proxy_hops)
 
 
 def _limit(limiter: FixedWindowLimiter | None, key: str, what: str) -> None:

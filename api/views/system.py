@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hmac
 import html
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import func, select, text
 
 from engine import timers
@@ -18,6 +19,7 @@ from ..auth import issue_tokens, public, user_from_token
 from ..errors import error_body
 from ..http import answer, doc, json_body, runtime
 from ..openapi import build_spec
+from ..ratelimit import FixedWindowLimiter, Rate, client_ip, shared_redis
 
 bp = Blueprint("system", __name__)
 
@@ -28,10 +30,39 @@ bp = Blueprint("system", __name__)
      response=schemas.TokenSchema)
 def login():
     args = json_body(schemas.LoginSchema())
+    limits, ip = current_app.extensions[LOGIN_LIMITS], client_ip(request, _settings().proxy_hops)
+    keys = [(limiter, key) for limiter, key in zip(limits, (args["username"].lower(), ip), strict=True) if limiter]
+    wait = max((limiter.blocked(key) for limiter, key in keys), default=0)
+    if wait:  # too many failures: refused before the password is even checked
+        body, status = error_body(429, "too_many_attempts", f"too many failed logins; retry in {wait} s")
+        return body, status, {"Retry-After": str(wait)}
     user = accounts.authenticate(runtime().db, args["username"], args["password"])
     if user is None:
+        for limiter, key in keys:
+            limiter.hit(key)
         return error_body(401, "invalid_credentials", "unknown user or wrong password")
     return answer(schemas.TokenSchema(), issue_tokens(user))
+
+
+LOGIN_LIMITS = "gridloop.login_limits"
+
+
+@bp.record_once
+def _login_limits(state) -> None:
+    """Failed logins are counted per username and per client address (GRIDLOOP_LOGIN_RATE_*)."""
+    app, settings = state.app, state.app.config["GRIDLOOP_SETTINGS"]
+    redis, rt = shared_redis(app), app.extensions["gridloop"]
+
+    def limiter(text: str, name: str) -> FixedWindowLimiter | None:
+        rate = Rate.parse(text)
+        return rate and FixedWindowLimiter(rate, redis=redis, prefix=f"gridloop:login:{name}:",
+                                           clock=lambda: rt.clock.now().timestamp())
+
+    app.extensions[LOGIN_LIMITS] = (limiter(settings.login_rate_user, "user"), limiter(settings.login_rate_ip, "ip"))
+
+
+def _settings():
+    return current_app.config["GRIDLOOP_SETTINGS"]
 
 
 @bp.post("/api/v1/auth/refresh")
@@ -109,6 +140,9 @@ def health():
 @public
 @doc("Prometheus metrics", content_type="text/plain")
 def metrics():
+    token = _settings().metrics_token
+    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        return error_body(401, "unauthenticated", "metrics need the metrics token (GRIDLOOP_METRICS_TOKEN)")
     lines = []
     for name, value in sorted(_counts().items()):
         metric = f"gridloop_{name}"
