@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from api import accounts
 from engine import outbox
 from engine.queues import ManualJobQueue
 
@@ -34,7 +35,12 @@ def test_full_reference_loop_over_http(rt, clock, users, reference_xml):
     jobs.run_all()
     r = users["system"].post("/api/v1/message", json={"messageName": "feedback", "messageId": "fb-1",
                                                       "correlationValue": "C-9", "payload": {"result": "ok"}})
-    assert r.status_code == 200, r.get_json()
+    assert r.status_code == 200 and r.get_json()["messageId"] == "fb-1", r.get_json()
+    # another system's message with the same id is its own message, not a repeat of ours
+    other = accounts.create_api_key(rt.db, rt.clock.now(), name="another-system", roles=["system"])
+    r = users["system"].client.post("/api/v1/message", headers={"X-API-Key": other}, json={
+        "messageName": "feedback", "messageId": "fb-1", "correlationValue": "C-9", "payload": {}})
+    assert r.status_code == 202 and r.get_json()["duplicate"] is False  # buffered: nobody waits for it now
     verify = users["sup"].get(f"/api/v1/task?processInstanceId={iid}").get_json()["items"][0]
     assert users["sup"].post(f"/api/v1/task/{verify['id']}/complete", json={}).status_code == 200
     assert users["leader"].get(f"/api/v1/process-instance/{iid}").get_json()["status"] == "completed"
