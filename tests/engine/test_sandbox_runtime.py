@@ -4,11 +4,12 @@ every script and expression in the sandbox, also after the workflow was saved an
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 
 import pytest
 
-from engine import instances, tasks
+from engine import definitions, instances, tasks
 from engine.errors import ProcessError
 from engine.models import AuditEvent, ProcessDefinition, ProcessInstance
 from engine.parsing import parse_model
@@ -76,3 +77,69 @@ def test_escape_after_a_save_and_load_is_still_sandboxed(rt, tmp_path: Path, esc
         tasks.complete(rt, first.id, "intruder")
     assert not target.exists()
     assert instances.get(rt, iid).revision == before and tasks.get(rt, first.id).status == "open"
+
+
+# --- the per-evaluation budget (engine/sandbox.py) -----------------------------------------------
+
+BUDGET_ATTACKS = {
+    "while_true": "while True:\n    pass",
+    "for_huge_range": "for i in range(10**12):\n    pass",
+    "pow_tower": "x = 10 ** 10 ** 10",
+    "str_repeat": "x = 'a' * 10**10",
+    "list_repeat": "x = [0] * 10**10",
+    "list_of_range": "x = list(range(10**9))",
+    "recursion": "def f(n):\n    return 0 if n == 0 else f(n - 1) + f(n - 1)\nx = f(60)",
+}
+
+
+@pytest.mark.parametrize("attack", sorted(BUDGET_ATTACKS))
+def test_over_budget_script_rolls_back_the_change(rt, attack: str):
+    """Such scripts deploy (the lint cannot decide termination); at run time the change fails with a
+    ProcessError naming the script task, and the instance still waits at the previous task."""
+    xml = process("budget", start(), user("first"), script("s", BUDGET_ATTACKS[attack]), end(),
+                  seq("start", "first", "s", "end"), lanes={"clerk": ["first"]})
+    definition, _ = definitions.deploy(rt, xml, "admin")
+    iid = instances.start(rt, actor="clerk", definition_id=definition.id).instance.id
+    first = open_task(rt, iid, "first")
+    before = instances.get(rt, iid)
+    events = count(rt, AuditEvent)
+    began = time.perf_counter()
+    with pytest.raises(ProcessError, match="SandboxLimitError") as info:
+        tasks.complete(rt, first.id, "clerk")
+    assert time.perf_counter() - began < 5
+    assert info.value.details["element"] == "s"
+    after = instances.get(rt, iid)
+    assert (after.revision, after.status, after.state) == (before.revision, "running", before.state)
+    assert tasks.get(rt, first.id).status == "open" and count(rt, AuditEvent) == events
+
+
+def test_over_budget_condition_rolls_back_the_start(rt):
+    xml = process("budget_cond", start(), gateway("g", default="f_g_b"), end("a"), end("b"), seq("start", "g"),
+                  flow("g", "a", "sum(x for x in range(99999) for y in range(99999)) == 1"), flow("g", "b"))
+    definition, _ = definitions.deploy(rt, xml, "admin")
+    events = count(rt, AuditEvent)
+    with pytest.raises(ProcessError, match="SandboxLimitError") as info:
+        instances.start(rt, actor="clerk", definition_id=definition.id)
+    assert info.value.details["element"] == "g"
+    assert count(rt, ProcessInstance) == 0 and count(rt, AuditEvent) == events
+
+
+def test_budget_is_fresh_for_every_script_run(rt):
+    """Three script tasks in one change, each using most of a budget, all run."""
+    busy = "n = 0\nfor i in range(90000):\n    n += 1\nruns = runs + 1"
+    xml = process("busy", start(), script("s1", busy), script("s2", busy), script("s3", busy), end(),
+                  seq("start", "s1", "s2", "s3", "end"))
+    definition, _ = definitions.deploy(rt, xml, "admin")
+    result = instances.start(rt, actor="clerk", definition_id=definition.id, variables={"runs": 0})
+    done = instances.get(rt, result.instance.id)
+    assert done.status == "completed"
+
+
+@pytest.mark.parametrize("where", ["script", "condition", "parameter", "timer", "task_property"])
+def test_over_budget_code_anywhere_fails_the_start_without_a_trace(rt, where: str):
+    definition, _ = definitions.deploy(rt, _model(where, "len('a' * 10**10)"), "admin")
+    events = count(rt, AuditEvent)
+    with pytest.raises(ProcessError) as info:
+        instances.start(rt, actor="clerk", definition_id=definition.id)
+    assert info.value.details["element"]
+    assert count(rt, ProcessInstance) == 0 and count(rt, AuditEvent) == events
