@@ -24,6 +24,7 @@ from .errors import EngineError, NotFound, ProcessError
 from .models import ProcessDefinition, ProcessInstance, from_row
 from .operations import Operation
 from .runtime import Runtime
+from .sandbox import SandboxLimitError
 from .timers import next_wakeup
 
 WAKEUP_CHANNEL = outbox.WAKEUP_CHANNEL
@@ -288,7 +289,13 @@ def _integrity_message(exc: IntegrityError) -> str:
 
 def _describe(exc: Exception) -> str:
     detail = getattr(exc, "error_type", None) or type(exc).__name__
-    return f"{detail}: {exc}".strip()
+    text = f"{detail}: {exc}".strip()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None:  # SpiffWorkflow wraps a condition's error and keeps only its type name
+        if isinstance(cause, SandboxLimitError):
+            return f"{text} ({cause})"
+        cause = cause.__cause__ or cause.__context__
+    return text
 
 
 def _element_of(exc: Exception) -> str | None:
