@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, jsonify, request
-from marshmallow import Schema
+from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from engine.runtime import Runtime
@@ -24,19 +24,40 @@ MAX_NODES = 50_000
 MAX_STRING = 100_000
 
 
-def json_body(schema: Schema) -> dict[str, Any]:
+def _parsed_body() -> Any:
+    """The request body as JSON (any value), refused with 415/400 when it is not JSON."""
     if not request.is_json:
         raise UnsupportedMediaType("send the body as application/json")
     try:
-        data = json.loads(request.get_data(cache=True), parse_constant=_no_constant)
+        return json.loads(request.get_data(cache=True), parse_constant=_no_constant)
     except RecursionError:
         raise BadRequest("the JSON is nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def json_body(schema: Schema) -> dict[str, Any]:
+    data = _parsed_body()
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
     check_json(data)
     return schema.load(data)
+
+
+def json_list(max_items: int) -> list[Any]:
+    """The body as a JSON array of at most `max_items` items, each bounded like a JSON body (the
+    whole array may hold more values than one body may: it is many bodies in one request)."""
+    data = _parsed_body()
+    if not isinstance(data, list):
+        raise BadRequest("the body must be a JSON array")
+    if len(data) > max_items:
+        raise ValidationError({"_schema": [f"at most {max_items} items in one request (got {len(data)})"]})
+    for i, item in enumerate(data):
+        try:
+            check_json(item)
+        except BadRequest as exc:
+            raise BadRequest(f"item {i}: {exc.description}") from None
+    return data
 
 
 def _no_constant(name: str) -> Any:

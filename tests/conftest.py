@@ -104,3 +104,22 @@ def rt(db, clock) -> Runtime:
 @pytest.fixture
 def reference_xml() -> str:
     return (FIXTURES / "reference_loop.bpmn").read_text()
+
+
+def redis_or_skip(url: str):
+    """A Redis connection to `url`, emptied; skips the test when Redis is unreachable (fails in CI).
+    Use it as a generator from a fixture: the database is emptied again afterwards."""
+    from redis import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    conn = Redis.from_url(url)
+    try:
+        conn.ping()
+    except RedisConnectionError as exc:
+        if IN_CI:
+            raise RuntimeError(f"Redis is required in CI and unreachable: {exc}") from exc
+        pytest.skip("Redis not reachable (set CI=true to make this an error)")
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+    conn.close()

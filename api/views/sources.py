@@ -11,17 +11,15 @@ nothing."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
 from decimal import Decimal
 from typing import Any
 
-from flask import current_app, jsonify, request
+from flask import current_app, jsonify
 from flask.blueprints import Blueprint
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import delete, select
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from engine import audit
 from engine.db import given, page
@@ -33,7 +31,7 @@ from workflows.sources import DATA_KINDS, KINDS, MonitoringSource, PollutantLimi
 from .. import schemas
 from ..auth import Principal, current, roles
 from ..errors import error_body
-from ..http import check_json, doc, json_body, query_args, runtime
+from ..http import doc, json_body, json_list, query_args, runtime
 from ..schemas import Strict
 from .grids import TENANT
 
@@ -172,32 +170,6 @@ IMPORT_BODY = {"type": "array", "items": SourceIn, "maxItems": MAX_IMPORT}
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-def _json_list(max_items: int) -> list[Any]:
-    """The body as a JSON array of at most `max_items` objects, each bounded like any JSON body."""
-    if not request.is_json:
-        raise UnsupportedMediaType("send the body as application/json")
-    try:
-        data = json.loads(request.get_data(cache=True), parse_constant=_no_constant)
-    except RecursionError:
-        raise BadRequest("the JSON is nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(data, list):
-        raise BadRequest("the body must be a JSON array")
-    if len(data) > max_items:
-        raise ValidationError({"_schema": [f"at most {max_items} items in one request (got {len(data)})"]})
-    for i, item in enumerate(data):
-        try:
-            check_json(item)
-        except BadRequest as exc:
-            raise BadRequest(f"item {i}: {exc.description}") from None
-    return data
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
 
 def _refused(problems: dict[int, dict[str, Any]], what: str, *, conflicts: AbstractSet[int] = frozenset()):
     """422 with the field errors of every refused item by index; 409 when every problem is a conflict."""
@@ -350,7 +322,7 @@ def patch_source(mn: str):
 @doc("Replace the source's limits with this list (one per pollutant and dataKind), all at once",
      body=LIMITS_BODY, response=LimitView, many=True)
 def put_limits(mn: str):
-    data = _json_list(MAX_LIMITS)
+    data = json_list(MAX_LIMITS)
     problems: dict[int, dict[str, Any]] = {}
     loaded: list[tuple[int, dict[str, Any]]] = []
     for i, item in enumerate(data):
@@ -387,7 +359,7 @@ def put_limits(mn: str):
      "lists every problem by the item's index (409 if every problem is an MN already registered or repeated)",
      body=IMPORT_BODY, response=ImportedView, status=201)
 def import_sources():
-    data = _json_list(MAX_IMPORT)
+    data = json_list(MAX_IMPORT)
     if not data:
         raise ValidationError({"_schema": ["give at least one source"]})
     problems: dict[int, dict[str, Any]] = {}

@@ -19,21 +19,12 @@ from engine.models import OutboxEntry
 from engine.queues import RQJobQueue
 from engine.runtime import Runtime
 from engine.scheduler import Scheduler
-from tests.conftest import IN_CI, REDIS_URL, reference_operations
+from tests.conftest import REDIS_URL, redis_or_skip, reference_operations
 
 
 @pytest.fixture
 def redis_conn():
-    conn = Redis.from_url(REDIS_URL)
-    try:
-        conn.ping()
-    except RedisConnectionError as exc:
-        if IN_CI:
-            raise RuntimeError(f"Redis is required in CI and unreachable: {exc}") from exc
-        pytest.skip("Redis not reachable")
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
+    yield from redis_or_skip(REDIS_URL)
 
 
 def wait_for(predicate, timeout: float = 15.0, interval: float = 0.05):

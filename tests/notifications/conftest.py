@@ -9,9 +9,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from redis import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
-from tests.conftest import IN_CI, REDIS_URL
+from tests.conftest import REDIS_URL, redis_or_skip
 
 NOTIFY_REDIS_URL = os.environ.get("GRIDLOOP_TEST_NOTIFY_REDIS_URL") or urlsplit(REDIS_URL)._replace(path="/14").geturl()
 
@@ -31,17 +30,7 @@ class FakeTime:
 
 @pytest.fixture
 def redis_db() -> Iterator[Redis]:
-    conn = Redis.from_url(NOTIFY_REDIS_URL)
-    try:
-        conn.ping()
-    except RedisConnectionError as exc:
-        if IN_CI:
-            raise RuntimeError(f"Redis is required in CI and unreachable: {exc}") from exc
-        pytest.skip("Redis not reachable (set CI=true to make this an error)")
-    conn.flushdb()
-    yield conn
-    conn.flushdb()
-    conn.close()
+    yield from redis_or_skip(NOTIFY_REDIS_URL)
 
 
 @pytest.fixture
