@@ -28,7 +28,9 @@ Answers (decisions):
 
 Batching: accepted packets go through a bounded asyncio queue to one writer task that calls the
 sink in a thread (`asyncio.to_thread`) with up to `batch_size` packets, waiting at most
-`batch_interval_s` for a batch to fill, so the event loop never blocks on the database. A full
+`batch_interval_s` for a batch to fill — but not at all once every open connection has a packet
+queued, since loggers wait for one ack before sending on — so the event loop never blocks on the
+database. A full
 queue stops reading from the connections that want to add to it (TCP backpressure). When a batch
 fails, each source's packets in it are stored on their own, so that one source whose data the store
 refuses (a failing rule, say) does not hold up the others; if the first three sources fail alone as
@@ -377,7 +379,9 @@ class IngestServer:
         await self._queue.put(_Pending(whole, conn, (packet,) if packet.ack_wanted else ()))
         self._m.packets_queued += 1
         self._wake.set()
-        if self._queue.qsize() >= self.config.batch_size:
+        # Full, or every connection already has a packet waiting here: loggers send one packet and
+        # wait for its ack, so lingering for more would only delay the acks.
+        if self._queue.qsize() >= min(self.config.batch_size, max(1, len(self._conns))):
             self._full.set()
 
     def _refuse(self, conn: _Connection, packet: Packet, verdict: str) -> None:
@@ -460,7 +464,8 @@ class IngestServer:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if queue.qsize() < cfg.batch_size and not self._draining and cfg.batch_interval_s > 0:
+            if (queue.qsize() < min(cfg.batch_size, max(1, len(self._conns))) and not self._draining
+                    and cfg.batch_interval_s > 0):
                 self._full.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(cfg.batch_interval_s):

@@ -345,11 +345,15 @@ def test_stop_stores_what_is_queued_and_acknowledges_it(db, clock, intake):
         server = IngestServer(IngestConfig(port=0, metrics_interval_s=0, batch_interval_s=600),
                               authenticate=intake.verdict, sink=intake.store_packets)
         await server.start()
+        # more connections than packets: the batch waits for the others (one each) before filling
+        idle = [await Peer.connect(server) for _ in range(len(packets) + 1)]
         peer = await Peer.connect(server)
         await peer.send(b"".join(f for _, f in packets))
         await until(lambda: server.metrics().packets_queued == 5)
         assert readings_count(db) == 0  # waiting for its batch to fill
         await server.stop()
+        for other in idle:
+            other.close()
         acks = [await peer.answer() for _ in packets]
         return acks, await peer.closed(), server.metrics()
 
