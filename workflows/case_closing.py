@@ -43,6 +43,7 @@ class CaseAssessment(Base):
     # None: the stage never happened (an invalid case was never signed for)
     signed_on_time: Mapped[bool | None] = mapped_column(Boolean)
     handled_on_time: Mapped[bool | None] = mapped_column(Boolean)
+    verified_on_time: Mapped[bool | None] = mapped_column(Boolean)  # 按时核查
     closed_on_time: Mapped[bool | None] = mapped_column(Boolean)
     reworks: Mapped[int] = mapped_column(Integer, default=0)
     returns: Mapped[int] = mapped_column(Integer, default=0)
@@ -58,7 +59,7 @@ class CaseAssessment(Base):
 CASE = Case.__table__
 HT = HumanTask.__table__
 AUDIT = AuditEvent.__table__
-_STAGES = ("sign_for", "handle")
+_STAGES = ("sign_for", "handle", "verify")
 
 
 def outcome_of(ended: InstanceEnded) -> str:
@@ -87,13 +88,14 @@ def close_case(conn, ended: InstanceEnded) -> None:
     fired = _timers_fired(conn, ended.instance_id)
     closed_on_time = None
     if outcome == "closed" and on_time["handle"] is not None:
-        closed_on_time = on_time["handle"] and on_time["sign_for"] is not False
+        closed_on_time = on_time["handle"] and on_time["sign_for"] is not False and on_time["verify"] is not False
     conn.execute(insert(CaseAssessment.__table__).values(
         case_id=case["id"], tenant=case["tenant"], grid_code=v.get("grid") or case["grid_code"],
         category=case["category"], source=case["source"], inspector=handlers[-1] if handlers else v.get("inspector"),
         outcome=outcome, violation=v.get("finding_kind") == "violation", filed_at=case["created_at"],
         closed_at=ended.ended_at, lead_hours=round((ended.ended_at - case["created_at"]).total_seconds() / 3600, 3),
-        signed_on_time=on_time["sign_for"], handled_on_time=on_time["handle"], closed_on_time=closed_on_time,
+        signed_on_time=on_time["sign_for"], handled_on_time=on_time["handle"], verified_on_time=on_time["verify"],
+        closed_on_time=closed_on_time,
         occurrences=case["occurrences"], details={"enforcement": v.get("enforcement")},
         **{name: int(v.get(name) or 0) for name in COUNTERS},
         # the reminder branches end on their own, so their counts never reach the process data

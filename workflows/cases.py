@@ -138,6 +138,7 @@ def _file(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intake:
                     first_seen=alarm.occurred_at, last_seen=alarm.occurred_at, created_at=now,
                     details={**(alarm.details or {}), "handled_at": r.handled_at, "assignees": r.assignees,
                              "sign_for_hours": category.sign_for_hours, "handle_hours": category.handle_hours,
+                             "verify_hours": category.verify_hours,
                              "parent": _parent(index, r.grid_code)})
         s.add(case)
         s.flush()
@@ -163,6 +164,7 @@ def _ensure_started(rt: Runtime, case: Case, actor: str, outcome: str) -> Intake
             "case_id": case.id, "category": case.category, "grid": case.grid_code,
             "escalation_scope": d["parent"], "inspector": (d["assignees"] or [None])[0], "urgent": case.urgent,
             "sign_for_hours": d["sign_for_hours"], "handle_hours": d["handle_hours"], "feedback_hours": 16.0,
+            "verify_hours": d.get("verify_hours", 8.0),
             "extension_hours": d["handle_hours"], "reminder_ratio": 0.75, "findings": "", "verify_note": "",
             **dict.fromkeys(("transfers", "escalations", "extensions", "returns", "reworks"), 0)})
         with rt.db.transaction() as s:

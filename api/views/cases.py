@@ -158,6 +158,7 @@ class AssessmentView(Schema):
     lead_hours = fields.Float(data_key="leadHours")
     signed_on_time = fields.Boolean(data_key="signedOnTime", allow_none=True)
     handled_on_time = fields.Boolean(data_key="handledOnTime", allow_none=True)
+    verified_on_time = fields.Boolean(data_key="verifiedOnTime", allow_none=True)
     closed_on_time = fields.Boolean(data_key="closedOnTime", allow_none=True)
     counts = fields.Method("_counts")
 

@@ -46,7 +46,8 @@ def test_a_closed_loop_closes_its_case_and_records_what_assessment_counts(city, 
     assert (closed.status, closed.outcome, closed.closed_at) == ("closed", "closed", clock.now())
     assert (record.outcome, record.inspector, record.grid_code, record.category) == (
         "closed", f"insp-{unit}", unit, "air.exceedance")
-    assert (record.signed_on_time, record.handled_on_time, record.closed_on_time) == (True, True, True)
+    assert (record.signed_on_time, record.handled_on_time, record.verified_on_time, record.closed_on_time) == (
+        True, True, True, True)
     assert (record.reworks, record.escalations, record.violation) == (1, 0, False)
     assert record.lead_hours == 1.5
 
@@ -104,3 +105,19 @@ def test_when_closing_fails_the_process_does_not_end_either(city, db, clock):
     with db.session() as s:
         assert s.scalar(select(Case.status).where(Case.id == case.id)) == "open"
         assert s.get(CaseAssessment, case.id) is None
+
+
+def test_a_late_verification_is_recorded_and_the_case_not_closed_on_time(city, db, clock):
+    rt, index = city
+    case, unit = filed(rt, index, db, clock)
+    iid = case.instance_id
+    for element, actor, variables in (("review", "sup", {"review_result": "valid"}), ("dispatch", "sup", {}),
+                                      ("sign_for", f"insp-{unit}", {}),
+                                      ("handle", f"insp-{unit}", {"handle_result": "done", "finding_kind": "nothing"})):
+        do(rt, iid, element, actor=actor, **variables)
+    (verify,) = instances.open_tasks(rt, iid)
+    assert verify.due_at == clock.now() + timedelta(hours=2)  # air.exceedance: 2 working hours to verify
+    clock.advance(timedelta(hours=3))
+    do(rt, iid, "verify", verified=True)
+    _, record = case_and_record(db, case.id)
+    assert (record.handled_on_time, record.verified_on_time, record.closed_on_time) == (True, False, False)

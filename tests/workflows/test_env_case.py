@@ -37,7 +37,8 @@ def case_rt(db, clock, enforcement) -> Runtime:
 def file_case(rt, case_id="C-1"):
     return instances.start(rt, actor="intake", key="env_case", business_key=case_id, variables={
         "case_id": case_id, "category": "air.exceedance", "grid": "320706001000001", "escalation_scope": "320706001",
-        "inspector": "insp-1", "urgent": True, "sign_for_hours": 2, "handle_hours": 8, "feedback_hours": 16,
+        "inspector": "insp-1", "urgent": True, "sign_for_hours": 2, "handle_hours": 8, "verify_hours": 2,
+        "feedback_hours": 16,
         "extension_hours": 8, "reminder_ratio": 0.75, "transfers": 0, "reminders": 0, "escalations": 0,
         "extensions": 0, "returns": 0, "urges": 0, "reworks": 0, "findings": "", "verify_note": ""}).instance.id
 
