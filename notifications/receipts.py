@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from .delivery import fail
-from .models import RANK, Notification
+from .models import RANK, Notification, NotificationEvent
 from .queueing import record
 from .quiet_hours import QuietHours
 
@@ -43,3 +43,16 @@ def apply_receipt(s: Session, now: datetime, n: Notification, status: str, quiet
     n.status, n.updated_at = status, now
     record(s, n, now, status, **detail)
     return True
+
+
+def acknowledge_instance(conn, instance_id: str, at: datetime, by: str) -> int:
+    """The person answered (a graded warning acknowledged): the instance's notices become
+    `acknowledged`, and those not sent yet are never sent. One in flight (`sending`) is left alone."""
+    n, ev = Notification.__table__, NotificationEvent.__table__
+    ids = list(conn.execute(select(n.c.id).where(n.c.instance_id == instance_id,
+                                                n.c.status.in_(("queued", "sent", "delivered")))).scalars())
+    if ids:
+        conn.execute(update(n).where(n.c.id.in_(ids)).values(status="acknowledged", updated_at=at))
+        conn.execute(insert(ev), [{"notification_id": i, "status": "acknowledged", "at": at, "detail": {"by": by}}
+                                  for i in ids])
+    return len(ids)

@@ -52,6 +52,7 @@ from engine.errors import NotFound
 from engine.models import BigId
 from engine.operations import OperationContext
 from engine.runtime import Runtime
+from notifications.receipts import acknowledge_instance
 
 from .grids import Grid
 from .people import Person
@@ -437,6 +438,7 @@ def warning_ended(conn: Connection, ended: InstanceEnded) -> None:
     if status == "acknowledged":
         actor = str(ack.get("by") or ended.actor)[:200]
         values.update(acknowledged_by=actor, acknowledged_at=ended.ended_at, ack_via=str(ack.get("via") or "")[:10])
+        acknowledge_instance(conn, ended.instance_id, ended.ended_at, actor)
     conn.execute(update(G).where(G.c.id == group["id"]).values(**values))
     detail = {"scope": values.get("current_scope", group["current_scope"]), "via": values.get("ack_via"),
               "note": ack.get("note") if isinstance(ack, dict) else None}

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from engine import definitions, instances, outbox, timers
 from engine.queues import ManualJobQueue
@@ -268,3 +268,22 @@ def test_ack_tokens_are_signed_per_group():
 ])
 def test_the_warning_status_over_its_groups(statuses, expected):
     assert warning_status(statuses) == expected
+
+
+def test_an_acknowledged_groups_notices_are_marked_acknowledged(wrt, clock):
+    from notifications.install import install as install_notifications
+    from notifications.providers.wechat_work import WeChatWork
+    from tests.notifications.fakes import FakeWeChatWork
+    from workflows.people import Person
+
+    with FakeWeChatWork("corp", "secret", users={"wx-town"}) as fake:
+        install_notifications(wrt, {"wechat_work": WeChatWork("corp", "secret", 1, base_url=fake.url)})
+        with wrt.db.transaction() as s:
+            s.execute(update(Person).where(Person.username == f"sup-{TOWN}").values(wecom_id="wx-town"))
+        w = raise_(wrt, level=3)
+        while run_jobs(wrt):  # the plan, then the delivery
+            pass
+        (town,) = groups(wrt, w.id)
+        assert [n.status for n in notices(wrt, w.id) if n.recipient == f"sup-{TOWN}"] == ["sent"]
+        assert acknowledge(wrt, town.id, by=f"sup-{TOWN}", via="api") == "acknowledged"
+    assert [n.status for n in notices(wrt, w.id) if n.recipient == f"sup-{TOWN}"] == ["acknowledged"]
