@@ -23,7 +23,7 @@ from notifications import templates
 from notifications.queueing import QUEUE, NoticeRequest, queue_notices
 from notifications.quiet_hours import QuietHours
 
-from .cases import Case
+from .cases import Case, CaseAlarm
 from .grids import Grid
 from .people import Category, Person
 from .routing import on_duty
@@ -78,10 +78,23 @@ def plan(s: Session, now: datetime, key: str, params: Mapping[str, Any], instanc
     requests = [request(p.username or f"person:{p.id}", staff_channels(p)) for p in people]
     if not requests and (params.get("to") or params.get("scope")):  # a failed notice, for the case and the logs
         requests.append(request("nobody", []))
-    reporter = (case.details or {}).get("reporter") if case is not None and params.get("reporter") else None
-    if reporter:  # cases from monitoring have no reporter to tell
-        requests.append(request(f"citizen:{case.id}", citizen_channels(reporter)))
+    if params.get("reporter") and case is not None:  # cases from monitoring have no reporter to tell
+        for n, reporter in enumerate(reporters(s, case)):
+            requests.append(request(f"citizen:{case.id}" + (f":{n}" if n else ""), citizen_channels(reporter)))
     return requests
+
+
+def reporters(s: Session, case: Case) -> list[Mapping[str, Any]]:
+    """Everyone who reported the case — the first report and each duplicate that joined it — once
+    each (by phone and openid)."""
+    found = [d["reporter"] for d in s.scalars(select(CaseAlarm.details).where(CaseAlarm.case_id == case.id)
+                                              .order_by(CaseAlarm.id)) if (d or {}).get("reporter")]
+    if not found and (case.details or {}).get("reporter"):  # a case filed before alarms were recorded
+        found = [case.details["reporter"]]
+    unique: dict[tuple, Mapping[str, Any]] = {}
+    for r in found:
+        unique.setdefault((r.get("phone"), r.get("openid")), r)
+    return list(unique.values())
 
 
 def urge(s: Session, now: datetime, *, key: str, case_id: str, people: list[str], note: str, urged_by: str,

@@ -255,3 +255,27 @@ def test_a_closed_case_tells_its_reporter_by_sms_when_they_do_not_follow_the_acc
         assert any("43004" in (n.last_error or "") for n in told)
         (sms,) = [m for m in twilio.messages if m["To"] == "+8613900000002"]
         assert "已清理" in sms["Body"] and case.id in sms["Body"]
+
+
+def test_everyone_who_reported_a_merged_case_is_told_when_it_closes(city, db, clock, fakes):
+    from workflows.reports import Report, file_report
+
+    rt, index = city
+    wecom, twilio = fakes
+    install(rt, providers(wecom, twilio), DeliveryPolicy(quiet=QuietHours(None)))
+    _unit, lon, lat = inside(db, index)
+    first, second, again = ({"name": n, "phone": p} for n, p in (("甲", "+8613900000011"), ("乙", "+8613900000022"),
+                                                                  ("甲", "+8613900000011")))
+    intakes = [file_report(rt, index, Report(tenant="320700", request_id=f"R-{i}", category="solid_waste",
+                                             received_at=clock.now(), lon=lon, lat=lat, reporter=who), "open311")
+               for i, who in enumerate((first, second, again))]
+    assert [i.outcome for i in intakes] == ["filed", "occurrence", "occurrence"]
+    case = intakes[0].case
+    for element, variables in (("review", {"review_result": "valid"}), ("dispatch", {}), ("sign_for", {}),
+                               ("handle", {"handle_result": "done", "finding_kind": "rectified"}),
+                               ("verify", {"verified": True, "verify_note": "已清运"})):
+        (task,) = [t for t in instances.open_tasks(rt, case.instance_id) if t.element_id == element]
+        tasks.complete(rt, task.id, task.assignee or "sup", variables)
+    run_jobs(rt)
+    told = sorted(m["To"] for m in twilio.messages if "已清运" in m["Body"])
+    assert told == ["+8613900000011", "+8613900000022"]  # each reporter once, though 甲 reported twice
