@@ -29,6 +29,10 @@ from .timers import next_wakeup
 
 WAKEUP_CHANNEL = outbox.WAKEUP_CHANNEL
 MAX_STEPS_PER_CHANGE = 800  # generous: a real change runs tens of elements
+# Every loop iteration hangs new tasks under the previous ones, and SpiffWorkflow walks ancestors
+# recursively: near Python's recursion limit (~1,000 levels) it silently ends the process instead
+# of looping on. Past this depth a change is refused, loudly, while the instance still stands.
+MAX_TREE_DEPTH = 600
 
 
 PI = ProcessInstance.__table__
@@ -130,6 +134,10 @@ class Change:
     def _did_complete(self, task) -> None:
         if task.task_spec.bpmn_id:  # BPMN elements only, not the library's internal join/split specs
             self.ran.append(task.task_spec.bpmn_id)
+            if task.depth > MAX_TREE_DEPTH:
+                raise ProcessError(f"the instance has looped so often that its history is {task.depth} steps deep; "
+                                   f"the engine stops at {MAX_TREE_DEPTH} rather than let the process end by itself",
+                                   element=task.task_spec.bpmn_id)
             if len(self.ran) > MAX_STEPS_PER_CHANGE:  # a loop in the model: stop before it holds the lock forever
                 raise ProcessError(f"the process ran more than {MAX_STEPS_PER_CHANGE} steps in one change "
                                    "(an endless loop in the model?)", element=task.task_spec.bpmn_id)
