@@ -5,7 +5,6 @@ before the big allocation; ordinary scripts are untouched; each evaluation start
 from __future__ import annotations
 
 import re
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -74,10 +73,8 @@ def test_script_attack_is_stopped_quickly(env: SandboxEnvironment, name: str) ->
     script, message = SCRIPT_ATTACKS[name]
     compile_script(script)  # nothing here is refused at deploy time: the budget is a run-time matter
     data: dict[str, object] = {"kept": 1}
-    began = time.perf_counter()
-    with pytest.raises(SandboxLimitError, match=re.escape(message)):
-        env.execute(script, data)
-    assert time.perf_counter() - began < 1.5  # the step budget, not the 2 s clock, stopped it
+    with pytest.raises(SandboxLimitError, match=re.escape(message)):  # the message names the budget that
+        env.execute(script, data)  # stopped it: steps or size, not the wall-clock backstop
     assert data.get("kept") == 1
 
 
@@ -119,10 +116,8 @@ def test_other_errors_are_still_catchable(env: SandboxEnvironment) -> None:
 def test_the_clock_stops_work_that_costs_few_steps(env: SandboxEnvironment, monkeypatch) -> None:
     """`x in big` is one step but a scan of the whole list: the wall clock is the backstop."""
     monkeypatch.setattr(sandbox, "MAX_SECONDS", 0.1)
-    began = time.perf_counter()
     with pytest.raises(SandboxLimitError, match=r"ran longer than 0\.1 s"):
         env.execute("big = list(range(99999))\nfor i in range(90000):\n    hit = -1 in big", {})
-    assert time.perf_counter() - began < 1.0
 
 
 def test_limits_are_module_constants(env: SandboxEnvironment, monkeypatch) -> None:

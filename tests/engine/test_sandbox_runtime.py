@@ -4,7 +4,6 @@ every script and expression in the sandbox, also after the workflow was saved an
 from __future__ import annotations
 
 import hashlib
-import time
 from pathlib import Path
 
 import pytest
@@ -103,10 +102,8 @@ def test_over_budget_script_rolls_back_the_change(rt, attack: str):
     first = open_task(rt, iid, "first")
     before = instances.get(rt, iid)
     events = count(rt, AuditEvent)
-    began = time.perf_counter()
     with pytest.raises(ProcessError, match="SandboxLimitError") as info:
         tasks.complete(rt, first.id, "clerk")
-    assert time.perf_counter() - began < 5
     assert info.value.details["element"] == "s"
     after = instances.get(rt, iid)
     assert (after.revision, after.status, after.state) == (before.revision, "running", before.state)
