@@ -14,6 +14,7 @@ import json
 import threading
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -104,6 +105,13 @@ class FakeServer:
         with self.lock:
             self.holding = release
         return release
+
+    def scripted_reply(self, error: Callable[[Any], Reply]) -> Reply | None:
+        """The next scripted answer as a Reply (a bare error code goes through `error`), or None."""
+        reply = self.scripted()
+        if reply is None or isinstance(reply, Reply):
+            return reply
+        return error(reply)
 
     def scripted(self) -> Any | None:
         return self.script.popleft() if self.script else None
@@ -210,11 +218,10 @@ class FakeAliyunSms(FakeServer):
             return self._error(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
         self.nonces.add(params["SignatureNonce"])
         self.verified += 1
-        reply = self.scripted()
-        if isinstance(reply, Reply):
-            return reply
+        reply = self.scripted_reply(lambda code: Reply(200, {"Code": code, "Message": "scripted",
+                                                             "RequestId": uuid.uuid4().hex}))
         if reply is not None:
-            return Reply(200, {"Code": reply, "Message": "scripted", "RequestId": uuid.uuid4().hex})
+            return reply
         self.messages.append(params)
         return Reply(200, {"Code": "OK", "Message": "OK", "BizId": f"{len(self.messages)}^0",
                            "RequestId": uuid.uuid4().hex})
@@ -284,11 +291,9 @@ class FakeWeChatWork(FakeServer):
         rejected = self.tokens.check(request.query.get("access_token"))
         if rejected:
             return rejected
-        reply = self.scripted()
-        if isinstance(reply, Reply):
-            return reply
+        reply = self.scripted_reply(lambda code: wechat_error(int(code)))
         if reply is not None:
-            return wechat_error(int(reply))
+            return reply
         payload = _json(request.body)
         recipients = str(payload.get("touser", "")).split("|")
         valid = [u for u in recipients if u in self.users]
@@ -354,11 +359,9 @@ class FakeWeChatOA(FakeServer):
         rejected = self.tokens.check(token)
         if rejected:
             return rejected
-        reply = self.scripted()
-        if isinstance(reply, Reply):
-            return reply
+        reply = self.scripted_reply(lambda code: wechat_error(int(code)))
         if reply is not None:
-            return wechat_error(int(reply))
+            return reply
         payload = _json(request.body)
         if payload.get("touser") not in self.followers:
             return wechat_error(43004, "require subscribe")
