@@ -1,4 +1,5 @@
-"""One JSON error shape for every failure: {"error": {"code", "message", "fields"?, "details"?}}."""
+"""One JSON error shape for every failure: {"error": {"code", "message", "fields"?, "details"?}}, where
+`fields` is always {name: [messages]} (marshmallow's shape), whoever found the problem."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(engine_errors.EngineError)
     def _engine(exc: engine_errors.EngineError):
         status = next((s for cls, s in ENGINE_STATUS.items() if isinstance(exc, cls)), 500)
-        return error_body(status, exc.code, exc.message, details=exc.details)
+        return error_body(status, exc.code, exc.message, fields=getattr(exc, "fields", None), details=exc.details)
 
     @app.errorhandler(UnknownOperation)
     def _unknown_operation(exc: UnknownOperation):

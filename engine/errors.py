@@ -31,7 +31,18 @@ class NotAllowed(EngineError):
 
 
 class InvalidInput(EngineError):
+    """A value the caller sent is wrong. `fields` names them: a list of names (each gets the message)
+    or a mapping of name to its messages; either way it is kept as {name: [messages]}."""
+
     code = "invalid_input"
+
+    def __init__(self, message: str, *, fields: list[str] | dict[str, list[str]] | None = None,
+                 **details: Any) -> None:
+        super().__init__(message, **details)
+        if isinstance(fields, dict):
+            self.fields = {name: list(msgs) for name, msgs in fields.items()}
+        else:
+            self.fields = {name: [message] for name in fields or ()}
 
 
 class ProcessError(EngineError):
