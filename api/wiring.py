@@ -22,7 +22,7 @@ from workflows.demo_seed import seed_demo
 from workflows.install import install
 from workflows.working_time import CalendarService, seed_from_package
 
-from . import database
+from . import database, directory
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
             enforcement=EnforcementClient.configured(settings.enforcement_url, settings.enforcement_secret),
             quiet=notify.quiet, public_url=notify.public_url)
     install_notifications(rt, build_providers(notify, settings.redis_url), DeliveryPolicy(quiet=notify.quiet))
+    rt.references.register(directory.USER)
     return rt
 
 

@@ -23,6 +23,7 @@ from .environment import attach
 from .errors import EngineError, NotFound, ProcessError
 from .models import ProcessDefinition, ProcessInstance, from_row
 from .operations import Operation
+from .parsing import ParsedModel
 from .runtime import Runtime
 from .sandbox import SandboxLimitError
 from .timers import next_wakeup
@@ -77,6 +78,7 @@ class Change:
     deferred: list[tuple[Prepared, dict[str, Any]]] = field(default_factory=list)
     _session: Session | None = None
     loaded_status: str = ""  # the instance's status when the change began
+    model: ParsedModel | None = None  # the instance's parsed definition (its specs and forms)
 
     def __post_init__(self) -> None:
         self.loaded_status = self.instance.status
@@ -174,7 +176,8 @@ def change_instance(rt: Runtime, instance_id: str, actor: str, *, lock: Lock | N
         row = from_row(ProcessInstance, found[0])
         model = rt.specs.get(rt.db, row.definition_id, session=conn)
         workflow = rt.serializer.loads(row.state, model.spec, model.subprocess_specs)
-        change = Change(rt=rt, conn=conn, instance=row, workflow=workflow, actor=actor, now=rt.clock.now())
+        change = Change(rt=rt, conn=conn, instance=row, workflow=workflow, actor=actor, now=rt.clock.now(),
+                        model=model)
         try:
             attach(workflow, change)
             change.snapshot = readmodels.snapshot(workflow)
@@ -198,7 +201,8 @@ def new_instance(rt: Runtime, definition: ProcessDefinition, conn: Connection, a
     row = ProcessInstance(id=str(uuid.uuid4()), definition_id=definition.id, process_key=definition.key,
                           business_key=business_key, status="running", state="", started_by=actor,
                           started_at=now, updated_at=now, revision=0, scope=scope)
-    change = Change(rt=rt, conn=conn, instance=row, workflow=workflow, actor=actor, now=now, is_new=True)
+    change = Change(rt=rt, conn=conn, instance=row, workflow=workflow, actor=actor, now=now, is_new=True,
+                    model=model)
     try:
         attach(workflow, change)
         yield change

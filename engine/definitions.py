@@ -20,7 +20,7 @@ DEPLOY_LOCK_KEY = 0x6772_6964_0002
 def deploy(rt: Runtime, bpmn_xml: str | bytes, actor: str) -> tuple[ProcessDefinition, bool]:
     """Deploy a model; returns (definition, created). Raises parsing.ModelError naming each problem."""
     raw = bpmn_xml.encode() if isinstance(bpmn_xml, str) else bpmn_xml
-    model = parse_model(raw, known_operation=rt.registry.__contains__)
+    model = parse_model(raw, known_operation=rt.registry.__contains__, known_reference=rt.references.get)
     digest = hashlib.sha256(raw).hexdigest()
     text = xml_text(raw)
     for _attempt in range(3):

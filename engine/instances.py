@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from . import definitions
-from .change import after_commit, change_instance, new_instance
+from .change import Change, after_commit, change_instance, new_instance
 from .db import Prepared, given, page
 from .endings import workflow_data
 from .errors import Conflict, InvalidInput, NotFound
@@ -38,25 +38,45 @@ class Started:
 
 def start(rt: Runtime, *, actor: str, key: str | None = None, definition_id: int | None = None,
           business_key: str | None = None, variables: dict[str, Any] | None = None,
-          scope: str | None = None) -> Started:
+          scope: str | None = None, viewer: Viewer | None = None) -> Started:
     """Start the latest version of `key` (or exactly `definition_id`). A repeat start with the same
-    business key returns the existing instance instead of a second one (the unique index decides)."""
+    business key returns the existing instance instead of a second one (the unique index decides).
+    A process with a start form takes exactly its fields (references as `viewer` may name them)."""
     if (key is None) == (definition_id is None):
         raise InvalidInput("give exactly one of key or definition id")
-    variables = check_variables(dict(variables or {}))
     try:
         with rt.db.begin() as conn:
-            definition = _definition(rt, conn, key, definition_id)
-            with new_instance(rt, definition, conn, actor, business_key, variables, scope=scope) as ch:
-                ch.record("instance.started", definition_id=definition.id, version=definition.version,
-                          business_key=business_key, variables=variables)
+            ch = start_in(rt, conn, actor=actor, key=key, definition_id=definition_id, business_key=business_key,
+                          variables=variables, scope=scope, viewer=viewer)
     except IntegrityError:
-        existing = _by_business_key(rt, key or definition.key, business_key) if business_key else None
+        existing = _by_business_key(rt, key or _key_of(rt, definition_id), business_key) if business_key else None
         if existing is None:
             raise
         return Started(existing, created=False)
     after_commit(rt, ch)
     return Started(ch.instance, created=True)
+
+
+def start_in(rt: Runtime, conn, *, actor: str, key: str | None = None, definition_id: int | None = None,
+             business_key: str | None = None, variables: dict[str, Any] | None = None,
+             scope: str | None = None, viewer: Viewer | None = None) -> Change:
+    """Start an instance inside the caller's transaction (a use case that writes more with it); the
+    caller commits, then calls `change.after_commit(rt, change)`. A clashing business key raises
+    IntegrityError."""
+    variables = check_variables(dict(variables or {}))
+    definition = _definition(rt, conn, key, definition_id)
+    start_form = rt.specs.get(rt.db, definition.id, session=conn).start_form
+    if start_form is not None:
+        variables = start_form.validate(variables, {}, resolve=rt.references.resolve(conn, viewer))
+    with new_instance(rt, definition, conn, actor, business_key, variables, scope=scope) as ch:
+        ch.record("instance.started", definition_id=definition.id, version=definition.version,
+                  business_key=business_key, variables=variables)
+    return ch
+
+
+def _key_of(rt: Runtime, definition_id: int | None) -> str:
+    with rt.db.read() as conn:
+        return rt.db.rows(conn, _DEFINITION_BY_ID, {"definition_id": definition_id})[0]["key"]
 
 
 @dataclass(frozen=True)

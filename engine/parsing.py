@@ -12,11 +12,11 @@ from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
-from SpiffWorkflow.bpmn.specs.mixins import ScriptTaskMixin
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
 from SpiffWorkflow.exceptions import SpiffWorkflowException
-from SpiffWorkflow.specs.MultiChoice import MultiChoice
 
+from .forms import Form, FormError, forms_of
+from .model_lint import TIMER, KnownReference, expressions, lint_forms
 from .sandbox import SandboxError, compile_expression, compile_script
 from .spiff_specs import ClockedCycle, ClockedDuration, ClockedTimeDate, GridLoopParser, use_engine_clock
 from .spiff_specs import ServiceTask as OperationTask
@@ -56,11 +56,14 @@ class ParsedModel:
     name: str | None
     spec: object
     subprocess_specs: dict = field(default_factory=dict)
+    forms: dict[str, Form] = field(default_factory=dict)  # by user-task id
+    start_form: Form | None = None
 
 
 def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool] | None = None,
-                require_lint: bool = True) -> ParsedModel:
-    """Parse BPMN into specs with clock-aware timers; with `require_lint`, refuse anything unsafe."""
+                known_reference: KnownReference | None = None, require_lint: bool = True) -> ParsedModel:
+    """Parse BPMN into specs with clock-aware timers and forms; with `require_lint`, refuse anything
+    unsafe or inconsistent (model_lint.py)."""
     raw = bpmn_xml.encode() if isinstance(bpmn_xml, str) else bpmn_xml
     if len(raw) > MAX_BPMN_BYTES:
         raise ModelError([Problem(None, f"file is larger than {MAX_BPMN_BYTES} bytes")])
@@ -69,10 +72,17 @@ def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool]
         root = etree.fromstring(raw, parser=SAFE_PARSER)
         if root.getroottree().docinfo.doctype:
             raise ModelError([Problem(None, "a DOCTYPE is not allowed in BPMN")])
+        dangling = list(_dangling_flows(root))
+        if dangling:
+            raise ModelError(dangling)
         parser.add_bpmn_xml(root, filename="model.bpmn")
         key = _executable_process(parser)
         spec = parser.get_spec(key)
         subprocess_specs = parser.get_subprocess_specs(key)
+        forms, start_form = forms_of(parser.get_process_parser(key).node)
+    except FormError as exc:
+        element, _, message = str(exc).partition(": ")
+        raise ModelError([Problem(element or None, message or str(exc))]) from exc
     except etree.XMLSyntaxError as exc:
         raise ModelError([Problem(None, f"not well-formed XML: {exc}")]) from exc
     except ValidationException as exc:
@@ -83,10 +93,28 @@ def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool]
         use_engine_clock(s)
     if require_lint:
         problems = list(lint(spec, subprocess_specs, known_operation or (lambda _name: True)))
+        problems += [Problem(f.element, f.message) for f in lint_forms(
+            [spec, *subprocess_specs.values()], forms, start_form, known_reference or (lambda _name: None))]
+        if problems:  # planning an instance can be costly: only for a model that passed everything else
+            raise ModelError(problems)
         problems += _plannable(spec, subprocess_specs)
         if problems:
             raise ModelError(problems)
-    return ParsedModel(key=key, name=spec.description, spec=spec, subprocess_specs=subprocess_specs)
+    return ParsedModel(key=key, name=spec.description, spec=spec, subprocess_specs=subprocess_specs,
+                       forms=forms, start_form=start_form)
+
+
+def _dangling_flows(root) -> Iterator[Problem]:
+    """Sequence flows whose source or target is not an element of their process (SpiffWorkflow's
+    own message for this guesses at a form with the same id)."""
+    bpmn = "{http://www.omg.org/spec/BPMN/20100524/MODEL}"
+    for container in root.iter(f"{bpmn}process", f"{bpmn}subProcess", f"{bpmn}transaction"):
+        ids = {el.get("id") for el in container if isinstance(el.tag, str)}
+        for flow in container.findall(f"{bpmn}sequenceFlow"):
+            for end in ("sourceRef", "targetRef"):
+                ref = flow.get(end)
+                if ref not in ids:
+                    yield Problem(flow.get("id"), f"the flow's {end} {ref!r} is not an element of its process")
 
 
 def _plannable(spec, subprocess_specs: dict) -> list[Problem]:
@@ -137,46 +165,23 @@ def _lint_task(ts, known_operation: Callable[[str], bool]) -> Iterator[Problem]:
                                "(a thrown message would never leave the instance)")
     if getattr(ts, "manual", False) and not getattr(ts, "lane", None):
         yield Problem(element, "user task is not in a lane; the lane names the role that may work on it")
-    if isinstance(ts, OperationTask):
-        if not known_operation(ts.operation_name):
-            yield Problem(element, f"unknown service operation '{ts.operation_name}'")
-        for name, param in ts.operation_params.items():
-            yield from _check(element, f"parameter '{name}'", param.get("value"), compile_expression)
-    if isinstance(ts, ScriptTaskMixin):
-        yield from _check(element, "script", ts.script, compile_script)
-    properties = (getattr(ts, "extensions", None) or {}).get("properties", {})
+    if isinstance(ts, OperationTask) and not known_operation(ts.operation_name):
+        yield Problem(element, f"unknown service operation '{ts.operation_name}'")
     bad_outputs = [n for n in declared_outputs(ts) or () if not n.isidentifier() or n.startswith("_")]
     if bad_outputs:
         yield Problem(element, f"outputs must be variable names; not: {', '.join(bad_outputs)}")
-    for name in TASK_PROPERTIES:
-        if name != "formKey" and name in properties:
-            yield from _check(element, f"property {name}", properties[name], compile_expression)
-    for attr in ("prescript", "postscript"):
-        yield from _check(element, attr, getattr(ts, attr, None), compile_script)
-    if isinstance(ts, MultiChoice):
-        for condition, target in ts.cond_task_specs:
-            source = condition.args[0] if condition is not None and getattr(condition, "args", None) else None
-            yield from _check(element, f"condition to '{target}'", source, compile_expression)
+    for e in expressions(ts):
+        if e.what != TIMER:  # timers get their own, fuller check below
+            yield from _check(element, e.what, e.source, compile_script if e.mode == "exec" else compile_expression)
     definition = getattr(ts, "event_definition", None)
     if definition is not None:
         yield from _lint_event(element, definition)
-    for expr_attr in ("cardinality", "data_input", "condition"):
-        value = getattr(ts, expr_attr, None)
-        if isinstance(value, str):
-            yield from _check(element, expr_attr, value, compile_expression)
 
 
 def _lint_event(element: str, definition) -> Iterator[Problem]:
     for inner in getattr(definition, "event_definitions", [definition]):
         if isinstance(inner, TimerEventDefinition):
             yield from _lint_timer(element, inner)
-        for prop in getattr(inner, "correlation_properties", []) or []:
-            yield from _check(element, "correlation", prop.retrieval_expression, compile_expression)
-        for prop in getattr(inner, "process_correlations", []) or []:
-            yield from _check(element, "correlation", prop.retrieval_expression, compile_expression)
-        expression = getattr(inner, "expression", None)
-        if expression and not isinstance(inner, TimerEventDefinition):
-            yield from _check(element, "payload", expression, compile_expression)
 
 
 def _lint_timer(element: str, timer: TimerEventDefinition) -> Iterator[Problem]:

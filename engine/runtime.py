@@ -18,6 +18,7 @@ from .errors import NotFound
 from .models import ProcessDefinition
 from .operations import OperationRegistry
 from .parsing import ParsedModel, parse_model
+from .references import ReferenceKinds
 from .serialization import StateSerializer
 
 JobHandler = Callable[["Runtime", dict[str, Any]], None]
@@ -68,6 +69,8 @@ class Runtime:
     on_wakeup: Callable[[], None] | None = None
     # Called inside the change that ends an instance, after its writes (see endings.py).
     end_listeners: list[EndListener] = field(default_factory=list)
+    # What reference fields of forms may name (users, cases, grids...); the domain registers them.
+    references: ReferenceKinds = field(default_factory=ReferenceKinds)
 
     def __post_init__(self) -> None:
         from . import jobs  # the engine's own jobs; other layers add theirs with add_job

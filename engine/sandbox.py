@@ -743,6 +743,13 @@ _UNSAFE_BUILTINS = frozenset({
 _BUILTINS: dict[str, object] = {k: v for k, v in safe_builtins.items() if k not in _UNSAFE_BUILTINS}
 _BUILTINS.update(range=GUARDED_RANGE, pow=guarded_pow, round=guarded_round)
 
+
+
+def sandbox_builtin_names() -> frozenset[str]:
+    """The built-in names every script and expression may use."""
+    return frozenset(_BUILTINS)
+
+
 _GUARDS: dict[str, object] = {
     "__builtins__": _BUILTINS,
     "__name__": "gridloop_sandbox",

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from . import audit, readmodels
 from .change import PI, Lock, change_instance
 from .db import Prepared, given, page
-from .errors import Conflict, InvalidInput, NotAllowed, NotFound
+from .errors import Conflict, EngineError, InvalidInput, NotAllowed, NotFound, ProcessError
+from .forms import Form
 from .models import HumanTask, ProcessInstance, from_row
 from .parsing import declared_outputs
 from .runtime import Runtime
@@ -37,6 +38,13 @@ _CLOSE_ANY = Prepared(_CLOSE.returning(*HT.c))
 _LOCK_THROUGH_TASK = Prepared(select(*PI.c).where(PI.c.id == select(HT.c.instance_id)
                                                   .where(HT.c.id == bindparam("task_id")).scalar_subquery())
                               .with_for_update())
+
+
+def form(rt: Runtime, ht: HumanTask) -> Form | None:
+    """The form the task takes (None: a model without one for this task)."""
+    with rt.db.read() as conn:
+        definition_id = conn.execute(select(PI.c.definition_id).where(PI.c.id == ht.instance_id)).scalar_one()
+        return rt.specs.get(rt.db, definition_id, session=conn).forms.get(ht.element_id)
 
 
 def get(rt: Runtime, task_id: str) -> HumanTask:
@@ -137,8 +145,10 @@ def delegate(rt: Runtime, task_id: str, actor: str, to: str, *, force: bool = Fa
 
 
 def complete(rt: Runtime, task_id: str, actor: str, variables: dict[str, Any] | None = None,
-             *, force: bool = False) -> HumanTask:
-    """Complete a task with the submitted variables and run the process on to its next wait."""
+             *, force: bool = False, viewer: Viewer | None = None) -> HumanTask:
+    """Complete a task with the submitted variables and run the process on to its next wait. A task
+    with a form takes exactly its fields, checked and converted (references as `viewer` may name
+    them; None: the system) before anything runs; a bad value changes nothing."""
     variables = check_variables(dict(variables or {}))
     lock = Lock(_LOCK_THROUGH_TASK, {"task_id": task_id})
     with change_instance(rt, "", actor, lock=lock, not_found=f"task {task_id} does not exist") as ch:
@@ -153,9 +163,18 @@ def complete(rt: Runtime, task_id: str, actor: str, variables: dict[str, Any] | 
         task = find_task(ch.workflow, task_id)
         if task is None or not task.task_spec.manual or task.state != TaskState.READY:
             raise Conflict("task is no longer waiting in the process")
-        check_outputs(task, variables)
+        form = ch.model.forms.get(ht.element_id) if ch.model is not None else None
+        if form is not None:
+            variables = form.validate(variables, task.data, resolve=rt.references.resolve(ch.conn, viewer))
+        else:
+            check_outputs(task, variables)
         task.data.update(variables)
-        task.run()
+        try:
+            task.run()
+        except EngineError:
+            raise
+        except Exception as exc:  # the library checks outputs and data mappings here
+            raise ProcessError(f"{type(exc).__name__}: {exc}", element=ht.element_id) from exc
         readmodels.completed_task(ch, task_id)
         ch.record("task.completed", task_id=task_id, element_id=ht.element_id,
                   before={"status": "open", "assignee": ht.assignee}, after={"variables": variables})

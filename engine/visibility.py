@@ -33,6 +33,13 @@ def task_visible(viewer: Viewer, ht: HumanTask) -> bool:
     return _in_scope(viewer, ht.candidate_scope) and (viewer.oversees or ht.candidate_role in viewer.roles)
 
 
+def may_work(viewer: Viewer, role: str | None, scope: str | None) -> bool:
+    """Whether a person could work on a task offered to `role` in `scope` themselves: they hold the
+    role, and the scope lies in their subtree (or they see everything). The one rule for everyone a
+    task is handed to: dispatch, escalation, delegation, claiming for someone."""
+    return role is not None and role in viewer.roles and (viewer.sees_all or _in_scope(viewer, scope))
+
+
 def task_filter(viewer: Viewer) -> ColumnElement[bool]:
     if viewer.sees_all:
         return true()

@@ -15,6 +15,7 @@ from .grids import GridIndexCache
 from .monitoring_rules import FILE_ALARM, AlarmFiler
 from .notices import PLAN, NoticePlanner
 from .operations import register_operations
+from .references import register as register_references
 from .warnings import install as install_warnings
 from .working_time import WorkCalendar
 
@@ -25,5 +26,6 @@ def install(rt: Runtime, *, calendar: Callable[[], WorkCalendar], enforcement: E
     rt.add_job(PLAN, NoticePlanner(quiet or QuietHours(), public_url))
     rt.add_job(FILE_ALARM, AlarmFiler(GridIndexCache(rt.db)))
     install_warnings(rt)
+    register_references(rt.references)
     if close_case not in rt.end_listeners:
         rt.end_listeners.append(close_case)
