@@ -20,6 +20,7 @@ from notifications.install import install as install_notifications
 from workflows.demo_cases import seed_demo_cases
 from workflows.demo_seed import seed_demo
 from workflows.install import install
+from workflows.notices import contacts as notice_contacts
 from workflows.working_time import CalendarService, seed_from_package
 
 from . import database, directory
@@ -46,7 +47,8 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
     install(rt, calendar=calendar.calendar,
             enforcement=EnforcementClient.configured(settings.enforcement_url, settings.enforcement_secret),
             quiet=notify.quiet, public_url=notify.public_url)
-    install_notifications(rt, build_providers(notify, settings.redis_url), DeliveryPolicy(quiet=notify.quiet))
+    install_notifications(rt, build_providers(notify, settings.redis_url), DeliveryPolicy(quiet=notify.quiet),
+                          contacts=notice_contacts)
     rt.references.register(directory.USER)
     return rt
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from . import definitions
 from .change import Change, after_commit, change_instance, new_instance
@@ -195,3 +196,16 @@ def task_history(rt: Runtime, instance_id: str) -> list[HumanTask]:
 
 def definition_of(rt: Runtime, row: ProcessInstance) -> ProcessDefinition:
     return definitions.get(rt, row.definition_id)
+
+
+def annotate_in(session: Session, instance_id: str, actor: str, action: str, at: datetime,
+                **details: Any) -> ProcessInstance:
+    """`annotate` inside the caller's transaction (a use case that writes more with it): locks the
+    instance, appends the event, and answers the locked row; the caller commits or rolls back."""
+    from . import audit
+    from .change import locked_instance
+
+    row = locked_instance(session, instance_id)
+    audit.append_to_instance(session, row, [audit.AuditDraft(action=action, actor=actor, at=at,
+                                                             instance_id=instance_id, details=details)])
+    return row

@@ -9,12 +9,14 @@ their de-duplication key (Aliyun OutId, WeChat Work's duplicate check), so the p
 Retriable failures are retried with exponential backoff and jitter (a provider's own `retry_after`
 wins when longer); a per-member rate limit delays without using up an attempt. A permanent failure
 falls back to the person's next channel; with none left, or when retries run out, it becomes an
-incident that an operator can retry."""
+incident that an operator can retry. A notice that had nobody to reach (channel `none`) looks the
+person's channels up again when it is retried (`Contacts`, given by the domain at composition): an
+operator adds the missing phone number, retries, and it goes out."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,17 +25,20 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from engine import outbox
-from engine.jobs import jittered, job_incident
+from engine.jobs import jittered
 from engine.runtime import Runtime
 
 from .models import Notification
 from .providers.base import OutgoingMessage, PermanentError, Provider, RetriableError, SendResult
-from .queueing import DELIVER, QUEUE, NoticeRequest, add_notification, record
+from .queueing import DELIVER, NO_CHANNEL, QUEUE, NoticeRequest, add_notification, notice_incident, record, text_for
 from .quiet_hours import QuietHours
 
 log = logging.getLogger(__name__)
 
 RATE_LIMITED = "member_rate_limit"
+
+# The channels a notification's recipient has now, in their order of preference.
+Contacts = Callable[[Session, Notification], Sequence[tuple[str, str]]]
 
 
 @dataclass(frozen=True)
@@ -53,9 +58,11 @@ class Deliverer:
 
     marks_done = True  # every outcome marks its outbox row done in its own transaction
 
-    def __init__(self, providers: Mapping[str, Provider], policy: DeliveryPolicy | None = None) -> None:
+    def __init__(self, providers: Mapping[str, Provider], policy: DeliveryPolicy | None = None,
+                 contacts: Contacts | None = None) -> None:
         self.providers = dict(providers)
         self.policy = policy or DeliveryPolicy()
+        self.contacts = contacts
 
     def __call__(self, rt: Runtime, payload: dict[str, Any]) -> None:
         message = self._claim(rt, payload)
@@ -63,6 +70,8 @@ class Deliverer:
             return
         provider = self.providers.get(message.channel)
         try:
+            if message.channel == NO_CHANNEL:
+                raise PermanentError("no channel to reach the recipient")
             if provider is None:
                 raise PermanentError(f"no provider is configured for channel {message.channel}")
             result = provider.send(message)
@@ -82,7 +91,9 @@ class Deliverer:
             n = s.get(Notification, payload["notification_id"], with_for_update=True)
             if n is not None and n.status == "failed" and payload.get("retried_incident"):
                 n.status, n.attempts = "queued", 0  # an operator retries it: a fresh set of attempts
-                record(s, n, now, "queued", retried_incident=payload["retried_incident"])
+                if n.channel == NO_CHANNEL and self.contacts is not None:
+                    self._reach_again(s, n)
+                record(s, n, now, "queued", retried_incident=payload["retried_incident"], channel=n.channel)
             if n is not None and n.status == "sending" and n.lease_until is not None and n.lease_until > now:
                 # Another delivery holds it, alive or killed: leave this job's row for the lease sweeper,
                 # which hands it out again after the lease (by then a dead holder's lease has run out).
@@ -95,6 +106,13 @@ class Deliverer:
             return OutgoingMessage(notification_id=n.id, channel=n.channel, recipient=n.address, text=n.text,
                                    title=n.title, url=n.url, kind=n.kind,
                                    params={k: str(v) for k, v in n.data.items() if v is not None})
+
+    def _reach_again(self, s: Session, n: Notification) -> None:
+        """A notice that had nobody to reach, retried: on the channels the person has now, if any."""
+        channels = list(self.contacts(s, n)) if self.contacts else []
+        if channels:
+            (n.channel, n.address), rest = channels[0], channels[1:]
+            n.fallbacks, n.text = [list(c) for c in rest], text_for(n.channel, n.kind, n.data, n.locale)
 
     def _sent(self, rt: Runtime, payload: dict[str, Any], result: SendResult) -> None:
         with _outcome(rt, payload) as (s, n, now):
@@ -113,9 +131,7 @@ class Deliverer:
             elif n.attempts >= self.policy.max_attempts:
                 n.status, n.last_error, n.lease_until = "failed", str(exc), None
                 record(s, n, now, "failed", error=str(exc), attempts=n.attempts)
-                job_incident(s, now, job=DELIVER, queue=QUEUE, payload={"notification_id": n.id},
-                             error=f"{n.channel} to {n.recipient}: {exc}", attempts=n.attempts,
-                             instance_id=n.instance_id)
+                notice_incident(s, now, n, f"{n.channel} to {n.recipient}: {exc}")
                 return
             at = now + self.policy.retry_delay(max(n.attempts, 1), exc.retry_after)
             n.status, n.last_error, n.lease_until = "queued", str(exc), None
@@ -138,8 +154,7 @@ def fail(s: Session, n: Notification, now: datetime, error: str, quiet: QuietHou
         channel, *rest = request.channels
         return add_notification(s, now, request, f"{n.key.rsplit(':', 1)[0]}:{channel[0]}", channel, rest, quiet,
                                 fallback_of=n.id)
-    job_incident(s, now, job=DELIVER, queue=QUEUE, payload={"notification_id": n.id},
-                 error=f"{n.channel} to {n.recipient} refused: {error}", attempts=n.attempts, instance_id=n.instance_id)
+    notice_incident(s, now, n, f"{n.channel} to {n.recipient} refused: {error}")
     return None
 
 

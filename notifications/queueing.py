@@ -1,6 +1,10 @@
 """Asking for notices: one notification row per recipient (first channel of their preference; the
 rest are its fallbacks) and one delivery job each, written in the caller's transaction. Asking
-twice with the same key changes nothing, so a repeated job never notifies twice."""
+twice with the same key changes nothing, so a repeated job never notifies twice.
+
+A notice that cannot be sent is an incident, never only a log line: nobody to reach (no channel),
+every channel refused, or retries run out. One open incident per notification, so a repeated
+failure cannot multiply them; an operator's retry resolves it and starts over."""
 
 from __future__ import annotations
 
@@ -11,10 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine import outbox
+from engine.jobs import job_incident
+from engine.models import Incident
 
 from . import templates
 from .models import Notification, NotificationEvent
@@ -25,6 +31,8 @@ log = logging.getLogger(__name__)
 QUEUE = "notify"
 DELIVER = "notify.deliver"
 SMS_MAX_SEGMENTS = 3
+NO_CHANNEL = "none"  # the channel of a notice for someone we have no way to reach
+NO_CHANNEL_REASON = "no channel"  # nobody of that name, or no phone or WeChat id to reach them
 
 
 @dataclass(frozen=True)
@@ -46,21 +54,42 @@ class NoticeRequest:
                    data=n.data, locale=n.locale, urgent=n.urgent, case_id=n.case_id, instance_id=n.instance_id)
 
 
+@dataclass(frozen=True)
+class Queued:
+    """What asking for one notice did: `notification_id` is set when it was queued on a channel
+    the recipient has; otherwise `reason` says why not (it is then a failed notice and an incident)."""
+
+    request: NoticeRequest
+    notification_id: str | None = None
+    reason: str | None = None
+    repeat: bool = False  # asked before with the same key: nothing new
+
+
 def queue_notices(s: Session, now: datetime, requests: Sequence[NoticeRequest], quiet: QuietHours) -> list[str]:
     """Write the notifications and their delivery jobs; answers the ids of those newly queued."""
-    keys = [f"{r.key}:{r.channels[0][0]}" if r.channels else f"{r.key}:none" for r in requests]
-    known = set(s.scalars(select(Notification.key).where(Notification.key.in_(keys)))) if keys else set()
-    queued = []
+    return [q.notification_id for q in queue_each(s, now, requests, quiet) if q.notification_id and not q.repeat]
+
+
+def queue_each(s: Session, now: datetime, requests: Sequence[NoticeRequest], quiet: QuietHours) -> list[Queued]:
+    """`queue_notices`, answering what became of each request."""
+    keys = [f"{r.key}:{r.channels[0][0]}" if r.channels else f"{r.key}:{NO_CHANNEL}" for r in requests]
+    known = dict(s.execute(select(Notification.key, Notification.id).where(Notification.key.in_(keys))).all()
+                 ) if keys else {}
+    out = []
     for request, key in zip(requests, keys, strict=True):
         if key in known:
-            continue
-        if not request.channels:
+            out.append(Queued(request, known[key] if request.channels else None,
+                              None if request.channels else NO_CHANNEL_REASON, repeat=True))
+        elif not request.channels:
             log.warning("a notice has nobody to reach", extra={"recipient": request.recipient, "kind": request.kind})
-            add_notification(s, now, request, key, ("none", ""), [], quiet, error="no channel to reach the recipient")
-            continue
-        first, *rest = request.channels
-        queued.append(add_notification(s, now, request, key, first, rest, quiet).id)
-    return queued
+            error = "no channel to reach the recipient"
+            n = add_notification(s, now, request, key, (NO_CHANNEL, ""), [], quiet, error=error)
+            notice_incident(s, now, n, f"{request.kind} notice to {request.recipient}: {error}")
+            out.append(Queued(request, reason=NO_CHANNEL_REASON))
+        else:
+            first, *rest = request.channels
+            out.append(Queued(request, add_notification(s, now, request, key, first, rest, quiet).id))
+    return out
 
 
 def add_notification(s: Session, now: datetime, request: NoticeRequest, key: str, channel: tuple[str, str],
@@ -69,8 +98,7 @@ def add_notification(s: Session, now: datetime, request: NoticeRequest, key: str
     """One notification on `channel`, its first event and (unless it cannot be sent) its delivery job."""
     name, address = channel
     notice = templates.render(request.kind, request.data, request.locale)
-    text = (templates.render_sms(request.kind, request.data, request.locale, max_segments=SMS_MAX_SEGMENTS)
-            if name == "sms" else notice.text)
+    text = text_for(name, request.kind, request.data, request.locale)
     send_after = now if request.urgent else quiet.release(now)
     n = Notification(id=str(uuid.uuid4()), key=key, kind=request.kind, case_id=request.case_id,
                      instance_id=request.instance_id, recipient=request.recipient, channel=name, address=address,
@@ -90,3 +118,33 @@ def add_notification(s: Session, now: datetime, request: NoticeRequest, key: str
 def record(s: Session, n: Notification, now: datetime, status: str, **detail: Any) -> None:
     s.add(NotificationEvent(notification_id=n.id, status=status, at=now,
                             detail={k: v for k, v in detail.items() if v is not None}))
+
+
+def text_for(channel: str, kind: str, data: Mapping[str, Any], locale: str) -> str:
+    """The text as sent on `channel`: SMS cut to fit its segments, the full notice elsewhere."""
+    if channel == "sms":
+        return templates.render_sms(kind, data, locale, max_segments=SMS_MAX_SEGMENTS)
+    return templates.render(kind, data, locale).text
+
+
+def notice_incident(s: Session, now: datetime, n: Notification, error: str) -> Incident:
+    """The open incident of `n`: the existing one, or a new one whose retry runs `notify.deliver`
+    again with a fresh set of attempts (engine.incidents.retry)."""
+    found = s.scalar(select(Incident).where(*_open_notice_incidents(), _of_notification(n.id)).limit(1))
+    if found is not None:
+        return found
+    return job_incident(s, now, job=DELIVER, queue=QUEUE, payload={"notification_id": n.id}, error=error,
+                        attempts=n.attempts, instance_id=n.instance_id)
+
+
+def open_incidents(s: Session) -> int:
+    """Open incidents of notices (also counted among all open incidents)."""
+    return s.scalar(select(func.count()).where(*_open_notice_incidents())) or 0
+
+
+def _open_notice_incidents() -> tuple:
+    return Incident.status == "open", Incident.kind == "job", Incident.operation == DELIVER
+
+
+def _of_notification(notification_id: str):
+    return Incident.payload["payload"]["notification_id"].as_string() == notification_id

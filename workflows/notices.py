@@ -20,7 +20,8 @@ from engine import outbox
 from engine.operations import OperationContext
 from engine.runtime import Runtime
 from notifications import templates
-from notifications.queueing import QUEUE, NoticeRequest, queue_notices
+from notifications.models import Notification
+from notifications.queueing import QUEUE, NoticeRequest, Queued, queue_each, queue_notices
 from notifications.quiet_hours import QuietHours
 
 from .cases import Case, CaseAlarm
@@ -31,6 +32,7 @@ from .working_time import CHINA
 
 PLAN = "notice.plan"
 CHANNEL_ORDER = ("wechat_work", "sms")  # staff default: WeChat Work, then SMS
+NOBODY = "nobody"  # the recipient of a notice for someone who is not (or no longer) on the staff list
 
 
 def notify_operation(params: Mapping[str, Any], ctx: OperationContext) -> None:
@@ -77,7 +79,7 @@ def plan(s: Session, now: datetime, key: str, params: Mapping[str, Any], instanc
                         category=case.category if case else None)
     requests = [request(p.username or f"person:{p.id}", staff_channels(p)) for p in people]
     if not requests and (params.get("to") or params.get("scope")):  # a failed notice, for the case and the logs
-        requests.append(request("nobody", []))
+        requests.append(request(NOBODY, []))
     if params.get("reporter") and case is not None:  # cases from monitoring have no reporter to tell
         for n, reporter in enumerate(reporters(s, case)):
             requests.append(request(f"citizen:{case.id}" + (f":{n}" if n else ""), citizen_channels(reporter)))
@@ -98,12 +100,12 @@ def reporters(s: Session, case: Case) -> list[Mapping[str, Any]]:
 
 
 def urge(s: Session, now: datetime, *, key: str, case_id: str, people: list[str], note: str, urged_by: str,
-         due: str | None, quiet: QuietHours, public_url: str = "") -> list[str]:
-    """督办 by a leader or supervisor: each person working on the case is told, now (queued in `s`)."""
-    requests = [r for person in people for r in plan(s, now, f"{key}:{person}", {
+         due: str | None, quiet: QuietHours, public_url: str = "") -> dict[str, list[Queued]]:
+    """督办 by a leader or supervisor: each person working on the case is told, now (queued in `s`);
+    answers what became of the notice to each of them."""
+    return {person: queue_each(s, now, plan(s, now, f"{key}:{person}", {
         "kind": templates.URGE, "case_id": case_id, "to": person, "comment": note, "urged_by": urged_by,
-        "due": due or ""}, None, public_url)]
-    return queue_notices(s, now, requests, quiet)
+        "due": due or ""}, None, public_url), quiet) for person in people}
 
 
 def recipients(s: Session, at: datetime, *, to: str | None, scope: str | None, category: str | None) -> list[Person]:
@@ -132,6 +134,22 @@ def staff_channels(p: Person) -> list[tuple[str, str]]:
     addresses = {"wechat_work": p.wecom_id, "sms": p.phone}
     order = [c.strip() for c in (p.channels or "").split(",") if c.strip()] or list(CHANNEL_ORDER)
     return [(c, addresses[c]) for c in order if addresses.get(c)]
+
+
+def contacts(s: Session, n: Notification) -> list[tuple[str, str]]:
+    """The channels `n`'s recipient has now (notifications.delivery.Contacts): a member of staff
+    by username, a reporter of the case by their place among its reporters; none for nobody."""
+    if n.recipient.startswith("citizen:"):
+        _, case_id, *nth = n.recipient.split(":")
+        case = s.get(Case, case_id)
+        found = reporters(s, case) if case is not None else []
+        index = int(nth[0]) if nth and nth[0].isdigit() else 0
+        return citizen_channels(found[index]) if index < len(found) else []
+    if n.recipient.startswith("person:"):
+        person = s.get(Person, int(n.recipient.removeprefix("person:"))) if n.recipient[7:].isdigit() else None
+    else:
+        person = s.scalar(select(Person).where(Person.username == n.recipient))
+    return staff_channels(person) if person is not None and person.active else []
 
 
 def citizen_channels(reporter: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
 from flask import Blueprint, current_app, jsonify
 from marshmallow import Schema, fields, validate
 from sqlalchemy import select
 
 from engine import instances
 from engine.db import given, page
-from engine.errors import Conflict, InvalidInput, NotFound
-from workflows import notices
+from engine.errors import InvalidInput, NotFound
+from workflows import urging
 from workflows.case_closing import COUNTERS, OUTCOMES, CaseAssessment, task_on_time
 from workflows.cases import SOURCES, Alarm, Case, UnknownCategory, file_alarm
 
@@ -170,28 +168,31 @@ class UrgeSchema(Strict):
     note = fields.String(required=True, validate=validate.Length(min=1, max=1000))
 
 
+class NotNotifiedView(Schema):
+    user = fields.String()
+    reason = fields.String(metadata={"description": f"{urging.NO_CHANNEL!r} (no phone or WeChat Work id on record) "
+                                                    f"or {urging.NOT_STAFF!r}"})
+
+
+class UrgedView(Schema):
+    case_id = fields.String(data_key="caseId")
+    tasks = fields.List(fields.String(), data_key="urged", metadata={"description": "the open tasks urged"})
+    notified = fields.List(fields.String(), metadata={
+        "description": "who was told: a notice is queued on a channel they have (delivery follows; see "
+                       "GET /notifications?caseId=)"})
+    not_notified = fields.List(fields.Nested(NotNotifiedView), data_key="notNotified",
+                               metadata={"description": "who could not be told, and why (each is an incident)"})
+    notifications = fields.List(fields.String(), metadata={"description": "the ids of the notices queued"})
+
+
 @bp.post("/cases/<case_id>/urge")
 @roles("supervisor", "leader")
 @idempotent
-@doc("督办: urge the people working on an open case; recorded on its timeline", body=UrgeSchema)
+@doc("督办: urge the people working on an open case; recorded on its timeline together with a notice to each",
+     body=UrgeSchema, response=UrgedView, status=201)
 def urge(case_id: str):
     args = json_body(UrgeSchema())
-    with runtime().db.session() as s:
-        case = s.scalar(_scope_filter(current(), select(Case).where(Case.id == case_id)))
-    if case is None or case.instance_id is None:
-        raise NotFound(f"case {case_id} does not exist")
-    rt = runtime()
-    if instances.get(rt, case.instance_id).status != "running":
-        raise Conflict("the case is closed")
-    open_tasks = instances.open_tasks(rt, case.instance_id)
-    people = sorted({t.assignee for t in open_tasks if t.assignee})
-    instances.annotate(rt, case.instance_id, current().name, "case.urged", note=args["note"],
-                       tasks=[t.element_id for t in open_tasks], assignees=people)
-    due = min((t.due_at for t in open_tasks if t.due_at), default=None)
     notify = current_app.config["GRIDLOOP_SETTINGS"].notify
-    with rt.db.transaction() as s:
-        queued = notices.urge(s, rt.clock.now(), key=f"urge:{case_id}:{uuid.uuid4().hex}", case_id=case_id,
-                              people=people, note=args["note"], urged_by=current().name,
-                              due=due.isoformat() if due else None, quiet=notify.quiet, public_url=notify.public_url)
-    return jsonify({"caseId": case_id, "urged": [t.element_id for t in open_tasks], "notified": people,
-                    "notifications": queued}), 201
+    urged = urging.urge_case(runtime(), current().viewer, case_id, args["note"], quiet=notify.quiet,
+                             public_url=notify.public_url)
+    return jsonify(UrgedView().dump(urged)), 201

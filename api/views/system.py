@@ -12,7 +12,7 @@ from engine import timers
 from engine.models import HumanTask, Incident, Message, OutboxEntry, ProcessInstance
 from notifications.models import STATUSES as NOTIFICATION_STATUSES
 from notifications.models import Notification
-from notifications.queueing import DELIVER
+from notifications.queueing import open_incidents as open_notice_incidents
 
 from .. import accounts, schemas
 from ..auth import issue_tokens, public, user_from_token
@@ -91,9 +91,9 @@ def _counts() -> dict[str, int]:
 
 
 def _notice_incidents(s) -> int:
-    """Open incidents of notices that failed on every channel or ran out of retries (job incidents,
-    also counted in incidents_open)."""
-    return s.scalar(select(func.count()).where(Incident.status == "open", Incident.operation == DELIVER)) or 0
+    """Open incidents of notices that had nobody to reach, failed on every channel or ran out of
+    retries (job incidents, also counted in incidents_open)."""
+    return open_notice_incidents(s)
 
 
 def _notification_counts(s) -> dict[str, int]:
@@ -132,7 +132,13 @@ def health():
     body = {"status": "ok" if status == 200 else "degraded", "checks": checks, "warnings": warnings}
     if status == 200:
         with rt.db.session() as s:
-            body["notifications"] = {"by_status": _notification_counts(s), "incidents_open": _notice_incidents(s)}
+            failed = _notice_incidents(s)
+            body["notifications"] = {"by_status": _notification_counts(s), "incidents_open": failed}
+        if failed:  # served, but people are not being told: degraded (200; only a dead dependency is 503)
+            body["status"] = "degraded"
+            body.setdefault("reasons", []).append(
+                f"{failed} notice{'s' if failed > 1 else ''} could not be sent (open notification incidents: "
+                "GET /api/v1/incident)")
     return jsonify(body), status
 
 

@@ -1,0 +1,127 @@
+"""A notice that cannot be sent cannot hide: nobody to reach and retries run out each raise one
+incident, /health says degraded and names how many, /metrics counts them, and an operator's retry
+gives fresh attempts (a notice that had no channel finds the person's new phone number)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from api import create_app
+from api.settings import Settings
+from engine import incidents
+from engine.models import Incident, OutboxEntry
+from engine.queues import run_job
+from notifications.config import NotifySettings
+from notifications.delivery import DeliveryPolicy
+from notifications.install import install
+from notifications.quiet_hours import QuietHours
+from tests.city import inside
+from tests.notifications.fakes import FakeTwilio, FakeWeChatWork, wechat_error
+from tests.notifications.test_pipeline import SID, TOKEN, contact, dispatched, notifications, providers, run_jobs
+from workflows.notices import contacts
+
+
+@pytest.fixture
+def fakes():
+    with FakeWeChatWork("corp", "secret", users={"wx-insp"}) as wecom, FakeTwilio(SID, TOKEN) as twilio:
+        yield wecom, twilio
+
+
+@pytest.fixture
+def loop(city, db, fakes):
+    rt, index = city
+    install(rt, providers(*fakes), DeliveryPolicy(max_attempts=3, quiet=QuietHours(None)), contacts=contacts)
+    unit, lon, lat = inside(db, index)
+    return rt, index, unit, lon, lat
+
+
+@pytest.fixture
+def health(loop, db):
+    rt = loop[0]
+    app = create_app(Settings(database_url=db.url, secret_key="test", deploy_bundled=False,
+                              notify=NotifySettings(quiet_hours="off")), runtime=rt)
+    client = app.test_client()
+
+    def read() -> tuple[dict, str]:
+        return client.get("/health").get_json(), client.get("/metrics").get_data(as_text=True)
+    return read
+
+
+def open_incidents(db) -> list[Incident]:
+    with db.session() as s:
+        return list(s.scalars(select(Incident).where(Incident.status == "open")))
+
+
+def test_a_notice_to_someone_without_a_channel_is_one_incident_until_an_operator_retries(loop, db, fakes, health):
+    rt, index, unit, lon, lat = loop
+    _wecom, twilio = fakes
+    assert health()[0]["status"] == "ok"
+    case = dispatched(rt, index, lon, lat)  # the demo's inspectors have no phone and no WeChat id
+    run_jobs(rt)
+    (n,) = notifications(db, case_id=case.id)
+    assert (n.recipient, n.channel, n.status) == (f"insp-{unit}", "none", "failed")
+    (incident,) = open_incidents(db)
+    assert (incident.kind, incident.operation, incident.instance_id) == ("job", "notify.deliver", case.instance_id)
+    assert incident.message == f"dispatch notice to insp-{unit}: no channel to reach the recipient"
+    body, metrics = health()
+    assert body["status"] == "degraded" and body["reasons"] == [
+        "1 notice could not be sent (open notification incidents: GET /api/v1/incident)"]
+    assert body["notifications"]["incidents_open"] == 1 and body["notifications"]["by_status"]["failed"] == 1
+    assert "gridloop_notification_incidents_open 1" in metrics.splitlines()
+    assert 'gridloop_notifications{status="failed"} 1' in metrics.splitlines()
+
+    with db.session() as s:  # the plan job delivered again (at-least-once): no second notice, no second incident
+        plan = s.scalars(select(OutboxEntry).where(OutboxEntry.job == "notice.plan")).one()
+    run_job(rt, "notice.plan", plan.payload)
+    assert len(notifications(db, case_id=case.id)) == 1 and len(open_incidents(db)) == 1
+
+    contact(db, f"insp-{unit}", phone="+8613800000009")  # the operator adds the number and retries
+    incidents.retry(rt, incident.id, "ops")
+    run_jobs(rt)
+    (n,) = notifications(db, case_id=case.id)
+    assert (n.channel, n.address, n.status, n.attempts) == ("sms", "+8613800000009", "sent", 1)
+    (sms,) = twilio.messages
+    assert sms["To"] == "+8613800000009" and case.id in sms["Body"]
+    assert open_incidents(db) == [] and health()[0]["status"] == "ok"
+
+
+def test_a_retried_notice_whose_person_still_has_no_channel_is_an_incident_again(loop, db, health):
+    rt, index, _unit, lon, lat = loop
+    case = dispatched(rt, index, lon, lat)
+    run_jobs(rt)
+    (incident,) = open_incidents(db)
+    incidents.retry(rt, incident.id, "ops")
+    run_jobs(rt)
+    (again,) = open_incidents(db)
+    assert again.id != incident.id and "no channel to reach the recipient" in again.message
+    (n,) = notifications(db, case_id=case.id)
+    assert (n.channel, n.status) == ("none", "failed")
+    assert health()[0]["reasons"] == ["1 notice could not be sent (open notification incidents: GET /api/v1/incident)"]
+
+
+def test_retries_run_out_into_one_incident_and_a_retry_gives_fresh_attempts(loop, db, clock, fakes, health):
+    rt, index, unit, lon, lat = loop
+    wecom, _twilio = fakes
+    contact(db, f"insp-{unit}", wecom_id="wx-insp")
+    wecom.fail_next(*[wechat_error(-1, "system busy")] * 3)
+    case = dispatched(rt, index, lon, lat)
+    for _ in range(3):
+        run_jobs(rt)
+        clock.advance(timedelta(hours=1))
+    (n,) = notifications(db, case_id=case.id)
+    assert (n.status, n.attempts) == ("failed", 3)
+    (incident,) = open_incidents(db)
+    assert incident.message.startswith(f"wechat_work to insp-{unit}") and "busy" in incident.message
+    run_job(rt, "notify.deliver", {"notification_id": n.id, "attempt": 3})  # a late repeat of the last delivery
+    assert len(open_incidents(db)) == 1 and wecom.messages == []
+    body, metrics = health()
+    assert body["status"] == "degraded" and "gridloop_notification_incidents_open 1" in metrics.splitlines()
+
+    incidents.retry(rt, incident.id, "ops")
+    run_jobs(rt)
+    (n,) = notifications(db, case_id=case.id)
+    assert (n.status, n.attempts) == ("sent", 1) and len(wecom.delivered_to("wx-insp")) == 1
+    assert health()[0]["status"] == "ok"
