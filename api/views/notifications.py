@@ -256,24 +256,7 @@ def twilio_receipt():
         TwilioStatusSchema().load(form.to_dict())
         raise InvalidInput(str(exc)) from None
     TwilioStatusSchema().load(form.to_dict())
-    status = receipts.TWILIO.get(receipt.status)
-    if status is None:
-        log.warning("Twilio status callback with a status we do not know",
-                    extra={"status": receipt.status, "message_sid": receipt.message_sid})
-        return "", 204
-    rt = runtime()
-    with rt.db.transaction() as s:
-        n = receipts.find(s, notification_id=receipt.notification_id) if receipt.notification_id else None
-        n = n or receipts.find(s, provider="twilio", provider_message_id=receipt.message_sid)
-        if n is None:
-            log.warning("Twilio status callback for no notification of ours", extra={
-                "message_sid": receipt.message_sid, "notification_id": receipt.notification_id})
-            return "", 204
-        changed = receipts.apply_receipt(s, rt.clock.now(), n, status, cfg.quiet, provider="twilio",
-                                         provider_status=receipt.status, message_sid=receipt.message_sid,
-                                         code=receipt.error_code)
-    if changed:
-        rt.wake()  # a failure may have queued the next channel
+    receipts.twilio_status(runtime(), receipt, cfg.quiet)
     return "", 204
 
 
@@ -321,22 +304,5 @@ def aliyun_receipt():
         return jsonify({"error": {"code": "bad_request", "message": "the body must be a JSON array"}}), 400
     check_json(items)
     AliyunReportSchema(many=True).load(items)
-    rt = runtime()
-    changed = False
-    with rt.db.transaction() as s:
-        now = rt.clock.now()
-        for report in parse_sms_report(raw):
-            n = receipts.find(s, provider="aliyun", provider_message_id=report.biz_id)
-            if n is None and report.notification_id:  # the receipt may beat the send's own record
-                n = receipts.find(s, notification_id=report.notification_id)
-                n = n if n is not None and n.channel == Channel.SMS else None
-            if n is None:
-                log.warning("Aliyun receipt for no notification of ours",
-                            extra={"biz_id": report.biz_id, "out_id": report.notification_id})
-                continue
-            changed |= receipts.apply_receipt(s, now, n, "delivered" if report.delivered else "failed", cfg.quiet,
-                                              provider="aliyun", biz_id=report.biz_id, code=report.err_code,
-                                              error_message=report.err_msg, report_time=report.report_time)
-    if changed:
-        rt.wake()
+    receipts.aliyun_report(runtime(), parse_sms_report(raw), cfg.quiet)
     return jsonify(REPORT_ACK), 200
