@@ -130,7 +130,8 @@ def text_for(channel: str, kind: str, data: Mapping[str, Any], locale: str) -> s
 def notice_incident(s: Session, now: datetime, n: Notification, error: str) -> Incident:
     """The open incident of `n`: the existing one, or a new one whose retry runs `notify.deliver`
     again with a fresh set of attempts (engine.incidents.retry)."""
-    found = s.scalar(select(Incident).where(*_open_notice_incidents(), _of_notification(n.id)).limit(1))
+    found = s.scalar(select(Incident).where(*_open_notice_incidents(), Incident.kind == "job",
+                                            _of_notification(n.id)).limit(1))
     if found is not None:
         return found
     return job_incident(s, now, job=DELIVER, queue=QUEUE, payload={"notification_id": n.id}, error=error,
@@ -138,12 +139,13 @@ def notice_incident(s: Session, now: datetime, n: Notification, error: str) -> I
 
 
 def open_incidents(s: Session) -> int:
-    """Open incidents of notices (also counted among all open incidents)."""
+    """Open incidents of notices (also counted among all open incidents): failed ones, and delivery
+    jobs that never finished (`job_lost`, raised by the outbox sweeper)."""
     return s.scalar(select(func.count()).where(*_open_notice_incidents())) or 0
 
 
 def _open_notice_incidents() -> tuple:
-    return Incident.status == "open", Incident.kind == "job", Incident.operation == DELIVER
+    return Incident.status == "open", Incident.operation == DELIVER
 
 
 def _of_notification(notification_id: str):

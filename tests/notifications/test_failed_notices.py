@@ -17,6 +17,8 @@ from engine.queues import run_job
 from notifications.config import NotifySettings
 from notifications.delivery import DeliveryPolicy
 from notifications.install import install
+from notifications.queueing import notice_incident
+from notifications.queueing import open_incidents as open_notice_incidents
 from notifications.quiet_hours import QuietHours
 from tests.city import inside
 from tests.notifications.fakes import FakeTwilio, FakeWeChatWork, wechat_error
@@ -133,3 +135,17 @@ def test_retries_run_out_into_one_incident_and_a_retry_gives_fresh_attempts(loop
     (n,) = notifications(db, case_id=case.id)
     assert (n.status, n.attempts) == ("sent", 1) and len(wecom.delivered_to("wx-insp")) == 1
     assert notices_fine(health()[0])
+
+
+def test_a_notice_has_one_open_incident_and_lost_delivery_jobs_count_too(loop, db, clock):
+    rt, index, _unit, lon, lat = loop
+    case = dispatched(rt, index, lon, lat)
+    run_jobs(rt)
+    (n,) = notifications(db, case_id=case.id)
+    with db.transaction() as s:  # asked again while its incident is open: the same incident
+        first = notice_incident(s, clock.now(), n, "again")
+        assert notice_incident(s, clock.now(), n, "and again") is first and first.message != "again"
+        s.add(Incident(kind="job_lost", operation="notify.deliver", message="never finished", attempts=5,
+                       payload={"notification_id": "x", "attempt": 1}, status="open", created_at=clock.now()))
+    with db.session() as s:
+        assert open_notice_incidents(s) == 2
