@@ -1,6 +1,15 @@
 """The scheduler process: wakes exactly at the earliest timer deadline (not by fixed polling),
-relays the outbox, expires buffered messages. A PostgreSQL advisory lock held on a dedicated
-connection makes one scheduler active; the others stand by and take over if it dies."""
+relays the outbox, expires buffered messages, runs the chores. A PostgreSQL advisory lock held on
+a dedicated connection makes one scheduler active; the others stand by and take over if it dies
+or stalls.
+
+One loop thread ticks and then sleeps until the next deadline, a wake-up (NOTIFY or an in-process
+commit) or `max_sleep`, whichever comes first. Ticks used to be APScheduler `date` jobs that
+re-added themselves from inside their own run; a re-added job that came due while the running one
+still counted as an instance was skipped and, being one-shot, dropped, and nothing ticked again
+while the process kept the lock. A loop has no chain to break: a tick that raises or overruns is
+followed by the next one. A keeper thread holds the lock only while ticks complete: a tick still
+running after `stall_after` makes it let go, and the loop ticks again only once the lock is back."""
 
 from __future__ import annotations
 
@@ -9,9 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import text
 
 from . import messages, outbox, timers
@@ -22,7 +30,10 @@ from .runtime import Runtime
 log = logging.getLogger(__name__)
 
 SCHEDULER_LOCK_KEY = 0x6772_6964_0003
-HOUSEKEEPING_EVERY_S = 60.0
+HOUSEKEEPING_EVERY = timedelta(seconds=60)
+BATCH = 200  # timers fired / rows relayed per pass; a full batch means more is due at once
+IDLE_FLOOR_S = 0.05  # a pass that moved nothing while something is due waits this long (no hot spin)
+LEADER_CHECK_S = 1.0  # how often the active scheduler checks its lock connection and its loop
 
 
 @dataclass
@@ -35,7 +46,8 @@ class TickResult:
 
 class Leadership:
     """Holds the scheduler advisory lock on its own connection (PostgreSQL); always granted on SQLite,
-    where the embedded runner is the only process."""
+    where the embedded runner is the only process. The connection is detached from the pool, so
+    closing it ends the session and frees the lock even when the unlock itself fails."""
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
@@ -47,8 +59,13 @@ class Leadership:
         if self._conn is not None:
             return True
         conn = self._rt.db.engine.connect()
-        got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": SCHEDULER_LOCK_KEY}).scalar()
-        conn.commit()
+        conn.detach()
+        try:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": SCHEDULER_LOCK_KEY}).scalar()
+            conn.commit()
+        except Exception:
+            conn.close()
+            raise
         if got:
             self._conn = conn
             return True
@@ -64,53 +81,78 @@ class Leadership:
             self._conn.execute(text("SELECT 1"))
             self._conn.commit()
             return True
-        except Exception:
-            self._conn = None
+        except Exception:  # the session is gone, and the lock with it
+            self._drop()
             return False
 
     def release(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEDULER_LOCK_KEY})
-                self._conn.commit()
-            finally:
-                self._conn.close()
-                self._conn = None
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": SCHEDULER_LOCK_KEY})
+            self._conn.commit()
+        except Exception:
+            log.warning("scheduler lock: unlock failed; closing the connection frees it", exc_info=True)
+        finally:
+            self._drop()
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            conn.close()
+        except Exception:
+            log.debug("closing the lock connection failed", exc_info=True)
 
 
 class Scheduler:
     def __init__(self, rt: Runtime, queue: JobQueue, *, max_sleep: timedelta = timedelta(seconds=30),
-                 standby_poll: timedelta = timedelta(seconds=5),
-                 housekeeping: list[Callable[[], object]] | None = None) -> None:
-        """`housekeeping`: chores of other layers (purging old records...), run about once a minute."""
+                 standby_poll: timedelta = timedelta(seconds=5), stall_after: timedelta | None = None,
+                 housekeeping: list[Callable[[], object]] | None = None,
+                 housekeeping_every: timedelta = HOUSEKEEPING_EVERY) -> None:
+        """`stall_after`: a tick running longer than this gives up the lead (default 3 x `max_sleep`).
+        `housekeeping`: chores of other layers (purging old records...), run every `housekeeping_every`."""
         self.rt = rt
         self.queue = queue
         self.max_sleep = max_sleep
         self.standby_poll = standby_poll
+        self.stall_after = stall_after if stall_after is not None else 3 * max_sleep
         self.leadership = Leadership(rt)
         self.housekeeping = list(housekeeping or [])
+        self.housekeeping_every = housekeeping_every
+        self.ticks = 0  # completed ticks of the loop (not of direct `tick()` calls)
+        self.last_tick_at: datetime | None = None  # by the runtime's clock
         self._last_housekeeping = float("-inf")
-        self._aps = BackgroundScheduler(timezone=UTC)
         self._stop = threading.Event()
-        self._busy = threading.Lock()  # held while a job of ours runs; stop() waits for it
-        self._woken = threading.Event()  # a wake-up that arrived while a tick was running
-        self._listener: threading.Thread | None = None
+        self._wake = threading.Event()  # set by wake(); cleared when a tick starts, so none is lost
+        self._leading = threading.Event()  # the lock is ours and the loop may start ticks
+        self._state = threading.Lock()  # orders "start a tick" against "give up the lead"
+        self._tick_started: float | None = None  # monotonic; None between ticks
+        self._threads: list[threading.Thread] = []
+        self._loop: threading.Thread | None = None
 
     # -- one pass --------------------------------------------------------------------------------
     def tick(self) -> TickResult:
-        """Fire due timers, relay the outbox, expire messages; return when to come back."""
-        fired = timers.fire_due(self.rt)
-        relayed = outbox.relay(self.rt, self.queue)
-        expired = messages.expire(self.rt)
-        if time.monotonic() - self._last_housekeeping >= HOUSEKEEPING_EVERY_S:
+        """Fire due timers, relay the outbox, expire messages, run chores when due; return when to
+        come back. Run by the loop, it stops between steps once the lead is lost."""
+        fired = timers.fire_due(self.rt, BATCH)
+        relayed = outbox.relay(self.rt, self.queue, BATCH) if self._may_go_on() else 0
+        expired = messages.expire(self.rt) if self._may_go_on() else 0
+        if self._may_go_on() and time.monotonic() - self._last_housekeeping >= self.housekeeping_every.total_seconds():
             self._last_housekeeping = time.monotonic()
-            outbox.sweep_expired_leases(self.rt, self.rt.job_lease)
-            for chore in self.housekeeping:  # one failing chore (a database hiccup) does not stop the others
-                try:
-                    chore()
-                except Exception:
-                    log.exception("housekeeping chore failed", extra={"chore": getattr(chore, "__name__", "?")})
-        return TickResult(fired, relayed, expired, self._next_run(more=fired >= 200 or relayed >= 200))
+            self._chores()
+        return TickResult(fired, relayed, expired, self._next_run(more=fired >= BATCH or relayed >= BATCH))
+
+    def _chores(self) -> None:
+        for chore in [lambda: outbox.sweep_expired_leases(self.rt, self.rt.job_lease), *self.housekeeping]:
+            if not self._may_go_on():
+                return
+            try:  # one failing chore (a database hiccup) does not stop the others
+                chore()
+            except Exception:
+                log.exception("housekeeping chore failed", extra={"chore": getattr(chore, "__name__", "?")})
+
+    def _may_go_on(self) -> bool:
+        return threading.current_thread() is not self._loop or self._leading.is_set()
 
     def _next_run(self, more: bool) -> datetime:
         now = self.rt.clock.now()
@@ -124,62 +166,99 @@ class Scheduler:
 
     # -- the process -----------------------------------------------------------------------------
     def start(self) -> None:
-        """Run in background threads until `stop()`; standby until the leadership lock is ours."""
-        self._aps.start()
-        self._aps.add_job(self._lead_or_wait, "date", run_date=datetime.now(UTC), id="lead")
+        """Run in background threads until `stop()`; stand by until the leadership lock is ours."""
+        self._loop = threading.Thread(target=self._run, name="scheduler-loop", daemon=True)
+        self._threads = [self._loop, threading.Thread(target=self._keep, name="scheduler-lead", daemon=True)]
+        if self.rt.db.is_postgres:
+            self._threads.append(threading.Thread(target=self._listen, name="scheduler-listen", daemon=True))
+        for thread in self._threads:
+            thread.start()
 
-    def _lead_or_wait(self) -> None:
-        with self._busy:
-            if not self._stop.is_set():
-                self._try_to_lead()
-
-    def _try_to_lead(self) -> None:
-        if not self.leadership.try_acquire():
-            log.info("scheduler standing by: another scheduler holds the lock")
-            self._aps.add_job(self._lead_or_wait, "date", id="lead", replace_existing=True,
-                              run_date=datetime.now(UTC) + self.standby_poll)
-            return
-        log.info("scheduler active")
-        if self.rt.db.is_postgres and (self._listener is None or not self._listener.is_alive()):
-            self._listener = threading.Thread(target=self._listen, name="scheduler-listen", daemon=True)
-            self._listener.start()
-        self._tick_and_reschedule()
-
-    def _run_tick(self) -> None:
-        with self._busy:
-            if not self._stop.is_set():
-                self._tick_and_reschedule()
-
-    def _tick_and_reschedule(self) -> None:
-        if not self.leadership.still_held():
-            log.warning("scheduler lost its lock; standing by")
-            self._aps.add_job(self._lead_or_wait, "date", id="lead", replace_existing=True,
-                              run_date=datetime.now(UTC) + self.standby_poll)
-            return
-        self._woken.clear()  # whatever woke us before this point is handled by this tick
-        try:
-            result = self.tick()
-            delay = result.next_run - self.rt.clock.now()
-        except Exception:
-            log.exception("scheduler tick failed")
-            delay = timedelta(seconds=1)
-        if self._woken.is_set():  # woken during the tick: its work may have been committed too late for it
-            delay = timedelta(0)
-        run_at = datetime.now(UTC) + max(delay, timedelta(0))
-        self._aps.add_job(self._run_tick, "date", run_date=run_at, id="tick", replace_existing=True,
-                          misfire_grace_time=None, coalesce=True, max_instances=1)
+    @property
+    def active(self) -> bool:
+        """The lock is ours and ticks may run."""
+        return self._leading.is_set()
 
     def wake(self) -> None:
-        """Something changed (outbox row, earlier deadline): tick now instead of at the planned time."""
-        if self._stop.is_set() or not self._aps.running:
-            return
-        self._woken.set()
-        job = self._aps.get_job("tick")
-        if job is not None:
-            job.modify(next_run_time=datetime.now(UTC))
+        """Something changed (outbox row, earlier deadline): tick now instead of at the planned time.
+        A wake-up during a tick makes the loop tick again right after it."""
+        self._wake.set()
+
+    def _run(self) -> None:
+        """The loop: tick, then sleep until the next deadline, a wake-up or `max_sleep`."""
+        failures = 0
+        while not self._stop.is_set():
+            if not self._enter_tick():
+                self._leading.wait(self.standby_poll.total_seconds())
+                continue
+            try:
+                result = self.tick()
+            except Exception:
+                failures += 1
+                log.exception("scheduler tick failed", extra={"failures": failures})
+                pause = min(float(2 ** min(failures - 1, 16)), self.max_sleep.total_seconds())
+            else:
+                failures = 0
+                self.ticks += 1
+                self.last_tick_at = self.rt.clock.now()
+                pause = (result.next_run - self.last_tick_at).total_seconds()
+                if pause <= 0 and not (result.fired or result.relayed):
+                    pause = IDLE_FLOOR_S
+            finally:
+                with self._state:
+                    self._tick_started = None
+            if pause > 0:
+                self._wake.wait(min(pause, self.max_sleep.total_seconds()))
+
+    def _enter_tick(self) -> bool:
+        with self._state:
+            if self._stop.is_set() or not self._leading.is_set():
+                return False
+            self._tick_started = time.monotonic()
+            self._wake.clear()  # whatever woke us before this point is handled by this tick
+            return True
+
+    def _stalled(self) -> bool:
+        """The loop died, or its current tick has run longer than `stall_after` (caller holds _state)."""
+        if self._loop is not None and not self._loop.is_alive():
+            return True
+        started = self._tick_started
+        return started is not None and time.monotonic() - started > self.stall_after.total_seconds()
+
+    def _keep(self) -> None:
+        """Hold the lock while ticks complete; give it up when the loop stalls; take it when free."""
+        while not self._stop.is_set():
+            try:
+                self._check_lead()
+            except Exception:
+                log.exception("scheduler leadership check failed")
+            every = LEADER_CHECK_S if self._leading.is_set() else self.standby_poll.total_seconds()
+            self._stop.wait(min(every, self.standby_poll.total_seconds()))
+
+    def _check_lead(self) -> None:
+        with self._state:
+            leading, stalled = self._leading.is_set(), self._stalled()
+            if leading and stalled:
+                self._leading.clear()  # under _state: no tick starts after this
+        if leading and stalled:
+            log.error("scheduler loop stalled: no tick completed for %.0f s; giving up the lead so that a "
+                      "standby takes over", self.stall_after.total_seconds())
+            self.leadership.release()
+        elif leading:
+            if not self.leadership.still_held():
+                self._leading.clear()
+                log.warning("scheduler lost its lock connection; standing by")
+        elif not stalled and not self._stop.is_set():
+            if self.leadership.try_acquire():
+                log.info("scheduler active")
+                self._leading.set()
+                self._wake.set()
+            else:
+                log.debug("scheduler standing by: another scheduler holds the lock")
 
     def _listen(self) -> None:
-        """LISTEN for wake-ups committed by web and worker processes."""
+        """LISTEN for wake-ups committed by web and worker processes, on one connection for as long
+        as it lives (a NOTIFY sent while nobody listens is lost; each reconnect wakes once for that)."""
         import psycopg
 
         url = self.rt.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
@@ -187,11 +266,10 @@ class Scheduler:
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {WAKEUP_CHANNEL}")
-                    for _ in conn.notifies(timeout=1.0, stop_after=None):
-                        self.wake()
-                        if self._stop.is_set():
-                            return
-                    continue
+                    self.wake()
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self.wake()
             except Exception:
                 log.exception("wake-up listener failed; reconnecting")
                 self._stop.wait(1.0)
@@ -199,7 +277,10 @@ class Scheduler:
     def stop(self) -> None:
         """Stop after the tick in progress, if any; nothing runs once this returns."""
         self._stop.set()
-        with self._busy:
-            if self._aps.running:
-                self._aps.shutdown(wait=False)
+        self._leading.set()  # unblocks a standing-by loop, which then sees _stop
+        self._wake.set()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join()
+        self._leading.clear()
         self.leadership.release()
