@@ -15,6 +15,7 @@ from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from engine.visibility import Viewer
+from workflows.people import staff_viewer
 
 from . import accounts
 
@@ -34,10 +35,8 @@ class Principal:
 
     @property
     def viewer(self) -> Viewer:
-        """What this principal may see (engine.visibility): admins, leaders and systems everything;
-        supervisors every task in their grid; inspectors the tasks offered to them in their grid."""
-        return Viewer(self.name, self.roles, self.scope, sees_all=self.has("admin", "leader", "system"),
-                      oversees=self.has("supervisor"))
+        """What this principal may see (workflows.people.staff_viewer)."""
+        return staff_viewer(self.name, self.roles, self.scope)
 
 
 class AuthError(Exception):

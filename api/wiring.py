@@ -23,7 +23,7 @@ from workflows.install import install
 from workflows.notices import contacts as notice_contacts
 from workflows.working_time import CalendarService, seed_from_package
 
-from . import database, directory
+from . import database
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
             quiet=notify.quiet, public_url=notify.public_url)
     install_notifications(rt, build_providers(notify, settings.redis_url), DeliveryPolicy(quiet=notify.quiet),
                           contacts=notice_contacts)
-    rt.references.register(directory.USER)
     return rt
 
 

@@ -41,7 +41,7 @@ PI = ProcessInstance.__table__
 # The hot path runs Core statements built once (see db.Prepared); `instance` is a plain, session-less
 # ProcessInstance written back with them.
 LOCK_BY_ID = Prepared(select(*PI.c).where(PI.c.id == bindparam("lock_id")).with_for_update())
-_WRITTEN = ("status", "state", "next_wakeup_at", "updated_at", "ended_at", "revision", "audit_head")
+_WRITTEN = ("status", "state", "next_wakeup_at", "updated_at", "ended_at", "revision", "audit_head", "scope")
 _UPDATE = Prepared(update(PI).where(PI.c.id == bindparam("row_id"))
                    .values({name: bindparam(name) for name in _WRITTEN}))
 _INSERT = Prepared(insert_all(PI))
@@ -90,6 +90,12 @@ class Change:
         if self._session is None:
             self._session = Session(bind=self.conn, autoflush=False, expire_on_commit=False)
         return self._session
+
+    def move_scope(self, scope: str) -> None:
+        """Move the instance to another scope (who may see it), audited with the change."""
+        if scope != self.instance.scope:
+            self.record("instance.scope_moved", before=self.instance.scope, after=scope)
+            self.instance.scope = scope
 
     def close(self) -> None:
         if self._session is not None:

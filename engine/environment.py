@@ -31,7 +31,7 @@ class EngineEnvironment(SandboxEnvironment):
             return PENDING
         ctx = OperationContext(instance_id=self.change.instance.id, task_id=str(my_task.id),
                                element_id=my_task.task_spec.bpmn_id or my_task.task_spec.name, now=self.change.now,
-                               emit=self.change.add_job)
+                               emit=self.change.add_job, conn=self.change.conn, move_scope=self.change.move_scope)
         try:
             result = op.handler(params, ctx)
             return json.loads(json.dumps(result))  # task data must stay JSON; fail here, not at save

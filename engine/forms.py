@@ -141,7 +141,8 @@ class Form:
                     except ReferenceRefused as exc:
                         errors[f.name] = [str(exc)]
         if errors:
-            raise InvalidInput("the form has invalid fields", fields=errors)
+            summary = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items())
+            raise InvalidInput(f"the form has invalid fields ({summary})", fields=errors)
         for f in self.fields:
             if f.name not in values:
                 if f.default is not None:

@@ -30,6 +30,11 @@ class OperationContext:
     # Sync operations only: `emit(queue, job, payload)` adds a job to the outbox in the change's
     # transaction, the one way a pure operation starts a side effect (it runs after commit).
     emit: Emit | None = None
+    # Sync operations only: the change's connection (the instance is locked), for reading reference
+    # data and writing the domain's own rows in the same transaction; and `move_scope(scope)`, which
+    # moves the instance (who may see it) with the change, e.g. a case transferred to another grid.
+    conn: Any = None
+    move_scope: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,16 @@ def city(db, clock):
     return rt, GridIndex.load(db, "320700")
 
 
+def login_for(db, now, username: str, role: str, scope: str) -> str:
+    """A login account for a member of staff (the demo's people have none), so that forms may
+    name them; returns the username."""
+    from api import accounts
+
+    accounts.create_user(db, now, username=username, password="correct horse battery", roles=[role], scope=scope,
+                         hash_method="pbkdf2:sha256:1000")
+    return username
+
+
 def inside(db, index) -> tuple[str, float, float]:
     unit = sorted(c for c, g in index.grids.items() if g.level == "unit")[7]
     return unit, *point_inside(db, unit)

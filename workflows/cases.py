@@ -1,8 +1,9 @@
 """Cases: the business view of each env_case instance, and alarm intake.
 
-Intake is idempotent and convergent: the case row is written first (unique by source and external
-id), then the instance is started with the case id as business key. A retry after a crash between
-the two finds the case and starts (or finds) its one instance."""
+Intake is one transaction: the case row (unique by source and external id), its first alarm and its
+process instance (business key = case id) are written together or not at all, so a crash at any
+point leaves either nothing or a case with its process. A case without one (written by an older
+version in three steps) gets it when its alarm comes again."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from typing import Any
 
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from engine import instances
+from engine.change import Change, after_commit
 from engine.db import Base, UTCDateTime
 from engine.models import BigId
 from engine.runtime import Runtime
@@ -110,40 +112,51 @@ def file_alarm(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intak
 
 def _file(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intake:
     now = rt.clock.now()
+    started = None
     with rt.db.transaction() as s:
         existing = s.scalar(select(Case).join(CaseAlarm, CaseAlarm.case_id == Case.id)
                             .where(CaseAlarm.source == alarm.source, CaseAlarm.external_id == alarm.external_id))
         if existing is not None:
-            return _ensure_started(rt, existing, actor, "repeat")
-        if alarm.source_ref:
-            # `status` turns closed in the change that ends the case's process (case_closing.py)
-            open_case = s.scalar(select(Case).where(Case.tenant == alarm.tenant, Case.source_ref == alarm.source_ref,
-                                                    Case.category == alarm.category, Case.status == "open")
-                                 .with_for_update())
-            if open_case is not None:
-                open_case.occurrences += 1
-                open_case.last_seen = max(open_case.last_seen, alarm.occurred_at)
-                s.add(_received(open_case.id, alarm, now))
-                return Intake(open_case, "occurrence")
-        category = s.get(Category, alarm.category)
-        if category is None or category.tenant != alarm.tenant:
-            raise UnknownCategory(alarm.category)
-        point = (alarm.lon, alarm.lat) if alarm.lon is not None and alarm.lat is not None else None
-        r = route(s, city=alarm.tenant, point=point, category=alarm.category, at=now, locate=index.locate,
-                  ancestors=index.ancestors)
-        case = Case(id=f"C{now:%Y%m%d}-{uuid.uuid4().hex[:8]}", tenant=alarm.tenant, source=alarm.source,
-                    source_ref=alarm.source_ref, external_id=alarm.external_id, category=alarm.category,
-                    description=alarm.description, lon=alarm.lon, lat=alarm.lat, grid_code=r.grid_code,
-                    route_reason=r.reason, urgent=category.urgent, status="open", occurrences=1,
-                    first_seen=alarm.occurred_at, last_seen=alarm.occurred_at, created_at=now,
-                    details={**(alarm.details or {}), "handled_at": r.handled_at, "assignees": r.assignees,
-                             "sign_for_hours": category.sign_for_hours, "handle_hours": category.handle_hours,
-                             "verify_hours": category.verify_hours,
-                             "parent": _parent(index, r.grid_code)})
-        s.add(case)
-        s.flush()
-        s.add(_received(case.id, alarm, now))
-    return _ensure_started(rt, case, actor, "filed")
+            if existing.instance_id is None:
+                started = _start(rt, s, existing, actor)
+            intake = Intake(existing, "repeat")
+        else:
+            intake, started = _new_or_occurrence(rt, s, index, alarm, actor, now)
+    if started is not None:
+        after_commit(rt, started)
+    return intake
+
+
+def _new_or_occurrence(rt: Runtime, s: Session, index: GridIndex, alarm: Alarm, actor: str,
+                       now: datetime) -> tuple[Intake, Change | None]:
+    if alarm.source_ref:
+        # `status` turns closed in the change that ends the case's process (case_closing.py)
+        open_case = s.scalar(select(Case).where(Case.tenant == alarm.tenant, Case.source_ref == alarm.source_ref,
+                                                Case.category == alarm.category, Case.status == "open")
+                             .with_for_update())
+        if open_case is not None:
+            open_case.occurrences += 1
+            open_case.last_seen = max(open_case.last_seen, alarm.occurred_at)
+            s.add(_received(open_case.id, alarm, now))
+            return Intake(open_case, "occurrence"), None
+    category = s.get(Category, alarm.category)
+    if category is None or category.tenant != alarm.tenant:
+        raise UnknownCategory(alarm.category)
+    point = (alarm.lon, alarm.lat) if alarm.lon is not None and alarm.lat is not None else None
+    r = route(s, city=alarm.tenant, point=point, category=alarm.category, at=now, locate=index.locate,
+              ancestors=index.ancestors)
+    case = Case(id=f"C{now:%Y%m%d}-{uuid.uuid4().hex[:8]}", tenant=alarm.tenant, source=alarm.source,
+                source_ref=alarm.source_ref, external_id=alarm.external_id, category=alarm.category,
+                description=alarm.description, lon=alarm.lon, lat=alarm.lat, grid_code=r.grid_code,
+                route_reason=r.reason, urgent=category.urgent, status="open", occurrences=1,
+                first_seen=alarm.occurred_at, last_seen=alarm.occurred_at, created_at=now,
+                details={**(alarm.details or {}), "handled_at": r.handled_at, "assignees": r.assignees,
+                         "sign_for_hours": category.sign_for_hours, "handle_hours": category.handle_hours,
+                         "verify_hours": category.verify_hours,
+                         "parent": _parent(index, r.grid_code)})
+    s.add(case)
+    s.add(_received(case.id, alarm, now))
+    return Intake(case, "filed"), _start(rt, s, case, actor)
 
 
 def _received(case_id: str, alarm: Alarm, now: datetime) -> CaseAlarm:
@@ -156,20 +169,15 @@ def _parent(index: GridIndex, code: str) -> str:
     return chain[1] if len(chain) > 1 else chain[0]
 
 
-def _ensure_started(rt: Runtime, case: Case, actor: str, outcome: str) -> Intake:
-    if case.instance_id is None:
-        d = case.details
-        started = instances.start(rt, actor=actor, key=CASE_PROCESS, business_key=case.id, scope=case.grid_code,
-                                  variables={
-            "case_id": case.id, "category": case.category, "grid": case.grid_code,
-            "escalation_scope": d["parent"], "inspector": (d["assignees"] or [None])[0], "urgent": case.urgent,
-            "sign_for_hours": d["sign_for_hours"], "handle_hours": d["handle_hours"], "feedback_hours": 16.0,
-            "verify_hours": d.get("verify_hours", 8.0),
-            "extension_hours": d["handle_hours"], "reminder_ratio": 0.75, "findings": "", "verify_note": "",
-            **dict.fromkeys(("transfers", "escalations", "extensions", "returns", "reworks"), 0)})
-        with rt.db.transaction() as s:
-            row = s.get(Case, case.id)
-            row.instance_id = started.instance.id
-            case = row
-    return Intake(case, outcome)
-
+def _start(rt: Runtime, s: Session, case: Case, actor: str) -> Change:
+    """Start the case's process in the intake's transaction (its variables fill the start form)."""
+    s.flush()
+    d = case.details
+    change = instances.start_in(rt, s.connection(), actor=actor, key=CASE_PROCESS, business_key=case.id,
+                                scope=case.grid_code, variables={
+        "case_id": case.id, "category": case.category, "grid": case.grid_code,
+        "escalation_scope": d["parent"], "inspector": (d["assignees"] or [None])[0], "urgent": case.urgent,
+        "sign_for_hours": d["sign_for_hours"], "handle_hours": d["handle_hours"], "feedback_hours": 16.0,
+        "verify_hours": d.get("verify_hours", 8.0), "extension_hours": d["handle_hours"], "reminder_ratio": 0.75})
+    case.instance_id = change.instance.id
+    return change

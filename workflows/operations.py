@@ -6,9 +6,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select, update
+
 from engine.operations import OperationContext, OperationRegistry
 from integrations.enforcement import EnforcementClient
 
+from .cases import Case
+from .grids import Grid
 from .notices import notify_operation
 from .working_time import CHINA, WorkCalendar
 
@@ -52,10 +56,29 @@ def enforcement_push(client: EnforcementClient) -> Callable[[Mapping[str, Any], 
     return handler
 
 
+def case_transfer(params: Mapping[str, Any], ctx: OperationContext) -> dict[str, str]:
+    """`case.transfer`: the case moves to another grid in the change that transfers it — its row (so
+    the new grid's people see it), the instance's scope and the level its escalations go to."""
+    case_id, to = params["case_id"], params["grid"]
+    grid = ctx.conn.execute(select(Grid.parent_code).where(Grid.code == to, Grid.valid_to.is_(None))).first()
+    if grid is None:
+        raise ValueError(f"there is no grid {to!r}")
+    parent = grid.parent_code or to
+    case = ctx.conn.execute(select(Case.grid_code, Case.details).where(Case.id == case_id)).first()
+    if case is not None and case.grid_code != to:
+        ctx.conn.execute(update(Case).where(Case.id == case_id).values(
+            grid_code=to, route_reason=f"转办 transferred from {case.grid_code}",
+            details={**(case.details or {}), "parent": parent}))
+    if ctx.move_scope is not None:
+        ctx.move_scope(to)
+    return {"grid": to, "escalation_scope": parent}
+
+
 def register_operations(registry: OperationRegistry, *, calendar: Callable[[], WorkCalendar],
                         enforcement: EnforcementClient | None = None) -> None:
     registry.register("alarm.classify", classify_alarm)
     registry.register("sla.deadline", sla_deadline(calendar))
     registry.register("notify.send", notify_operation)
+    registry.register("case.transfer", case_transfer)
     registry.register("enforcement.push", enforcement_push(enforcement or EnforcementClient("", "")),
                       is_async=True, queue="integrations", max_attempts=6)

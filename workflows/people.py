@@ -9,8 +9,17 @@ from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.db import Base, UTCDateTime
+from engine.visibility import Viewer
 
 POSTS = ("inspector", "supervisor", "leader", "admin")
+SEES_ALL = ("admin", "leader", "system")
+
+
+def staff_viewer(name: str, roles: frozenset[str], scope: str | None) -> Viewer:
+    """What someone with these roles may see (engine.visibility): admins, leaders and systems
+    everything; supervisors every task in their grid; inspectors the tasks offered to them there."""
+    return Viewer(name, roles, scope, sees_all=bool(roles.intersection(SEES_ALL)),
+                  oversees="supervisor" in roles)
 
 
 class Department(Base):

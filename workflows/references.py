@@ -1,9 +1,12 @@
 """What reference fields of the closed loop's forms may name, checked inside the change:
 
 - `grid`: a current grid. `sameTenantAs="<var>"` — of the same city as the grid in that variable;
-  `contains="<var>"` — a grid that contains it (the level above, the city); `inActorScope="true"`
+  `contains="<var>"` — that grid or one of its ancestors (the level above, the city); `inActorScope="true"`
   — inside the acting person's own subtree (a supervisor starts work only there).
 - `case`: an open case. `self="<var>"` — not that case, and of the same city.
+- `user`: a login account, active, that could work on a task offered to `role` in the grid in
+  `scope="<var>"` itself (engine.visibility.may_work) — the one rule for dispatch, escalation,
+  delegation and claiming for someone else.
 - `person`: a member of staff, active, with `post`, whose grid and the grid in `scope="<var>"`
   lie on one branch (routing picks on-duty people of the unit or a level above)."""
 
@@ -11,17 +14,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, column, select, table
 
 from engine.references import ReferenceContext, ReferenceKind, ReferenceKinds, ReferenceRefused
+from engine.visibility import may_work
 
 from .cases import Case
 from .grids import Grid
-from .people import Person
+from .people import Person, staff_viewer
+
+# The accounts table is api.accounts.User's; this layer reads the columns the rule needs.
+_USERS = table("app_user", column("username"), column("roles"), column("scope"), column("active"))
 
 
 def _current_grid(ctx: ReferenceContext, code: str) -> Grid | None:
     return ctx.conn.execute(select(Grid).where(Grid.code == code, Grid.valid_to.is_(None))).first()
+
+
+def _chain(ctx: ReferenceContext, code: str) -> list[str]:
+    """The grid and its ancestors, up to the city (codes of a level need not prefix the next)."""
+    chain = [code]
+    while len(chain) <= 8:
+        parent = ctx.conn.execute(select(Grid.parent_code).where(Grid.code == chain[-1],
+                                                                 Grid.valid_to.is_(None))).scalar()
+        if not parent:
+            break
+        chain.append(parent)
+    return chain
 
 
 def check_grid(value: Any, ctx: ReferenceContext) -> str:
@@ -35,7 +54,7 @@ def check_grid(value: Any, ctx: ReferenceContext) -> str:
         if other is None or other[0].tenant != grid.tenant:
             raise ReferenceRefused(f"grid {value!r} is not of this case's city")
     inner = ctx.variable("contains")
-    if inner and not str(inner).startswith(value):
+    if inner and value not in _chain(ctx, str(inner)):
         raise ReferenceRefused(f"grid {value!r} does not contain {inner!r}")
     if ctx.arg("inActorScope") == "true" and ctx.viewer is not None and not ctx.viewer.sees_all \
             and not (ctx.viewer.scope and value.startswith(ctx.viewer.scope)):
@@ -73,7 +92,27 @@ def check_person(value: Any, ctx: ReferenceContext) -> str:
     return value
 
 
+def assignable(conn: Connection, username: str, role: str | None, scope: str | None) -> str | None:
+    """Why `username` cannot be given work offered to `role` in `scope`, or None if they can."""
+    user = conn.execute(select(_USERS).where(_USERS.c.username == username)).first()
+    if user is None or not user.active:
+        return f"{username!r} is not an active user"
+    viewer = staff_viewer(user.username, frozenset(r for r in user.roles.split(",") if r), user.scope)
+    if not may_work(viewer, role, scope):
+        return f"{username!r} may not work on this (needs role {role!r} in grid {scope})"
+    return None
+
+
+def check_user(value: Any, ctx: ReferenceContext) -> str:
+    problem = assignable(ctx.conn, value, ctx.arg("role"), ctx.variable("scope"))
+    if problem:
+        raise ReferenceRefused(problem)
+    return value
+
+
 def register(kinds: ReferenceKinds) -> None:
+    kinds.register(ReferenceKind("user", check_user, variables=frozenset({"scope"}), literals=frozenset({"role"}),
+                                 required=frozenset({"role", "scope"})))
     kinds.register(ReferenceKind("grid", check_grid, variables=frozenset({"sameTenantAs", "contains"}),
                                  literals=frozenset({"inActorScope"})))
     kinds.register(ReferenceKind("case", check_case, variables=frozenset({"self"})))

@@ -46,7 +46,8 @@ def _started(result):
 def start_by_key(key: str):
     args = json_body(schemas.StartSchema())
     return _started(instances.start(runtime(), actor=current().name, key=key, scope=_start_scope(args),
-                                    business_key=args.get("business_key"), variables=args["variables"]))
+                                    business_key=args.get("business_key"), variables=args["variables"],
+                                    viewer=current().viewer))
 
 
 @bp.post("/process-definition/<int:definition_id>/start")
@@ -58,7 +59,7 @@ def start_by_id(definition_id: int):
     args = json_body(schemas.StartSchema())
     return _started(instances.start(runtime(), actor=current().name, definition_id=definition_id,
                                     scope=_start_scope(args), business_key=args.get("business_key"),
-                                    variables=args["variables"]))
+                                    variables=args["variables"], viewer=current().viewer))
 
 
 @bp.get("/process-instance")

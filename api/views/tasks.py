@@ -10,8 +10,9 @@ from engine.models import HumanTask
 from engine.tasks import TaskQuery
 from engine.visibility import task_visible
 from workflows.evidence import missing_evidence
+from workflows.references import assignable
 
-from .. import accounts, schemas
+from .. import schemas
 from ..auth import Principal, current, roles
 from ..http import answer, doc, json_body, optional_json_body, page, query_args, runtime
 from ..idempotency import idempotent
@@ -34,13 +35,12 @@ def can_reassign(p: Principal, ht: HumanTask) -> bool:
 
 
 def _check_target(ht: HumanTask, username: str) -> None:
-    """A task may only be handed to an active user who could work on it themselves."""
-    user = accounts.find_user(runtime().db, username)
-    if user is None or not user.active:
-        raise ValidationError({"userId": [f"{username!r} is not an active user"]})
-    target = Principal(user.username, user.role_set, user.scope)
-    if not target.has(ht.candidate_role or "") or not task_visible(target.viewer, ht):
-        raise ValidationError({"userId": [f"{username!r} may not work on this task (role or grid)"]})
+    """A task may only be handed to an active user who could work on it themselves (the same rule as
+    a form's user reference: dispatch and escalation)."""
+    with runtime().db.read() as conn:
+        problem = assignable(conn, username, ht.candidate_role, ht.candidate_scope)
+    if problem:
+        raise ValidationError({"userId": [problem]})
 
 
 def _visible_task(task_id: str, *, to_work: bool = False) -> HumanTask:
@@ -144,4 +144,18 @@ def complete(task_id: str):
             raise ValidationError({"evidence": [f"the task needs {' and '.join(missing)} first"]})
     p = current()
     return answer(schemas.TaskSchema(), tasks.complete(runtime(), task_id, p.name, args["variables"],
-                                                       force=p.has("admin")))
+                                                       force=p.has("admin"), viewer=p.viewer))
+
+
+@bp.get("/<task_id>/form")
+@roles(*READERS)
+@doc("The task's form as JSON Schema 2020-12 with UI hints (labels in zh-CN and en, widgets, rules), and the "
+     "values the process holds for its fields; 404 when the model declares no form for the task")
+def get_form(task_id: str):
+    ht = _visible_task(task_id)
+    form = tasks.form(runtime(), ht)
+    if form is None:
+        raise NotFound(f"the model declares no form for task {ht.element_id}")
+    held = instances.variables(runtime(), ht.instance_id)
+    return jsonify({"taskId": ht.id, "element": ht.element_id, "name": ht.name, "schema": form.json_schema(),
+                    "values": {name: held[name] for name in form.names if name in held}})

@@ -246,7 +246,8 @@ def test_a_closed_case_tells_its_reporter_by_sms_when_they_do_not_follow_the_acc
             details={"reporter": {"openid": "o-not-a-follower", "phone": "+8613900000002"}}), "system").case
         for element, variables in (("review", {"review_result": "valid"}), ("dispatch", {}), ("sign_for", {}),
                                    ("handle", {"handle_result": "done", "finding_kind": "rectified"}),
-                                   ("verify", {"verified": True, "verify_note": "已清理"})):
+                                   ("verify", {"verified": True, "verify_note": "内部：罚款待缴",
+                                               "reply": "已清理"})):
             (task,) = [t for t in instances.open_tasks(rt, case.instance_id) if t.element_id == element]
             tasks.complete(rt, task.id, task.assignee or "sup", variables)
         run_jobs(rt)
@@ -255,6 +256,7 @@ def test_a_closed_case_tells_its_reporter_by_sms_when_they_do_not_follow_the_acc
         assert any("43004" in (n.last_error or "") for n in told)
         (sms,) = [m for m in twilio.messages if m["To"] == "+8613900000002"]
         assert "已清理" in sms["Body"] and case.id in sms["Body"]
+        assert "内部" not in sms["Body"]  # the supervisor's internal note is never sent to the citizen
 
 
 def test_everyone_who_reported_a_merged_case_is_told_when_it_closes(city, db, clock, fakes):
@@ -273,7 +275,7 @@ def test_everyone_who_reported_a_merged_case_is_told_when_it_closes(city, db, cl
     case = intakes[0].case
     for element, variables in (("review", {"review_result": "valid"}), ("dispatch", {}), ("sign_for", {}),
                                ("handle", {"handle_result": "done", "finding_kind": "rectified"}),
-                               ("verify", {"verified": True, "verify_note": "已清运"})):
+                               ("verify", {"verified": True, "reply": "已清运"})):
         (task,) = [t for t in instances.open_tasks(rt, case.instance_id) if t.element_id == element]
         tasks.complete(rt, task.id, task.assignee or "sup", variables)
     run_jobs(rt)

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from engine import instances, tasks, timers
 from engine.errors import ProcessError
-from tests.city import alarm, inside
+from tests.city import alarm, inside, login_for
 from workflows.case_closing import CaseAssessment
 from workflows.cases import Case, file_alarm
 
@@ -60,6 +60,7 @@ def test_an_overdue_sign_for_is_recorded_as_late(city, db, clock):
     do(rt, iid, "dispatch")
     clock.advance(timedelta(hours=1))  # the urgent category gives 0.5 working hours to sign for
     assert timers.fire_due(rt) == 1
+    login_for(db, clock.now(), f"insp-{unit}", "inspector", unit)
     do(rt, iid, "escalate_sign", inspector=f"insp-{unit}")
     do(rt, iid, "sign_for", actor=f"insp-{unit}")
     do(rt, iid, "handle", actor=f"insp-{unit}", handle_result="done", finding_kind="nothing")
@@ -70,10 +71,14 @@ def test_an_overdue_sign_for_is_recorded_as_late(city, db, clock):
 
 
 @pytest.mark.parametrize("review, outcome", [({"review_result": "invalid", "invalid_reason": "误报"}, "invalid"),
-                                             ({"review_result": "merge", "merge_into": "C-0"}, "merged")])
+                                             ({"review_result": "merge"}, "merged")])
 def test_a_case_ended_at_review_is_closed_with_that_outcome(city, db, clock, review, outcome):
     rt, index = city
     case, _ = filed(rt, index, db, clock)
+    if outcome == "merged":  # into another open case of the city
+        _unit, lon, lat = inside(db, index)
+        other = file_alarm(rt, index, alarm(clock, "A-0", lon, lat, source_ref="MN-002"), "system").case
+        review = {**review, "merge_into": other.id}
     do(rt, case.instance_id, "review", **review)
     closed, record = case_and_record(db, case.id)
     assert (closed.status, closed.outcome, record.outcome) == ("closed", outcome, outcome)

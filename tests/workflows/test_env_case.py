@@ -9,12 +9,17 @@ from engine import definitions, instances, messages, outbox, tasks, timers
 from engine.queues import ManualJobQueue
 from engine.runtime import Runtime
 from integrations.enforcement import EnforcementClient
+from tests.city import login_for
 from tests.integrations.fake_enforcement import FakeEnforcement
+from workflows.cases import Case
+from workflows.demo_seed import seed_demo
 from workflows.install import install
 from workflows.working_time import CalendarService, seed_from_package
 
 MODEL = Path(__file__).resolve().parents[2] / "bpmn" / "env_case.bpmn"
 START = datetime(2026, 9, 29, 1, 0, tzinfo=UTC)  # Tuesday 09:00 in China, two days before National Day
+INSP1 = "insp-320706001000001"  # the demo city's inspector of the case's unit (routed)
+INSP2 = "insp-320706001"  # the town's inspector, with a login: escalation may hand the case to them
 
 
 @pytest.fixture
@@ -27,6 +32,8 @@ def enforcement():
 def case_rt(db, clock, enforcement) -> Runtime:
     clock.set(START)
     seed_from_package(db, clock.now(), years=[2026])
+    seed_demo(db, START - timedelta(hours=1))  # grids and people the forms' references name
+    login_for(db, START, INSP2, "inspector", "320706001")
     rt = Runtime(db=db, clock=clock)
     install(rt, calendar=CalendarService(db).calendar,
                         enforcement=EnforcementClient(enforcement.url, "shared-secret"))
@@ -37,10 +44,10 @@ def case_rt(db, clock, enforcement) -> Runtime:
 def file_case(rt, case_id="C-1"):
     return instances.start(rt, actor="intake", key="env_case", business_key=case_id, variables={
         "case_id": case_id, "category": "air.exceedance", "grid": "320706001000001", "escalation_scope": "320706001",
-        "inspector": "insp-1", "urgent": True, "sign_for_hours": 2, "handle_hours": 8, "verify_hours": 2,
+        "inspector": INSP1, "urgent": True, "sign_for_hours": 2, "handle_hours": 8, "verify_hours": 2,
         "feedback_hours": 16,
-        "extension_hours": 8, "reminder_ratio": 0.75, "transfers": 0, "reminders": 0, "escalations": 0,
-        "extensions": 0, "returns": 0, "urges": 0, "reworks": 0, "findings": "", "verify_note": ""}).instance.id
+        "extension_hours": 8, "reminder_ratio": 0.75, "transfers": 0, "escalations": 0,
+        "extensions": 0, "returns": 0, "reworks": 0, "findings": "", "verify_note": ""}).instance.id
 
 
 def do(rt, iid, element, actor=None, **variables):
@@ -60,8 +67,8 @@ def test_a_violation_goes_to_enforcement_and_closes_after_verification(case_rt, 
     do(rt, iid, "dispatch")
     (sign,) = instances.open_tasks(rt, iid)
     assert sign.element_id == "sign_for" and sign.due_at == START + timedelta(hours=2)
-    do(rt, iid, "sign_for", actor="insp-1")
-    do(rt, iid, "handle", actor="insp-1", handle_result="done", finding_kind="violation", findings="停产治污设施")
+    do(rt, iid, "sign_for", actor=INSP1)
+    do(rt, iid, "handle", actor=INSP1, handle_result="done", finding_kind="violation", findings="停产治污设施")
     jobs = ManualJobQueue(rt)
     outbox.relay(rt, jobs)
     jobs.run_all()
@@ -123,7 +130,7 @@ def test_sign_for_reminds_then_escalates_to_the_upper_level_at_its_working_time_
     assert timers.fire_due(rt) == 1
     (escalation,) = instances.open_tasks(rt, iid)
     assert (escalation.element_id, escalation.candidate_scope) == ("escalate_sign", "320706001")
-    tasks.complete(rt, escalation.id, "sup-320706001", {"inspector": "insp-2"})
+    tasks.complete(rt, escalation.id, "sup-320706001", {"inspector": INSP2})
     (sign,) = instances.open_tasks(rt, iid)
     # escalated at 11:00:01 China time: 1 h before lunch, 1 h after it (13:30–14:30:01)
     assert sign.element_id == "sign_for" and sign.due_at == START + timedelta(hours=5, minutes=30, seconds=1)
@@ -137,11 +144,11 @@ def test_extension_and_return_need_a_supervisors_approval(case_rt):
     do(rt, iid, "dispatch")
     do(rt, iid, "sign_for")
     handle = instances.open_tasks(rt, iid)[0]
-    do(rt, iid, "handle", handle_result="extension")
+    do(rt, iid, "handle", handle_result="extension", extension_reason="需第三方检测")
     do(rt, iid, "approve_extension", extension_approved=True)
     extended = instances.open_tasks(rt, iid)[0]
     assert extended.element_id == "handle" and extended.due_at > handle.due_at
-    do(rt, iid, "handle", handle_result="return")
+    do(rt, iid, "handle", handle_result="return", return_reason="不属本网格")
     do(rt, iid, "approve_return", return_approved=True)
     assert open_elements(rt, iid) == ["dispatch"]
     v = instances.variables(rt, iid)
@@ -149,9 +156,18 @@ def test_extension_and_return_need_a_supervisors_approval(case_rt):
 
 
 @pytest.mark.parametrize("outcome,end", [("invalid", "closed_invalid"), ("merge", "closed_merged")])
-def test_review_can_discard_or_merge(case_rt, outcome, end):
+def test_review_can_discard_or_merge(case_rt, db, outcome, end):
     iid = file_case(case_rt)
-    do(case_rt, iid, "review", review_result=outcome)
+    other = "C-0"
+    with db.transaction() as s:  # the case merged into: open, of the same city
+        s.add(Case(id=other, tenant="320700", source="citizen", external_id="X-0", category="air.exceedance",
+                   grid_code="320706001000001", route_reason="test", status="open", first_seen=START,
+                   last_seen=START, created_at=START, details={}))
+        s.add(Case(id="C-1", tenant="320700", source="citizen", external_id="X-1", category="air.exceedance",
+                   grid_code="320706001000001", route_reason="test", status="open", first_seen=START,
+                   last_seen=START, created_at=START, details={}))
+    reason = {"invalid": {"invalid_reason": "误报"}, "merge": {"merge_into": other}}[outcome]
+    do(case_rt, iid, "review", review_result=outcome, **reason)
     assert instances.get(case_rt, iid).status == "completed"
 
 
@@ -165,9 +181,9 @@ def test_the_routed_inspector_is_the_assignee_and_forms_set_only_their_outputs(c
     do(rt, iid, "review", review_result="valid")
     do(rt, iid, "dispatch")
     (sign,) = instances.open_tasks(rt, iid)
-    assert sign.assignee == "insp-1"
+    assert sign.assignee == INSP1
     with pytest.raises(NotAllowed):
-        tasks.complete(rt, sign.id, "insp-2", {})
+        tasks.complete(rt, sign.id, INSP2, {})
     do(rt, iid, "sign_for")
     with pytest.raises(InvalidInput):  # moving the case to another grid from the handling form
         do(rt, iid, "handle", handle_result="done", finding_kind="rectified", grid="310101001")
