@@ -13,6 +13,7 @@ from workflows.grids import GridIndexCache
 from workflows.working_time import CalendarService
 
 from .errors import register_error_handlers
+from .http import RowIdConverter
 from .settings import Settings
 
 log = logging.getLogger("gridloop.http")
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                       MAX_CONTENT_LENGTH=settings.max_request_bytes, GRIDLOOP_SETTINGS=settings,
                       GRIDLOOP_REDIS=redis)
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.url_map.converters["int"] = RowIdConverter  # before any route is added
     if runtime is None:
         db = make_database(settings)
         calendar = calendar or CalendarService(db)

@@ -16,6 +16,7 @@ from engine.operations import UnknownOperation
 from engine.parsing import ModelError
 
 from .auth import AuthError
+from .http import http_error_message
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ModelError)
     def _model(exc: ModelError):
         return error_body(400, "invalid_model", "the BPMN model was refused",
-                          problems=[p.as_dict() for p in exc.problems])
+                          details={"problems": [p.as_dict() for p in exc.problems]})
 
     @app.errorhandler(engine_errors.EngineError)
     def _engine(exc: engine_errors.EngineError):
@@ -78,7 +79,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
-        return error_body(exc.code or 500, code, exc.description or exc.name)
+        return error_body(exc.code or 500, code, http_error_message(exc))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -4,19 +4,31 @@ and record what the endpoint takes and returns for the OpenAPI document."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import wraps
 from typing import Any
 
 from flask import current_app, jsonify, request
 from marshmallow import Schema, ValidationError
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge, UnsupportedMediaType
+from werkzeug.routing import IntegerConverter
 
 from engine.runtime import Runtime
 
 
 def runtime() -> Runtime:
     return current_app.extensions["gridloop"]
+
+
+class RowIdConverter(IntegerConverter):
+    """`<int:...>` path ids are row ids: 1..2^63-1 (a BIGINT). Anything else matches no route (404)
+    instead of reaching the database (SQLite cannot bind an integer above 2^63-1: a 500)."""
+
+    def __init__(self, map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(map, *args, **kwargs)
 
 
 MAX_DEPTH = 32  # variables are forms and payloads, not trees: deeper is an attack or a bug
@@ -58,6 +70,38 @@ def json_list(max_items: int) -> list[Any]:
         except BadRequest as exc:
             raise BadRequest(f"item {i}: {exc.description}") from None
     return data
+
+
+FORM_OVERHEAD = 64 * 1024  # multipart boundaries, part headers and the small fields around a photo
+
+
+def photo_upload(view: Callable) -> Callable:
+    """The route takes a photo: its body may be as large as GRIDLOOP_MAX_PHOTO_BYTES plus the form
+    around it, even when that is above GRIDLOOP_MAX_REQUEST_BYTES (which would refuse it first)."""
+
+    @wraps(view)
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        request.max_content_length = photo_request_limit()
+        return view(*args, **kwargs)
+
+    return limited
+
+
+def photo_request_limit() -> int:
+    settings = current_app.config["GRIDLOOP_SETTINGS"]
+    return max(current_app.config.get("MAX_CONTENT_LENGTH") or 0, settings.max_photo_bytes + FORM_OVERHEAD)
+
+
+def byte_size(n: int) -> str:
+    """`n` bytes as people read it: '8388608 bytes (8 MB)'."""
+    return f"{n} bytes ({n / 2**20:.3g} MB)"
+
+
+def http_error_message(exc: HTTPException) -> str:
+    """What an HTTP error says; a 413 says the limit this route applies."""
+    if isinstance(exc, RequestEntityTooLarge) and request and request.max_content_length:
+        return f"the request body is larger than the {byte_size(request.max_content_length)} allowed here"
+    return exc.description or exc.name
 
 
 def _no_constant(name: str) -> Any:
@@ -119,6 +163,12 @@ class Doc:
     status: int = 200
     many: bool = False
     content_type: str = "application/json"
+    also: Mapping[int, str] = field(default_factory=dict)  # other success statuses: {status: when}
+
+    @property
+    def statuses(self) -> set[int]:
+        """Every success status the endpoint answers."""
+        return {self.status, *self.also}
 
 
 def doc(summary: str, **kwargs: Any) -> Callable:

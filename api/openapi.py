@@ -48,8 +48,10 @@ def _operation(meta, allowed_roles: tuple[str, ...], rule) -> dict[str, Any]:
     if meta.response is not None:
         schema = {"type": "array", "items": meta.response} if meta.many else meta.response
         ok["content"] = {"application/json": {"schema": schema}}
-    op["responses"] = {str(meta.status): ok, "default": {
-        "description": "Error", "content": {"application/json": {"schema": "Error"}}}}
+    op["responses"] = {str(meta.status): ok}
+    for status, when in sorted(meta.also.items()):
+        op["responses"][str(status)] = {**ok, "description": when}
+    op["responses"]["default"] = {"description": "Error", "content": {"application/json": {"schema": "Error"}}}
     if allowed_roles:
         op["security"] = [{"bearer": []}, {"apiKey": []}]
         op["responses"]["401"] = {"description": "Not authenticated"}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from .fields import UtcTime
+
 IDENT = validate.Regexp(r"^[A-Za-z][A-Za-z0-9_.:-]{0,199}$", error="letters, digits, _ . : - (max 200)")
 
 
@@ -15,9 +17,8 @@ class Strict(Schema):
 class ErrorBodySchema(Schema):
     code = fields.String(required=True)
     message = fields.String(required=True)
-    field_errors = fields.Dict(data_key="fields")
-    problems = fields.List(fields.Dict())
-    details = fields.Dict()
+    field_errors = fields.Dict(data_key="fields")  # {name: [messages]}
+    details = fields.Dict()  # e.g. a refused model's or import's {"problems": [...]}
 
 
 class ErrorSchema(Schema):
@@ -106,8 +107,8 @@ class InstanceListArgs(PageArgs):
     key = fields.String(validate=IDENT)
     status = fields.String(validate=validate.OneOf(["running", "completed", "cancelled"]))
     business_key = fields.String(data_key="businessKey")
-    started_after = fields.AwareDateTime(data_key="startedAfter")
-    started_before = fields.AwareDateTime(data_key="startedBefore")
+    started_after = UtcTime(data_key="startedAfter")
+    started_before = UtcTime(data_key="startedBefore")
 
 
 class CancelSchema(Strict):
@@ -156,7 +157,7 @@ class TaskListArgs(PageArgs):
     instance_id = fields.String(data_key="processInstanceId")
     process_key = fields.String(data_key="processKey")
     element_id = fields.String(data_key="taskDefinitionKey")
-    due_before = fields.AwareDateTime(data_key="dueBefore")
+    due_before = UtcTime(data_key="dueBefore")
     sort = fields.String(load_default="created", validate=validate.OneOf(["created", "due", "priority"]))
 
 

@@ -4,12 +4,14 @@ of a case cannot be completed without a check-in in place and at least one photo
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import shapely
+from PIL import Image
 from sqlalchemy import Float, Integer, String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -18,6 +20,8 @@ from engine.db import Base, Database, UTCDateTime
 from .grids import Grid
 
 IMAGE_TYPES = {"image/jpeg": (b"\xff\xd8\xff", "jpg"), "image/png": (b"\x89PNG\r\n\x1a\n", "png")}
+PILLOW_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG"}
+MAX_PIXELS = 64_000_000  # above any phone camera's default output; decoding it takes ~200 MB
 EVIDENCE_TASKS = {"handle"}  # env_case's on-site handling
 METERS_PER_DEGREE = 111_320.0
 
@@ -85,10 +89,12 @@ def store_photo(db: Database, now: datetime, place: Place, actor: str, data: byt
     if content_type not in IMAGE_TYPES:
         raise EvidenceError("file", f"photos must be {', '.join(IMAGE_TYPES)}", status=415)
     if len(data) > max_bytes:
-        raise EvidenceError("file", f"the photo is larger than {max_bytes} bytes", status=413)
+        raise EvidenceError("file", f"the photo is larger than {max_bytes} bytes ({max_bytes / 2**20:.3g} MB)",
+                            status=413)
     magic, ext = IMAGE_TYPES[content_type]
     if not data.startswith(magic):
         raise EvidenceError("file", f"the file is not a {content_type} image", status=415)
+    check_decodes(data, content_type)
     digest = hashlib.sha256(data).hexdigest()
     relative = Path(f"{now:%Y}") / f"{now:%m}" / f"{digest}.{ext}"
     target = storage / relative
@@ -102,6 +108,25 @@ def store_photo(db: Database, now: datetime, place: Place, actor: str, data: byt
     with db.transaction() as s:
         s.add(row)
     return row
+
+
+def check_decodes(data: bytes, content_type: str) -> None:
+    """Decode the whole image: a photo cut short in transfer, or bytes that only start like one, is
+    refused rather than kept as evidence nobody can open later."""
+    try:
+        with Image.open(io.BytesIO(data), formats=[PILLOW_FORMATS[content_type]]) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise EvidenceError("file", f"the photo has more than {MAX_PIXELS // 1_000_000} megapixels "
+                                            f"({width}×{height})")
+            image.verify()  # structure and checksums
+        with Image.open(io.BytesIO(data), formats=[PILLOW_FORMATS[content_type]]) as image:
+            image.load()  # every pixel: a truncated JPEG fails here
+    except EvidenceError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise EvidenceError("file", f"the photo cannot be decoded: a damaged or incomplete {content_type} "
+                                    f"({type(exc).__name__})") from None
 
 
 def missing_evidence(db: Database, task_id: str, element_id: str) -> list[str]:

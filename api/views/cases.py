@@ -15,6 +15,7 @@ from workflows.cases import SOURCES, Alarm, Case, UnknownCategory, file_alarm
 
 from .. import schemas
 from ..auth import Principal, current, roles
+from ..fields import EventTime
 from ..http import doc, json_body, query_args, runtime
 from ..idempotency import idempotent
 from ..schemas import Strict
@@ -27,7 +28,7 @@ class AlarmSchema(Strict):
     external_id = fields.String(data_key="externalId", required=True, validate=validate.Length(min=1, max=100))
     source_ref = fields.String(data_key="sourceRef", validate=validate.Length(min=1, max=100))
     category = fields.String(required=True, validate=validate.Length(min=1, max=50))
-    occurred_at = fields.AwareDateTime(data_key="occurredAt", required=True)
+    occurred_at = EventTime(data_key="occurredAt", required=True)
     lon = fields.Float(validate=validate.Range(min=-180, max=180))
     lat = fields.Float(validate=validate.Range(min=-90, max=90))
     description = fields.String(validate=validate.Length(max=2000))
@@ -73,7 +74,8 @@ COUNT_CAP = 10_000  # beyond this the list says "10000+" (totalCapped) instead o
 @roles("system", "admin")
 @idempotent
 @doc("File an alarm: a new case (201), the same alarm again (200), or an occurrence of an open case (200)",
-     body=AlarmSchema, response=CaseView, status=201)
+     body=AlarmSchema, response=CaseView, status=201,
+     also={200: "the same alarm again, or an occurrence of an open case"})
 def post_alarm():
     a = json_body(AlarmSchema())
     if ("lon" in a) != ("lat" in a):

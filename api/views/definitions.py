@@ -16,7 +16,8 @@ READERS = ("admin", "supervisor", "leader")
 @bp.post("")
 @roles("admin")
 @doc("Deploy a BPMN model (raw XML body or multipart field 'file'); same bytes, same version",
-     response=schemas.DeployedSchema, status=201, content_type="application/xml")
+     response=schemas.DeployedSchema, status=201, content_type="application/xml",
+     also={200: "the same bytes as a deployed version: that version, unchanged"})
 def deploy():
     if request.mimetype == "multipart/form-data":
         upload = request.files.get("file")

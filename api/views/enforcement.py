@@ -11,10 +11,12 @@ import time
 
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import fields, validate
+from werkzeug.exceptions import BadRequest
 
 from engine import messages
 
 from ..auth import AuthError, public
+from ..fields import EventTime
 from ..http import check_json, doc, runtime
 from ..schemas import Strict
 
@@ -29,7 +31,7 @@ class CallbackSchema(Strict):
     ticket = fields.String(validate=validate.Length(max=100))
     decision = fields.String(validate=validate.Length(max=2000))
     amount = fields.Float(validate=validate.Range(min=0))
-    decided_at = fields.AwareDateTime(data_key="decidedAt")
+    decided_at = EventTime(data_key="decidedAt")
 
 
 def callback_signature(secret: str, callback_id: str, timestamp: str, body: bytes) -> str:
@@ -42,14 +44,13 @@ bp = Blueprint("enforcement", __name__, url_prefix="/api/v1/enforcement")
 @bp.post("/callback")
 @public  # the signature is the credential
 @doc("Signed callback of the enforcement system (X-Callback-Id, X-Timestamp, X-Signature)",
-     body=CallbackSchema)
+     body=CallbackSchema, also={202: "taken, and buffered until the case waits for its feedback"})
 def callback():
     secret = current_app.config["GRIDLOOP_SETTINGS"].enforcement_secret
     if not secret:
         raise AuthError(401, "not_configured", "no enforcement secret is configured")
+    request.max_content_length = MAX_BODY  # a larger body is a 413 that says the limit
     body = request.get_data(cache=True)
-    if len(body) > MAX_BODY:
-        return jsonify({"error": {"code": "too_large", "message": "callback body too large"}}), 413
     callback_id, ts = request.headers.get("X-Callback-Id", ""), request.headers.get("X-Timestamp", "")
     expected = callback_signature(secret, callback_id, ts, body)
     if not callback_id or not hmac.compare_digest(expected, request.headers.get("X-Signature", "")):
@@ -59,9 +60,9 @@ def callback():
     try:
         data = json.loads(body)
     except ValueError:
-        return jsonify({"error": {"code": "bad_request", "message": "the body is not valid JSON"}}), 400
+        raise BadRequest("the body is not valid JSON") from None
     if not isinstance(data, dict):
-        return jsonify({"error": {"code": "bad_request", "message": "the body must be a JSON object"}}), 400
+        raise BadRequest("the body must be a JSON object")
     check_json(data)
     args = CallbackSchema().load(data)
     result = messages.correlate(runtime(), name="enforcement_feedback", message_id=f"enforcement:{callback_id}",

@@ -15,7 +15,7 @@ from workflows.evidence import Evidence, EvidenceError, Place, check_in, store_p
 
 from ..auth import current, roles
 from ..errors import error_body
-from ..http import doc, json_body, runtime
+from ..http import doc, json_body, photo_upload, runtime
 from ..idempotency import idempotent
 from ..schemas import Strict
 from .tasks import WORKERS, _visible_task, can_work_on
@@ -74,9 +74,11 @@ def checkin(task_id: str):
 
 
 @bp.post("/<task_id>/photos")
+@photo_upload
 @roles(*WORKERS)
 @idempotent
-@doc("Upload a photo (multipart field 'file'; JPEG or PNG)", response=EvidenceView, status=201)
+@doc("Upload a photo (multipart field 'file'; a complete JPEG or PNG, at most GRIDLOOP_MAX_PHOTO_BYTES)",
+     response=EvidenceView, status=201)
 def upload_photo(task_id: str):
     upload = request.files.get("file")
     if request.mimetype != "multipart/form-data" or upload is None:

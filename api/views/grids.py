@@ -71,7 +71,7 @@ def import_collection():
         report = import_grids(rt.db, rt.clock.now(), args["tenant"], collection)
     except GridImportError as exc:
         return error_body(422, "invalid_geojson", "the grid collection was refused; nothing was imported",
-                          problems=exc.problems)
+                          details={"problems": exc.problems})
     current_app.extensions["gridloop.grids"].invalidate(args["tenant"])
     return jsonify({"dryRun": False, "tenant": report.tenant, "validFrom": report.valid_from.isoformat(),
                     "counts": report.counts, "added": len(report.added), "changed": len(report.changed),

@@ -33,6 +33,9 @@ def _visible(instance_id: str):
     return row
 
 
+REPEATED = {200: "the business key is taken: the existing instance (created: false)"}
+
+
 def _started(result):
     result.instance.created = result.created
     return answer(schemas.StartedSchema(), result.instance, 201 if result.created else 200)
@@ -42,7 +45,7 @@ def _started(result):
 @roles(*STARTERS)
 @idempotent
 @doc("Start the latest version of a process; a repeated business key returns the existing instance",
-     body=schemas.StartSchema, response=schemas.StartedSchema, status=201)
+     body=schemas.StartSchema, response=schemas.StartedSchema, status=201, also=REPEATED)
 def start_by_key(key: str):
     args = json_body(schemas.StartSchema())
     return _started(instances.start(runtime(), actor=current().name, key=key, scope=_start_scope(args),
@@ -54,7 +57,7 @@ def start_by_key(key: str):
 @roles(*STARTERS)
 @idempotent
 @doc("Start exactly this definition version", body=schemas.StartSchema, response=schemas.StartedSchema,
-     status=201)
+     status=201, also=REPEATED)
 def start_by_id(definition_id: int):
     args = json_body(schemas.StartSchema())
     return _started(instances.start(runtime(), actor=current().name, definition_id=definition_id,

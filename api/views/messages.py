@@ -18,7 +18,8 @@ bp = Blueprint("message", __name__, url_prefix="/api/v1/message")
 @roles("system", "admin")
 @doc("Correlate a message by name and correlation value (or instance id); a repeated messageId from the same "
      "sender is a no-op (ids are the sender's own: two systems may use the same id)",
-     body=schemas.CorrelateSchema, response=schemas.CorrelatedSchema)
+     body=schemas.CorrelateSchema, response=schemas.CorrelatedSchema,
+     also={202: "accepted and buffered: no instance waits for the message yet (status: buffered)"})
 def correlate():
     args = json_body(schemas.CorrelateSchema())
     ttl = timedelta(seconds=args["ttl_seconds"]) if "ttl_seconds" in args else None

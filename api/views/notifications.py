@@ -18,6 +18,7 @@ import logging
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from sqlalchemy import false, or_, select
+from werkzeug.exceptions import BadRequest
 
 from engine.db import given, page
 from engine.errors import InvalidInput, NotFound
@@ -293,15 +294,14 @@ def aliyun_receipt():
     if not cfg.aliyun_receipt_token or not hmac.compare_digest(token.encode(), cfg.aliyun_receipt_token.encode()):
         log.warning("Aliyun SmsReport push with a missing or wrong token")
         raise AuthError(403, "invalid_token", "the receipt token is missing or wrong")
+    request.max_content_length = MAX_REPORT_BODY  # a larger body is a 413 that says the limit
     raw = request.get_data(cache=True)
-    if len(raw) > MAX_REPORT_BODY:
-        return jsonify({"error": {"code": "too_large", "message": "report body too large"}}), 413
     try:
         items = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        return jsonify({"error": {"code": "bad_request", "message": f"the body is not valid JSON: {exc}"}}), 400
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
     if not isinstance(items, list):
-        return jsonify({"error": {"code": "bad_request", "message": "the body must be a JSON array"}}), 400
+        raise BadRequest("the body must be a JSON array")
     check_json(items)
     AliyunReportSchema(many=True).load(items)
     receipts.aliyun_report(runtime(), parse_sms_report(raw), cfg.quiet)

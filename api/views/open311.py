@@ -25,7 +25,7 @@ from workflows.evidence import EvidenceError
 
 from .. import accounts
 from ..auth import AuthError, Principal, public, user_from_token
-from ..http import runtime
+from ..http import http_error_message, photo_request_limit, runtime
 from ..idempotency import HEADER as IDEMPOTENCY_HEADER
 from ..idempotency import idempotent
 from ..ratelimit import FixedWindowLimiter, Rate, client_ip, shared_redis
@@ -38,6 +38,7 @@ REPORTER_ROLES = ("reporter", "system")  # a citizen app's key: `create-api-key 
 MAX_SPAN = timedelta(days=90)  # the spec's query limit: 90 days or 1000 requests
 MAX_RESULTS = 1000
 MAX_IDS = 200
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ def _open311_error(exc: Open311Error):
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
     status = exc.code or 500
-    return _answer("errors", open311.error_list(status, exc.description or exc.name), status)
+    return _answer("errors", open311.error_list(status, http_error_message(exc)), status)
 
 
 @bp.errorhandler(EngineError)
@@ -197,6 +198,10 @@ def service_definition(service_code: str):
 
 @_both_formats("/requests", methods=["POST"])
 def create_request():
+    if request.mimetype not in FORM_TYPES:  # before the credentials: the api_key is a form field
+        raise Open311Error(415, "post the service request as application/x-www-form-urlencoded or "
+                                "multipart/form-data (GeoReport v2), not " + (request.mimetype or "an empty body"))
+    request.max_content_length = photo_request_limit()  # a photo may come with the request
     if request.headers.get(IDEMPOTENCY_HEADER):
         request.get_data(cache=True)  # before the form is parsed: the idempotency fingerprint covers the body
     principal = _reporter()

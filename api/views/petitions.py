@@ -12,6 +12,7 @@ from workflows import reports
 from workflows.cases import Case, UnknownCategory
 
 from ..auth import Principal, current, roles
+from ..fields import EventTime
 from ..http import doc, json_body, runtime
 from ..idempotency import idempotent
 from ..schemas import Strict
@@ -38,7 +39,7 @@ class PetitionSchema(Strict):
     lat = fields.Float(validate=validate.Range(min=-90, max=90))
     address = fields.String(validate=validate.Length(min=1, max=300))
     content = fields.String(required=True, validate=validate.Length(min=1, max=2000))
-    received_at = fields.AwareDateTime(data_key="receivedAt", required=True)
+    received_at = EventTime(data_key="receivedAt", required=True)
 
     @validates_schema
     def _location(self, data, **_):
@@ -93,7 +94,8 @@ def _visible(p: Principal, petition_id: str) -> Case:
 @roles("system", "admin")
 @idempotent
 @doc("Register a petition: a case with acceptance due 15 days and completion due 60 days after receipt "
-     "(natural days); 201 new, 200 the same petitionId again", body=PetitionSchema, status=201)
+     "(natural days); 201 new, 200 the same petitionId again", body=PetitionSchema, status=201,
+     also={200: "the same petitionId again: its case"})
 def post_petition():
     a = json_body(PetitionSchema())
     index = current_app.extensions["gridloop.grids"].get(a["tenant"])

@@ -18,6 +18,7 @@ from workflows.readings import DATA_FLAGS, ReadingsIntake, StoredReading, active
 
 from .. import schemas
 from ..auth import Principal, current, roles
+from ..fields import EventTime, UtcTime
 from ..http import doc, json_body, query_args, runtime
 from ..schemas import Strict
 
@@ -45,7 +46,7 @@ class ReadingsIn(Strict):
     mn = fields.String(required=True, validate=MN)
     cn = fields.String(required=True, validate=validate.Regexp(r"^2\d{3}$", error="an HJ 212 data command (2xxx), "
                                                                                    "e.g. 2011 real-time, 2061 hourly"))
-    data_time = fields.AwareDateTime(data_key="dataTime", required=True)
+    data_time = EventTime(data_key="dataTime", required=True)
     readings = fields.List(fields.Nested(ReadingIn), required=True,
                            validate=validate.Length(min=1, max=MAX_READINGS))
 
@@ -79,8 +80,8 @@ class ReadingView(Schema):
 class ReadingListArgs(schemas.PageArgs):
     mn = fields.String(validate=MN)
     pollutant = fields.String(validate=POLLUTANT)
-    start = fields.AwareDateTime(data_key="from")
-    end = fields.AwareDateTime(data_key="to")
+    start = UtcTime(data_key="from")
+    end = UtcTime(data_key="to")
 
     @validates_schema
     def _window(self, data, **_kwargs) -> None:

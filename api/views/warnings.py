@@ -39,6 +39,7 @@ from workflows.warnings import (
 
 from .. import schemas
 from ..auth import Principal, current, public, roles
+from ..fields import EventTime
 from ..http import doc, json_body, optional_json_body, query_args, runtime
 from ..idempotency import idempotent
 from ..schemas import Strict
@@ -76,7 +77,7 @@ class RaiseSchema(Strict):
     value = fields.Float(required=True)
     limit = fields.Float(required=True)
     unit = fields.String(load_default="", validate=validate.Length(max=20))
-    observed_at = fields.AwareDateTime(data_key="observedAt", required=True)
+    observed_at = EventTime(data_key="observedAt", required=True)
 
 
 class WarningView(Schema):
@@ -366,9 +367,9 @@ def add_policy():
     return jsonify(PolicyView().dump(row)), 201
 
 
-@bp.delete("/warning-policies/<int:policy_id>")
+@bp.delete("/warning-policies/<int(max=2147483647):policy_id>")  # an INTEGER column: 2^31-1
 @roles("admin")
-@doc("Remove a policy row (warnings already raised keep their recipients)")
+@doc("Remove a policy row (warnings already raised keep their recipients)", status=204)
 def delete_policy(policy_id: int):
     with runtime().db.transaction() as s:
         row = s.get(WarningPolicy, policy_id)

@@ -8,6 +8,7 @@ import pytest
 
 from api import accounts, create_app
 from api.settings import Settings
+from tests.api.statuses import record_successes, undeclared
 
 
 @dataclass
@@ -42,7 +43,10 @@ def app(rt):
     settings = Settings(database_url=rt.db.url, secret_key="test-secret", deploy_bundled=False)
     application = create_app(settings, runtime=rt)
     application.config["TESTING"] = True
-    return application
+    seen = record_successes(application)
+    yield application
+    missing = undeclared(application, seen)
+    assert not missing, f"success statuses the OpenAPI document does not declare: {missing}"
 
 
 @pytest.fixture

@@ -106,7 +106,7 @@ def test_bpmn_problems_are_400_naming_each_element(rt, users):
     before = counts(rt)
     r = deploy(users, bad)
     assert r.status_code == 400
-    problems = {p["element"]: p["problem"] for p in error(r)["problems"]}
+    problems = {p["element"]: p["problem"] for p in error(r)["details"]["problems"]}
     assert set(problems) == {"laneless", "evil", "svc"}
     assert "lane" in problems["laneless"] and "no.such.op" in problems["svc"]
     assert counts(rt) == before
@@ -169,7 +169,7 @@ def test_a_model_in_another_encoding_deploys(users, reference_xml):
 def test_overlong_names_and_doctypes_are_refused_at_deploy(users, reference_xml):
     long_name = reference_xml.replace('name="Review the alarm"', f'name="{"长" * 401}"')
     r = deploy(users, long_name)
-    assert r.status_code == 400 and "longer than 400" in str(error(r)["problems"])
+    assert r.status_code == 400 and "longer than 400" in str(error(r)["details"]["problems"])
     evil = reference_xml.replace('<?xml version="1.0" encoding="UTF-8"?>',
                                  '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>')
     assert deploy(users, evil).status_code == 400

@@ -19,6 +19,7 @@ from engine import definitions, outbox
 from engine.queues import ManualJobQueue
 from integrations.enforcement import EnforcementClient
 from tests.api.conftest import PASSWORD, Caller
+from tests.api.images import JPEG
 from tests.integrations.fake_enforcement import FakeEnforcement
 from workflows.demo_seed import seed_demo
 from workflows.grids import Grid
@@ -26,7 +27,6 @@ from workflows.install import install
 from workflows.working_time import CalendarService, seed_from_package
 
 MODEL = Path(__file__).resolve().parents[2] / "bpmn" / "env_case.bpmn"
-JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 60 + b"\xff\xd9"  # the smallest thing that starts and ends like a JPEG
 SECRET = "enforcement-shared-secret"
 
 

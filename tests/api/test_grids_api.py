@@ -40,7 +40,7 @@ def test_bad_geojson_is_refused_with_every_problem_and_nothing_imported(rt, user
     bad["features"][20]["properties"]["parent"] = "999999"  # an unknown parent
     r = post(users["admin"], bad)
     assert r.status_code == 422 and r.get_json()["error"]["code"] == "invalid_geojson"
-    assert {p["index"] for p in r.get_json()["error"]["problems"]} >= {10, 20}
+    assert {p["index"] for p in r.get_json()["error"]["details"]["problems"]} >= {10, 20}
     assert count(rt) == 0
     assert post(users["admin"], "{not json").status_code == 400
     assert post(users["admin"], {"type": "Point"}).status_code == 422

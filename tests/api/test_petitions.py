@@ -139,7 +139,7 @@ def test_a_future_receipt_or_an_unknown_category_is_422(callers, clock):
     _rt, system, _sup = callers
     tomorrow = (clock.now() + timedelta(days=1)).isoformat()
     future = system.post("/api/v1/petitions", json=body(clock, receivedAt=tomorrow))
-    assert future.status_code == 422 and "future" in future.get_json()["error"]["message"]
+    assert future.status_code == 422 and "future" in future.get_json()["error"]["fields"]["receivedAt"][0]
     unknown = system.post("/api/v1/petitions", json=body(clock, category="graffiti"))
     assert unknown.status_code == 422 and list(unknown.get_json()["error"]["fields"]) == ["category"]
 
