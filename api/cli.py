@@ -109,7 +109,7 @@ def scheduler() -> None:
     from redis import Redis
 
     from engine.queues import RQJobQueue
-    from engine.scheduler import Scheduler
+    from engine.scheduler import HEARTBEAT_KEY, Scheduler
 
     from .wiring import chores
 
@@ -118,8 +118,10 @@ def scheduler() -> None:
         raise click.UsageError("GRIDLOOP_REDIS_URL is not set; the embedded `gridloop run` has its own scheduler")
 
     rt = _runtime(s)
-    jobs = RQJobQueue(Redis.from_url(s.redis_url), job_timeout=s.job_timeout_s)
-    sched = Scheduler(rt, jobs, housekeeping=chores(rt, s))
+    redis = Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=5)  # a hung Redis fails the tick
+    jobs = RQJobQueue(redis, job_timeout=s.job_timeout_s)
+    sched = Scheduler(rt, jobs, housekeeping=chores(rt, s),  # /health and /metrics read the heartbeat
+                      heartbeat=lambda at: redis.set(HEARTBEAT_KEY, at.timestamp(), ex=7 * 86400))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -34,6 +34,7 @@ HOUSEKEEPING_EVERY = timedelta(seconds=60)
 BATCH = 200  # timers fired / rows relayed per pass; a full batch means more is due at once
 IDLE_FLOOR_S = 0.05  # a pass that moved nothing while something is due waits this long (no hot spin)
 LEADER_CHECK_S = 1.0  # how often the active scheduler checks its lock connection and its loop
+HEARTBEAT_KEY = "gridloop:scheduler:last_tick"  # Redis: when the active scheduler last completed a tick
 
 
 @dataclass
@@ -108,9 +109,11 @@ class Scheduler:
     def __init__(self, rt: Runtime, queue: JobQueue, *, max_sleep: timedelta = timedelta(seconds=30),
                  standby_poll: timedelta = timedelta(seconds=5), stall_after: timedelta | None = None,
                  housekeeping: list[Callable[[], object]] | None = None,
-                 housekeeping_every: timedelta = HOUSEKEEPING_EVERY) -> None:
+                 housekeeping_every: timedelta = HOUSEKEEPING_EVERY,
+                 heartbeat: Callable[[datetime], object] | None = None) -> None:
         """`stall_after`: a tick running longer than this gives up the lead (default 3 x `max_sleep`).
-        `housekeeping`: chores of other layers (purging old records...), run every `housekeeping_every`."""
+        `housekeeping`: chores of other layers (purging old records...), run every `housekeeping_every`.
+        `heartbeat`: told the time of each completed tick, to publish it where other processes look."""
         self.rt = rt
         self.queue = queue
         self.max_sleep = max_sleep
@@ -119,6 +122,7 @@ class Scheduler:
         self.leadership = Leadership(rt)
         self.housekeeping = list(housekeeping or [])
         self.housekeeping_every = housekeeping_every
+        self.heartbeat = heartbeat
         self.ticks = 0  # completed ticks of the loop (not of direct `tick()` calls)
         self.last_tick_at: datetime | None = None  # by the runtime's clock
         self._last_housekeeping = float("-inf")
@@ -204,11 +208,20 @@ class Scheduler:
                 pause = (result.next_run - self.last_tick_at).total_seconds()
                 if pause <= 0 and not (result.fired or result.relayed):
                     pause = IDLE_FLOOR_S
+                self._beat()
             finally:
                 with self._state:
                     self._tick_started = None
             if pause > 0:
                 self._wake.wait(min(pause, self.max_sleep.total_seconds()))
+
+    def _beat(self) -> None:
+        if self.heartbeat is None or self.last_tick_at is None or not self._leading.is_set():
+            return
+        try:
+            self.heartbeat(self.last_tick_at)
+        except Exception:  # the tick's work is done; only the report of it is missing (and shows as late)
+            log.warning("scheduler heartbeat failed", exc_info=True)
 
     def _enter_tick(self) -> bool:
         with self._state:

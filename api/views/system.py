@@ -10,6 +10,7 @@ from sqlalchemy import func, select, text
 
 from engine import timers
 from engine.models import HumanTask, Incident, Message, OutboxEntry, ProcessInstance
+from engine.scheduler import HEARTBEAT_KEY
 from notifications.models import STATUSES as NOTIFICATION_STATUSES
 from notifications.models import Notification
 from notifications.queueing import open_incidents as open_notice_incidents
@@ -90,6 +91,52 @@ def _counts() -> dict[str, int]:
     return out
 
 
+SCHEDULER_LATE_S = 120  # a due timer or outbox row waiting this long means no scheduler is working
+
+
+def _scheduler_lag() -> dict[str, float]:
+    """Seconds past due of the oldest timer not fired and of the oldest outbox row not relayed (0 when
+    none). Read from the database, so every process tells the same truth, also when no scheduler is
+    alive to report on itself."""
+    rt = runtime()
+    now = rt.clock.now()
+    with rt.db.session() as s:
+        timer = s.scalar(select(func.min(ProcessInstance.next_wakeup_at)).where(
+            ProcessInstance.status == "running", ProcessInstance.next_wakeup_at < now))
+        job = s.scalar(select(func.min(OutboxEntry.available_at)).where(
+            OutboxEntry.relayed_at.is_(None), OutboxEntry.available_at <= now))
+    return {name: max((now - due).total_seconds(), 0.0) if due is not None else 0.0
+            for name, due in (("scheduler_oldest_due_timer_seconds", timer), ("outbox_oldest_pending_seconds", job))}
+
+
+def _last_tick_age() -> float | None:
+    """Seconds since the active scheduler last completed a tick, as it told Redis (`gridloop
+    scheduler` does; None without Redis, or before any scheduler ticked)."""
+    redis_conn = current_app.config.get("GRIDLOOP_REDIS")
+    if redis_conn is None:
+        return None
+    try:
+        at = redis_conn.get(HEARTBEAT_KEY)
+    except Exception:  # Redis down is reported by its own check
+        return None
+    return None if at is None else max(runtime().clock.now().timestamp() - float(at), 0.0)
+
+
+def _scheduler_late(lag: dict[str, float], tick_age: float | None) -> list[str]:
+    """Why /health is degraded for the scheduler, in words an operator acts on."""
+    reasons = []
+    if lag["scheduler_oldest_due_timer_seconds"] > SCHEDULER_LATE_S:
+        reasons.append(f"a timer is {lag['scheduler_oldest_due_timer_seconds']:.0f} s overdue (over "
+                       f"{SCHEDULER_LATE_S} s): no scheduler is firing timers; is `gridloop scheduler` running?")
+    if lag["outbox_oldest_pending_seconds"] > SCHEDULER_LATE_S:
+        reasons.append(f"a job has waited {lag['outbox_oldest_pending_seconds']:.0f} s to be relayed (over "
+                       f"{SCHEDULER_LATE_S} s): no scheduler is relaying the outbox, or the job queue refuses it")
+    if tick_age is not None and tick_age > SCHEDULER_LATE_S:
+        reasons.append(f"the active scheduler last completed a tick {tick_age:.0f} s ago (over {SCHEDULER_LATE_S} s): "
+                       "it is stalled or gone")
+    return reasons
+
+
 def _notice_incidents(s) -> int:
     """Open incidents of notices that had nobody to reach, failed on every channel or ran out of
     retries (job incidents, also counted in incidents_open)."""
@@ -125,11 +172,17 @@ def health():
     else:
         checks["jobs"] = "in-process"
     warnings: list[str] = []
+    late: list[str] = []
     if status == 200:
         due = timers.earliest_wakeup(rt)
         checks["overdue_timers"] = bool(due and due < rt.clock.now())
+        late = _scheduler_late(_scheduler_lag(), _last_tick_age())
+        checks["scheduler"] = "late" if late else "ok"
         warnings = current_app.extensions["gridloop.calendar"].warnings(rt.clock.now().date())
     body = {"status": "ok" if status == 200 else "degraded", "checks": checks, "warnings": warnings}
+    if late:  # served, but timers and jobs wait: degraded (200; only a dead dependency is 503)
+        body["status"] = "degraded"
+        body.setdefault("reasons", []).extend(late)
     if status == 200:
         with rt.db.session() as s:
             failed = _notice_incidents(s)
@@ -153,6 +206,12 @@ def metrics():
     for name, value in sorted(_counts().items()):
         metric = f"gridloop_{name}"
         lines += [f"# TYPE {metric} gauge", f"{metric} {value}"]
+    for name, seconds in _scheduler_lag().items():
+        lines += [f"# TYPE gridloop_{name} gauge", f"gridloop_{name} {seconds:.3f}"]
+    tick_age = _last_tick_age()
+    if tick_age is not None:
+        lines += ["# TYPE gridloop_scheduler_last_tick_age_seconds gauge",
+                  f"gridloop_scheduler_last_tick_age_seconds {tick_age:.3f}"]
     with runtime().db.session() as s:
         by_status = _notification_counts(s)
     lines.append("# TYPE gridloop_notifications gauge")
