@@ -5,5 +5,5 @@ from api.logs import configure_logging
 from api.settings import Settings
 
 settings = Settings.from_env()
-configure_logging(settings.log_level, settings.log_json)
+configure_logging(settings.log_level, settings.log_json, settings.log_level_spiff)
 app = create_app(settings)

@@ -16,7 +16,7 @@ from .settings import Settings
 
 def _settings() -> Settings:
     s = Settings.from_env()
-    configure_logging(s.log_level, s.log_json)
+    configure_logging(s.log_level, s.log_json, s.log_level_spiff)
     return s
 
 

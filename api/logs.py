@@ -20,8 +20,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def configure_logging(level: str = "INFO", as_json: bool = True) -> None:
-    """Called once by each process entry point (never at import time)."""
+SPIFF_LOGGER = "spiff"  # SpiffWorkflow's loggers (spiff.task, spiff.workflow, ...) are its children
+
+
+def configure_logging(level: str = "INFO", as_json: bool = True, spiff_level: str = "WARNING") -> None:
+    """Called once by each process entry point (never at import time). SpiffWorkflow logs every task
+    state change with the task's data (citizens' phone numbers included) at INFO: its loggers stay at
+    `spiff_level` (GRIDLOOP_LOG_LEVEL_SPIFF), whatever the root level."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: "
                                                                             "%(message)s"))
@@ -29,3 +34,4 @@ def configure_logging(level: str = "INFO", as_json: bool = True) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    logging.getLogger(SPIFF_LOGGER).setLevel(spiff_level.upper())

@@ -26,6 +26,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    log_level_spiff: str = "WARNING"  # SpiffWorkflow's own loggers: INFO logs every task's data
     log_json: bool = True
     bpmn_dir: Path = PROJECT_ROOT / "bpmn"
     deploy_bundled: bool = True
@@ -64,6 +65,7 @@ class Settings:
             host=_env("HOST", d.host),
             port=int(_env("PORT", str(d.port))),
             log_level=_env("LOG_LEVEL", d.log_level).upper(),
+            log_level_spiff=_env("LOG_LEVEL_SPIFF", d.log_level_spiff).upper(),
             log_json=_env("LOG_JSON", "true").lower() in ("1", "true", "yes"),
             bpmn_dir=Path(_env("BPMN_DIR", str(d.bpmn_dir))),
             deploy_bundled=_env("DEPLOY_BUNDLED", "true").lower() in ("1", "true", "yes"),
