@@ -123,9 +123,10 @@ class Form:
             except ValueError as exc:
                 errors[f.name] = [str(exc)]
         context = {**held, **values}
+        wrong = set(errors)
         for f in self.fields:
-            if f.name in errors:
-                continue
+            if f.name in errors or any(rule.names & wrong for _kind, rule in f.rules()):
+                continue  # a rule over a wrong value says nothing: the wrong value is the error
             shown = f.shown_when is None or f.shown_when.holds(context)
             if not shown and f.name in values:
                 errors[f.name] = [f"only allowed when {f.shown_when.source}"]  # type: ignore[union-attr]

@@ -27,8 +27,9 @@ from .people import Person, staff_viewer
 _USERS = table("app_user", column("username"), column("roles"), column("scope"), column("active"))
 
 
-def _current_grid(ctx: ReferenceContext, code: str) -> Grid | None:
-    return ctx.conn.execute(select(Grid).where(Grid.code == code, Grid.valid_to.is_(None))).first()
+def _tenant_of(ctx: ReferenceContext, code: str) -> str | None:
+    """The city of a current grid, or None when there is no such grid."""
+    return ctx.conn.execute(select(Grid.tenant).where(Grid.code == code, Grid.valid_to.is_(None))).scalar()
 
 
 def _chain(ctx: ReferenceContext, code: str) -> list[str]:
@@ -44,15 +45,12 @@ def _chain(ctx: ReferenceContext, code: str) -> list[str]:
 
 
 def check_grid(value: Any, ctx: ReferenceContext) -> str:
-    found = _current_grid(ctx, value)
-    if found is None:
+    tenant = _tenant_of(ctx, value)
+    if tenant is None:
         raise ReferenceRefused(f"there is no grid {value!r}")
-    grid = found[0]
     same = ctx.variable("sameTenantAs")
-    if same:
-        other = _current_grid(ctx, same)
-        if other is None or other[0].tenant != grid.tenant:
-            raise ReferenceRefused(f"grid {value!r} is not of this case's city")
+    if same and _tenant_of(ctx, same) != tenant:
+        raise ReferenceRefused(f"grid {value!r} is not of this case's city")
     inner = ctx.variable("contains")
     if inner and value not in _chain(ctx, str(inner)):
         raise ReferenceRefused(f"grid {value!r} does not contain {inner!r}")
