@@ -88,7 +88,7 @@ def test_a_transfer_moves_case_scope_and_escalation_level_together(case):
 
 
 def test_dispatch_and_escalation_name_only_inspectors_who_may_work_there(case):
-    _rt, filed, p, where = case
+    _rt, filed, p, _where = case
     iid = filed["processInstanceId"]
     complete(p["sup"], iid, "review", review_result="valid")
     assert refused(p["sup"], iid, "dispatch", inspector="insp-typo-nobody") == {
