@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, g, request, send_file, url_for
@@ -38,6 +38,7 @@ REPORTER_ROLES = ("reporter", "system")  # a citizen app's key: `create-api-key 
 MAX_SPAN = timedelta(days=90)  # the spec's query limit: 90 days or 1000 requests
 MAX_RESULTS = 1000
 MAX_IDS = 200
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC)  # query date bounds
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
@@ -280,8 +281,7 @@ def list_requests():
     statuses = open311.comma_list(args.get("status"))
     if statuses and not set(statuses) <= {"open", "closed"}:
         raise Open311Error(400, "status must be open, closed or both (comma-separated)")
-    start = open311.parse_datetime(args.get("start_date"), "start_date")
-    end = open311.parse_datetime(args.get("end_date"), "end_date")
+    start, end = _date_arg("start_date"), _date_arg("end_date")
     if start is not None and end is not None:
         if end < start:
             raise Open311Error(400, "end_date is before start_date")
@@ -294,6 +294,20 @@ def list_requests():
         start = end - MAX_SPAN
     return _requests(reports.ReportQuery(tenant, categories=open311.comma_list(args.get("service_code")),
                                          statuses=statuses, since=start, until=end, limit=MAX_RESULTS))
+
+
+def _date_arg(name: str) -> datetime | None:
+    """A query date within EARLIEST..LATEST (beyond, UTC cannot hold it or the 90-day window)."""
+    at = open311.parse_datetime(request.args.get(name), name)
+    if at is None:
+        return None
+    try:
+        inside = EARLIEST <= at.astimezone(UTC) <= LATEST
+    except (OverflowError, ValueError):
+        inside = False
+    if not inside:
+        raise Open311Error(400, f"{name} must lie between {EARLIEST:%Y} and {LATEST:%Y}")
+    return at
 
 
 @bp.get("/media/<request_id>")

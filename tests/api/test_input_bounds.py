@@ -10,6 +10,7 @@ from werkzeug.routing import IntegerConverter
 
 from api.fields import FUTURE_TOLERANCE
 from tests.api import test_cases_api as cases_tests
+from tests.api import test_open311 as open311_tests
 
 demo = cases_tests.demo
 OVERFLOW = "0001-01-01T00:00:00+14:00"  # parses, but is before year 1 in UTC
@@ -127,3 +128,19 @@ def test_a_buffered_message_is_202_and_the_document_declares_it(users, client):
     responses = client.get("/api/v1/openapi.json").get_json()["paths"]["/api/v1/message"]["post"]["responses"]
     assert {"200", "202"} <= set(responses)
     assert responses["202"]["content"] == responses["200"]["content"]
+
+
+# -- Open311 query dates ---------------------------------------------------------------------------
+
+world = open311_tests.world
+city = open311_tests.city
+
+
+@pytest.mark.parametrize("query", [f"start_date={OVERFLOW.replace('+', '%2B')}", f"end_date={BEYOND}",
+                                   "start_date=9999-12-31T00:00:00Z", "end_date=0001-01-02T00:00:00Z"])
+def test_open311_query_dates_beyond_utc_or_the_window_are_400_in_its_format(city, query):
+    _rt, client, _key = city
+    r = client.get(f"/open311/v2/requests.json?{query}")
+    assert r.status_code == 400, r.get_data(as_text=True)
+    (error,) = r.get_json()
+    assert error["code"] == 400 and "must lie between 1970 and 9000" in error["description"]
