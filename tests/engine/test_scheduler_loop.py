@@ -11,6 +11,7 @@ import time
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import text
 
 from engine import definitions, instances, outbox
 from engine.queues import ManualJobQueue
@@ -223,3 +224,20 @@ def test_a_stalled_leader_lets_go_and_ticks_again_only_once_it_leads_again(pg_rt
         finally:
             b.stop()
             a.stop()
+
+
+def test_a_leader_whose_lock_connection_dies_ticks_again_only_on_a_new_lock(pg_rt, clock, caplog):
+    a = Scheduler(pg_rt, ManualJobQueue(pg_rt), max_sleep=LONG, standby_poll=timedelta(milliseconds=50))
+    a.start()
+    try:
+        wait_for(lambda: a.active)
+        with pg_rt.db.engine.connect() as conn:  # a restart, a network cut: the session and its lock are gone
+            killed = conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+                                       "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                                       )).scalars().all()
+        assert killed == [True]
+        wait_for(lambda: "scheduler lost its lock connection; standing by" in caplog.text)
+        wait_for(lambda: a.active)
+        fire_and_wait(pg_rt, clock, a, waiting(pg_rt))
+    finally:
+        a.stop()
