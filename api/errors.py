@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask, current_app, jsonify
 from marshmallow import ValidationError
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from werkzeug.exceptions import HTTPException
 
+from engine import definitions
 from engine import errors as engine_errors
 from engine.operations import UnknownOperation
 from engine.parsing import ModelError
@@ -57,6 +58,11 @@ def register_error_handlers(app: Flask) -> None:
         status = next((s for cls, s in ENGINE_STATUS.items() if isinstance(exc, cls)), 500)
         return error_body(status, exc.code, exc.message, fields=getattr(exc, "fields", None), details=exc.details)
 
+    @app.errorhandler(engine_errors.ProcessError)
+    def _process(exc: engine_errors.ProcessError):
+        _count_process_error(exc)
+        return _engine(exc)
+
     @app.errorhandler(UnknownOperation)
     def _unknown_operation(exc: UnknownOperation):
         return error_body(422, "unknown_operation", f"operation {exc} is not registered")
@@ -85,3 +91,15 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception):
         log.exception("unhandled error")
         return error_body(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+def _count_process_error(exc: engine_errors.ProcessError) -> None:
+    """Count the failure against its definition version (/metrics, the definition's processErrors);
+    the failed change has rolled back, so this is a transaction of its own. Never masks the answer."""
+    definition_id = exc.details.get("definitionId")
+    if definition_id is None:
+        return
+    try:
+        definitions.count_process_error(current_app.extensions["gridloop"], definition_id)
+    except Exception:
+        log.exception("counting a process error failed", extra={"definition_id": definition_id})

@@ -67,10 +67,21 @@ class DefinitionSchema(Schema):
     sha256 = fields.String()
     deployed_by = fields.String()
     deployed_at = fields.AwareDateTime()
+    is_latest = fields.Boolean(data_key="latest")  # the version new cases of the key start on
+    suspended = fields.Boolean()  # takes no new cases; running ones go on
+    process_errors = fields.Integer(data_key="processErrors")  # changes that failed in this version's model
+    last_process_error_at = fields.AwareDateTime(data_key="lastProcessErrorAt", allow_none=True)
 
 
 class DeployedSchema(DefinitionSchema):
     created = fields.Boolean()
+    notice = fields.String()  # e.g. these bytes are an older version, not the latest
+
+
+class DefinitionActionSchema(Strict):
+    """Make latest, suspend, activate: who is taken from the login; why is required for the audit."""
+
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))
 
 
 class DefinitionListArgs(Strict):

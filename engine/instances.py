@@ -24,9 +24,10 @@ PD = ProcessDefinition.__table__
 PI = ProcessInstance.__table__
 HT = HumanTask.__table__
 # What starting needs of a definition (not its BPMN text: the parsed spec is cached per version).
-_DEFINITION_BY_ID = Prepared(select(PD.c.id, PD.c.key, PD.c.version).where(PD.c.id == bindparam("definition_id")))
-_LATEST_DEFINITION = Prepared(select(PD.c.id, PD.c.key, PD.c.version).where(PD.c.key == bindparam("key"))
-                              .order_by(PD.c.version.desc()).limit(1))
+_DEFINITION_BY_ID = Prepared(select(PD.c.id, PD.c.key, PD.c.version, PD.c.suspended)
+                             .where(PD.c.id == bindparam("definition_id")))
+_LATEST_DEFINITION = Prepared(select(PD.c.id, PD.c.key, PD.c.version, PD.c.suspended)
+                              .where(PD.c.key == bindparam("key"), PD.c.is_latest))
 _INSTANCE_BY_ID = Prepared(select(*PI.c).where(PI.c.id == bindparam("instance_id")))
 _OPEN_TASKS = Prepared(select(*HT.c).where(HT.c.instance_id == bindparam("instance_id"), HT.c.status == "open"))
 
@@ -88,16 +89,22 @@ class _Definition:
 
 
 def _definition(rt: Runtime, conn, key: str | None, definition_id: int | None) -> _Definition:
-    """The definition's id, key and version."""
+    """The id, key and version of the definition to start: exactly `definition_id`, or the version
+    an administrator made the latest of `key`. A suspended version takes no new cases (Conflict)."""
     if definition_id is not None:
         found = rt.db.rows(conn, _DEFINITION_BY_ID, {"definition_id": definition_id})
         if not found:
             raise NotFound(f"process definition {definition_id} does not exist")
-        return _Definition(**found[0])
-    found = rt.db.rows(conn, _LATEST_DEFINITION, {"key": key})
-    if not found:
-        raise NotFound(f"no process definition with key '{key}'")
-    return _Definition(**found[0])
+    else:
+        found = rt.db.rows(conn, _LATEST_DEFINITION, {"key": key})
+        if not found:
+            raise NotFound(f"no process definition with key '{key}'")
+    row = found[0]
+    if row["suspended"]:
+        raise Conflict(f"version {row['version']} of '{row['key']}' is suspended: it takes no new cases (those "
+                       "running go on); an administrator can activate it or make another version the latest",
+                       definitionId=row["id"], key=row["key"], version=row["version"])
+    return _Definition(id=row["id"], key=row["key"], version=row["version"])
 
 
 def _by_business_key(rt: Runtime, key: str, business_key: str) -> ProcessInstance | None:

@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, configure_mappers, mapped_column
+from sqlalchemy.sql import false, text
 
 from .db import Base, UTCDateTime
 
@@ -34,12 +35,16 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class ProcessDefinition(Base):
-    """An immutable deployed version of a BPMN process."""
+    """A deployed version of a BPMN process. Its model is immutable; what an administrator may change
+    is which version of a key new cases start on (`is_latest`, one per key) and whether a version
+    takes new starts at all (`suspended`). `process_errors` counts the changes it failed (metrics)."""
 
     __tablename__ = "process_definition"
     __table_args__ = (
         UniqueConstraint("key", "version", name="uq_definition_key_version"),
         UniqueConstraint("key", "sha256", name="uq_definition_key_sha256"),
+        Index("uq_definition_latest", "key", unique=True, postgresql_where=text("is_latest"),
+              sqlite_where=text("is_latest")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -50,6 +55,10 @@ class ProcessDefinition(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     deployed_by: Mapped[str] = mapped_column(String(200))
     deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    is_latest: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    process_errors: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_process_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ProcessInstance(Base):

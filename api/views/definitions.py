@@ -1,4 +1,4 @@
-"""process-definition: deploy, list, versions, XML."""
+"""process-definition: deploy, list, versions, XML, and the lifecycle (make latest, suspend, activate)."""
 
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import BadRequest
@@ -7,7 +7,7 @@ from engine import definitions
 
 from .. import schemas
 from ..auth import current, roles
-from ..http import answer, doc, query_args, runtime
+from ..http import answer, doc, json_body, query_args, runtime
 
 bp = Blueprint("process_definition", __name__, url_prefix="/api/v1/process-definition")
 READERS = ("admin", "supervisor", "leader")
@@ -15,7 +15,8 @@ READERS = ("admin", "supervisor", "leader")
 
 @bp.post("")
 @roles("admin")
-@doc("Deploy a BPMN model (raw XML body or multipart field 'file'); same bytes, same version",
+@doc("Deploy a BPMN model (raw XML body or multipart field 'file'); it becomes the latest. Same bytes, same "
+     "version, unchanged: an older version's bytes answer that version with a notice (roll back with make-latest)",
      response=schemas.DeployedSchema, status=201, content_type="application/xml",
      also={200: "the same bytes as a deployed version: that version, unchanged"})
 def deploy():
@@ -34,6 +35,10 @@ def deploy():
         raise BadRequest("the BPMN body is empty")
     definition, created = definitions.deploy(runtime(), xml, current().name)
     definition.created = created
+    if not definition.is_latest:  # the bytes of an older version: deploying again does not roll back
+        definition.notice = (f"these bytes are version {definition.version}, which is not the latest of "
+                             f"'{definition.key}'; to start new cases on it, POST "
+                             f"/api/v1/process-definition/{definition.id}/make-latest with a reason")
     return answer(schemas.DeployedSchema(), definition, 201 if created else 200)
 
 
@@ -56,7 +61,8 @@ def get_definition(definition_id: int):
 
 @bp.get("/key/<key>")
 @roles(*READERS)
-@doc("The latest version of a key", response=schemas.DefinitionSchema)
+@doc("The version new cases of a key start on (the newest, unless an administrator made another the latest)",
+     response=schemas.DefinitionSchema)
 def get_latest(key: str):
     return answer(schemas.DefinitionSchema(), definitions.latest(runtime(), key))
 
@@ -67,3 +73,33 @@ def get_latest(key: str):
 def get_xml(definition_id: int):
     d = definitions.get(runtime(), definition_id)
     return Response(d.bpmn_xml, mimetype="application/xml")
+
+
+@bp.post("/<int:definition_id>/make-latest")
+@roles("admin")
+@doc("Start new cases of the key on this version again (roll back); running cases keep theirs. Audited",
+     body=schemas.DefinitionActionSchema, response=schemas.DefinitionSchema)
+def make_latest(definition_id: int):
+    args = json_body(schemas.DefinitionActionSchema())
+    return answer(schemas.DefinitionSchema(),
+                  definitions.make_latest(runtime(), definition_id, current().name, args["reason"]))
+
+
+@bp.post("/<int:definition_id>/suspend")
+@roles("admin")
+@doc("No new cases on this version (starts answer 409); running cases go on. Audited",
+     body=schemas.DefinitionActionSchema, response=schemas.DefinitionSchema)
+def suspend(definition_id: int):
+    args = json_body(schemas.DefinitionActionSchema())
+    return answer(schemas.DefinitionSchema(),
+                  definitions.suspend(runtime(), definition_id, current().name, args["reason"]))
+
+
+@bp.post("/<int:definition_id>/activate")
+@roles("admin")
+@doc("Let a suspended version take new cases again. Audited",
+     body=schemas.DefinitionActionSchema, response=schemas.DefinitionSchema)
+def activate(definition_id: int):
+    args = json_body(schemas.DefinitionActionSchema())
+    return answer(schemas.DefinitionSchema(),
+                  definitions.activate(runtime(), definition_id, current().name, args["reason"]))

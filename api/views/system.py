@@ -8,7 +8,7 @@ import html
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import func, select, text
 
-from engine import timers
+from engine import definitions, timers
 from engine.models import HumanTask, Incident, Message, OutboxEntry, ProcessInstance
 from engine.scheduler import HEARTBEAT_KEY
 from notifications.models import STATUSES as NOTIFICATION_STATUSES
@@ -216,7 +216,18 @@ def metrics():
         by_status = _notification_counts(s)
     lines.append("# TYPE gridloop_notifications gauge")
     lines += [f'gridloop_notifications{{status="{status}"}} {n}' for status, n in by_status.items()]
+    lines += _process_error_lines()
     return Response("\n".join(lines) + "\n", mimetype="text/plain; version=0.0.4")
+
+
+def _process_error_lines() -> list[str]:
+    """Changes that failed in a model (a script's or condition's error, a sandbox budget), per key and
+    version: stored on the definition, so every web process reports the same count."""
+    lines = ["# HELP gridloop_process_errors_total Changes refused because the process model failed",
+             "# TYPE gridloop_process_errors_total counter"]
+    for key, version, n in definitions.process_error_counts(runtime()):
+        lines.append(f'gridloop_process_errors_total{{key="{key}",version="{version}"}} {n}')
+    return lines
 
 
 @bp.get("/api/v1/openapi.json")

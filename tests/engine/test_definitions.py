@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from engine import definitions, instances, tasks
+from engine.errors import Conflict, NotFound, ProcessError
 from engine.models import AuditEvent, ProcessDefinition
 from engine.parsing import ModelError
 from engine.runtime import Runtime
@@ -223,3 +225,108 @@ def test_concurrent_deploys_get_distinct_versions_and_identical_bytes_one_versio
     assert sorted(v for v, c in created if c) == [1, 2, 3]
     assert results[0][1][0].id == results[1][1][0].id
     assert [d.version for d in definitions.list_definitions(rt, key="two_step")] == [1, 2, 3]
+
+
+# -- lifecycle: which version new cases start on, and whether a version takes new cases ---------------
+
+def test_redeploying_an_older_versions_bytes_answers_it_but_does_not_roll_back(rt):
+    v1, _ = definitions.deploy(rt, two_step(), "admin")
+    v2, _ = definitions.deploy(rt, two_step(second="other"), "admin")
+    again, created = definitions.deploy(rt, two_step(), "system:bundled")  # as every start redeploys bpmn/
+    assert (created, again.id, again.is_latest) == (False, v1.id, False)
+    assert definitions.latest(rt, "two_step").id == v2.id
+
+
+def test_make_latest_rolls_new_starts_back_and_running_instances_stay_pinned(rt):
+    v1, _ = definitions.deploy(rt, two_step(), "admin")
+    definitions.deploy(rt, two_step(second="other"), "admin")
+    on_v2 = instances.start(rt, actor="u", key="two_step").instance
+    made = definitions.make_latest(rt, v1.id, "ann", "v2 routes to the wrong task")
+    assert made.is_latest and definitions.latest(rt, "two_step").id == v1.id
+    assert [d.version for d in definitions.list_definitions(rt, latest_only=True)] == [1]
+    rolled_back = instances.start(rt, actor="u", key="two_step").instance
+    assert rolled_back.definition_id == v1.id and _next_element(rt, rolled_back.id) == "second"
+    assert _next_element(rt, on_v2.id) == "other"
+    v3, _ = definitions.deploy(rt, two_step(second="third"), "admin")  # a new version is the latest again
+    assert definitions.latest(rt, "two_step").id == v3.id
+
+
+def test_the_database_keeps_one_latest_version_per_key(rt):
+    v1, _ = definitions.deploy(rt, two_step(), "admin")
+    definitions.deploy(rt, two_step(second="other"), "admin")
+    with pytest.raises(IntegrityError), rt.db.transaction() as s:
+        s.get(ProcessDefinition, v1.id).is_latest = True
+
+
+def test_suspended_version_refuses_starts_by_key_and_by_id_with_a_conflict(rt):
+    v1, _ = definitions.deploy(rt, two_step(), "admin")
+    running = instances.start(rt, actor="u", key="two_step").instance
+    assert definitions.suspend(rt, v1.id, "ann", "roster rebuild").suspended
+    for how in ({"key": "two_step"}, {"definition_id": v1.id}):
+        with pytest.raises(Conflict, match="version 1 of 'two_step' is suspended"):
+            instances.start(rt, actor="u", **how)
+    assert _next_element(rt, running.id) == "second"  # running ones go on
+    with pytest.raises(Conflict, match="activate it"):
+        definitions.make_latest(rt, v1.id, "ann", "why not")
+    definitions.activate(rt, v1.id, "ann", "roster ready")
+    assert instances.start(rt, actor="u", key="two_step").instance.definition_id == v1.id
+
+
+def test_lifecycle_of_an_unknown_version_is_not_found(rt):
+    for action in (definitions.make_latest, definitions.suspend, definitions.activate):
+        with pytest.raises(NotFound, match="4711"):
+            action(rt, 4711, "ann", "typo")
+
+
+# -- a model that fails at run time: the step by name, the problem in words ------------------------------
+
+def _named_script(code: str) -> str:
+    return (f'<bpmn:scriptTask id="dispatch" name="派遣 Dispatch"><bpmn:script>{code}</bpmn:script>'
+            "</bpmn:scriptTask>")
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    ("who = inspectr", "the model refers to 'inspectr', which this case does not have (did you mean 'inspector'?)"),
+    ("x = 1 / 0", "the model divides by zero"),
+    ("x = {}['grid']", "the model looks up 'grid', which is not there"),
+    ("x = inspector.upper().nope", "the model asks a value for 'nope', which it does not have"),
+    ("x = inspector + 1", "the model combines values that do not go together"),
+])
+def test_run_time_model_error_names_the_step_and_says_what_is_wrong(rt, code, words):
+    definition, _ = definitions.deploy(rt, process("p", start(), _named_script(code), end(),
+                                                   seq("start", "dispatch", "end")), "admin")
+    with pytest.raises(ProcessError) as info:
+        instances.start(rt, actor="u", key="p", variables={"inspector": "insp-7"})
+    assert info.value.message.startswith(f'step "派遣 Dispatch" (dispatch) failed: {words}')
+    assert "Error" not in info.value.message and "Spiff" not in info.value.message
+    assert info.value.details == {"element": "dispatch", "elementName": "派遣 Dispatch",
+                                  "definitionId": definition.id, "key": "p", "version": 1}
+    assert _stored(rt) == (1, 1)  # nothing started, nothing audited but the deploy
+
+
+def test_failing_condition_of_an_unnamed_gateway_names_its_id(rt):
+    definitions.deploy(rt, process("p", start(), gateway("g", default="f_g_b"), end("a"), end("b"),
+                                   seq("start", "g"), flow("g", "a", "level > limit"), flow("g", "b")), "admin")
+    with pytest.raises(ProcessError, match=r'^step "g" failed: the model refers to \'limit\'') as info:
+        instances.start(rt, actor="u", key="p", variables={"level": 3})
+    assert info.value.details["elementName"] is None
+
+
+def test_process_errors_are_counted_per_version(rt):
+    v1, _ = definitions.deploy(rt, two_step(), "admin")
+    assert definitions.count_process_error(rt, v1.id) == ("two_step", 1)
+    assert definitions.count_process_error(rt, v1.id) == ("two_step", 1)
+    assert definitions.count_process_error(rt, 4711) is None
+    assert definitions.process_error_counts(rt) == [("two_step", 1, 2)]
+    assert definitions.get(rt, v1.id).last_process_error_at == rt.clock.now()
+
+
+def test_concurrent_rollbacks_and_deploys_leave_one_latest_version(pg, clock):
+    rt = Runtime(db=pg, clock=clock)
+    v1, _ = definitions.deploy(rt, two_step(), "admin")
+    v2, _ = definitions.deploy(rt, two_step(second="other"), "admin")
+    results = run_together([lambda: definitions.make_latest(rt, v1.id, "ann", "roll back"),
+                            lambda: definitions.make_latest(rt, v2.id, "bob", "roll forward"),
+                            lambda: definitions.deploy(rt, two_step(second="third"), "admin")])
+    assert all(kind == "ok" for kind, _ in results), results
+    assert len(definitions.list_definitions(rt, key="two_step", latest_only=True)) == 1
