@@ -103,8 +103,13 @@ def test_a_bomb_of_pixels_is_refused_before_it_is_decoded(rt, users, task_url):
 def test_a_photo_above_the_request_limit_but_within_the_photo_limit_is_kept(rt, users, task_url):
     data = noisy_jpeg(350, 350)
     assert REQUEST_LIMIT < len(data) < PHOTO_LIMIT
-    r = upload(users, task_url, data)
+    body = (b"--b0undary\r\nContent-Disposition: form-data; name=\"file\"; filename=\"site.jpg\"\r\n"
+            b"Content-Type: image/jpeg\r\n\r\n" + data + b"\r\n--b0undary--\r\n")
+    headers = {"Content-Type": "multipart/form-data; boundary=b0undary", "Idempotency-Key": "photo-1"}
+    r = users["sup"].post(f"{task_url}/photos", data=body, headers=headers)  # the key's fingerprint reads it all
     assert r.status_code == 201, r.get_json()
+    again = users["sup"].post(f"{task_url}/photos", data=body, headers=headers)
+    assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
     assert photos(rt) == 1
 
 
