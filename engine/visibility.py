@@ -8,6 +8,7 @@ is visible only to those who see everything."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, false, or_, true
 
@@ -52,13 +53,24 @@ def task_filter(viewer: Viewer) -> ColumnElement[bool]:
     return or_(mine, offered)
 
 
-def instance_visible(viewer: Viewer, instance: ProcessInstance) -> bool:
-    return viewer.sees_all or _in_scope(viewer, instance.scope)
+def grid_visible(viewer: Viewer, grid: str | None) -> bool:
+    """Anything placed in a grid (an instance, a case, a source, a warning): everything for those who
+    see everything, else what lies in the viewer's subtree, and nothing without a scope."""
+    return viewer.sees_all or _in_scope(viewer, grid)
 
 
-def instance_filter(viewer: Viewer) -> ColumnElement[bool]:
+def grid_filter(viewer: Viewer, column: Any) -> ColumnElement[bool]:
+    """`grid_visible` as a SQL condition on the grid column of any table."""
     if viewer.sees_all:
         return true()
     if viewer.scope is None:
         return false()
-    return ProcessInstance.scope.startswith(viewer.scope, autoescape=True)
+    return column.startswith(viewer.scope, autoescape=True)
+
+
+def instance_visible(viewer: Viewer, instance: ProcessInstance) -> bool:
+    return grid_visible(viewer, instance.scope)
+
+
+def instance_filter(viewer: Viewer) -> ColumnElement[bool]:
+    return grid_filter(viewer, ProcessInstance.scope)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, column, select, table
 
 from engine.references import ReferenceContext, ReferenceKind, ReferenceKinds, ReferenceRefused
-from engine.visibility import may_work
+from engine.visibility import grid_visible, may_work
 
 from .cases import Case
 from .grids import Grid
@@ -54,8 +54,7 @@ def check_grid(value: Any, ctx: ReferenceContext) -> str:
     inner = ctx.variable("contains")
     if inner and value not in _chain(ctx, str(inner)):
         raise ReferenceRefused(f"grid {value!r} does not contain {inner!r}")
-    if ctx.arg("inActorScope") == "true" and ctx.viewer is not None and not ctx.viewer.sees_all \
-            and not (ctx.viewer.scope and value.startswith(ctx.viewer.scope)):
+    if ctx.arg("inActorScope") == "true" and ctx.viewer is not None and not grid_visible(ctx.viewer, value):
         raise ReferenceRefused(f"grid {value!r} is outside your own grid")
     return value
 

@@ -18,7 +18,7 @@ from engine.change import locked_instance
 from engine.errors import Conflict, NotFound
 from engine.models import HumanTask
 from engine.runtime import Runtime
-from engine.visibility import Viewer
+from engine.visibility import Viewer, grid_visible
 from notifications.queueing import Queued
 from notifications.quiet_hours import QuietHours
 
@@ -79,8 +79,7 @@ def urge_case(rt: Runtime, viewer: Viewer, case_id: str, note: str, *, quiet: Qu
 
 
 def _sees(viewer: Viewer, case: Case) -> bool:
-    """The case scope rule: everything, or the cases of the viewer's grid subtree (none without one)."""
-    return viewer.sees_all or bool(viewer.scope and case.grid_code.startswith(viewer.scope))
+    return grid_visible(viewer, case.grid_code)
 
 
 def _reason(queued: list[Queued]) -> str:

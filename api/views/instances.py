@@ -5,7 +5,7 @@ from flask import Blueprint, jsonify
 from engine import instances
 from engine.errors import NotAllowed, NotFound
 from engine.instances import InstanceQuery
-from engine.visibility import instance_visible
+from engine.visibility import grid_visible, instance_visible
 
 from .. import schemas
 from ..auth import current, roles
@@ -21,7 +21,7 @@ def _start_scope(args) -> str | None:
     """An instance is scoped to a grid: by default the starter's own; never outside it."""
     p = current()
     scope = args.get("scope", p.scope)
-    if p.scope is not None and not p.viewer.sees_all and (scope is None or not scope.startswith(p.scope)):
+    if not p.viewer.sees_all and not grid_visible(p.viewer, scope):
         raise NotAllowed("an instance can only be started inside your own grid")
     return scope
 

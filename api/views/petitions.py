@@ -8,6 +8,7 @@ from marshmallow import Schema, fields, validate, validates_schema
 from marshmallow.exceptions import ValidationError
 
 from engine.errors import Conflict, InvalidInput, NotFound
+from engine.visibility import grid_visible
 from workflows import reports
 from workflows.cases import Case, UnknownCategory
 
@@ -84,8 +85,7 @@ def _body(case: Case) -> dict:
 def _visible(p: Principal, petition_id: str) -> Case:
     """The petition's case, if the caller may see it (supervisors: inside their grid)."""
     case = reports.find_petition(runtime().db, petition_id)
-    if case is None or "petition" not in case.details or not (p.has("admin", "leader", "system") or
-                            (p.scope and case.grid_code.startswith(p.scope))):
+    if case is None or "petition" not in case.details or not grid_visible(p.viewer, case.grid_code):
         raise NotFound(f"petition {petition_id} does not exist")
     return case
 

@@ -24,6 +24,7 @@ from sqlalchemy import delete, select
 from engine import audit
 from engine.db import given, page
 from engine.errors import Conflict, NotFound
+from engine.visibility import grid_filter
 from workflows.grids import Grid
 from workflows.monitoring_rules import DEVICE, EXCEEDANCE, OFFLINE, RuleState
 from workflows.sources import DATA_KINDS, KINDS, MonitoringSource, PollutantLimit
@@ -179,11 +180,7 @@ def _refused(problems: dict[int, dict[str, Any]], what: str, *, conflicts: Abstr
 
 
 def _scope_filter(p: Principal, stmt):
-    if p.has("admin", "leader"):
-        return stmt
-    if not p.scope:  # fail closed: a supervisor without a grid sees nothing
-        return stmt.where(MonitoringSource.mn.is_(None))
-    return stmt.where(MonitoringSource.grid_code.startswith(p.scope, autoescape=True))
+    return stmt.where(grid_filter(p.viewer, MonitoringSource.grid_code))
 
 
 def _current_grids(s, tenant: str) -> set[str]:

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from engine.db import given, page
 from engine.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from engine.models import ProcessInstance
+from engine.visibility import grid_filter, grid_visible
 from notifications.models import Notification
 from notifications.templates import warning_level
 from workflows.warnings import (
@@ -156,11 +157,7 @@ bp = Blueprint("warnings", __name__, url_prefix="/api/v1")
 
 
 def _scoped(p: Principal, stmt):
-    if p.has("admin", "leader"):
-        return stmt
-    if not p.scope:  # fail closed: a supervisor or inspector without a grid sees nothing
-        return stmt.where(GradedWarning.id.is_(None))
-    return stmt.where(GradedWarning.grid_code.startswith(p.scope, autoescape=True))
+    return stmt.where(grid_filter(p.viewer, GradedWarning.grid_code))
 
 
 def _visible(warning_id: str) -> GradedWarning:
@@ -174,13 +171,12 @@ def _visible(warning_id: str) -> GradedWarning:
 def may_acknowledge(p: Principal, g: WarningGroup) -> bool:
     """Admins and leaders any group; a supervisor the groups of grids within theirs (told first or
     escalated to); an inspector their own group, or an inspectors' group of a grid within theirs."""
-    if p.has("admin", "leader"):
+    v = p.viewer
+    if v.sees_all:
         return True
-    if not p.scope:
-        return False
-    if p.has("supervisor") and (g.scope.startswith(p.scope) or g.current_scope.startswith(p.scope)):
+    if p.has("supervisor") and (grid_visible(v, g.scope) or grid_visible(v, g.current_scope)):
         return True
-    return p.has("inspector") and (g.recipient == p.name or (g.post == "inspector" and g.scope.startswith(p.scope)))
+    return p.has("inspector") and (g.recipient == p.name or (g.post == "inspector" and grid_visible(v, g.scope)))
 
 
 def _link_base() -> str:
@@ -196,7 +192,7 @@ def _link_base() -> str:
 def post_warning():
     a = json_body(RaiseSchema())
     p = current()
-    if p.has("supervisor") and not p.has("admin", "system") and not (p.scope and a["grid"].startswith(p.scope)):
+    if p.has("supervisor") and not grid_visible(p.viewer, a["grid"]):
         raise NotAllowed("a supervisor raises warnings only inside their own grid")
     secret, base = current_app.config["SECRET_KEY"], _link_base()
     w = WarningInput(tenant=a["tenant"], level=a["level"], grid_code=a["grid"], station=a["station"],
