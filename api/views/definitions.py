@@ -1,9 +1,10 @@
 """process-definition: deploy, list, versions, XML, and the lifecycle (make latest, suspend, activate)."""
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import BadRequest
 
 from engine import definitions
+from engine.errors import NotFound
 
 from .. import schemas
 from ..auth import current, roles
@@ -103,3 +104,25 @@ def activate(definition_id: int):
     args = json_body(schemas.DefinitionActionSchema())
     return answer(schemas.DefinitionSchema(),
                   definitions.activate(runtime(), definition_id, current().name, args["reason"]))
+
+
+@bp.get("/<int:definition_id>/form")
+@roles("admin", "supervisor", "system")
+@doc("The start form of a definition version as JSON Schema 2020-12 with UI hints (the variables a start "
+     "takes); 404 when the model declares none")
+def get_start_form(definition_id: int):
+    return _start_form(definitions.get(runtime(), definition_id))
+
+
+@bp.get("/key/<key>/form")
+@roles("admin", "supervisor", "system")
+@doc("The start form of the latest version of a key")
+def get_latest_start_form(key: str):
+    return _start_form(definitions.latest(runtime(), key))
+
+
+def _start_form(d):
+    form = runtime().specs.get(runtime().db, d.id).start_form
+    if form is None:
+        raise NotFound(f"{d.key} version {d.version} declares no start form")
+    return jsonify({"definitionId": d.id, "key": d.key, "version": d.version, "schema": form.json_schema()})

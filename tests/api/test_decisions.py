@@ -149,3 +149,16 @@ def test_a_supervisor_starts_a_case_process_only_inside_their_own_grid(case, clo
     assert r.status_code == 422 and list(r.get_json()["error"]["fields"]) == ["grid"], r.get_json()
     assert start(where["elsewhere"], where["elsewhere"][:6]).status_code == 201
     assert district != where["elsewhere"][:6]
+
+
+def test_the_start_form_is_served_for_a_version_and_for_the_latest(case):
+    _rt, _filed, p, _where = case
+    r = p["sup"].get("/api/v1/process-definition/key/env_case/form")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["key"] == "env_case" and body["schema"]["properties"]["grid"]["x-reference"] == {
+        "kind": "grid", "inActorScope": "true"}
+    assert {"case_id", "category", "grid", "sign_for_hours"} <= set(body["schema"]["required"])
+    by_id = p["sup"].get(f"/api/v1/process-definition/{body['definitionId']}/form").get_json()
+    assert by_id["schema"] == body["schema"]
+    assert p["insp"].get("/api/v1/process-definition/key/env_case/form").status_code == 403
