@@ -8,7 +8,7 @@ import pytest
 
 from api import accounts, create_app
 from api.settings import Settings
-from tests.api.statuses import record_successes, undeclared
+from tests.api.statuses import recorded_successes, undeclared
 
 
 @dataclass
@@ -43,9 +43,15 @@ def app(rt):
     settings = Settings(database_url=rt.db.url, secret_key="test-secret", deploy_bundled=False)
     application = create_app(settings, runtime=rt)
     application.config["TESTING"] = True
-    seen = record_successes(application)
-    yield application
-    missing = undeclared(application, seen)
+    return application
+
+
+@pytest.fixture(autouse=True)
+def _success_statuses_are_declared():
+    """Whatever app a test builds, each 2xx it answers must be declared in the OpenAPI document."""
+    with recorded_successes() as seen:
+        yield
+    missing = undeclared(seen)
     assert not missing, f"success statuses the OpenAPI document does not declare: {missing}"
 
 

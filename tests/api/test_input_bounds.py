@@ -3,6 +3,7 @@ can hold, path ids beyond a row id, and success statuses the OpenAPI document mu
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -144,3 +145,23 @@ def test_open311_query_dates_beyond_utc_or_the_window_are_400_in_its_format(city
     assert r.status_code == 400, r.get_data(as_text=True)
     (error,) = r.get_json()
     assert error["code"] == 400 and "must lie between 1970 and 9000" in error["description"]
+
+
+def test_the_status_check_catches_an_answer_the_document_leaves_out():
+    from flask import Flask
+
+    from api.http import doc
+    from tests.api.statuses import recorded_successes, undeclared
+
+    app = Flask("probe")
+
+    @app.post("/thing")
+    @doc("answers 201 but declares 200")
+    def thing():
+        return "", 201
+
+    with recorded_successes() as seen:
+        assert app.test_client().post("/thing").status_code == 201
+    assert undeclared(seen) == ["POST /thing answered 201"]
+    thing.openapi = dataclasses.replace(thing.openapi, also={201: "created"})  # declared: the check passes
+    assert undeclared(seen) == []
