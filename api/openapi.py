@@ -9,6 +9,7 @@ from typing import Any
 from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 from . import schemas
 
@@ -34,9 +35,17 @@ def build_spec(app: Flask) -> dict[str, Any]:
     return spec.to_dict()
 
 
+def _path_schema(converter) -> dict[str, Any]:
+    """An `<int:...>` id is an integer within its converter's bounds (a row id: 1..2^63-1)."""
+    if isinstance(converter, IntegerConverter):
+        return {"type": "integer", "minimum": converter.min, "maximum": converter.max}
+    return {"type": "string"}
+
+
 def _operation(meta, allowed_roles: tuple[str, ...], rule) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": meta.summary, "x-roles": list(allowed_roles),
-                          "parameters": [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                          "parameters": [{"name": n, "in": "path", "required": True,
+                                          "schema": _path_schema(rule._converters.get(n))}
                                          for n in _PARAM.findall(rule.rule)]}
     if meta.query is not None:
         op["parameters"].append({"in": "query", "schema": meta.query})

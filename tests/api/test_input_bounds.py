@@ -165,3 +165,13 @@ def test_the_status_check_catches_an_answer_the_document_leaves_out():
     assert undeclared(seen) == ["POST /thing answered 201"]
     thing.openapi = dataclasses.replace(thing.openapi, also={201: "created"})  # declared: the check passes
     assert undeclared(seen) == []
+
+
+def test_the_document_gives_integer_path_ids_their_bounds(client):
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    (param,) = paths["/api/v1/incident/{incident_id}/retry"]["post"]["parameters"]
+    assert param["schema"] == {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}
+    (param,) = paths["/api/v1/warning-policies/{policy_id}"]["delete"]["parameters"]
+    assert param["schema"]["maximum"] == 2**31 - 1
+    (param,) = paths["/api/v1/task/{task_id}/complete"]["post"]["parameters"]
+    assert param["schema"] == {"type": "string"}
