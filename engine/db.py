@@ -153,6 +153,10 @@ class Database:
         with self._sessions() as session, session.begin():
             yield session
 
+    def write_session(self) -> Session:
+        """A new session for writing, whose transaction the caller begins and ends (UnitOfWork)."""
+        return self._sessions()
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session for reads (on SQLite it does not take the write lock)."""

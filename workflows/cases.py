@@ -17,10 +17,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from engine import instances
-from engine.change import Change, after_commit
+from engine.change import Change
 from engine.db import Base, UTCDateTime
 from engine.models import BigId
 from engine.runtime import Runtime
+from engine.unit_of_work import UnitOfWork
 
 from .grids import GridIndex
 from .people import Category
@@ -111,19 +112,19 @@ def file_alarm(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intak
 
 
 def _file(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intake:
-    now = rt.clock.now()
-    started = None
-    with rt.db.transaction() as s:
+    with UnitOfWork(rt) as uow:
+        s = uow.session
         existing = s.scalar(select(Case).join(CaseAlarm, CaseAlarm.case_id == Case.id)
                             .where(CaseAlarm.source == alarm.source, CaseAlarm.external_id == alarm.external_id))
         if existing is not None:
             if existing.instance_id is None:
-                started = _start(rt, s, existing, actor)
+                uow.changed(_start(rt, s, existing, actor))
             intake = Intake(existing, "repeat")
         else:
-            intake, started = _new_or_occurrence(rt, s, index, alarm, actor, now)
-    if started is not None:
-        after_commit(rt, started)
+            intake, started = _new_or_occurrence(rt, s, index, alarm, actor, rt.clock.now())
+            if started is not None:
+                uow.changed(started)
+        uow.commit()
     return intake
 
 

@@ -18,6 +18,7 @@ from engine.change import locked_instance
 from engine.errors import Conflict, NotFound
 from engine.models import HumanTask
 from engine.runtime import Runtime
+from engine.unit_of_work import UnitOfWork
 from engine.visibility import Viewer, grid_visible
 from notifications.queueing import Queued
 from notifications.quiet_hours import QuietHours
@@ -49,7 +50,8 @@ def urge_case(rt: Runtime, viewer: Viewer, case_id: str, note: str, *, quiet: Qu
     """Urge everyone assigned to an open task of the case `viewer` may see. NotFound for a case
     they may not see; Conflict once its process has ended."""
     now = rt.clock.now()
-    with rt.db.transaction() as s:
+    with UnitOfWork(rt) as uow:
+        s = uow.session
         case = s.get(Case, case_id)
         if case is None or case.instance_id is None or not _sees(viewer, case):
             raise NotFound(f"case {case_id} does not exist")
@@ -66,7 +68,8 @@ def urge_case(rt: Runtime, viewer: Viewer, case_id: str, note: str, *, quiet: Qu
         outcomes = notices.urge(s, now, key=f"urge:{case_id}:{uuid.uuid4().hex}", case_id=case_id, people=people,
                                 note=note, urged_by=viewer.name, due=due.isoformat() if due else None, quiet=quiet,
                                 public_url=public_url)
-    rt.wake()  # the notices' delivery jobs are due now (or at the end of quiet hours)
+        uow.wake_after_commit()  # the notices' delivery jobs are due now (or at the end of quiet hours)
+        uow.commit()
     urged = Urged(case_id=case_id, tasks=tasks)
     for person, queued in outcomes.items():
         ids = [q.notification_id for q in queued if q.notification_id]

@@ -45,13 +45,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from engine import definitions, messages, outbox
-from engine.change import after_commit, new_instance
+from engine.change import new_instance
 from engine.db import Base, UTCDateTime
 from engine.endings import InstanceEnded
 from engine.errors import NotFound
 from engine.models import BigId
 from engine.operations import OperationContext
 from engine.runtime import Runtime
+from engine.unit_of_work import UnitOfWork
 from notifications.receipts import acknowledge_instance
 
 from .grids import Grid
@@ -272,8 +273,8 @@ def raise_warning(rt: Runtime, w: WarningInput, actor: str, ack_link: Callable[[
         raise ValueError(f"warning level must be 1–4, not {w.level!r}")
     definition = definitions.latest(rt, PROCESS)  # before the write lock (SQLite): NotFound if not deployed
     now = rt.clock.now()
-    changes = []
-    with rt.db.transaction() as s:
+    with UnitOfWork(rt) as uow:
+        s = uow.session
         chain = lineage(s, w.tenant, w.grid_code)
         plans = plan_groups(s, w.tenant, w.level, chain, now)
         warning = GradedWarning(id=f"W{now.astimezone(CHINA):%Y%m%d}-{uuid.uuid4().hex[:8]}", tenant=w.tenant,
@@ -299,9 +300,8 @@ def raise_warning(rt: Runtime, w: WarningInput, actor: str, ack_link: Callable[[
                 ch.record("instance.started", definition_id=definition.id, version=definition.version,
                           business_key=g.id, variables=variables)  # not the link: it acknowledges
             g.instance_id = ch.instance.id
-            changes.append(ch)
-    for ch in changes:
-        after_commit(rt, ch)
+            uow.changed(ch)
+        uow.commit()
     return warning
 
 
