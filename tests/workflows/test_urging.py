@@ -100,7 +100,7 @@ def test_a_notice_the_database_refuses_leaves_no_urge_on_the_timeline(signing_fo
 def test_a_case_outside_the_viewers_grid_is_not_found_and_a_closed_one_is_a_conflict(signing_for, db):
     rt, case, _inspector = signing_for
     elsewhere = staff_viewer("sup-far", frozenset({"supervisor"}), "310101")
-    no_grid = staff_viewer("sup-none", frozenset({"supervisor"}), "")
+    no_grid = staff_viewer("sup-none", frozenset({"supervisor"}), None)
     for viewer in (elsewhere, no_grid):
         with pytest.raises(NotFound):
             urge(rt, case.id, viewer)
