@@ -344,6 +344,8 @@ def _describe(exc: Exception) -> str:
         text = exc.message
         return text.replace(f"{type(cause).__name__}: ", "") if cause is not None else text
     original = _original(exc)
+    if str(original).startswith("No conditions satisfied"):  # an exclusive gateway without a default flow
+        return "none of the gateway's conditions holds for these values (the model expects other values here)"
     if isinstance(original, SandboxLimitError):
         return f"the model's script or condition was stopped: {original}"
     if isinstance(original, EngineError):

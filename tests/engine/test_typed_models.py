@@ -144,4 +144,5 @@ def test_a_gateway_no_condition_matches_stops_the_change_instead_of_guessing(typ
     with pytest.raises(ProcessError) as info:
         tasks.complete(rt, task.id, "officer-1", {"verdict": "approve"})
     assert info.value.details.get("element") == "g"
+    assert "none of the gateway's conditions holds" in info.value.message and "Exception" not in info.value.message
     assert count(rt, HumanTask, HumanTask.status == "open") == 1 and count(rt, AuditEvent) == events
