@@ -16,7 +16,7 @@ from werkzeug.exceptions import BadRequest
 from engine import messages
 
 from ..auth import AuthError, public
-from ..fields import EventTime
+from ..fields import UtcTime
 from ..http import check_json, doc, runtime
 from ..schemas import Strict
 
@@ -31,7 +31,7 @@ class CallbackSchema(Strict):
     ticket = fields.String(validate=validate.Length(max=100))
     decision = fields.String(validate=validate.Length(max=2000))
     amount = fields.Float(validate=validate.Range(min=0))
-    decided_at = EventTime(data_key="decidedAt")
+    decided_at = UtcTime(data_key="decidedAt")  # storable; not bounded by our clock: their feedback must not be lost
 
 
 def callback_signature(secret: str, callback_id: str, timestamp: str, body: bytes) -> str:
