@@ -46,6 +46,7 @@ class NoticeRequest:
     urgent: bool = False
     case_id: str | None = None
     instance_id: str | None = None
+    unreachable: str | None = None  # without channels: why (else "no channel to reach the recipient")
 
     @classmethod
     def fallback_of(cls, n: Notification) -> NoticeRequest:
@@ -82,7 +83,7 @@ def queue_each(s: Session, now: datetime, requests: Sequence[NoticeRequest], qui
                               None if request.channels else NO_CHANNEL_REASON, repeat=True))
         elif not request.channels:
             log.warning("a notice has nobody to reach", extra={"recipient": request.recipient, "kind": request.kind})
-            error = "no channel to reach the recipient"
+            error = request.unreachable or "no channel to reach the recipient"
             n = add_notification(s, now, request, key, (NO_CHANNEL, ""), [], quiet, error=error)
             notice_incident(s, now, n, f"{request.kind} notice to {request.recipient}: {error}")
             out.append(Queued(request, reason=NO_CHANNEL_REASON))

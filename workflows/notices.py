@@ -71,19 +71,28 @@ def plan(s: Session, now: datetime, key: str, params: Mapping[str, Any], instanc
     data = case_data(s, case, params, public_url)
     kind, urgent = str(params["kind"]), bool(params.get("urgent", case.urgent if case else False))
 
-    def request(recipient: str, channels: list[tuple[str, str]]) -> NoticeRequest:
+    def request(recipient: str, channels: list[tuple[str, str]], unreachable: str | None = None) -> NoticeRequest:
         return NoticeRequest(key=f"{key}:{recipient}", kind=kind, recipient=recipient, channels=channels, data=data,
-                             urgent=urgent, case_id=case.id if case else None, instance_id=instance_id)
+                             urgent=urgent, case_id=case.id if case else None, instance_id=instance_id,
+                             unreachable=unreachable)
 
     people = recipients(s, now, to=params.get("to"), scope=params.get("scope"),
                         category=case.category if case else None)
     requests = [request(p.username or f"person:{p.id}", staff_channels(p)) for p in people]
     if not requests and (params.get("to") or params.get("scope")):  # a failed notice, for the case and the logs
-        requests.append(request(NOBODY, []))
+        requests.append(request(NOBODY, [], _nobody(params.get("to"), params.get("scope"))))
     if params.get("reporter") and case is not None:  # cases from monitoring have no reporter to tell
         for n, reporter in enumerate(reporters(s, case)):
             requests.append(request(f"citizen:{case.id}" + (f":{n}" if n else ""), citizen_channels(reporter)))
     return requests
+
+
+def _nobody(to: str | None, scope: str | None) -> str:
+    """Why a notice has nobody to go to, in words an operator acts on."""
+    wanted = [f"no active member of staff is named {to!r}"] if to else []
+    if scope:
+        wanted.append(f"no supervisor in grid {scope} or above it")
+    return " and ".join(wanted)
 
 
 def reporters(s: Session, case: Case) -> list[Mapping[str, Any]]:
@@ -139,6 +148,8 @@ def staff_channels(p: Person) -> list[tuple[str, str]]:
 def contacts(s: Session, n: Notification) -> list[tuple[str, str]]:
     """The channels `n`'s recipient has now (notifications.delivery.Contacts): a member of staff
     by username, a reporter of the case by their place among its reporters; none for nobody."""
+    if n.recipient == NOBODY:  # whom it was meant for is in its incident; a retry cannot find them
+        return []
     if n.recipient.startswith("citizen:"):
         _, case_id, *nth = n.recipient.split(":")
         case = s.get(Case, case_id)
