@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
 class EngineError(Exception):
+    """`fields` names the values at fault, as InvalidInput explains; any error may name them (a 409
+    naming the items of a batch that conflict)."""
+
     code = "engine_error"
 
-    def __init__(self, message: str, **details: Any) -> None:
+    def __init__(self, message: str, *, fields: list[str] | Mapping[str, Any] | None = None,
+                 **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.fields = _field_messages(message, fields)
 
 
 class NotFound(EngineError):
@@ -32,17 +38,10 @@ class NotAllowed(EngineError):
 
 class InvalidInput(EngineError):
     """A value the caller sent is wrong. `fields` names them: a list of names (each gets the message)
-    or a mapping of name to its messages; either way it is kept as {name: [messages]}."""
+    or a mapping of name to its messages; either way it is kept as {name: [messages]}, nested like
+    marshmallow's for the items of a list ({"3": {"mn": [...]}})."""
 
     code = "invalid_input"
-
-    def __init__(self, message: str, *, fields: list[str] | dict[str, list[str]] | None = None,
-                 **details: Any) -> None:
-        super().__init__(message, **details)
-        if isinstance(fields, dict):
-            self.fields = {name: list(msgs) for name, msgs in fields.items()}
-        else:
-            self.fields = {name: [message] for name in fields or ()}
 
 
 class ProcessError(EngineError):
@@ -50,3 +49,10 @@ class ProcessError(EngineError):
     Everything the change did is rolled back."""
 
     code = "process_error"
+
+
+def _field_messages(message: str, fields: list[str] | Mapping[str, Any] | None) -> dict[str, Any]:
+    if not isinstance(fields, Mapping):
+        return {name: [message] for name in fields or ()}
+    return {str(name): _field_messages(message, msgs) if isinstance(msgs, Mapping) else list(msgs)
+            for name, msgs in fields.items()}
