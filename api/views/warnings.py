@@ -22,6 +22,8 @@ from engine.models import ProcessInstance
 from engine.visibility import grid_filter, grid_visible
 from notifications.models import Notification
 from notifications.templates import warning_level
+from workflows import warning_policies
+from workflows.warning_policies import NewPolicy
 from workflows.warnings import (
     NOTIFY_LEVELS,
     NOTIFY_POSTS,
@@ -31,7 +33,6 @@ from workflows.warnings import (
     WarningEvent,
     WarningGroup,
     WarningInput,
-    WarningPolicy,
     ack_token,
     acknowledge,
     group_of_token,
@@ -344,10 +345,7 @@ def ack_by_link(token: str):
      query=PolicyListArgs, response=PolicyView, many=True)
 def list_policies():
     args = query_args(PolicyListArgs())
-    with runtime().db.session() as s:
-        rows = s.scalars(select(WarningPolicy).where(WarningPolicy.tenant == args["tenant"])
-                         .order_by(WarningPolicy.level, WarningPolicy.grid_prefix, WarningPolicy.id)).all()
-    return jsonify(PolicyView(many=True).dump(rows))
+    return jsonify(PolicyView(many=True).dump(warning_policies.policies(runtime(), args["tenant"])))
 
 
 @bp.post("/warning-policies")
@@ -355,22 +353,14 @@ def list_policies():
 @doc("Add a policy row: one recipient group for warnings of `level` in grids under `gridPrefix`",
      body=PolicySchema, response=PolicyView, status=201)
 def add_policy():
-    a = json_body(PolicySchema())
-    with runtime().db.transaction() as s:
-        row = WarningPolicy(**a)
-        s.add(row)
-        s.flush()
-    return jsonify(PolicyView().dump(row)), 201
+    new = NewPolicy(**json_body(PolicySchema()))
+    return jsonify(PolicyView().dump(warning_policies.add_policy(runtime(), new))), 201
 
 
 @bp.delete("/warning-policies/<int(max=2147483647):policy_id>")  # an INTEGER column: 2^31-1
 @roles("admin")
 @doc("Remove a policy row (warnings already raised keep their recipients)", status=204)
 def delete_policy(policy_id: int):
-    with runtime().db.transaction() as s:
-        row = s.get(WarningPolicy, policy_id)
-        if row is None:
-            raise NotFound(f"warning policy {policy_id} does not exist")
-        s.delete(row)
+    warning_policies.remove_policy(runtime(), policy_id)
     return "", 204
 
