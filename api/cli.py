@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from pathlib import Path
@@ -161,10 +160,11 @@ def deploy(files: tuple[Path, ...]) -> None:
     from engine import definitions
     from engine.parsing import ModelError
 
-    rt = _runtime(_settings())
+    settings = _settings()
+    rt = _runtime(settings)
     for path in files:
         try:
-            d, created = definitions.deploy(rt, path.read_bytes(), f"cli:{os.environ.get('USER', 'admin')}")
+            d, created = definitions.deploy(rt, path.read_bytes(), f"cli:{settings.operator}")
         except ModelError as exc:
             for p in exc.problems:
                 click.echo(f"{path}: {p.element_id or '-'}: {p.message}", err=True)

@@ -52,6 +52,17 @@ class Settings:
     ingest_max_connections: int = 2000
     ingest_max_frame: int = 4096  # most bytes of a packet's data segment
     reading_retention_days: int = 400
+    admin_password: str = field(default="", repr=False)  # the first `admin`'s; empty: generated and logged once
+    operator: str = "admin"  # who runs a CLI command ($USER): the actor of what `gridloop deploy` deploys
+    enforcement_timeout_s: float = 10.0
+    enforcement_field_map: str = ""  # JSON {their_field: our_param}; empty: identity
+    enforcement_ticket_field: str = "ticket"
+    open311_services: str = "citizen.report,noise,solid_waste"
+    open311_rate_ip: str = "120/60"
+    open311_rate_key: str = "300/60"
+    open311_proxy_hops: int = 0
+    report_duplicate_radius_m: float = 100.0
+    report_duplicate_window_h: float = 24.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -91,6 +102,17 @@ class Settings:
             ingest_max_connections=int(_env("INGEST_MAX_CONNECTIONS", str(d.ingest_max_connections))),
             ingest_max_frame=int(_env("INGEST_MAX_FRAME", str(d.ingest_max_frame))),
             reading_retention_days=int(_env("READING_RETENTION_DAYS", str(d.reading_retention_days))),
+            admin_password=_env("ADMIN_PASSWORD", ""),
+            operator=os.environ.get("USER") or d.operator,
+            enforcement_timeout_s=float(_env("ENFORCEMENT_TIMEOUT", "") or d.enforcement_timeout_s),
+            enforcement_field_map=_env("ENFORCEMENT_FIELD_MAP", ""),
+            enforcement_ticket_field=_env("ENFORCEMENT_TICKET_FIELD", "") or d.enforcement_ticket_field,
+            open311_services=_env("OPEN311_SERVICES", d.open311_services),
+            open311_rate_ip=_env("OPEN311_RATE_IP", d.open311_rate_ip),
+            open311_rate_key=_env("OPEN311_RATE_KEY", d.open311_rate_key),
+            open311_proxy_hops=int(_env("OPEN311_PROXY_HOPS", "0")),
+            report_duplicate_radius_m=float(_env("REPORT_DUPLICATE_RADIUS_M", str(d.report_duplicate_radius_m))),
+            report_duplicate_window_h=float(_env("REPORT_DUPLICATE_WINDOW_H", str(d.report_duplicate_window_h))),
         )
 
     @property

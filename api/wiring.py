@@ -45,7 +45,9 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
     calendar = calendar or CalendarService(rt.db)
     notify = settings.notify
     install(rt, calendar=calendar.calendar,
-            enforcement=EnforcementClient.configured(settings.enforcement_url, settings.enforcement_secret),
+            enforcement=EnforcementClient.configured(
+                settings.enforcement_url, settings.enforcement_secret, timeout_s=settings.enforcement_timeout_s,
+                field_map=settings.enforcement_field_map, ticket_field=settings.enforcement_ticket_field),
             quiet=notify.quiet, public_url=notify.public_url)
     install_notifications(rt, build_providers(notify, settings.redis_url), DeliveryPolicy(quiet=notify.quiet),
                           contacts=notice_contacts)
@@ -80,7 +82,7 @@ def chores(rt: Runtime, settings: Settings) -> list[Callable[[], object]]:
 def prepare_database(rt: Runtime, settings: Settings) -> None:
     """Migrate the schema and deploy the bundled models (an identical file keeps its version)."""
     database.upgrade(rt.db)
-    ensure_admin(rt)
+    ensure_admin(rt, settings.admin_password)
     seeded = seed_from_package(rt.db, rt.clock.now())
     if seeded:
         log.info("holiday calendar seeded", extra={"years": seeded})
@@ -96,10 +98,9 @@ def prepare_database(rt: Runtime, settings: Settings) -> None:
             log.info("demo cases filed", extra={"tenant": demo.tenant, "cases": cases})
 
 
-def ensure_admin(rt: Runtime) -> None:
-    """On a fresh database, create `admin` so that a newcomer can log in. The password comes from
-    GRIDLOOP_ADMIN_PASSWORD, or is generated and logged once."""
-    import os
+def ensure_admin(rt: Runtime, password: str = "") -> None:
+    """On a fresh database, create `admin` so that a newcomer can log in. The password is `password`
+    (GRIDLOOP_ADMIN_PASSWORD), or is generated and logged once."""
     import secrets
 
     from sqlalchemy import func, select
@@ -109,11 +110,11 @@ def ensure_admin(rt: Runtime) -> None:
     with rt.db.session() as s:
         if s.scalar(select(func.count()).select_from(accounts.User)):
             return
-    password = os.environ.get("GRIDLOOP_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
-    accounts.create_user(rt.db, rt.clock.now(), username="admin", password=password, roles=["admin"],
+    chosen = password or secrets.token_urlsafe(12)
+    accounts.create_user(rt.db, rt.clock.now(), username="admin", password=chosen, roles=["admin"],
                          display_name="Administrator")
-    if "GRIDLOOP_ADMIN_PASSWORD" not in os.environ:
-        log.warning("created user 'admin' with a generated password (shown once): %s", password)
+    if not password:
+        log.warning("created user 'admin' with a generated password (shown once): %s", chosen)
 
 
 def deploy_directory(rt: Runtime, directory: Path, actor: str) -> list[str]:

@@ -28,7 +28,6 @@ import hashlib
 import hmac
 import http.client
 import json
-import os
 import time
 import urllib.error
 import urllib.request
@@ -134,13 +133,11 @@ class EnforcementClient:
     case_param: str = "case_id"  # the parameter whose value is the Idempotency-Key
 
     @classmethod
-    def configured(cls, url: str, secret: str, environ: Mapping[str, str] | None = None) -> EnforcementClient:
-        """The client of a deployment: URL and secret from its settings, the rest from
-        GRIDLOOP_ENFORCEMENT_FIELD_MAP, GRIDLOOP_ENFORCEMENT_TICKET_FIELD and GRIDLOOP_ENFORCEMENT_TIMEOUT."""
-        env = os.environ if environ is None else environ
-        return cls(url, secret, timeout_s=float(env.get("GRIDLOOP_ENFORCEMENT_TIMEOUT") or 10),
-                   field_map=parse_field_map(env.get("GRIDLOOP_ENFORCEMENT_FIELD_MAP", "")),
-                   ticket_field=env.get("GRIDLOOP_ENFORCEMENT_TICKET_FIELD") or "ticket")
+    def configured(cls, url: str, secret: str, *, timeout_s: float = 10.0, field_map: str = "",
+                   ticket_field: str = "ticket") -> EnforcementClient:
+        """The client of a deployment, from its settings (GRIDLOOP_ENFORCEMENT_*); a malformed
+        `field_map` (JSON text) raises ValueError, so the deployment does not start."""
+        return cls(url, secret, timeout_s=timeout_s, field_map=parse_field_map(field_map), ticket_field=ticket_field)
 
     def push(self, case: Mapping[str, Any]) -> dict[str, Any]:
         """POST the case; the ticket in the answer becomes the service task's result."""

@@ -7,7 +7,6 @@ every endpoint is rate limited per client IP, posting also per API key. Errors a
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from ..http import http_error_message, photo_request_limit, runtime
 from ..idempotency import HEADER as IDEMPOTENCY_HEADER
 from ..idempotency import idempotent
 from ..ratelimit import FixedWindowLimiter, Rate, client_ip, shared_redis
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 @dataclass(frozen=True)
 class Open311Config:
-    """GRIDLOOP_OPEN311_* and GRIDLOOP_REPORT_DUPLICATE_* (README, "Citizens' reports")."""
+    """GRIDLOOP_OPEN311_* and GRIDLOOP_REPORT_DUPLICATE_* (README, "Citizens' reports"), read by Settings."""
 
     services: tuple[str, ...] = ("citizen.report", "noise", "solid_waste")
     duplicates: reports.DuplicatePolicy = field(default_factory=reports.DuplicatePolicy)
@@ -53,21 +53,21 @@ class Open311Config:
     proxy_hops: int = 0  # trusted reverse proxies in front: the client is that far from the end of X-Forwarded-For
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, redis=None, clock: Callable[[], float] | None = None) -> Open311Config:
-        def limiter(name: str, default: str) -> FixedWindowLimiter | None:
-            rate = Rate.parse(env.get(f"GRIDLOOP_OPEN311_RATE_{name.upper()}", default))
+    def from_settings(cls, settings: Settings, *, redis=None,
+                      clock: Callable[[], float] | None = None) -> Open311Config:
+        def limiter(name: str, text: str) -> FixedWindowLimiter | None:
+            rate = Rate.parse(text)
             if rate is None:
                 return None
             return FixedWindowLimiter(rate, redis=redis, prefix=f"gridloop:open311:{name}:",
                                       **({"clock": clock} if clock else {}))
 
-        services = env.get("GRIDLOOP_OPEN311_SERVICES", ",".join(cls.services))
-        return cls(services=tuple(s.strip() for s in services.split(",") if s.strip()),
+        return cls(services=tuple(s.strip() for s in settings.open311_services.split(",") if s.strip()),
                    duplicates=reports.DuplicatePolicy(
-                       radius_m=float(env.get("GRIDLOOP_REPORT_DUPLICATE_RADIUS_M", "100")),
-                       window=timedelta(hours=float(env.get("GRIDLOOP_REPORT_DUPLICATE_WINDOW_H", "24")))),
-                   per_ip=limiter("ip", "120/60"), per_key=limiter("key", "300/60"),
-                   proxy_hops=int(env.get("GRIDLOOP_OPEN311_PROXY_HOPS", "0")))
+                       radius_m=settings.report_duplicate_radius_m,
+                       window=timedelta(hours=settings.report_duplicate_window_h)),
+                   per_ip=limiter("ip", settings.open311_rate_ip), per_key=limiter("key", settings.open311_rate_key),
+                   proxy_hops=settings.open311_proxy_hops)
 
 
 @bp.record_once
@@ -75,8 +75,8 @@ def _configure(state) -> None:
     app = state.app
     redis = shared_redis(app)
     rt = app.extensions["gridloop"]
-    app.extensions.setdefault(EXTENSION, Open311Config.from_env(
-        os.environ, redis=redis, clock=lambda: rt.clock.now().timestamp()))
+    app.extensions.setdefault(EXTENSION, Open311Config.from_settings(
+        app.config["GRIDLOOP_SETTINGS"], redis=redis, clock=lambda: rt.clock.now().timestamp()))
 
 
 def _config() -> Open311Config:

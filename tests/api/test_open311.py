@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 
 from api import accounts
 from api.ratelimit import FixedWindowLimiter, Rate
+from api.settings import Settings
 from api.views.open311 import EXTENSION, Open311Config
 from engine import instances, tasks
 from tests.api import test_closed_loop_http as full_loop
@@ -321,9 +322,9 @@ def test_a_far_report_another_category_or_a_stale_case_makes_a_new_case(city, cl
 
 def test_the_duplicate_radius_and_window_are_configurable(city, clock):
     rt, client, key = city
-    client.application.extensions[EXTENSION] = Open311Config.from_env(
-        {"GRIDLOOP_REPORT_DUPLICATE_RADIUS_M": "300", "GRIDLOOP_REPORT_DUPLICATE_WINDOW_H": "48",
-         "GRIDLOOP_OPEN311_RATE_IP": "0", "GRIDLOOP_OPEN311_RATE_KEY": "0"})
+    client.application.extensions[EXTENSION] = Open311Config.from_settings(Settings(
+        secret_key="x", report_duplicate_radius_m=300, report_duplicate_window_h=48, open311_rate_ip="0",
+        open311_rate_key="0"))
     _unit, lon, lat = point_in_first_unit(rt)
     first = post(client, key, service_code="solid_waste", lat=str(lat), long=str(lon)).get_json()[0]
     clock.advance(timedelta(hours=30))
@@ -407,13 +408,15 @@ def test_too_many_requests_are_429_with_retry_after_per_ip_and_per_key(city, clo
         assert s.scalar(select(func.count()).select_from(Case)) == 3
 
 
-def test_rates_are_read_from_the_environment():
-    cfg = Open311Config.from_env({"GRIDLOOP_OPEN311_RATE_IP": "10/30", "GRIDLOOP_OPEN311_RATE_KEY": "0",
-                                  "GRIDLOOP_OPEN311_SERVICES": "noise, citizen.report",
-                                  "GRIDLOOP_OPEN311_PROXY_HOPS": "1"})
+def test_rates_are_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("GRIDLOOP_SECRET_KEY", "x")  # no var/secret_key written
+    for name, value in (("OPEN311_RATE_IP", "10/30"), ("OPEN311_RATE_KEY", "0"),
+                        ("OPEN311_SERVICES", "noise, citizen.report"), ("OPEN311_PROXY_HOPS", "1")):
+        monkeypatch.setenv(f"GRIDLOOP_{name}", value)
+    cfg = Open311Config.from_settings(Settings.from_env())
     assert cfg.per_ip.rate == Rate(10, 30) and cfg.per_key is None
     assert cfg.services == ("noise", "citizen.report") and cfg.proxy_hops == 1
-    defaults = Open311Config.from_env({})
+    defaults = Open311Config.from_settings(Settings(secret_key="x"))
     assert defaults.per_ip.rate == Rate(120, 60) and defaults.per_key.rate == Rate(300, 60)
     assert defaults.duplicates.radius_m == 100 and defaults.duplicates.window == timedelta(hours=24)
     with pytest.raises(ValueError):

@@ -8,9 +8,9 @@ from engine import definitions, instances
 from workflows.cases import Case
 
 
-def test_a_fresh_database_gets_everything_a_newcomer_needs(db, monkeypatch, tmp_path):
-    monkeypatch.setenv("GRIDLOOP_ADMIN_PASSWORD", "first-start-password")
-    settings = Settings(database_url=db.url, secret_key="x", seed_demo=True, storage_dir=str(tmp_path))
+def test_a_fresh_database_gets_everything_a_newcomer_needs(db, tmp_path):
+    settings = Settings(database_url=db.url, secret_key="x", seed_demo=True, storage_dir=str(tmp_path),
+                        admin_password="first-start-password")
     rt = make_runtime(settings, db=db)
     prepare_database(rt, settings)
     prepare_database(rt, settings)  # a restart changes nothing

@@ -104,12 +104,22 @@ def test_a_malformed_field_map_stops_the_start(text):
         parse_field_map(text)
 
 
-def test_the_deployment_reads_map_ticket_field_and_timeout_from_the_environment():
-    client = EnforcementClient.configured("http://x/cases", "s", environ={
-        "GRIDLOOP_ENFORCEMENT_FIELD_MAP": '{"caseNo": "case_id"}', "GRIDLOOP_ENFORCEMENT_TICKET_FIELD": "data.no",
-        "GRIDLOOP_ENFORCEMENT_TIMEOUT": "3.5"})
+def test_the_deployment_reads_map_ticket_field_and_timeout_from_the_environment(monkeypatch):
+    from api.settings import Settings
+
+    monkeypatch.setenv("GRIDLOOP_SECRET_KEY", "x")  # no var/secret_key written
+    monkeypatch.setenv("GRIDLOOP_ENFORCEMENT_FIELD_MAP", '{"caseNo": "case_id"}')
+    monkeypatch.setenv("GRIDLOOP_ENFORCEMENT_TICKET_FIELD", "data.no")
+    monkeypatch.setenv("GRIDLOOP_ENFORCEMENT_TIMEOUT", "3.5")
+    s = Settings.from_env()
+    client = EnforcementClient.configured("http://x/cases", "s", timeout_s=s.enforcement_timeout_s,
+                                          field_map=s.enforcement_field_map, ticket_field=s.enforcement_ticket_field)
     assert (client.field_map, client.ticket_field, client.timeout_s) == ({"caseNo": "case_id"}, "data.no", 3.5)
-    default = EnforcementClient.configured("http://x/cases", "s", environ={})
+    for name in ("FIELD_MAP", "TICKET_FIELD", "TIMEOUT"):
+        monkeypatch.setenv(f"GRIDLOOP_ENFORCEMENT_{name}", "")  # empty: the default
+    s = Settings.from_env()
+    default = EnforcementClient.configured("http://x/cases", "s", timeout_s=s.enforcement_timeout_s,
+                                           field_map=s.enforcement_field_map, ticket_field=s.enforcement_ticket_field)
     assert (default.field_map, default.ticket_field, default.timeout_s) == (None, "ticket", 10.0)
 
 
