@@ -38,7 +38,9 @@ def run() -> None:
     from .wiring import prepare_database
 
     s = _settings()
-    prepare_database(_runtime(s), s)
+    rt = _runtime(s)
+    prepare_database(rt, s)
+    rt.db.dispose()  # the server's worker builds its own runtime (create_app), after the fork
     click.echo(f"GridLoop on http://{s.host}:{s.port}  (database {s.database_url}; docs /api/v1/docs)", err=True)
     GridLoopServer(s, all_in_one=True).run()
 

@@ -39,15 +39,12 @@ class GridLoopServer(BaseApplication):
                 self.cfg.set(key, value)
 
     def load(self):
-        from workflows.working_time import CalendarService
-
+        """The app built as wsgi.py builds it (create_app → wiring.make_runtime), in the worker."""
         from . import create_app
-        from .wiring import make_database, make_runtime
 
-        db = make_database(self.settings)
-        calendar = CalendarService(db)
-        self.runtime = make_runtime(self.settings, db=db, calendar=calendar)
-        return create_app(self.settings, runtime=self.runtime, calendar=calendar)
+        app = create_app(self.settings)
+        self.runtime = app.extensions["gridloop"]
+        return app
 
     def _post_worker_init(self, worker) -> None:
         from engine.queues import InProcessJobQueue
