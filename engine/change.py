@@ -132,20 +132,32 @@ class Change:
         """Run everything that can run now. SpiffWorkflow refreshes timers only at the end of
         `do_engine_steps`, so a timer that fell due there needs one more pass."""
         wf = self.workflow
-        try:
+        with self._process_errors():
             while True:
                 wf.refresh_timers()
                 wf.do_engine_steps(did_complete_task=self._did_complete)
                 if not readmodels.any_ready_automatic(wf):
                     return
+
+    def run_task(self, task) -> None:
+        """Complete one READY task (a user task the action completes), failing like the engine does."""
+        with self._process_errors():
+            task.run()
+
+    @contextmanager
+    def _process_errors(self) -> Iterator[None]:
+        """Scripts, handlers and the library raise anything: it becomes a ProcessError in words (and
+        the change rolls back); the engine's other errors (conflicts, bad input) pass as they are."""
+        try:
+            yield
         except EngineError as exc:
             if not isinstance(exc, ProcessError):
                 raise
-            raise self._failed(exc) from exc
-        except Exception as exc:  # scripts, handlers and the library raise anything; all roll back
-            raise self._failed(exc) from exc
+            raise self.failed(exc) from exc
+        except Exception as exc:
+            raise self.failed(exc) from exc
 
-    def _failed(self, exc: Exception) -> ProcessError:
+    def failed(self, exc: Exception) -> ProcessError:
         """What the user reads: the step by its name and what is wrong in plain words (no Python).
         The whole exception goes to the log at ERROR for an administrator."""
         element = (exc.details.get("element") if isinstance(exc, ProcessError) else None) or _element_of(exc)

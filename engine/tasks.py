@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from . import audit, readmodels
 from .change import PI, Lock, change_instance
 from .db import Prepared, given, page
-from .errors import Conflict, EngineError, InvalidInput, NotAllowed, NotFound, ProcessError
+from .errors import Conflict, InvalidInput, NotAllowed, NotFound
 from .forms import Form
 from .models import HumanTask, ProcessInstance, from_row
 from .parsing import declared_outputs
@@ -169,12 +169,7 @@ def complete(rt: Runtime, task_id: str, actor: str, variables: dict[str, Any] | 
         else:
             check_outputs(task, variables)
         task.data.update(variables)
-        try:
-            task.run()
-        except EngineError:
-            raise
-        except Exception as exc:  # the library checks outputs and data mappings here
-            raise ProcessError(f"{type(exc).__name__}: {exc}", element=ht.element_id) from exc
+        ch.run_task(task)  # the library checks outputs and data mappings here
         readmodels.completed_task(ch, task_id)
         ch.record("task.completed", task_id=task_id, element_id=ht.element_id,
                   before={"status": "open", "assignee": ht.assignee}, after={"variables": variables})
