@@ -42,12 +42,14 @@ def test_a_timer_nobody_fires_makes_health_degraded_until_a_tick_fires_it(rt, cl
     body = r.get_json()
     assert r.status_code == 200 and body["status"] == "degraded"  # still served: only dead dependencies are 503
     assert body["checks"]["scheduler"] == "late" and body["checks"]["overdue_timers"] is True
+    assert body["scheduler"] == {"oldest_due_timer_s": 150, "outbox_oldest_pending_s": 0, "last_tick_age_s": None}
     assert body["reasons"] == ["a timer is 150 s overdue (over 120 s): no scheduler is firing timers; "
                                "is `gridloop scheduler` running?"]
     Scheduler(rt, ManualJobQueue(rt)).tick()
     assert instances.get(rt, iid).status == "completed"
     body = client.get("/health").get_json()
     assert body["status"] == "ok" and body["checks"]["scheduler"] == "ok" and "reasons" not in body
+    assert body["scheduler"]["oldest_due_timer_s"] == 0
     assert metric(client, "gridloop_scheduler_oldest_due_timer_seconds") == 0
 
 
@@ -94,5 +96,6 @@ def test_the_active_schedulers_heartbeat_shows_how_long_ago_it_last_ticked(rt, c
     body = client.get("/health").get_json()
     assert body["status"] == "degraded" and body["reasons"] == [
         "the active scheduler last completed a tick 300 s ago (over 120 s): it is stalled or gone"]
+    assert body["scheduler"]["last_tick_age_s"] == 300
     run_one_scheduler()
     assert client.get("/health").get_json()["status"] == "ok"
