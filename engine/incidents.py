@@ -33,7 +33,7 @@ def retry(rt: Runtime, incident_id: int, actor: str) -> Incident:
         if inc.kind == "timer":
             if row is not None and row.status == "running":
                 row.next_wakeup_at = now  # due again: the scheduler fires it on its next pass
-        elif inc.kind == "job":
+        elif inc.kind == "job" or (inc.kind == "job_lost" and inc.operation not in rt.registry):
             job = inc.payload
             outbox.add(s, now, queue=job["queue"], job=job["job"],
                        payload={**job["payload"], "attempt": 1, "retried_incident": inc.id})

@@ -93,13 +93,16 @@ def sweep_expired_leases(rt, lease: timedelta) -> int:
         given_up = s.execute(update(OutboxEntry)
                              .where(OutboxEntry.done_at.is_(None), OutboxEntry.relayed_at < now - lease,
                                     OutboxEntry.relays >= MAX_RELAYS)
-                             .values(done_at=now).returning(OutboxEntry.id, OutboxEntry.job, OutboxEntry.payload)
-                             ).all()
-        for entry_id, job, payload in given_up:  # each killed its worker MAX_RELAYS times: an operator looks
+                             .values(done_at=now).returning(OutboxEntry.id, OutboxEntry.queue, OutboxEntry.job,
+                                                            OutboxEntry.payload)).all()
+        for entry_id, queue, job, payload in given_up:  # each killed its worker MAX_RELAYS times: an operator looks
+            # a service call keeps its own payload (retried as a service call); any other job is kept
+            # whole, as `job` incidents are, so that a retry puts the same job on the same queue again
+            kept = payload if job == "service_call" else {"queue": queue, "job": job, "payload": payload}
             s.add(Incident(kind="job_lost", instance_id=payload.get("instance_id"), task_id=payload.get("task_id"),
                            element_id=payload.get("element_id"), operation=payload.get("operation") or job,
                            message=f"job {job} (outbox {entry_id}) never finished in {MAX_RELAYS} deliveries",
-                           attempts=MAX_RELAYS, payload=payload, status="open", created_at=now))
+                           attempts=MAX_RELAYS, payload=kept, status="open", created_at=now))
     if done.rowcount:
         log.warning("re-relaying jobs whose worker never reported back", extra={"count": done.rowcount})
     if given_up:

@@ -25,7 +25,9 @@ class Viewer:
 
 
 def _in_scope(viewer: Viewer, scope: str | None) -> bool:
-    return viewer.scope is not None and scope is not None and scope.startswith(viewer.scope)
+    if not viewer.scope or scope is None:  # an empty scope would otherwise prefix every grid
+        return False
+    return scope.startswith(viewer.scope)
 
 
 def task_visible(viewer: Viewer, ht: HumanTask) -> bool:
@@ -45,7 +47,7 @@ def task_filter(viewer: Viewer) -> ColumnElement[bool]:
     if viewer.sees_all:
         return true()
     mine = HumanTask.assignee == viewer.name
-    if viewer.scope is None:
+    if not viewer.scope:
         return mine
     offered = HumanTask.candidate_scope.startswith(viewer.scope, autoescape=True)
     if not viewer.oversees:
@@ -63,7 +65,7 @@ def grid_filter(viewer: Viewer, column: Any) -> ColumnElement[bool]:
     """`grid_visible` as a SQL condition on the grid column of any table."""
     if viewer.sees_all:
         return true()
-    if viewer.scope is None:
+    if not viewer.scope:  # None, or an empty scope, which would otherwise prefix every grid
         return false()
     return column.startswith(viewer.scope, autoescape=True)
 

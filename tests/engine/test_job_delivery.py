@@ -84,3 +84,23 @@ def test_a_job_that_keeps_killing_its_worker_ends_in_an_incident(db, clock, refe
     assert outbox.sweep_expired_leases(rt, rt.job_lease) == 0
     (incident,) = incidents.query(rt)[0]
     assert incident.kind == "job_lost" and count(rt, Incident) == 1
+
+
+def test_a_lost_job_that_is_not_a_service_call_is_retried_as_the_same_job_on_its_queue(db, clock):
+    rt = Runtime(db=db, clock=clock)
+    ran = []
+    rt.add_job("test.deliver", lambda _rt, payload: ran.append(payload["what"]))
+    with rt.db.transaction() as s:
+        outbox.add(s, clock.now(), queue="notify", job="test.deliver", payload={"what": "notice-1"})
+    with rt.db.transaction() as s:  # handed out MAX_RELAYS times, its worker killed each time
+        s.execute(update(OutboxEntry).values(relays=outbox.MAX_RELAYS, relayed_at=clock.now()))
+    clock.advance(rt.job_lease + timedelta(seconds=1))
+    outbox.sweep_expired_leases(rt, rt.job_lease)
+    (incident,) = incidents.query(rt)[0]
+    assert (incident.kind, incident.operation) == ("job_lost", "test.deliver")
+    incidents.retry(rt, incident.id, "operator")
+    jobs = ManualJobQueue(rt)
+    outbox.relay(rt, jobs)
+    assert [(q, job) for q, job, _payload in jobs.pending] == [("notify", "test.deliver")]
+    jobs.run_all()
+    assert ran == ["notice-1"]
