@@ -16,7 +16,7 @@ from typing import Any
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 from sqlalchemy import Connection, Select, bindparam, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from . import audit, outbox, readmodels
@@ -154,6 +154,8 @@ class Change:
             if not isinstance(exc, ProcessError):
                 raise
             raise self.failed(exc) from exc
+        except SQLAlchemyError:
+            raise  # the database's trouble, not the model's: answered as such (503, 409), not counted
         except Exception as exc:
             raise self.failed(exc) from exc
 

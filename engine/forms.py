@@ -48,7 +48,7 @@ class FieldType(StrEnum):
 
 DEFAULT_MAX_LENGTH = {FieldType.STRING: 200, FieldType.TEXT: 4000, FieldType.REFERENCE: 200}
 _FIELD_ATTRIBUTES = {"name", "type", "required", "label", "labelEn", "default", "min", "max", "minLength",
-                     "maxLength", "pattern", "requiredWhen", "shownWhen", "ref", "placeholder"}
+                     "maxLength", "pattern", "requiredWhen", "shownWhen", "ref"}
 
 
 class FormError(ValueError):
@@ -144,9 +144,11 @@ class Form:
         if errors:
             summary = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items())
             raise InvalidInput(f"the form has invalid fields ({summary})", fields=errors)
+        context = {**held, **values}
         for f in self.fields:
             if f.name not in values:
-                if f.default is not None:
+                shown = f.shown_when is None or f.shown_when.holds(context)
+                if f.default is not None and shown:
                     values[f.name] = f.default
                 elif f.name not in held:
                     values[f.name] = None
@@ -166,11 +168,12 @@ class Form:
                 condition = rule.json_schema() if rule.names <= self.names else None
                 if condition is None:
                     continue  # reads process variables: the server decides; the hint is in x-rules
-                then = {"required": [f.name]} if kind == "requiredWhen" else None
                 if kind == "shownWhen":
                     conditions.append({"if": {"not": condition}, "then": {"properties": {f.name: False}}})
-                elif then:
-                    conditions.append({"if": condition, "then": then})
+                    if f.required:  # required whenever it is shown
+                        conditions.append({"if": condition, "then": {"required": [f.name]}})
+                else:
+                    conditions.append({"if": condition, "then": {"required": [f.name]}})
         if conditions:
             schema["allOf"] = conditions
         schema["x-order"] = [f.name for f in self.fields]
@@ -346,7 +349,12 @@ def _field(node: etree._Element) -> FormField:
         if unknown or a.get("ref"):
             raise FormError(f"unknown attributes: {', '.join(unknown or ['ref'])}")
     if a.get("pattern"):
-        re.compile(a["pattern"])
+        try:
+            re.compile(a["pattern"])
+        except re.error as exc:
+            raise FormError(f"pattern {a['pattern']!r} is not a regular expression: {exc}") from None
+    if ftype is FieldType.REFERENCE and a.get("default") is not None:
+        raise FormError("a reference has no default: every value it takes is checked")
     f = FormField(
         name=name, type=ftype, required=a.get("required", "false") == "true", label=a.get("label"),
         label_en=a.get("labelEn"), options=options,
@@ -372,8 +380,21 @@ def _with_default(f: FormField, text: str) -> FormField:
 
 
 def _float(text: str | None) -> float | None:
-    return float(text) if text not in (None, "") else None
+    if text in (None, ""):
+        return None
+    try:
+        return float(text)  # type: ignore[arg-type]
+    except ValueError:
+        raise FormError(f"{text!r} is not a number") from None
 
 
 def _int(text: str | None) -> int | None:
-    return int(text) if text not in (None, "") else None
+    if text in (None, ""):
+        return None
+    try:
+        value = int(text)  # type: ignore[arg-type]
+    except ValueError:
+        raise FormError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise FormError("a length is at least 1")
+    return value

@@ -29,6 +29,7 @@ KnownReference = Callable[[str], ReferenceKind | None]
 # User-task properties that are expressions over the process variables (formKey is a plain name).
 PROPERTY_EXPRESSIONS = ("priority", "dueDate", "followUpDate", "candidateScope", "assignee")
 TIMER = "timer expression"
+MESSAGE_CORRELATION = "message correlation"
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,9 @@ def expressions(ts) -> Iterator[Expression]:
             yield from expr(f"condition to '{target}'", source)
     definition = getattr(ts, "event_definition", None)
     for inner in getattr(definition, "event_definitions", [definition] if definition is not None else []):
-        for prop in [*(getattr(inner, "correlation_properties", None) or []),
-                     *(getattr(inner, "process_correlations", None) or [])]:
+        for prop in getattr(inner, "correlation_properties", None) or []:
+            yield from expr(MESSAGE_CORRELATION, prop.retrieval_expression)  # read from the message's payload
+        for prop in getattr(inner, "process_correlations", None) or []:
             yield from expr("correlation", prop.retrieval_expression)
         what = TIMER if isinstance(inner, TimerEventDefinition) else "payload"
         yield from expr(what, getattr(inner, "expression", None))
@@ -90,8 +92,9 @@ def defined_names(ts) -> set[str]:
     names |= {n.strip() for n in (properties.get("outputs") or "").split(",") if n.strip()}
     definition = getattr(ts, "event_definition", None)
     for inner in getattr(definition, "event_definitions", [definition] if definition is not None else []):
-        if getattr(inner, "message_var", None):
-            names.add(inner.message_var)
+        for attr in ("message_var", "variable"):  # a message's, an error's, a signal's or an escalation's
+            if isinstance(getattr(inner, attr, None), str):
+                names.add(getattr(inner, attr))
     for attr in ("input_item", "output_item", "data_output"):
         item = getattr(ts, attr, None)
         name = getattr(item, "bpmn_id", None) or (item if isinstance(item, str) else None)
@@ -114,12 +117,14 @@ def _loaded(e: Expression) -> set[str]:
         tree = ast.parse(e.source.strip(), mode=e.mode)
     except SyntaxError:
         return set()  # the compile check reports it
-    stored = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    local = {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
-             for a in (*n.posonlyargs, *n.args, *n.kwonlyargs, *filter(None, (n.vararg, n.kwarg)))}
-    local |= {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    # names the expression binds itself: assignments, comprehension targets, walrus, function
+    # arguments and names, `except ... as` names
+    local = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    local |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
+              for a in (*n.posonlyargs, *n.args, *n.kwonlyargs, *filter(None, (n.vararg, n.kwarg)))}
+    local |= {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ExceptHandler)) and n.name}
     loaded = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    return loaded - local - (stored if e.mode == "exec" else set())
+    return loaded - local
 
 
 @dataclass(frozen=True)
@@ -135,8 +140,10 @@ def lint_forms(processes: list, forms: Mapping[str, Form], start_form: Form | No
     all_forms = [*forms.values(), *([start_form] if start_form else [])]
     for form in all_forms:
         yield from _reference_fields(form, known_reference)
-    enums = {f.name: f for form in all_forms for f in form.fields if f.type in (FieldType.ENUM, FieldType.BOOLEAN)}
     specs = [ts for p in processes for ts in p.task_specs.values()]
+    set_elsewhere = set().union(*(defined_names(ts) for ts in specs)) if specs else set()
+    enums = {f.name: f for form in all_forms for f in form.fields
+             if f.type in (FieldType.ENUM, FieldType.BOOLEAN) and f.name not in set_elsewhere}
     for ts in specs:
         if isinstance(ts, MultiChoice):
             yield from _conditions_against_enums(ts, enums)
@@ -147,6 +154,8 @@ def lint_forms(processes: list, forms: Mapping[str, Form], start_form: Form | No
         known |= form.names
     for ts in specs:
         known |= defined_names(ts)
+    for process in processes:
+        known |= set(getattr(process, "data_objects", None) or {})
     for ts in specs:
         element = element_of(ts)
         if getattr(ts, "manual", False) and element not in forms:
@@ -157,6 +166,8 @@ def lint_forms(processes: list, forms: Mapping[str, Form], start_form: Form | No
                                    "outgoing flow a condition, so that an unexpected value stops instead of "
                                    f"taking '{ts.default_task_spec}'")
         for e in expressions(ts):
+            if e.what == MESSAGE_CORRELATION:
+                continue  # evaluated against the incoming message, not the process's variables
             for name in sorted(_loaded(e) - known):
                 yield Finding(element, f"{e.what} uses {name!r}, which no form, script or operation of this "
                                        f"process defines{_nearest(name, known)}")

@@ -56,22 +56,25 @@ def enforcement_push(client: EnforcementClient) -> Callable[[Mapping[str, Any], 
     return handler
 
 
-def case_transfer(params: Mapping[str, Any], ctx: OperationContext) -> dict[str, str]:
+def case_transfer(params: Mapping[str, Any], ctx: OperationContext) -> dict[str, Any]:
     """`case.transfer`: the case moves to another grid in the change that transfers it — its row (so
-    the new grid's people see it), the instance's scope and the level its escalations go to."""
+    the new grid's people see it), the instance's scope and the level its escalations go to. The
+    inspector routed in the old grid is dropped: the new grid's supervisor dispatches."""
+    if ctx.conn is None or ctx.move_scope is None:
+        raise RuntimeError("case.transfer runs inside the change (a synchronous operation)")
     case_id, to = params["case_id"], params["grid"]
     grid = ctx.conn.execute(select(Grid.parent_code).where(Grid.code == to, Grid.valid_to.is_(None))).first()
     if grid is None:
         raise ValueError(f"there is no grid {to!r}")
     parent = grid.parent_code or to
-    case = ctx.conn.execute(select(Case.grid_code, Case.details).where(Case.id == case_id)).first()
+    case = ctx.conn.execute(select(Case.grid_code, Case.details).where(Case.id == case_id)
+                            .with_for_update()).first()  # details is read-modify-written elsewhere too
     if case is not None and case.grid_code != to:
         ctx.conn.execute(update(Case).where(Case.id == case_id).values(
             grid_code=to, route_reason=f"转办 transferred from {case.grid_code}",
             details={**(case.details or {}), "parent": parent}))
-    if ctx.move_scope is not None:
-        ctx.move_scope(to)
-    return {"grid": to, "escalation_scope": parent}
+    ctx.move_scope(to)
+    return {"grid": to, "escalation_scope": parent, "inspector": None}
 
 
 def register_operations(registry: OperationRegistry, *, calendar: Callable[[], WorkCalendar],

@@ -3,12 +3,14 @@
 - `grid`: a current grid. `sameTenantAs="<var>"` — of the same city as the grid in that variable;
   `contains="<var>"` — that grid or one of its ancestors (the level above, the city); `inActorScope="true"`
   — inside the acting person's own subtree (a supervisor starts work only there).
-- `case`: an open case. `self="<var>"` — not that case, and of the same city.
+- `case`: an open case the actor may see. `self="<var>"` — not that case, and of the same city;
+  `unstarted="true"` — one whose process is not started yet (the start of its own process).
 - `user`: a login account, active, that could work on a task offered to `role` in the grid in
   `scope="<var>"` itself (engine.visibility.may_work) — the one rule for dispatch, escalation,
   delegation and claiming for someone else.
-- `person`: a member of staff, active, with `post`, whose grid and the grid in `scope="<var>"`
-  lie on one branch (routing picks on-duty people of the unit or a level above)."""
+- `person`: a member of staff, active, with `post`, who belongs to (or has a duty shift in) the
+  grid in `scope="<var>"` or a grid above it — whom routing may pick.
+A variable an attribute names that is not set fails the check (closed, never skipped)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from engine.visibility import grid_visible, may_work
 
 from .cases import Case
 from .grids import Grid
-from .people import Person, staff_viewer
+from .people import DutyShift, Person, staff_viewer
 
 # The accounts table is api.accounts.User's; this layer reads the columns the rule needs.
 _USERS = table("app_user", column("username"), column("roles"), column("scope"), column("active"))
@@ -48,44 +50,51 @@ def check_grid(value: Any, ctx: ReferenceContext) -> str:
     tenant = _tenant_of(ctx, value)
     if tenant is None:
         raise ReferenceRefused(f"there is no grid {value!r}")
-    same = ctx.variable("sameTenantAs")
-    if same and _tenant_of(ctx, same) != tenant:
-        raise ReferenceRefused(f"grid {value!r} is not of this case's city")
-    inner = ctx.variable("contains")
-    if inner and value not in _chain(ctx, str(inner)):
-        raise ReferenceRefused(f"grid {value!r} does not contain {inner!r}")
+    if ctx.arg("sameTenantAs") is not None:
+        same = ctx.variable("sameTenantAs")
+        if not same or _tenant_of(ctx, same) != tenant:
+            raise ReferenceRefused(f"grid {value!r} is not of this case's city")
+    if ctx.arg("contains") is not None:
+        inner = ctx.variable("contains")
+        if not inner or value not in _chain(ctx, str(inner)):
+            raise ReferenceRefused(f"grid {value!r} does not contain {inner!r}")
     if ctx.arg("inActorScope") == "true" and ctx.viewer is not None and not grid_visible(ctx.viewer, value):
         raise ReferenceRefused(f"grid {value!r} is outside your own grid")
     return value
 
 
 def check_case(value: Any, ctx: ReferenceContext) -> str:
-    found = ctx.conn.execute(select(Case.id, Case.tenant, Case.status).where(Case.id == value)).first()
-    if found is None:
-        raise ReferenceRefused(f"there is no case {value!r}")
-    if found.status != "open":
-        raise ReferenceRefused(f"case {value!r} is closed")
-    me = ctx.variable("self")
-    if me:
+    found = ctx.conn.execute(select(Case.id, Case.tenant, Case.status, Case.grid_code, Case.instance_id)
+                             .where(Case.id == value)).first()
+    if found is None or found.status != "open" or (ctx.viewer is not None
+                                                   and not grid_visible(ctx.viewer, found.grid_code)):
+        raise ReferenceRefused(f"there is no open case {value!r} you may name")
+    if ctx.arg("unstarted") == "true" and found.instance_id is not None:
+        raise ReferenceRefused(f"case {value!r} has its process already")
+    if ctx.arg("self") is not None:
+        me = ctx.variable("self")
         if value == me:
             raise ReferenceRefused("a case cannot be merged into itself")
-        mine = ctx.conn.execute(select(Case.tenant).where(Case.id == me)).scalar()
-        if mine is not None and mine != found.tenant:
+        mine = ctx.conn.execute(select(Case.tenant).where(Case.id == me)).scalar() if me else None
+        if mine != found.tenant:
             raise ReferenceRefused(f"case {value!r} is of another city")
     return value
 
 
 def check_person(value: Any, ctx: ReferenceContext) -> str:
-    person = ctx.conn.execute(select(Person.post, Person.grid_code, Person.active)
+    person = ctx.conn.execute(select(Person.id, Person.post, Person.grid_code, Person.active)
                               .where(Person.username == value)).first()
     if person is None or not person.active:
         raise ReferenceRefused(f"{value!r} is not an active member of staff")
     post = ctx.arg("post")
     if post and person.post != post:
         raise ReferenceRefused(f"{value!r} is not a {post}")
-    scope = ctx.variable("scope")
-    if scope and not (str(scope).startswith(person.grid_code) or person.grid_code.startswith(str(scope))):
-        raise ReferenceRefused(f"{value!r} does not work in grid {scope}")
+    if ctx.arg("scope") is not None:
+        scope = ctx.variable("scope")
+        chain = set(_chain(ctx, str(scope))) if scope else set()
+        shifts = ctx.conn.execute(select(DutyShift.grid_code).where(DutyShift.person_id == person.id)).scalars()
+        if not chain & {person.grid_code, *shifts}:  # routing takes people on duty for the grid or above it
+            raise ReferenceRefused(f"{value!r} does not work in grid {scope} or above it")
     return value
 
 
@@ -112,6 +121,7 @@ def register(kinds: ReferenceKinds) -> None:
                                  required=frozenset({"role", "scope"})))
     kinds.register(ReferenceKind("grid", check_grid, variables=frozenset({"sameTenantAs", "contains"}),
                                  literals=frozenset({"inActorScope"})))
-    kinds.register(ReferenceKind("case", check_case, variables=frozenset({"self"})))
+    kinds.register(ReferenceKind("case", check_case, variables=frozenset({"self"}),
+                                 literals=frozenset({"unstarted"})))
     kinds.register(ReferenceKind("person", check_person, variables=frozenset({"scope"}),
                                  literals=frozenset({"post"})))

@@ -60,7 +60,7 @@ def test_a_merge_needs_another_open_case_of_the_city(case, clock):
     rt, filed, p, where = case
     iid = filed["processInstanceId"]
     fields = refused(p["sup"], iid, "review", review_result="merge", merge_into="C-DOES-NOT-EXIST")
-    assert fields == {"merge_into": ["there is no case 'C-DOES-NOT-EXIST'"]}
+    assert fields == {"merge_into": ["there is no open case 'C-DOES-NOT-EXIST' you may name"]}
     fields = refused(p["sup"], iid, "review", review_result="merge", merge_into=filed["id"])
     assert fields == {"merge_into": ["a case cannot be merged into itself"]}
     system = Caller(p["sup"].client, {"X-API-Key": accounts.create_api_key(rt.db, clock.now(), name="monitoring-2",
@@ -85,6 +85,12 @@ def test_a_transfer_moves_case_scope_and_escalation_level_together(case):
     v = p["sup"].get(f"/api/v1/process-instance/{iid}/variables").get_json()
     assert (v["grid"], v["transfers"]) == (elsewhere, 1) and elsewhere.startswith(v["escalation_scope"][:6])
     assert p["far_sup"].get(f"/api/v1/process-instance/{iid}").status_code == 200  # the instance moved too
+    # the old grid's routed inspector is dropped: the new grid's supervisor dispatches
+    complete(p["far_sup"], iid, "review", review_result="valid")
+    complete(p["far_sup"], iid, "dispatch")
+    sign = task_of(p["far_sup"], iid, "sign_for")
+    assert (sign["assignee"], sign["candidateScope"]) == (None, elsewhere)
+    assert p["insp"].get(f"/api/v1/task/{sign['id']}").status_code == 404
 
 
 def test_dispatch_and_escalation_name_only_inspectors_who_may_work_there(case):
@@ -146,9 +152,22 @@ def test_a_supervisor_starts_a_case_process_only_inside_their_own_grid(case, clo
                 "sign_for_hours": 2, "handle_hours": 8}})
 
     r = start(where["unit"], where["elsewhere"][:6])  # their own scope, another district's grid
-    assert r.status_code == 422 and list(r.get_json()["error"]["fields"]) == ["grid"], r.get_json()
-    assert start(where["elsewhere"], where["elsewhere"][:6]).status_code == 201
+    assert r.status_code == 422 and "grid" in r.get_json()["error"]["fields"], r.get_json()
+    # in their own grid, but a process is started only for a filed case that has none yet
+    r = start(where["elsewhere"], where["elsewhere"][:6])
+    assert r.status_code == 422 and r.get_json()["error"]["fields"] == {
+        "case_id": [f"there is no open case 'M-{where['elsewhere']}' you may name"]}
     assert district != where["elsewhere"][:6]
+
+
+def test_a_second_process_cannot_be_started_for_a_filed_case(case):
+    _rt, filed, p, where = case
+    r = p["sup"].post("/api/v1/process-definition/key/env_case/start", json={
+        "businessKey": "again", "scope": "3207", "variables": {
+            "case_id": filed["id"], "category": "air.exceedance", "grid": where["unit"],
+            "escalation_scope": where["unit"][:9], "sign_for_hours": 2, "handle_hours": 8}})
+    assert r.status_code == 422 and r.get_json()["error"]["fields"] == {
+        "case_id": [f"case '{filed['id']}' has its process already"]}, r.get_json()
 
 
 def test_the_start_form_is_served_for_a_version_and_for_the_latest(case):

@@ -350,7 +350,7 @@ def test_an_extension_needs_approval_and_moves_the_deadline_in_working_time(worl
     assert counters(sup, iid)["extensions"] == 0
 
     complete(inspector, iid, "handle", handle_result="extension", extension_reason="需第三方检测")
-    complete(sup, iid, "approve_extension", extension_approved=True, extension_hours=12)
+    complete(sup, iid, "approve_extension", extension_approved=True, approved_hours=12)
     extended = task_of(inspector, iid, "handle")
     # 12 working hours after the old deadline (Tue 14:30): 3 h on Tuesday, 7.5 h on Wednesday 30 September,
     # 1 October–7 October are National Day, so the last 1.5 h are on Thursday 8 October: 08:30–10:00

@@ -88,6 +88,15 @@ def test_each_wrong_value_is_refused_naming_its_field(submitted, field, message)
     assert errors(review_form(), submitted) == {field: [message]}
 
 
+def test_a_hidden_field_gets_no_default():
+    forms, _start = forms_of(process(task(
+        "t", '<gridloop:field name="approved" type="boolean" required="true"/>',
+        '<gridloop:field name="hours" type="number" default="8" shownWhen="approved == True"/>')))
+    form = forms["t"]
+    assert form.validate({"approved": False}, {}, resolve=nobody) == {"approved": False, "hours": None}
+    assert form.validate({"approved": True}, {}, resolve=nobody) == {"approved": True, "hours": 8.0}
+
+
 def test_every_bad_field_is_named_at_once_and_blank_means_absent():
     assert set(errors(review_form(), {"result": "invalid", "reason": "  ", "hours": "2", "ok": None})) == {
         "reason", "hours"}
@@ -147,6 +156,10 @@ def test_the_json_schema_carries_types_enums_labels_and_the_rules():
     ('<gridloop:field name="x" type="boolean" default="yes"/>', "a boolean default is true or false"),
     ('<gridloop:field name="x" requiredWhen="x.y == 1"/>', "a comparison needs a variable name"),
     ('<gridloop:field name="x"/><gridloop:field name="x"/>', "fields named twice: x"),
+    ('<gridloop:field name="x" type="reference" ref="user" default="mallory"/>', "a reference has no default"),
+    ('<gridloop:field name="x" pattern="(unclosed"/>', "is not a regular expression"),
+    ('<gridloop:field name="x" type="number" min="x"/>', "'x' is not a number"),
+    ('<gridloop:field name="x" maxLength="0"/>', "a length is at least 1"),
 ])
 def test_a_wrong_declaration_is_a_deploy_problem_naming_the_element(field, problem):
     with pytest.raises(FormError) as info:

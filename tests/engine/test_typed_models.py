@@ -94,6 +94,12 @@ def test_the_deploy_refuses_and_names_element_and_problem(typed_rt, xml, element
     assert any(e == element and message in m for e, m in found), found
 
 
+def test_names_an_expression_binds_itself_are_not_undefined(typed_rt):
+    xml = model(approve="verdict == 'approve' and any(c == 1 for c in [decisions])",
+                reject="verdict == 'reject' and [n for n in (1, 2) if n] != []")
+    definitions.deploy(typed_rt, xml, "admin")
+
+
 def test_an_untyped_model_keeps_its_freedom_but_not_its_enum_mistakes(typed_rt):
     untyped = model(start='<bpmn:startEvent id="start"/>', default=' default="f5"',
                     approve="verdict == 'approve' and anything_goes")

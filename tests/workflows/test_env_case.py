@@ -41,7 +41,16 @@ def case_rt(db, clock, enforcement) -> Runtime:
     return rt
 
 
+def case_row(db, case_id: str) -> None:
+    """The case a process is started for (intake writes it in the same transaction)."""
+    with db.transaction() as s:
+        s.add(Case(id=case_id, tenant="320700", source="citizen", external_id=f"X-{case_id}",
+                   category="air.exceedance", grid_code="320706001000001", route_reason="test", status="open",
+                   first_seen=START, last_seen=START, created_at=START, details={}))
+
+
 def file_case(rt, case_id="C-1"):
+    case_row(rt.db, case_id)
     return instances.start(rt, actor="intake", key="env_case", business_key=case_id, variables={
         "case_id": case_id, "category": "air.exceedance", "grid": "320706001000001", "escalation_scope": "320706001",
         "inspector": INSP1, "urgent": True, "sign_for_hours": 2, "handle_hours": 8, "verify_hours": 2,
@@ -159,13 +168,7 @@ def test_extension_and_return_need_a_supervisors_approval(case_rt):
 def test_review_can_discard_or_merge(case_rt, db, outcome, end):
     iid = file_case(case_rt)
     other = "C-0"
-    with db.transaction() as s:  # the case merged into: open, of the same city
-        s.add(Case(id=other, tenant="320700", source="citizen", external_id="X-0", category="air.exceedance",
-                   grid_code="320706001000001", route_reason="test", status="open", first_seen=START,
-                   last_seen=START, created_at=START, details={}))
-        s.add(Case(id="C-1", tenant="320700", source="citizen", external_id="X-1", category="air.exceedance",
-                   grid_code="320706001000001", route_reason="test", status="open", first_seen=START,
-                   last_seen=START, created_at=START, details={}))
+    case_row(db, other)  # the case merged into: open, of the same city
     reason = {"invalid": {"invalid_reason": "误报"}, "merge": {"merge_into": other}}[outcome]
     do(case_rt, iid, "review", review_result=outcome, **reason)
     assert instances.get(case_rt, iid).status == "completed"
