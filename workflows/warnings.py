@@ -48,7 +48,7 @@ from engine import definitions, messages, outbox
 from engine.change import new_instance
 from engine.db import Base, UTCDateTime
 from engine.endings import InstanceEnded
-from engine.errors import NotFound
+from engine.errors import Conflict, NotFound
 from engine.models import BigId
 from engine.operations import OperationContext
 from engine.runtime import Runtime
@@ -272,6 +272,9 @@ def raise_warning(rt: Runtime, w: WarningInput, actor: str, ack_link: Callable[[
     if w.level not in LEVELS:
         raise ValueError(f"warning level must be 1–4, not {w.level!r}")
     definition = definitions.latest(rt, PROCESS)  # before the write lock (SQLite): NotFound if not deployed
+    if definition.suspended:
+        raise Conflict(f"version {definition.version} of {PROCESS} is suspended: it takes no new warnings; "
+                       "an administrator activates it or makes another version the latest")
     now = rt.clock.now()
     with UnitOfWork(rt) as uow:
         s = uow.session

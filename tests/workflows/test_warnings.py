@@ -287,3 +287,15 @@ def test_an_acknowledged_groups_notices_are_marked_acknowledged(wrt, clock):
         assert [n.status for n in notices(wrt, w.id) if n.recipient == f"sup-{TOWN}"] == ["sent"]
         assert acknowledge(wrt, town.id, by=f"sup-{TOWN}", via="api") == "acknowledged"
     assert [n.status for n in notices(wrt, w.id) if n.recipient == f"sup-{TOWN}"] == ["acknowledged"]
+
+
+def test_a_suspended_warning_model_takes_no_new_warnings_and_nothing_is_written(wrt):
+    from engine.errors import Conflict
+    from workflows.warnings import GradedWarning
+
+    d = definitions.latest(wrt, "graded_warning")
+    definitions.suspend(wrt, d.id, "admin", "editing the model")
+    with pytest.raises(Conflict):
+        raise_(wrt)
+    with wrt.db.session() as s:
+        assert s.query(GradedWarning).count() == 0
