@@ -12,22 +12,21 @@ A form is a `gridloop:form` extension element of a user task or of a process's s
 
 A completion is checked against it inside the change: unknown fields, wrong types, values outside
 an enum or a range, missing required values and unresolvable references are refused together,
-field by field, and nothing changes. `json_schema()` serves the same form to clients."""
+field by field, and nothing changes. engine/form_xml.py reads declarations from the model;
+engine/form_schema.py serves a form to clients as JSON Schema."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from lxml import etree
-
 from .errors import InvalidInput
-from .form_rules import Rule, RuleError, parse_rule
+from .form_rules import Rule
 from .references import ReferenceRefused
 
 NS = "http://gridloop.example/schema/1.0"
@@ -47,7 +46,7 @@ class FieldType(StrEnum):
 
 
 DEFAULT_MAX_LENGTH = {FieldType.STRING: 200, FieldType.TEXT: 4000, FieldType.REFERENCE: 200}
-_FIELD_ATTRIBUTES = {"name", "type", "required", "label", "labelEn", "default", "min", "max", "minLength",
+FIELD_ATTRIBUTES = {"name", "type", "required", "label", "labelEn", "default", "min", "max", "minLength",
                      "maxLength", "pattern", "requiredWhen", "shownWhen", "ref"}
 
 
@@ -154,32 +153,6 @@ class Form:
                     values[f.name] = None
         return values
 
-    def json_schema(self) -> dict[str, Any]:
-        """JSON Schema 2020-12 of the values, with UI hints (labels, widget, rules) under `x-` keys."""
-        properties = {f.name: _property_schema(f) for f in self.fields}
-        schema: dict[str, Any] = {
-            "$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
-            "properties": properties, "additionalProperties": False,
-            "required": [f.name for f in self.fields if f.required and f.shown_when is None],
-        }
-        conditions = []
-        for f in self.fields:
-            for kind, rule in f.rules():
-                condition = rule.json_schema() if rule.names <= self.names else None
-                if condition is None:
-                    continue  # reads process variables: the server decides; the hint is in x-rules
-                if kind == "shownWhen":
-                    conditions.append({"if": {"not": condition}, "then": {"properties": {f.name: False}}})
-                    if f.required:  # required whenever it is shown
-                        conditions.append({"if": condition, "then": {"required": [f.name]}})
-                else:
-                    conditions.append({"if": condition, "then": {"required": [f.name]}})
-        if conditions:
-            schema["allOf"] = conditions
-        schema["x-order"] = [f.name for f in self.fields]
-        return schema
-
-
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
@@ -247,154 +220,3 @@ def _plain(x: float) -> str:
 def _kind(raw: Any) -> str:
     return {bool: "true/false", int: "a number", float: "a number", str: "text", list: "a list",
             dict: "an object"}.get(type(raw), type(raw).__name__)
-
-
-def _property_schema(f: FormField) -> dict[str, Any]:
-    s: dict[str, Any] = {}
-    if f.type is FieldType.ENUM:
-        s = {"type": "string", "enum": f.values,
-             "x-labels": {o.value: {"zh-CN": o.label or o.value, "en": o.label_en or o.label or o.value}
-                          for o in f.options}}
-    elif f.type is FieldType.BOOLEAN:
-        s = {"type": "boolean"}
-    elif f.type in (FieldType.INTEGER, FieldType.NUMBER):
-        s = {"type": "integer" if f.type is FieldType.INTEGER else "number"}
-        if f.minimum is not None:
-            s["minimum"] = f.minimum
-        if f.maximum is not None:
-            s["maximum"] = f.maximum
-    elif f.type is FieldType.DATETIME:
-        s = {"type": "string", "format": "date-time"}
-    else:
-        s = {"type": "string", "maxLength": f.max_length or DEFAULT_MAX_LENGTH[f.type]}
-        if f.min_length is not None:
-            s["minLength"] = f.min_length
-        if f.pattern is not None:
-            s["pattern"] = f.pattern
-        if f.type is FieldType.TEXT:
-            s["x-widget"] = "textarea"
-        if f.type is FieldType.REFERENCE:
-            s["x-reference"] = {"kind": f.ref, **f.ref_args}
-    if f.label or f.label_en:
-        s["title"] = f.label or f.label_en
-        s["x-label"] = {"zh-CN": f.label or f.label_en, "en": f.label_en or f.label}
-    if f.default is not None:
-        s["default"] = f.default
-    for kind, rule in f.rules():
-        s.setdefault("x-rules", {})[kind] = rule.source
-    return s
-
-
-# ---- reading forms from the model -------------------------------------------------------------
-
-def forms_of(process: etree._Element) -> tuple[dict[str, Form], Form | None]:
-    """The forms of a <bpmn:process> element: per user-task id, and the start form (on the plain
-    start event of the process itself). FormError names the element and the problem."""
-    tasks: dict[str, Form] = {}
-    start: Form | None = None
-    for el in process.iter(f"{{{BPMN_NS}}}userTask", f"{{{BPMN_NS}}}manualTask", f"{{{BPMN_NS}}}startEvent"):
-        node = el.find(f"{{{BPMN_NS}}}extensionElements/{{{NS}}}form")
-        if node is None:
-            continue
-        element_id = el.get("id", "")
-        form = _form(element_id, node)
-        if el.tag == f"{{{BPMN_NS}}}startEvent":
-            if el.getparent() is not process or any("EventDefinition" in str(c.tag) for c in el):
-                raise FormError(f"{element_id}: a form belongs on the plain start event of the process")
-            start = form
-        else:
-            tasks[element_id] = form
-    return tasks, start
-
-
-def _form(element_id: str, node: etree._Element) -> Form:
-    fields = []
-    for child in node:
-        if not isinstance(child.tag, str):
-            continue  # comments
-        if child.tag != f"{{{NS}}}field":
-            raise FormError(f"{element_id}: a form holds only <gridloop:field> elements")
-        try:
-            fields.append(_field(child))
-        except (FormError, RuleError, ValueError) as exc:
-            raise FormError(f"{element_id}: field {child.get('name')!r}: {exc}") from None
-    names = [f.name for f in fields]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise FormError(f"{element_id}: fields named twice: {', '.join(duplicates)}")
-    if len(fields) > MAX_FIELDS:
-        raise FormError(f"{element_id}: more than {MAX_FIELDS} fields")
-    return Form(element_id=element_id, fields=tuple(fields))
-
-
-def _field(node: etree._Element) -> FormField:
-    a = node.attrib
-    name = a.get("name", "")
-    if not name.isidentifier() or name.startswith("_"):
-        raise FormError("a field name must be a variable name not starting with '_'")
-    try:
-        ftype = FieldType(a.get("type", "string"))
-    except ValueError:
-        raise FormError(f"unknown type {a.get('type')!r}; use one of {', '.join(FieldType)}") from None
-    options = tuple(Option(o.get("value", ""), o.get("label"), o.get("labelEn"))
-                    for o in node if isinstance(o.tag, str) and o.tag == f"{{{NS}}}option")
-    if ftype is FieldType.ENUM and not options:
-        raise FormError("an enum needs <gridloop:option> values")
-    if ftype is not FieldType.ENUM and options:
-        raise FormError("options belong to enum fields")
-    if ftype is FieldType.REFERENCE and not a.get("ref"):
-        raise FormError("a reference names its kind: ref=\"user\", \"case\", \"grid\"...")
-    if ftype is not FieldType.REFERENCE:
-        unknown = sorted(set(a) - _FIELD_ATTRIBUTES - {"ref"})
-        if unknown or a.get("ref"):
-            raise FormError(f"unknown attributes: {', '.join(unknown or ['ref'])}")
-    if a.get("pattern"):
-        try:
-            re.compile(a["pattern"])
-        except re.error as exc:
-            raise FormError(f"pattern {a['pattern']!r} is not a regular expression: {exc}") from None
-    if ftype is FieldType.REFERENCE and a.get("default") is not None:
-        raise FormError("a reference has no default: every value it takes is checked")
-    f = FormField(
-        name=name, type=ftype, required=a.get("required", "false") == "true", label=a.get("label"),
-        label_en=a.get("labelEn"), options=options,
-        minimum=_float(a.get("min")), maximum=_float(a.get("max")), min_length=_int(a.get("minLength")),
-        max_length=_int(a.get("maxLength")), pattern=a.get("pattern"),
-        required_when=parse_rule(a["requiredWhen"]) if a.get("requiredWhen") else None,
-        shown_when=parse_rule(a["shownWhen"]) if a.get("shownWhen") else None,
-        ref=a.get("ref"), ref_args={k: v for k, v in a.items() if k not in _FIELD_ATTRIBUTES})
-    if a.get("default") is not None:
-        f = _with_default(f, a["default"])
-    return f
-
-
-def _with_default(f: FormField, text: str) -> FormField:
-    raw: Any = text
-    if f.type is FieldType.BOOLEAN:
-        if text not in ("true", "false"):
-            raise FormError("a boolean default is true or false")
-        raw = text == "true"
-    elif f.type in (FieldType.INTEGER, FieldType.NUMBER):
-        raw = float(text)
-    return replace(f, default=convert(f, raw))
-
-
-def _float(text: str | None) -> float | None:
-    if text in (None, ""):
-        return None
-    try:
-        return float(text)  # type: ignore[arg-type]
-    except ValueError:
-        raise FormError(f"{text!r} is not a number") from None
-
-
-def _int(text: str | None) -> int | None:
-    if text in (None, ""):
-        return None
-    try:
-        value = int(text)  # type: ignore[arg-type]
-    except ValueError:
-        raise FormError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise FormError("a length is at least 1")
-    return value

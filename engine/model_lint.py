@@ -62,10 +62,8 @@ def expressions(ts) -> Iterator[Expression]:
         yield from expr(f"property {name}", properties.get(name))
     for attr in ("prescript", "postscript"):
         yield from expr(attr, getattr(ts, attr, None), "exec")
-    if isinstance(ts, MultiChoice):
-        for condition, target in ts.cond_task_specs:
-            source = condition.args[0] if condition is not None and getattr(condition, "args", None) else None
-            yield from expr(f"condition to '{target}'", source)
+    for target, source in conditions(ts):
+        yield from expr(f"condition to '{target}'", source)
     definition = getattr(ts, "event_definition", None)
     for inner in getattr(definition, "event_definitions", [definition] if definition is not None else []):
         for prop in getattr(inner, "correlation_properties", None) or []:
@@ -76,6 +74,13 @@ def expressions(ts) -> Iterator[Expression]:
         yield from expr(what, getattr(inner, "expression", None))
     for attr in ("cardinality", "data_input", "condition"):
         yield from expr(attr, getattr(ts, attr, None))
+
+
+def conditions(ts) -> Iterator[tuple[str, str | None]]:
+    """(target, condition source) of each conditional outgoing flow of a gateway."""
+    if isinstance(ts, MultiChoice):
+        for condition, target in ts.cond_task_specs:
+            yield target, condition.args[0] if condition is not None and getattr(condition, "args", None) else None
 
 
 def defined_names(ts) -> set[str]:
@@ -145,8 +150,7 @@ def lint_forms(processes: list, forms: Mapping[str, Form], start_form: Form | No
     enums = {f.name: f for form in all_forms for f in form.fields
              if f.type in (FieldType.ENUM, FieldType.BOOLEAN) and f.name not in set_elsewhere}
     for ts in specs:
-        if isinstance(ts, MultiChoice):
-            yield from _conditions_against_enums(ts, enums)
+        yield from _conditions_against_enums(ts, enums)
     if start_form is None:
         return
     known = set(DEFAULT_HELPERS) | sandbox_builtin_names() | {"True", "False", "None"}
@@ -209,8 +213,7 @@ def _reference_fields(form: Form, known_reference: KnownReference) -> Iterator[F
 
 
 def _conditions_against_enums(ts, enums: Mapping) -> Iterator[Finding]:
-    for condition, target in ts.cond_task_specs:
-        source = condition.args[0] if condition is not None and getattr(condition, "args", None) else None
+    for target, source in conditions(ts):
         if not source:
             continue
         try:

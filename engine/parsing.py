@@ -15,7 +15,8 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
-from .forms import Form, FormError, forms_of
+from .form_xml import forms_of
+from .forms import Form, FormError
 from .model_lint import TIMER, KnownReference, expressions, lint_forms
 from .sandbox import SandboxError, compile_expression, compile_script
 from .spiff_specs import ClockedCycle, ClockedDuration, ClockedTimeDate, GridLoopParser, use_engine_clock

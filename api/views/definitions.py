@@ -5,6 +5,7 @@ from werkzeug.exceptions import BadRequest
 
 from engine import definitions
 from engine.errors import NotFound
+from engine.form_schema import json_schema
 
 from .. import schemas
 from ..auth import current, roles
@@ -125,4 +126,4 @@ def _start_form(d):
     form = runtime().specs.get(runtime().db, d.id).start_form
     if form is None:
         raise NotFound(f"{d.key} version {d.version} declares no start form")
-    return jsonify({"definitionId": d.id, "key": d.key, "version": d.version, "schema": form.json_schema()})
+    return jsonify({"definitionId": d.id, "key": d.key, "version": d.version, "schema": json_schema(form)})

@@ -6,6 +6,7 @@ from marshmallow import ValidationError
 
 from engine import instances, tasks
 from engine.errors import NotAllowed, NotFound
+from engine.form_schema import json_schema
 from engine.models import HumanTask
 from engine.tasks import TaskQuery
 from engine.visibility import task_visible
@@ -157,5 +158,5 @@ def get_form(task_id: str):
     if form is None:
         raise NotFound(f"the model declares no form for task {ht.element_id}")
     held = instances.variables(runtime(), ht.instance_id)
-    return jsonify({"taskId": ht.id, "element": ht.element_id, "name": ht.name, "schema": form.json_schema(),
+    return jsonify({"taskId": ht.id, "element": ht.element_id, "name": ht.name, "schema": json_schema(form),
                     "values": {name: held[name] for name in form.names if name in held}})

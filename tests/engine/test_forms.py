@@ -5,7 +5,9 @@ from lxml import etree
 
 from engine.errors import InvalidInput
 from engine.form_rules import RuleError, parse_rule
-from engine.forms import NS, FormError, forms_of
+from engine.form_schema import json_schema
+from engine.form_xml import forms_of
+from engine.forms import NS, FormError
 from engine.references import ReferenceRefused
 
 BPMN = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -131,7 +133,7 @@ def test_rules_are_a_small_language(source):
 
 
 def test_the_json_schema_carries_types_enums_labels_and_the_rules():
-    schema = review_form().json_schema()
+    schema = json_schema(review_form())
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["additionalProperties"] is False and schema["required"] == ["result"]
     result = schema["properties"]["result"]
