@@ -378,10 +378,10 @@ def _describe(exc: Exception) -> str:
         name = getattr(original, "name", None)
         return f"the model asks a value for '{name}', which it does not have" if name else \
             f"the model asks a value for something it does not have ({original})"
-    if isinstance(original, TypeError):
-        return f"the model combines values that do not go together ({original})"
+    if isinstance(original, TypeError):  # Python's own wording stays in the log
+        return "the model combines values that do not go together (e.g. text and a number)"
     if isinstance(original, ValueError):
-        return f"the model met a value it cannot use ({original})"
+        return "the model met a value it cannot use"
     if isinstance(original, RecursionError):
         return "the model nests too deeply"
     text = str(original).strip() or str(exc).strip()
