@@ -132,6 +132,44 @@ def _loaded(e: Expression) -> set[str]:
     return loaded - local
 
 
+def _read_before_set(source: str) -> set[str]:
+    """Names a script reads (or updates with +=) before it first assigns them, in source order. An
+    assignment sets its targets at the end of its statement (`x = x + 1` reads x first)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    first_set: dict[str, tuple[int, int, int]] = {}
+    first_read: dict[str, tuple[int, int, int]] = {}
+
+    def note(table: dict[str, tuple[int, int, int]], name: str, where: tuple[int, int, int]) -> None:
+        table[name] = min(table.get(name, where), where)
+
+    assigned = set()  # Name nodes set by an assignment statement: they count at its end
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            end = (node.end_lineno or node.lineno, node.end_col_offset or 0, 1)
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        note(first_set, name.id, end)
+                        assigned.add(id(name))
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+            note(first_read, node.target.id, (node.lineno, node.col_offset, 0))
+        elif isinstance(node, ast.FunctionDef):
+            note(first_set, node.name, (node.lineno, node.col_offset, 1))
+        elif isinstance(node, ast.Name) and id(node) not in assigned:
+            where = (node.lineno, node.col_offset, 1)
+            note(first_set if isinstance(node.ctx, ast.Store) else first_read, node.id, where)
+    bound = {n.id for c in ast.walk(tree) if isinstance(c, ast.comprehension) for n in ast.walk(c.target)
+             if isinstance(n, ast.Name)}  # comprehension variables are their own scope
+    bound |= {a.arg for n in ast.walk(tree) if isinstance(n, ast.arguments)
+              for a in (*n.posonlyargs, *n.args, *n.kwonlyargs, *filter(None, (n.vararg, n.kwarg)))}
+    return {name for name, at in first_read.items()
+            if name not in bound and (name not in first_set or at < first_set[name])}
+
+
 @dataclass(frozen=True)
 class Finding:
     element: str | None
@@ -153,13 +191,13 @@ def lint_forms(processes: list, forms: Mapping[str, Form], start_form: Form | No
         yield from _conditions_against_enums(ts, enums)
     if start_form is None:
         return
-    known = set(DEFAULT_HELPERS) | sandbox_builtin_names() | {"True", "False", "None"}
+    base = set(DEFAULT_HELPERS) | sandbox_builtin_names() | {"True", "False", "None"}
     for form in all_forms:
-        known |= form.names
-    for ts in specs:
-        known |= defined_names(ts)
+        base |= form.names
     for process in processes:
-        known |= set(getattr(process, "data_objects", None) or {})
+        base |= set(getattr(process, "data_objects", None) or {})
+    own = {element_of(ts): defined_names(ts) for ts in specs}
+    known = base.union(*own.values())
     for ts in specs:
         element = element_of(ts)
         if getattr(ts, "manual", False) and element not in forms:
@@ -175,6 +213,11 @@ def lint_forms(processes: list, forms: Mapping[str, Form], start_form: Form | No
             for name in sorted(_loaded(e) - known):
                 yield Finding(element, f"{e.what} uses {name!r}, which no form, script or operation of this "
                                        f"process defines{_nearest(name, known)}")
+            if e.mode == "exec":  # `total = total + 1` where only this script sets `total`
+                elsewhere = base.union(*(names for el, names in own.items() if el != element))
+                for name in sorted(_read_before_set(e.source) - elsewhere):
+                    yield Finding(element, f"{e.what} reads {name!r} before setting it, and nothing else of "
+                                           f"this process sets it{_nearest(name, elsewhere)}")
     for form in all_forms:
         for f in form.fields:
             rule_names = set().union(*(rule.names for _kind, rule in f.rules()))

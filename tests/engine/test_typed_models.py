@@ -152,3 +152,14 @@ def test_a_gateway_no_condition_matches_stops_the_change_instead_of_guessing(typ
     assert info.value.details.get("element") == "g"
     assert "none of the gateway's conditions holds" in info.value.message and "Exception" not in info.value.message
     assert count(rt, HumanTask, HumanTask.status == "open") == 1 and count(rt, AuditEvent) == events
+
+
+def test_a_script_that_reads_a_variable_only_it_sets_is_refused(typed_rt):
+    xml = model().replace("<bpmn:script>decisions = 1</bpmn:script>",
+                          "<bpmn:script>decisions = 1\ntotal = total + 1</bpmn:script>")
+    found = problems(typed_rt, xml)
+    assert ("count", "script reads 'total' before setting it, and nothing else of this process sets it") in found
+    fine = model().replace("<bpmn:script>decisions = 1</bpmn:script>",
+                           "<bpmn:script>decisions = 1\ndecisions = decisions + len([a for a in applicant])"
+                           "</bpmn:script>")
+    definitions.deploy(typed_rt, fine, "admin")
