@@ -121,7 +121,9 @@ class Form:
                 values[f.name] = convert(f, raw)
             except ValueError as exc:
                 errors[f.name] = [str(exc)]
-        context = {**held, **values}
+        always = {f.name: f.default for f in self.fields  # defaults of fields without a shownWhen rule
+                  if f.default is not None and f.shown_when is None and f.name not in values}
+        context = {**held, **always, **values}
         wrong = set(errors)
         for f in self.fields:
             if f.name in errors or any(rule.names & wrong for _kind, rule in f.rules()):
@@ -143,7 +145,7 @@ class Form:
         if errors:
             summary = "; ".join(f"{name}: {' '.join(msgs)}" for name, msgs in errors.items())
             raise InvalidInput(f"the form has invalid fields ({summary})", fields=errors)
-        context = {**held, **values}
+        context = {**held, **always, **values}
         for f in self.fields:
             if f.name not in values:
                 shown = f.shown_when is None or f.shown_when.holds(context)

@@ -181,3 +181,27 @@ def test_the_start_form_is_served_for_a_version_and_for_the_latest(case):
     by_id = p["sup"].get(f"/api/v1/process-definition/{body['definitionId']}/form").get_json()
     assert by_id["schema"] == body["schema"]
     assert p["insp"].get("/api/v1/process-definition/key/env_case/form").status_code == 403
+
+
+def test_a_returned_case_is_transferred_from_dispatch_to_the_grid_where_it_belongs(case):
+    _rt, filed, p, where = case
+    iid, elsewhere = filed["processInstanceId"], where["elsewhere"]
+    complete(p["sup"], iid, "review", review_result="valid")
+    complete(p["sup"], iid, "dispatch", inspector=p["insp"].name)
+    complete(p["insp"], iid, "sign_for")
+    complete(p["insp"], iid, "handle", handle_result="return", return_reason="企业在界外，属邻区")
+    complete(p["sup"], iid, "approve_return", return_approved=True)
+    assert list(refused(p["sup"], iid, "dispatch", dispatch_action="transfer")) == ["transfer_grid",
+                                                                                  "transfer_reason"]
+    assert list(refused(p["sup"], iid, "dispatch", dispatch_action="transfer", transfer_grid=elsewhere,
+                        transfer_reason="属邻区", inspector=p["insp"].name)) == ["inspector"]
+    complete(p["sup"], iid, "dispatch", dispatch_action="transfer", transfer_grid=elsewhere,
+             transfer_reason="属邻区")
+    moved = p["far_sup"].get(f"/api/v1/cases/{filed['id']}").get_json()
+    assert moved["grid"] == elsewhere and [t["taskDefinitionKey"] for t in moved["openTasks"]] == ["review"]
+    history = p["sup"].get(f"/api/v1/process-instance/{iid}/history").get_json()
+    assert any(e["action"] == "task.completed" and e["details"]["after"]["variables"].get("transfer_reason")
+               == "属邻区" for e in history)  # the reason is on the timeline
+    complete(p["far_sup"], iid, "review", review_result="valid")
+    complete(p["far_sup"], iid, "dispatch")  # the default action: dispatch in the (new) grid
+    assert task_of(p["far_sup"], iid, "sign_for")["candidateScope"] == elsewhere
