@@ -41,6 +41,8 @@ class CaseAssessment(Base):
     closed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     lead_hours: Mapped[float] = mapped_column(Float)  # filed → closed, calendar hours
     # None: the stage never happened (an invalid case was never signed for)
+    reviewed_on_time: Mapped[bool | None] = mapped_column(Boolean)  # 甄别 within its limit
+    dispatched_on_time: Mapped[bool | None] = mapped_column(Boolean)
     signed_on_time: Mapped[bool | None] = mapped_column(Boolean)
     handled_on_time: Mapped[bool | None] = mapped_column(Boolean)
     verified_on_time: Mapped[bool | None] = mapped_column(Boolean)  # 按时核查
@@ -53,6 +55,8 @@ class CaseAssessment(Base):
     urges: Mapped[int] = mapped_column(Integer, default=0)
     transfers: Mapped[int] = mapped_column(Integer, default=0)
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
+    deferrals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # 缓办 approved
+    deferred_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the clock stood still
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 

@@ -56,6 +56,7 @@ class Case(Base):
     outcome: Mapped[str | None] = mapped_column(String(20))  # closed | invalid | merged | cancelled
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     instance_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    deferred_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # set while 缓办 (deferrals.py)
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
     first_seen: Mapped[datetime] = mapped_column(UTCDateTime)
     last_seen: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -49,8 +49,12 @@ class Person(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+SHIFT_KINDS = ("day", "night", "holiday")  # 白班, 夜班, 节假日值班 of the grid centre
+
+
 class DutyShift(Base):
-    """Someone on duty for a grid (optionally for one category) from `starts_at` to `ends_at`."""
+    """Someone on duty for a grid (optionally for one category) from `starts_at` to `ends_at`; its
+    kind says which watch it is (routing only looks at the time)."""
 
     __tablename__ = "duty_shift"
     __table_args__ = (Index("ix_duty_grid_time", "grid_code", "starts_at", "ends_at"),)
@@ -61,6 +65,7 @@ class DutyShift(Base):
     category: Mapped[str | None] = mapped_column(String(50))  # None: every category
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(10), default="day", server_default="day")  # SHIFT_KINDS
 
 
 class Category(Base):
