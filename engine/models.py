@@ -148,6 +148,30 @@ class Message(Base):
     sender: Mapped[str] = mapped_column(String(200))
 
 
+class SignalSubscription(Base):
+    """An instance waiting for a signal: a broadcast finds every waiter by the signal's name (and the
+    thrower's tenant, through the instance's scope)."""
+
+    __tablename__ = "signal_subscription"
+    __table_args__ = (UniqueConstraint("instance_id", "task_id", name="uq_signal_subscription"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    signal_name: Mapped[str] = mapped_column(String(200), index=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("process_instance.id"))  # indexed by the unique key
+    task_id: Mapped[str] = mapped_column(String(36))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SignalDelivery(Base):
+    """One signal received by one instance: a broadcast job run again skips the instances it reached."""
+
+    __tablename__ = "signal_delivery"
+
+    signal_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    delivered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class AuditEvent(Base):
     """One change, hash-chained to the previous event so that edits and deletions are detectable."""
 
