@@ -26,6 +26,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from .views import (
         cases,
         definitions,
+        duty,
         enforcement,
         evidence,
         grids,
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(source_views.bp)
     app.register_blueprint(open311.bp)
     app.register_blueprint(petitions.bp)
+    app.register_blueprint(duty.bp)
     register_error_handlers(app)
     _log_requests(app)
     return app
