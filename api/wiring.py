@@ -21,6 +21,7 @@ from workflows.demo_cases import seed_demo_cases
 from workflows.demo_seed import seed_demo
 from workflows.install import install
 from workflows.notices import contacts as notice_contacts
+from workflows.tenants import tenant_prefix
 from workflows.working_time import CalendarService, seed_from_package
 
 from . import database
@@ -41,7 +42,7 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
     """The engine runtime with the domain's operations registered (they read `calendar`)."""
     rt = Runtime(db=db or make_database(settings), clock=clock or SystemClock(),
                  message_ttl=timedelta(seconds=settings.message_ttl_s),
-                 job_lease=timedelta(seconds=settings.job_lease_s))
+                 job_lease=timedelta(seconds=settings.job_lease_s), tenant_of=tenant_prefix)
     calendar = calendar or CalendarService(rt.db)
     notify = settings.notify
     install(rt, calendar=calendar.calendar,

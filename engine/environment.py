@@ -5,10 +5,12 @@ so `attach` is called on every load, without exception."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 
+from . import outgoing
 from .errors import ProcessError
 from .operations import OperationContext
 from .sandbox import SandboxEnvironment
@@ -23,6 +25,7 @@ class EngineEnvironment(SandboxEnvironment):
         super().__init__()
         self.change = change
         self.clock = change.rt.clock
+        self._thrown: Counter[str] = Counter()  # per task: the rank of each thing it sends (ids derive from it)
 
     def call_operation(self, my_task, name: str, params: dict[str, Any]) -> Any:
         op = self.change.rt.registry.get(name)
@@ -38,6 +41,20 @@ class EngineEnvironment(SandboxEnvironment):
         except Exception as exc:
             raise ProcessError(f"operation {name!r} failed: {type(exc).__name__}: {exc}",
                                element=ctx.element_id) from exc
+
+
+    def message_leaves(self, my_task, event) -> None:
+        """A thrown message nothing in this instance caught (spiff_events.OutgoingMessage)."""
+        outgoing.message(self.change, my_task, event, self._rank(my_task))
+
+    def signal_leaves(self, my_task, name: str, payload: Any) -> None:
+        """A thrown signal, for every other waiting instance (spiff_events.BroadcastSignal)."""
+        outgoing.signal(self.change, my_task, name, payload, self._rank(my_task))
+
+    def _rank(self, my_task) -> int:
+        key = str(my_task.id)
+        self._thrown[key] += 1
+        return self._thrown[key] - 1
 
 
 def attach(workflow, change: Change) -> None:

@@ -10,11 +10,13 @@ from typing import Any
 from sqlalchemy import bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit
+from . import audit, outbox
 from .change import PI, Abandon, Lock, change_instance
 from .db import Prepared, insert_all
-from .errors import InvalidInput, NotFound
+from .errors import EngineError, InvalidInput, NotFound
+from .jobs import job_incident
 from .models import Message, MessageSubscription
+from .outgoing import MESSAGE_JOB, QUEUE
 from .readmodels import correlation_lock_key, deliver
 from .runtime import Runtime
 from .spiff_specs import find_task
@@ -131,3 +133,24 @@ def expire(rt: Runtime) -> int:
         done = s.execute(update(Message).where(Message.status == "buffered", Message.expires_at <= now)
                          .values(status="expired"))
     return done.rowcount or 0
+
+
+def deliver_sent(rt: Runtime, payload: dict[str, Any]) -> None:
+    """The job that delivers a message thrown by another instance (outgoing.message): like a message
+    from outside, by (name, correlation value), buffered until something waits. Run again, it finds
+    the message id seen and does nothing. A delivery the receiver cannot take becomes an incident."""
+    try:
+        correlate(rt, name=payload["message"], message_id=payload["message_id"], actor=f"instance:{payload['sender']}",
+                  correlation_value=payload["correlation"], payload=payload["payload"])
+    except EngineError as exc:
+        now = rt.clock.now()
+        with rt.db.transaction() as s:
+            if outbox.mark_done(s, payload.get("outbox_id"), now):
+                kept = {k: v for k, v in payload.items() if k != "outbox_id"}
+                job_incident(s, now, job=MESSAGE_JOB, queue=QUEUE, payload=kept, attempts=1,
+                             instance_id=payload["sender"],
+                             error=f"message '{payload['message']}' ({payload['correlation']}) could not be "
+                                   f"delivered: {exc.message}")
+
+
+JOBS = {MESSAGE_JOB: deliver_sent}

@@ -153,7 +153,7 @@ class SignalSubscription(Base):
     thrower's tenant, through the instance's scope)."""
 
     __tablename__ = "signal_subscription"
-    __table_args__ = (UniqueConstraint("instance_id", "task_id", name="uq_signal_subscription"),)
+    __table_args__ = (UniqueConstraint("instance_id", "task_id", "signal_name", name="uq_signal_subscription"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     signal_name: Mapped[str] = mapped_column(String(200), index=True)

@@ -10,15 +10,14 @@ from datetime import timedelta
 
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
-from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
-from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
 from .form_xml import forms_of
 from .forms import Form, FormError
 from .model_lint import TIMER, KnownReference, expressions, lint_forms
 from .sandbox import SandboxError, compile_expression, compile_script
+from .spiff_events import lint_thrown_messages, use_engine_events
 from .spiff_specs import ClockedCycle, ClockedDuration, ClockedTimeDate, GridLoopParser, use_engine_clock
 from .spiff_specs import ServiceTask as OperationTask
 
@@ -92,6 +91,7 @@ def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool]
         raise ModelError([Problem(None, f"cannot parse BPMN: {exc}")]) from exc
     for s in (spec, *subprocess_specs.values()):
         use_engine_clock(s)
+        use_engine_events(s)
     if require_lint:
         problems = list(lint(spec, subprocess_specs, known_operation or (lambda _name: True)))
         problems += [Problem(f.element, f.message) for f in lint_forms(
@@ -150,6 +150,8 @@ def lint(spec, subprocess_specs: dict, known_operation: Callable[[str], bool]) -
             yield Problem(process.name[:40], f"more than {MAX_ELEMENTS} elements in one process")
         for task_spec in process.task_specs.values():
             yield from _lint_task(task_spec, known_operation)
+    for element, message in lint_thrown_messages([spec, *subprocess_specs.values()]):
+        yield Problem(element, message)
 
 
 LIMITS = (("bpmn_id", 200, "id"), ("bpmn_name", 400, "name"), ("lane", 100, "lane name"))
@@ -161,9 +163,6 @@ def _lint_task(ts, known_operation: Callable[[str], bool]) -> Iterator[Problem]:
         value = getattr(ts, attr, None)
         if isinstance(value, str) and len(value) > limit:
             yield Problem(element[:60], f"the {what} is longer than {limit} characters")
-    if isinstance(ts, ThrowingEvent) and isinstance(getattr(ts, "event_definition", None), MessageEventDefinition):
-        yield Problem(element, "message throw events and send tasks are not supported; use a service task "
-                               "(a thrown message would never leave the instance)")
     if getattr(ts, "manual", False) and not getattr(ts, "lane", None):
         yield Problem(element, "user task is not in a lane; the lane names the role that may work on it")
     if isinstance(ts, OperationTask) and not known_operation(ts.operation_name):

@@ -1,5 +1,5 @@
-"""Read models refreshed at the end of every change: the human-task inbox and the message
-subscriptions. Both are derived from the workflow state by comparing it with the state the change
+"""Read models refreshed at the end of every change: the human-task inbox and the message and
+signal subscriptions. Both are derived from the workflow state by comparing it with the state the change
 loaded, so a change touches only the rows that really changed (no reads of its own rows)."""
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
-from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition
+from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition, SignalEventDefinition
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import bindparam, delete, select, update
 
 from .db import Prepared, insert_all
 from .errors import ProcessError
-from .models import HumanTask, Message, MessageSubscription
+from .models import HumanTask, Message, MessageSubscription, SignalSubscription
 from .parsing import TASK_PROPERTIES
 
 if TYPE_CHECKING:
@@ -27,15 +27,17 @@ if TYPE_CHECKING:
 
 @dataclass
 class Snapshot:
-    """What the read models hold for an instance: READY user tasks and waiting message tasks."""
+    """What the read models hold for an instance: READY user tasks, waiting message and signal tasks."""
 
     ready: set[str] = field(default_factory=set)
     waiting: set[str] = field(default_factory=set)
+    signals: set[str] = field(default_factory=set)
 
 
 HT = HumanTask.__table__
 SUB = MessageSubscription.__table__
 MSG = Message.__table__
+SIG = SignalSubscription.__table__
 
 _INSERT_TASKS = Prepared(insert_all(HT))
 _INSERT_SUBSCRIPTIONS = Prepared(insert_all(SUB))
@@ -43,6 +45,9 @@ _CANCEL_TASK = Prepared(update(HT).where(HT.c.id == bindparam("task_id"), HT.c.s
                         .values(status="cancelled", ended_at=bindparam("now")))
 _DROP_SUBSCRIPTION = Prepared(delete(SUB).where(SUB.c.instance_id == bindparam("instance_id"),
                                                 SUB.c.task_id == bindparam("task_id")))
+_INSERT_SIGNAL_SUBSCRIPTIONS = Prepared(insert_all(SIG))
+_DROP_SIGNAL_SUBSCRIPTION = Prepared(delete(SIG).where(SIG.c.instance_id == bindparam("instance_id"),
+                                                       SIG.c.task_id == bindparam("task_id")))
 _BUFFERED = (select(MSG.c.id, MSG.c.payload, MSG.c.expires_at)
              .where(MSG.c.message_name == bindparam("name"), MSG.c.correlation_value == bindparam("value"),
                     MSG.c.status == "buffered")
@@ -63,11 +68,14 @@ class PendingWrites:
     drop_subscriptions: set[str] = field(default_factory=set)
     new_subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     subscribing_elements: dict[str, str] = field(default_factory=dict)  # for error messages
+    drop_signals: set[str] = field(default_factory=set)
+    new_signals: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by task: one row per signal name
 
 
 def snapshot(workflow) -> Snapshot:
     return Snapshot(ready={str(t.id) for t in _ready_user_tasks(workflow)},
-                    waiting={str(t.id) for t in waiting_message_tasks(workflow)})
+                    waiting={str(t.id) for t in waiting_message_tasks(workflow)},
+                    signals={str(t.id) for t in waiting_signal_tasks(workflow)})
 
 
 def _ready_user_tasks(workflow) -> list:
@@ -124,7 +132,14 @@ def refresh(change: Change) -> bool:
     for guid in before.waiting - waiting.keys():
         if pending.new_subscriptions.pop(guid, None) is None:
             pending.drop_subscriptions.add(guid)
-    change.snapshot = Snapshot(ready=set(ready), waiting=set(waiting))
+    signals = {str(t.id): t for t in waiting_signal_tasks(change.workflow)}
+    for guid in before.signals - signals.keys():
+        if pending.new_signals.pop(guid, None) is None:
+            pending.drop_signals.add(guid)
+    for guid in signals.keys() - before.signals:
+        pending.new_signals[guid] = [{"signal_name": name, "instance_id": change.instance.id, "task_id": guid,
+                                      "created_at": change.now} for name in signal_names(signals[guid])]
+    change.snapshot = Snapshot(ready=set(ready), waiting=set(waiting), signals=set(signals))
     delivered = False
     for guid in sorted(waiting.keys() - before.waiting):  # every new waiter: parallel branches may add several
         task = waiting[guid]
@@ -162,6 +177,10 @@ def write(change: Change) -> None:
         db.run(s, _DROP_SUBSCRIPTION, [{"instance_id": iid, "task_id": guid} for guid in sorted(p.drop_subscriptions)])
     if p.new_subscriptions:
         db.run(s, _INSERT_SUBSCRIPTIONS, list(p.new_subscriptions.values()))
+    if p.drop_signals:
+        db.run(s, _DROP_SIGNAL_SUBSCRIPTION, [{"instance_id": iid, "task_id": guid} for guid in sorted(p.drop_signals)])
+    if p.new_signals:
+        db.run(s, _INSERT_SIGNAL_SUBSCRIPTIONS, [r for rows in p.new_signals.values() for r in rows])
 
 
 # -- human tasks ---------------------------------------------------------------------------------
@@ -227,7 +246,13 @@ def correlation_value(task, definition: MessageEventDefinition, instance_id: str
     if not definition.process_correlations:
         return f"#{instance_id}"
     env = task.workflow.script_engine.environment
-    values = {p.name: env.evaluate(p.retrieval_expression, dict(task.data)) for p in definition.process_correlations}
+    return correlation_key({p.name: env.evaluate(p.retrieval_expression, dict(task.data))
+                            for p in definition.process_correlations})
+
+
+def correlation_key(values: dict[str, Any]) -> str:
+    """The index value of correlation properties by name: the value itself when there is one property,
+    else all of them as sorted JSON. A thrown message's properties give the same key (outgoing.py)."""
     if len(values) == 1:
         return str(next(iter(values.values())))
     return json.dumps(values, sort_keys=True, default=str)
@@ -239,6 +264,17 @@ def _correlation_value_of(task, definition, instance_id: str) -> str:
     except Exception as exc:
         raise ProcessError(f"correlation of message '{definition.name}' failed: {exc}",
                            element=task.task_spec.bpmn_id) from exc
+
+
+def signal_names(task) -> list[str]:
+    """The signals a task waits for (a multiple catch event may wait for several)."""
+    definition = getattr(task.task_spec, "event_definition", None)
+    return sorted({d.name for d in getattr(definition, "event_definitions", [definition])
+                   if isinstance(d, SignalEventDefinition)})
+
+
+def waiting_signal_tasks(workflow) -> list:
+    return [t for t in workflow.event_manager.tasks.values() if t.has_state(TaskState.WAITING) and signal_names(t)]
 
 
 def correlation_lock_key(name: str, value: str) -> int:

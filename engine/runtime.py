@@ -24,6 +24,11 @@ from .serialization import StateSerializer
 JobHandler = Callable[["Runtime", dict[str, Any]], None]
 
 
+def one_tenant(scope: str | None) -> str | None:
+    """The engine alone knows no tenants: every scoped instance is of one, unscoped ones of another."""
+    return None if scope is None else ""
+
+
 class SpecCache:
     """Parsed specs per definition id. Definitions are immutable, so entries never go stale."""
 
@@ -71,11 +76,14 @@ class Runtime:
     end_listeners: list[EndListener] = field(default_factory=list)
     # What reference fields of forms may name (users, cases, grids...); the domain registers them.
     references: ReferenceKinds = field(default_factory=ReferenceKinds)
+    # The tenant of an instance's scope, as a scope prefix every instance of that tenant has (None: the
+    # unscoped instances). A signal reaches the waiting instances of its thrower's tenant only.
+    tenant_of: Callable[[str | None], str | None] = one_tenant
 
     def __post_init__(self) -> None:
-        from . import jobs  # the engine's own jobs; other layers add theirs with add_job
+        from . import jobs, messages, signals  # the engine's own jobs; other layers add theirs with add_job
 
-        for name, handler in jobs.ENGINE_JOBS.items():
+        for name, handler in {**jobs.ENGINE_JOBS, **messages.JOBS, **signals.JOBS}.items():
             self.job_handlers.setdefault(name, handler)
 
     def add_job(self, name: str, handler: JobHandler) -> None:

@@ -39,7 +39,7 @@ def upgrade() -> None:
     sa.Column('created_at', engine.db.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['instance_id'], ['process_instance.id'], ),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('instance_id', 'task_id', name='uq_signal_subscription')
+    sa.UniqueConstraint('instance_id', 'task_id', 'signal_name', name='uq_signal_subscription')
     )
     with op.batch_alter_table('signal_subscription', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_signal_subscription_signal_name'), ['signal_name'], unique=False)
