@@ -76,6 +76,7 @@ class DefinitionSchema(Schema):
 class DeployedSchema(DefinitionSchema):
     created = fields.Boolean()
     notice = fields.String()  # e.g. these bytes are an older version, not the latest
+    warnings = fields.List(fields.Dict())  # [{element, problem}]: deployed, but worth a look (a laneless task)
 
 
 class DefinitionActionSchema(Strict):

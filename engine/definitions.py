@@ -11,9 +11,10 @@ from lxml import etree
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit
+from . import audit, start_timers
 from .errors import Conflict, NotFound
 from .models import ProcessDefinition
+from .outbox import WAKEUP_CHANNEL
 from .parsing import SAFE_PARSER, parse_model
 from .runtime import Runtime
 
@@ -46,10 +47,15 @@ def deploy(rt: Runtime, bpmn_xml: str | bytes, actor: str) -> tuple[ProcessDefin
                                                suspended=False, process_errors=0)
                 s.add(definition)
                 s.flush()
+                scheduled = start_timers.sync(s, model.key, definition.id, model.start_timers, now)
+                if scheduled:
+                    rt.db.notify(s, WAKEUP_CHANNEL)
                 audit.append_system(rt.db, s, [audit.AuditDraft(
                     action="definition.deployed", actor=actor, at=now,
                     details={"key": model.key, "version": version, "sha256": digest})])
             rt.specs.put(definition.id, model)
+            if scheduled:
+                rt.wake()
             return definition, True
         except IntegrityError:
             continue  # a concurrent deploy took this version number; read again
@@ -62,6 +68,11 @@ def xml_text(raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return etree.tostring(etree.fromstring(raw, parser=SAFE_PARSER), encoding="unicode")
+
+
+def warnings(rt: Runtime, definition: ProcessDefinition) -> list:
+    """What the deploy's lint noted about a version without refusing it (parsing.Problem each)."""
+    return list(rt.specs.get(rt.db, definition.id).warnings)
 
 
 def latest(rt: Runtime, key: str) -> ProcessDefinition:
@@ -106,7 +117,14 @@ def make_latest(rt: Runtime, definition_id: int, actor: str, reason: str) -> Pro
                                                                     ProcessDefinition.is_latest))
         s.execute(_UNMARK_LATEST, {"of_key": d.key})
         d.is_latest = True
+        s.flush()
+        scheduled = start_timers.sync(s, d.key, d.id, rt.specs.get(rt.db, d.id, session=s).start_timers,
+                                      rt.clock.now())
+        if scheduled:
+            rt.db.notify(s, WAKEUP_CHANNEL)
         _audit(rt, s, d, "definition.made_latest", actor, reason, previous_latest=previous)
+    if scheduled:
+        rt.wake()
     return d
 
 

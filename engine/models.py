@@ -61,6 +61,25 @@ class ProcessDefinition(Base):
     last_process_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class StartSchedule(Base):
+    """When the scheduler next starts an instance of a key whose latest version has a timer start
+    event (engine/start_timers.py). One row per key, locked while it fires and advanced in the same
+    transaction as the start, so a period starts once however many schedulers run."""
+
+    __tablename__ = "start_schedule"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("process_definition.id"))  # the version it was read from
+    element_id: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))  # date | cycle
+    expression: Mapped[str] = mapped_column(String(400))  # the literal, as deployed
+    next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)  # None: nothing more to start
+    remaining: Mapped[int] = mapped_column(Integer)  # starts left; -1: unbounded
+    starts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class ProcessInstance(Base):
     """A running or finished instance; `state` is the spec-less serialized SpiffWorkflow."""
 

@@ -10,15 +10,26 @@ from datetime import timedelta
 
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
+from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
 from .form_xml import forms_of
 from .forms import Form, FormError
 from .model_lint import TIMER, KnownReference, expressions, lint_forms
+from .parsing_names import NSMAP
 from .sandbox import SandboxError, compile_expression, compile_script
 from .spiff_events import lint_thrown_messages, use_engine_events
-from .spiff_specs import ClockedCycle, ClockedDuration, ClockedTimeDate, GridLoopParser, use_engine_clock
+from .spiff_specs import (
+    ClockedCycle,
+    ClockedDuration,
+    ClockedTimeDate,
+    GridLoopParser,
+    StartTimer,
+    take_start_timers,
+    use_engine_clock,
+)
 from .spiff_specs import ServiceTask as OperationTask
 
 MAX_BPMN_BYTES = 2 * 1024 * 1024
@@ -31,6 +42,9 @@ TASK_PROPERTIES = ("formKey", "priority", "dueDate", "followUpDate", "candidateS
 # `outputs`: the variables a user task's form may set (comma-separated names). Without it, a
 # completion may add new variables but never change one the process already holds.
 OUTPUTS = "outputs"
+# A process property: the role a task outside every lane is offered to. Without it, such a task is
+# assigned to whoever started the instance (readmodels.py).
+DEFAULT_ROLE = "defaultRole"
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,9 @@ class ParsedModel:
     subprocess_specs: dict = field(default_factory=dict)
     forms: dict[str, Form] = field(default_factory=dict)  # by user-task id
     start_form: Form | None = None
+    start_timers: list[StartTimer] = field(default_factory=list)  # the scheduler starts instances on them
+    default_role: str | None = None  # offered tasks outside every lane (else: the starter's)
+    warnings: list[Problem] = field(default_factory=list)  # deployable, but an administrator should know
 
 
 def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool] | None = None,
@@ -79,7 +96,9 @@ def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool]
         key = _executable_process(parser)
         spec = parser.get_spec(key)
         subprocess_specs = parser.get_subprocess_specs(key)
-        forms, start_form = forms_of(parser.get_process_parser(key).node)
+        process_node = parser.get_process_parser(key).node
+        forms, start_form = forms_of(process_node)
+        default_role = _process_property(process_node, DEFAULT_ROLE)
     except FormError as exc:
         element, _, message = str(exc).partition(": ")
         raise ModelError([Problem(element or None, message or str(exc))]) from exc
@@ -92,8 +111,13 @@ def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool]
     for s in (spec, *subprocess_specs.values()):
         use_engine_clock(s)
         use_engine_events(s)
+    start_timers = take_start_timers(spec)
     if require_lint:
         problems = list(lint(spec, subprocess_specs, known_operation or (lambda _name: True)))
+        problems += _lint_start_timers(spec, start_timers)
+        if default_role is not None and not (0 < len(default_role) <= 100):
+            problems.append(Problem(key, f"the process property {DEFAULT_ROLE} must be a role name of 1 to 100 "
+                                         "characters"))
         problems += [Problem(f.element, f.message) for f in lint_forms(
             [spec, *subprocess_specs.values()], forms, start_form, known_reference or (lambda _name: None))]
         if problems:  # planning an instance can be costly: only for a model that passed everything else
@@ -102,7 +126,56 @@ def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool]
         if problems:
             raise ModelError(problems)
     return ParsedModel(key=key, name=spec.description, spec=spec, subprocess_specs=subprocess_specs,
-                       forms=forms, start_form=start_form)
+                       forms=forms, start_form=start_form, start_timers=start_timers, default_role=default_role,
+                       warnings=list(_laneless(spec, subprocess_specs, default_role)))
+
+
+def _process_property(process_node, name: str) -> str | None:
+    """A `spiffworkflow:property` of the process element itself (not of one of its tasks)."""
+    for prop in process_node.xpath("./bpmn:extensionElements/spiffworkflow:properties/spiffworkflow:property",
+                                   namespaces=NSMAP):
+        if prop.get("name") == name:
+            return (prop.get("value") or "").strip()
+    return None
+
+
+def _laneless(spec, subprocess_specs: dict, default_role: str | None) -> Iterator[Problem]:
+    """Tasks people work on that are in no lane: they deploy, offered as README's BPMN section says."""
+    to = f"offered to the role {default_role!r} (process property {DEFAULT_ROLE})" if default_role else \
+        f"assigned to whoever started the instance (set the process property {DEFAULT_ROLE} to offer it to a role)"
+    for process in (spec, *subprocess_specs.values()):
+        for ts in process.task_specs.values():
+            if getattr(ts, "manual", False) and not getattr(ts, "lane", None):
+                yield Problem(getattr(ts, "bpmn_id", None) or ts.name, f"the task is not in a lane: it is {to}")
+
+
+def _lint_start_timers(spec, start_timers: list[StartTimer]) -> Iterator[Problem]:
+    """The scheduler starts instances on a timer start event; it reads the expression before any
+    instance exists, so the value must be a literal; one start event, so one path starts."""
+    if not start_timers:
+        return
+    starts = [ts for ts in spec.task_specs.values() if isinstance(ts, StartEvent)]
+    if len(starts) > 1:
+        yield Problem(start_timers[0].element_id, "a process with a timer start event has no other start event "
+                                                  "(SpiffWorkflow would run every start event at once)")
+    for timer in start_timers:
+        literal = _literal_string(timer.expression)
+        if timer.kind == "duration":
+            yield Problem(timer.element_id, "a timer start event takes a timeDate or a timeCycle; a duration has "
+                                            "nothing to count from")
+        elif literal is None:
+            yield Problem(timer.element_id, f"a timer start event needs a literal value such as "
+                                            f"'\"R/2026-12-07T08:00:00+08:00/P1D\"' (there are no variables before "
+                                            f"an instance starts); not {timer.expression!r}")
+        else:
+            yield from _lint_timer(timer.element_id, _literal_timer(timer.kind, literal))
+
+
+def _literal_timer(kind: str, literal: str) -> TimerEventDefinition:
+    cls = ClockedCycle if kind == "cycle" else ClockedTimeDate
+    timer = object.__new__(cls)
+    timer.name, timer.expression = None, repr(literal)
+    return timer
 
 
 def _dangling_flows(root) -> Iterator[Problem]:
@@ -163,8 +236,6 @@ def _lint_task(ts, known_operation: Callable[[str], bool]) -> Iterator[Problem]:
         value = getattr(ts, attr, None)
         if isinstance(value, str) and len(value) > limit:
             yield Problem(element[:60], f"the {what} is longer than {limit} characters")
-    if getattr(ts, "manual", False) and not getattr(ts, "lane", None):
-        yield Problem(element, "user task is not in a lane; the lane names the role that may work on it")
     if isinstance(ts, OperationTask) and not known_operation(ts.operation_name):
         yield Problem(element, f"unknown service operation '{ts.operation_name}'")
     bad_outputs = [n for n in declared_outputs(ts) or () if not n.isidentifier() or n.startswith("_")]
@@ -179,9 +250,20 @@ def _lint_task(ts, known_operation: Callable[[str], bool]) -> Iterator[Problem]:
 
 
 def _lint_event(element: str, definition) -> Iterator[Problem]:
+    inner_timers = []
     for inner in getattr(definition, "event_definitions", [definition]):
         if isinstance(inner, TimerEventDefinition):
             yield from _lint_timer(element, inner)
+            inner_timers.append(inner)
+    if not isinstance(definition, MultipleEventDefinition):
+        return
+    if any(isinstance(t, CycleTimerEventDefinition) for t in inner_timers):
+        yield Problem(element, "a cycle timer cannot wait beside other events (event-based gateway or multiple "
+                               "event): SpiffWorkflow never fires it there; use a timeDate or a timeDuration")
+    kinds = [(type(t), t.name) for t in inner_timers]
+    if len(set(kinds)) < len(kinds):
+        yield Problem(element, "two timers of the same kind and name wait here; give the catch events distinct names "
+                               "(SpiffWorkflow tells such timers apart by kind and name)")
 
 
 def _lint_timer(element: str, timer: TimerEventDefinition) -> Iterator[Problem]:

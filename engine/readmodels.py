@@ -195,13 +195,18 @@ def _human_task(change: Change, task) -> dict[str, Any]:
         due_at, follow_up_at = _as_datetime(values.get("dueDate")), _as_datetime(values.get("followUpDate"))
     except (TypeError, ValueError) as exc:
         raise ProcessError(f"task property has an unusable value: {exc}", element=spec.bpmn_id) from exc
+    role, assignee = spec.lane, _opt_str(values.get("assignee"))
+    if not role:  # outside every lane: the process's default role, else the starter's own task
+        role = change.model.default_role if change.model is not None else None
+        if not role and assignee is None:
+            assignee = change.instance.started_by
     return {
         "id": str(task.id), "instance_id": change.instance.id, "process_key": change.instance.process_key,
-        "element_id": spec.bpmn_id or spec.name, "name": spec.bpmn_name, "candidate_role": spec.lane,
-        "candidate_scope": _opt_str(values.get("candidateScope")), "assignee": _opt_str(values.get("assignee")),
+        "element_id": spec.bpmn_id or spec.name, "name": spec.bpmn_name, "candidate_role": role or None,
+        "candidate_scope": _opt_str(values.get("candidateScope")), "assignee": assignee,
         "owner": None,
         "form_key": props.get("formKey"), "priority": priority, "due_at": due_at, "follow_up_at": follow_up_at,
-        "status": "open", "created_at": change.now, "claimed_at": change.now if values.get("assignee") else None,
+        "status": "open", "created_at": change.now, "claimed_at": change.now if assignee else None,
         "ended_at": None, "completed_by": None,
     }
 

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import text
 
-from . import messages, outbox, timers
+from . import messages, outbox, start_timers, timers
 from .change import WAKEUP_CHANNEL
 from .outbox import JobQueue
 from .runtime import Runtime
@@ -43,6 +43,7 @@ class TickResult:
     relayed: int
     expired: int
     next_run: datetime
+    started: int = 0  # instances started by timer start events
 
 
 class Leadership:
@@ -136,15 +137,18 @@ class Scheduler:
 
     # -- one pass --------------------------------------------------------------------------------
     def tick(self) -> TickResult:
-        """Fire due timers, relay the outbox, expire messages, run chores when due; return when to
-        come back. Run by the loop, it stops between steps once the lead is lost."""
-        fired = timers.fire_due(self.rt, BATCH)
+        """Start instances on timer start events, fire due timers, relay the outbox, expire messages,
+        run chores when due; return when to come back. Run by the loop, it stops between steps once
+        the lead is lost."""
+        started = start_timers.fire_due(self.rt, BATCH)
+        fired = timers.fire_due(self.rt, BATCH) if self._may_go_on() else 0
         relayed = outbox.relay(self.rt, self.queue, BATCH) if self._may_go_on() else 0
         expired = messages.expire(self.rt) if self._may_go_on() else 0
         if self._may_go_on() and time.monotonic() - self._last_housekeeping >= self.housekeeping_every.total_seconds():
             self._last_housekeeping = time.monotonic()
             self._chores()
-        return TickResult(fired, relayed, expired, self._next_run(more=fired >= BATCH or relayed >= BATCH))
+        more = fired >= BATCH or relayed >= BATCH or started >= BATCH
+        return TickResult(fired, relayed, expired, self._next_run(more=more), started)
 
     def _chores(self) -> None:
         for chore in [lambda: outbox.sweep_expired_leases(self.rt, self.rt.job_lease), *self.housekeeping]:
@@ -163,7 +167,7 @@ class Scheduler:
         if more:
             return now
         candidates = [now + self.max_sleep]
-        for due in (timers.earliest_wakeup(self.rt), outbox.next_available(self.rt)):
+        for due in (timers.earliest_wakeup(self.rt), outbox.next_available(self.rt), start_timers.earliest(self.rt)):
             if due is not None:
                 candidates.append(due + timers.WAKE_SLACK)
         return max(min(candidates), now)
@@ -206,7 +210,7 @@ class Scheduler:
                 self.ticks += 1
                 self.last_tick_at = self.rt.clock.now()
                 pause = (result.next_run - self.last_tick_at).total_seconds()
-                if pause <= 0 and not (result.fired or result.relayed):
+                if pause <= 0 and not (result.fired or result.relayed or result.started):
                     pause = IDLE_FLOOR_S
                 self._beat()
             finally:

@@ -16,6 +16,8 @@ from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
+from .spiff_specs import ClockedCycle, ClockedDuration, ClockedTimeDate
+
 STATE_FORMAT = 1
 
 # Task ids are converted between text and UUID about four times per task per load and per save
@@ -142,6 +144,8 @@ class StateSerializer:
         config = dict(SPIFF_CONFIG)  # a copy: the library's table stays untouched
         config[BpmnWorkflow] = SpeclessWorkflowConverter
         config[Task] = FastTaskConverter
+        for clocked in (ClockedTimeDate, ClockedDuration, ClockedCycle):  # a timer a gateway saw, kept
+            config[clocked] = config[next(c for c in clocked.__mro__ if c in SPIFF_CONFIG)]  # among its events
         self._registry = BpmnWorkflowSerializer.configure(config)
 
     def dumps(self, workflow: BpmnWorkflow) -> str:

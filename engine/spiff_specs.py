@@ -1,23 +1,33 @@
-"""GridLoop's extensions of SpiffWorkflow specs: timers that read the engine's clock and a service
+"""GridLoop's extensions of SpiffWorkflow specs: timers that read the engine's clock, an event-based
+gateway that takes exactly one branch, timer start events left to the scheduler, and a service
 task that dispatches to the operation registry (synchronously, or asynchronously via the outbox).
 
 SpiffWorkflow's own timers call `datetime.now()` inside the library; rather than patching library
 globals we swap each parsed timer definition for a subclass that asks the workflow's environment.
+Timers that share one task (a multiple event, the branches of an event-based gateway) each keep
+their deadline under their own key and report their own firing: the library's shared `event_value`
+and `event_fired` would give the second timer the first one's deadline, and fire both at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from SpiffWorkflow.bpmn.parser.event_parsers import EventBasedGatewayParser
+from SpiffWorkflow.bpmn.specs.defaults import EventBasedGateway as LibraryEventBasedGateway
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.simple import NoneEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import (
     CycleTimerEventDefinition,
     DurationTimerEventDefinition,
     TimeDateEventDefinition,
     TimerEventDefinition,
 )
+from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.exceptions import TaskNotFoundException
 from SpiffWorkflow.spiff.parser.process import SpiffBpmnParser
 from SpiffWorkflow.spiff.parser.task_spec import ServiceTaskParser
@@ -32,40 +42,51 @@ def _now(my_task) -> datetime:
     return clock.now() if clock is not None else datetime.now(UTC)
 
 
-class ClockedTimeDate(TimeDateEventDefinition):
-    def has_fired(self, my_task) -> bool:
-        value = my_task._get_internal_data("event_value")
-        if value is None:
-            value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
-            if isinstance(value, datetime):
-                value = value.astimezone(UTC).isoformat()
-            my_task._set_internal_data(event_value=value)
-        if TimerEventDefinition.parse_time_or_duration(value) < _now(my_task):
+class _Slotted:
+    """Where a timer keeps its deadline: the library's key when it has the task to itself; its own
+    key, and its own answer to "fired?", when it shares the task with other events."""
+
+    slot = "event_value"
+    shared = False
+
+    def _fired(self, my_task, due: bool) -> bool:
+        if self.shared:
+            return due  # MultipleEventDefinition remembers it among its seen events
+        if due:
             my_task._set_internal_data(event_fired=True)
         return my_task._get_internal_data("event_fired", False)
 
 
-class ClockedDuration(DurationTimerEventDefinition):
+class ClockedTimeDate(_Slotted, TimeDateEventDefinition):
     def has_fired(self, my_task) -> bool:
-        value = my_task._get_internal_data("event_value")
+        value = my_task._get_internal_data(self.slot)
+        if value is None:
+            value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
+            if isinstance(value, datetime):
+                value = value.astimezone(UTC).isoformat()
+            my_task._set_internal_data(**{self.slot: value})
+        return self._fired(my_task, TimerEventDefinition.parse_time_or_duration(value) < _now(my_task))
+
+
+class ClockedDuration(_Slotted, DurationTimerEventDefinition):
+    def has_fired(self, my_task) -> bool:
+        value = my_task._get_internal_data(self.slot)
         now = _now(my_task)
         if value is None:
             expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
             parsed = TimerEventDefinition.parse_iso_duration(expression)
             value = (now + TimerEventDefinition.get_timedelta_from_start(parsed, now)).isoformat()
-            my_task._set_internal_data(event_value=value)
-        if TimerEventDefinition.get_datetime(value) < now:
-            my_task._set_internal_data(event_fired=True)
-        return my_task._get_internal_data("event_fired", False)
+            my_task._set_internal_data(**{self.slot: value})
+        return self._fired(my_task, TimerEventDefinition.get_datetime(value) < now)
 
 
-class ClockedCycle(CycleTimerEventDefinition):
+class ClockedCycle(_Slotted, CycleTimerEventDefinition):
     def cycle_complete(self, my_task) -> bool:
         value = my_task._get_internal_data("event_value")
         now = _now(my_task)
         if value is None:
             expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
-            cycles, start, duration = _parse_cycle(expression, now)
+            cycles, start, duration = parse_cycle(expression, now)
             value = {"cycles": cycles, "next": start.isoformat(), "duration": duration.total_seconds()}
         ready = False
         if value["cycles"] != 0:
@@ -81,7 +102,7 @@ class ClockedCycle(CycleTimerEventDefinition):
         return ready
 
 
-def _parse_cycle(expression: str, now: datetime) -> tuple[int, datetime, timedelta]:
+def parse_cycle(expression: str, now: datetime) -> tuple[int, datetime, timedelta]:
     """Like the library's parser, but "R3/PT30M" starts from our clock rather than the wall clock."""
     parts = expression.upper().replace("--", "/").strip("R").split("/")
     if len(parts) == 2 and parts[1].startswith("P"):
@@ -101,7 +122,13 @@ _CLOCKED = {
 
 def _clocked(definition):
     if isinstance(definition, MultipleEventDefinition):
-        definition.event_definitions = [_clocked(d) for d in definition.event_definitions]
+        inner = [_clocked(d) for d in definition.event_definitions]
+        timers = [d for d in inner if isinstance(d, _Slotted)]
+        for n, timer in enumerate(timers):
+            timer.shared = True
+            if n:  # the first keeps the library's key: instances already waiting find their deadline
+                timer.slot = f"event_value_{n + 1}"
+        definition.event_definitions[:] = inner  # in place: the gateway's list is this list
         return definition
     target = _CLOCKED.get(type(definition))
     if target is None:
@@ -117,6 +144,77 @@ def use_engine_clock(spec) -> None:
         definition = getattr(task_spec, "event_definition", None)
         if definition is not None:
             task_spec.event_definition = _clocked(definition)
+
+
+def waiting_timers(task) -> Iterator[tuple[TimerEventDefinition, Any]]:
+    """(timer, its deadline state) of each timer a waiting task still waits for; the state is None
+    until the engine has run the task once (a date as ISO text; a cycle's dict)."""
+    definition = task.task_spec.event_definition
+    if isinstance(definition, MultipleEventDefinition):
+        seen = [e.event_definition for e in task.internal_data.get("seen_events", [])]
+        for timer in definition.event_definitions:
+            if isinstance(timer, TimerEventDefinition) and not any(timer is s or timer == s for s in seen):
+                yield timer, task.internal_data.get(getattr(timer, "slot", "event_value"))
+    elif isinstance(definition, TimerEventDefinition):
+        yield definition, task.internal_data.get("event_value")
+
+
+def deadline_of(state: Any) -> datetime | None:
+    """The next time a timer state falls due, or None (not yet computed, or a finished cycle)."""
+    if isinstance(state, str):
+        return TimerEventDefinition.get_datetime(state)
+    if isinstance(state, dict) and state.get("cycles") != 0 and isinstance(state.get("next"), str):
+        return datetime.fromisoformat(state["next"])
+    return None
+
+
+def timer_element(task, timer: TimerEventDefinition) -> str:
+    """The BPMN element a timer of this task belongs to: the branch's catch event for an event-based
+    gateway (its events live on the gateway), the task's own element otherwise."""
+    spec = task.task_spec
+    if isinstance(spec, LibraryEventBasedGateway):
+        for n, inner in enumerate(spec.event_definition.event_definitions):
+            if inner is timer and n < len(spec.outputs):
+                return spec.outputs[n].bpmn_id or spec.outputs[n].name
+    return spec.bpmn_id or spec.name
+
+
+class EventBasedGateway(LibraryEventBasedGateway):
+    """Takes the branch of the first event that happened, and only that one. The library follows
+    every event it has seen, and a message delivered after a timer's deadline, before the scheduler
+    fired it, is seen together with the timer: both branches would run."""
+
+    def _run_hook(self, my_task) -> bool:
+        seen = my_task.internal_data.get("seen_events", [])
+        if len(seen) > 1:
+            my_task.internal_data["seen_events"] = seen[:1]
+        return super()._run_hook(my_task)
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    """A timer start event of a process: the scheduler starts instances on it (engine/start_timers.py)."""
+
+    element_id: str
+    kind: str  # date | cycle | duration
+    expression: str
+
+
+_START_KINDS = ((TimeDateEventDefinition, "date"), (CycleTimerEventDefinition, "cycle"),
+                (DurationTimerEventDefinition, "duration"))
+
+
+def take_start_timers(spec) -> list[StartTimer]:
+    """The timer start events of a process, made plain start events: the scheduler decides when an
+    instance starts; inside the instance, the start event has already happened."""
+    found = []
+    for task_spec in spec.task_specs.values():
+        definition = getattr(task_spec, "event_definition", None)
+        if isinstance(task_spec, StartEvent) and isinstance(definition, TimerEventDefinition):
+            kind = next(k for cls, k in _START_KINDS if isinstance(definition, cls))
+            found.append(StartTimer(task_spec.bpmn_id or task_spec.name, kind, definition.expression))
+            task_spec.event_definition = NoneEventDefinition()
+    return found
 
 
 class ServiceTask(SpiffServiceTask):
@@ -148,6 +246,7 @@ class GridLoopParser(SpiffBpmnParser):
     OVERRIDE_PARSER_CLASSES = {
         **SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
         parsing_names.full_tag("serviceTask"): (ServiceTaskParser, ServiceTask),
+        parsing_names.full_tag("eventBasedGateway"): (EventBasedGatewayParser, EventBasedGateway),
     }
 
 

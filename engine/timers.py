@@ -8,23 +8,24 @@ import json
 import logging
 from datetime import datetime, timedelta
 
-from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.util.task import TaskState
 from sqlalchemy import select
 
 from .models import ProcessInstance
+from .spiff_specs import deadline_of, timer_element, waiting_timers
 
 log = logging.getLogger(__name__)
 
-TIMER_EVENTS = {"ClockedTimeDate", "ClockedDuration", "ClockedCycle",
-                "TimeDateEventDefinition", "DurationTimerEventDefinition", "CycleTimerEventDefinition"}
-
 
 def timer_deadlines(workflow) -> list[datetime]:
+    """The deadline of every timer the workflow waits on: intermediate and boundary timers (on tasks
+    and sub-processes), and the timers of multiple events and event-based gateways."""
     deadlines = []
-    for event in workflow.waiting_events():
-        if event.event_type in TIMER_EVENTS and isinstance(event.value, str):
-            deadlines.append(TimerEventDefinition.get_datetime(event.value))
+    for task in workflow.event_manager.tasks.values():
+        for _timer, state in waiting_timers(task):
+            deadline = deadline_of(state)
+            if deadline is not None:
+                deadlines.append(deadline)
     return deadlines
 
 
@@ -32,13 +33,13 @@ def next_wakeup(workflow) -> datetime | None:
     return min(timer_deadlines(workflow), default=None)
 
 
-def _waiting_timers(workflow) -> dict[str, tuple[str, str]]:
-    """Waiting timer task guid -> (BPMN element id, its deadline state as text)."""
+def _waiting_timers(workflow) -> dict[tuple[str, str], tuple[str, str]]:
+    """(waiting task guid, timer's element) -> (the element, its deadline state as text)."""
     out = {}
     for task in workflow.event_manager.tasks.values():
-        if isinstance(task.task_spec.event_definition, TimerEventDefinition):
-            value = json.dumps(task.internal_data.get("event_value"), default=str, sort_keys=True)
-            out[str(task.id)] = (task.task_spec.bpmn_id or task.task_spec.name, value)
+        for timer, state in waiting_timers(task):
+            element = timer_element(task, timer)
+            out[(str(task.id), element)] = (element, json.dumps(state, default=str, sort_keys=True))
     return out
 
 
@@ -71,19 +72,21 @@ def fire_instance(rt, instance_id: str) -> list[str]:
     return fired
 
 
-def _fired(workflow, waiting: dict[str, tuple[str, str]], ran: set[str]) -> list[str]:
-    """A one-shot timer fired if its element ran; a cycle timer stays waiting with its next deadline
-    moved on. A timer cancelled by an interrupting event did neither."""
+def _fired(workflow, waiting: dict[tuple[str, str], tuple[str, str]], ran: set[str]) -> list[str]:
+    """A one-shot timer fired if its element ran (for a gateway: its branch's catch event); a cycle
+    timer stays waiting with its next deadline moved on. A timer cancelled by an interrupting event,
+    or a gateway branch that lost to another event, did neither."""
     from .spiff_specs import find_task
 
     fired = []
-    for guid, (element, value) in waiting.items():
+    for (guid, _key), (element, value) in waiting.items():
         task = find_task(workflow, guid)
         if element in ran:
             fired.append(element)
         elif task is not None and task.has_state(TaskState.WAITING):
-            now_value = json.dumps(task.internal_data.get("event_value"), default=str, sort_keys=True)
-            if now_value != value:
+            states = [json.dumps(state, default=str, sort_keys=True) for timer, state in waiting_timers(task)
+                      if timer_element(task, timer) == element]
+            if states and states[0] != value:
                 fired.append(element)
     return fired
 

@@ -37,6 +37,7 @@ def deploy():
         raise BadRequest("the BPMN body is empty")
     definition, created = definitions.deploy(runtime(), xml, current().name)
     definition.created = created
+    definition.warnings = [w.as_dict() for w in definitions.warnings(runtime(), definition)]
     if not definition.is_latest:  # the bytes of an older version: deploying again does not roll back
         definition.notice = (f"these bytes are version {definition.version}, which is not the latest of "
                              f"'{definition.key}'; to start new cases on it, POST "

@@ -49,11 +49,11 @@ def _stored(rt) -> tuple[int, int]:
                 s.scalar(select(func.count()).select_from(AuditEvent)))
 
 
-def test_user_task_without_lane_is_refused_naming_the_task(rt):
+def test_user_task_without_lane_deploys_with_a_warning_naming_the_task(rt):
     xml = process("p", start(), user("t"), end(), seq("start", "t", "end"))
-    (problem,) = _refusal(rt, xml).problems
-    assert problem.element_id == "t"
-    assert "lane" in problem.message
+    definition, created = definitions.deploy(rt, xml, "admin")
+    (warning,) = definitions.warnings(rt, definition)
+    assert created and warning.element_id == "t" and "not in a lane" in warning.message
 
 
 def test_unknown_service_operation_is_refused_naming_task_and_operation(rt):
@@ -141,9 +141,10 @@ def test_file_without_an_executable_process_is_refused(rt):
 
 
 def test_every_problem_of_a_model_is_reported_at_once(rt):
-    xml = process("p", start(), user("t"), service("s", "nope.missing"), end(), seq("start", "t", "s", "end"))
+    xml = process("p", start(), script("t", "x = __import__('os')"), service("s", "nope.missing"), end(),
+                  seq("start", "t", "s", "end"))
     problems = _refusal(rt, xml).problems
-    assert {(p.element_id, "lane" in p.message or "unknown" in p.message) for p in problems} == {
+    assert {(p.element_id, "refused" in p.message or "unknown" in p.message) for p in problems} == {
         ("t", True), ("s", True)}
 
 
