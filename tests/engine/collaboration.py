@@ -3,7 +3,7 @@ ships and a warehouse that waits for the shipment) and signal throwers and catch
 
 from __future__ import annotations
 
-from tests.engine.builders import HEAD, end, script, seq, start, user
+from tests.engine.builders import HEAD, end, flow, gateway, script, seq, start, user
 
 SHIPPED = """<bpmn:message id="msg_shipped" name="shipped"/>
   <bpmn:correlationProperty id="order_prop" name="order_prop">
@@ -87,18 +87,28 @@ def alarm() -> str:
     return _signal_process("alarm", [start(), throw, end(), seq("start", "raise", "end")])
 
 
-def listener() -> str:
-    """start → [prepare (user)] → heard (catches `alert` into `alert`) → after (user) → end."""
+def listener(key: str = "listener", then: str | None = None) -> str:
+    """start → prepare (user) → heard (catches `alert` into `alert`) → [then (script)] → after (user) → end."""
     catch = ('<bpmn:intermediateCatchEvent id="heard"><bpmn:signalEventDefinition signalRef="sig_alert"/>'
              "</bpmn:intermediateCatchEvent>")
-    return _signal_process("listener", [start(), user("prepare"), catch, user("after"), end(),
-                                        seq("start", "prepare", "heard", "after", "end")],
-                           lanes={"clerk": ["prepare", "after"]})
+    steps = ["start", "prepare", "heard", *(["then"] if then else []), "after", "end"]
+    return _signal_process(key, [start(), user("prepare"), catch, *([script("then", then)] if then else []),
+                                 user("after"), end(), seq(*steps)], lanes={"clerk": ["prepare", "after"]})
 
 
-def guarded() -> str:
-    """start → work (user) → end; an interrupting boundary signal `alert` on work → stopped (user)."""
-    boundary = ('<bpmn:boundaryEvent id="alerted" attachedToRef="work" cancelActivity="true">'
+def looping_listener() -> str:
+    """start → heard (catches `alert`) → again? (level < 5: back to heard) → after (user) → end: it waits
+    for the signal again at once, under a new task."""
+    catch = ('<bpmn:intermediateCatchEvent id="heard"><bpmn:signalEventDefinition signalRef="sig_alert"/>'
+             "</bpmn:intermediateCatchEvent>")
+    return _signal_process("looping", [start(), catch, gateway("again", default="f_again_after"), user("after"), end(),
+                                       seq("start", "heard", "again"), flow("again", "heard", "alert['level'] < 5"),
+                                       flow("again", "after"), seq("after", "end")], lanes={"clerk": ["after"]})
+
+
+def guarded(interrupting: bool = True) -> str:
+    """start → work (user) → end; a boundary signal `alert` on work → stopped (user) → end_stopped."""
+    boundary = (f'<bpmn:boundaryEvent id="alerted" attachedToRef="work" cancelActivity="{str(interrupting).lower()}">'
                 '<bpmn:signalEventDefinition signalRef="sig_alert"/></bpmn:boundaryEvent>')
     return _signal_process("guarded", [start(), user("work"), boundary, user("stopped"), end(),
                                        '<bpmn:endEvent id="end_stopped"/>',
