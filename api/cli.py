@@ -1,5 +1,5 @@
 """`gridloop` — one command for the processes (run, web, worker, scheduler) and the chores
-(db upgrade, deploy, create-user, create-api-key). Configuration comes from GRIDLOOP_* variables."""
+(db upgrade, deploy, calendar, create-user, create-api-key). Configuration comes from GRIDLOOP_* variables."""
 
 from __future__ import annotations
 
@@ -174,6 +174,73 @@ def deploy(files: tuple[Path, ...]) -> None:
         click.echo(f"{path}: {d.key} version {d.version}{'' if created else ' (unchanged)'}")
 
 
+@main.group()
+def calendar() -> None:
+    """The holiday calendar working-time SLAs count on (statutory holidays, swapped working days)."""
+
+
+@calendar.command("load")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--year", type=click.IntRange(2000, 2100), default=None,
+              help="the year the file is for (default: the year of its first date)")
+def calendar_load(file: Path, year: int | None) -> None:
+    """Load (replace) a year from FILE: the JSON body of PUT /api/v1/calendar/{year}, i.e. {"source",
+    "holidays": [{"date", "name"}], "workdays": [{"date", "name"}]}. Checked as the API checks it;
+    refused, it changes nothing. Running servers see it within 5 minutes."""
+    import json
+
+    from marshmallow import ValidationError
+
+    from .views.calendar import YearSchema, load_checked
+
+    settings = _settings()
+    try:
+        body = json.loads(file.read_text(encoding="utf-8"))
+        if not isinstance(body, dict):
+            raise click.UsageError(f"{file}: the file must hold a JSON object")
+        args = YearSchema().load(body)
+        dates = [e["date"] for e in (*args["holidays"], *args["workdays"])]
+        if year is None and not dates:
+            raise click.UsageError(f"{file}: no dates: give --year to load a year without holidays")
+        year = year or dates[0].year
+        rt = _runtime(settings)
+        load_checked(rt.db, rt.clock.now(), year, args, f"cli:{settings.operator}")
+    except ValidationError as exc:  # the API's 422 fields, one line each
+        for name, messages in _flat(exc.messages):
+            click.echo(f"{file}: {name}: {messages}", err=True)
+        raise SystemExit(1) from None
+    except ValueError as exc:  # UnicodeDecodeError too
+        raise click.UsageError(f"{file}: not valid JSON: {exc}") from None
+    click.echo(f"{file}: {year} loaded: {len(args['holidays'])} holidays, {len(args['workdays'])} swapped "
+               f"working days (source {args['source']!r})")
+
+
+def _flat(messages, prefix: str = ""):
+    """marshmallow's nested messages as (dotted name, text) lines."""
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            yield from _flat(value, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix or "-", "; ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
+
+
+@calendar.command("show")
+@click.argument("year", type=click.IntRange(2000, 2100))
+def calendar_show(year: int) -> None:
+    """A year's holidays and swapped working days, and where they came from."""
+    from .views.calendar import year_of
+
+    shown = year_of(_runtime(_settings()).db, year)
+    if shown["source"] is None:
+        click.echo(f"{year}: no holiday data (SLAs count weekends only); load it with `gridloop calendar load FILE`")
+        raise SystemExit(1)
+    click.echo(f"{year}: source {shown['source']!r}, loaded by {shown['loaded_by']} at "
+               f"{shown['loaded_at'].isoformat(timespec='seconds')}")
+    for kind, label in (("holidays", "holiday"), ("workdays", "working day")):
+        for day in shown[kind]:
+            click.echo(f"{day['date']}  {label:<11}  {day['name'] or ''}")
+
+
 @main.command("import-grids")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--tenant", required=True, help="the city's 6-digit administrative code, e.g. 320700")
@@ -205,11 +272,11 @@ def seed_demo_cmd() -> None:
     """Load the demo tenant 320700 (synthetic grids, people on duty, categories) and, once env_case is
     deployed, a few cases in different stages; idempotent."""
     from workflows.demo_cases import seed_demo_cases
-    from workflows.demo_seed import seed_demo
+    from workflows.demo_seed import DEMO_ROSTER_DAYS, seed_demo
 
     settings = _settings()
     rt = _runtime(settings)
-    s = seed_demo(rt.db, rt.clock.now())
+    s = seed_demo(rt.db, rt.clock.now(), days_on_duty=DEMO_ROSTER_DAYS)
     cases = seed_demo_cases(rt, s.tenant, Path(settings.storage_dir))
     click.echo(f"tenant {s.tenant}: {s.grids} grids, {s.inspectors} inspectors, {s.supervisors} supervisors"
                f"{'' if s.seeded else ' (already there)'}; {cases} demo cases filed")

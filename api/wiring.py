@@ -18,7 +18,7 @@ from notifications.config import build_providers
 from notifications.delivery import DeliveryPolicy
 from notifications.install import install as install_notifications
 from workflows.demo_cases import seed_demo_cases
-from workflows.demo_seed import seed_demo
+from workflows.demo_seed import DEMO_ROSTER_DAYS, seed_demo
 from workflows.install import install
 from workflows.notices import contacts as notice_contacts
 from workflows.tenants import tenant_prefix
@@ -87,7 +87,7 @@ def prepare_database(rt: Runtime, settings: Settings) -> None:
     seeded = seed_from_package(rt.db, rt.clock.now())
     if seeded:
         log.info("holiday calendar seeded", extra={"years": seeded})
-    demo = seed_demo(rt.db, rt.clock.now()) if settings.wants_demo else None
+    demo = seed_demo(rt.db, rt.clock.now(), days_on_duty=DEMO_ROSTER_DAYS) if settings.wants_demo else None
     if demo is not None and demo.seeded:
         log.info("demo tenant seeded", extra={"tenant": demo.tenant, "grids": demo.grids,
                                               "inspectors": demo.inspectors, "supervisors": demo.supervisors})

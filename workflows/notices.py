@@ -118,8 +118,11 @@ def urge(s: Session, now: datetime, *, key: str, case_id: str, people: list[str]
 
 
 def recipients(s: Session, at: datetime, *, to: str | None, scope: str | None, category: str | None) -> list[Person]:
-    """`to` by username; the supervisors of `scope` (on duty first, else all of the grid's), climbing
-    to the parent grid while a level has none."""
+    """`to` by username, and the supervisors of `scope` at `at`: those on duty for that grid at that
+    moment (workflows/duty.py: at night and on holidays the grid centre's duty supervisor) when anyone
+    is; else — nobody rostered then, e.g. a town at night — every active supervisor of that grid, so
+    an escalation is never lost for want of a roster. A grid with neither (a unit) climbs to its
+    parent."""
     found: list[Person] = []
     if to:
         found += s.scalars(select(Person).where(Person.username == to, Person.active.is_(True)))

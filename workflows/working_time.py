@@ -138,18 +138,25 @@ class WorkCalendar:
 
 
 class CalendarError(ValueError):
-    pass
+    """A year refused; `fields` names the list each problem is about (holidays, workdays)."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(m for messages in fields.values() for m in messages))
+        self.fields = fields
 
 
 def load_year(db: Database, now: datetime, *, year: int, holidays: dict[date, str], workdays: dict[date, str],
               source: str, actor: str) -> None:
-    """Replace one year's holidays and swapped working days, atomically."""
-    problems = [f"{d} is not in {year}" for d in [*holidays, *workdays] if d.year != year]
-    problems += [f"{d} is both a holiday and a working day" for d in set(holidays) & set(workdays)]
-    problems += [f"{d} is a weekday: a swapped working day must fall on a weekend" for d in workdays
-                 if d.weekday() < 5]
-    if problems:
-        raise CalendarError("; ".join(problems))
+    """Replace one year's holidays and swapped working days, atomically. CalendarError names the
+    problems per list (the API and `gridloop calendar load` answer the same words)."""
+    problems = {
+        "holidays": [f"{d} is not in {year}" for d in sorted(holidays) if d.year != year]
+        + [f"{d} is both a holiday and a working day" for d in sorted(set(holidays) & set(workdays))],
+        "workdays": [f"{d} is not in {year}" for d in sorted(workdays) if d.year != year]
+        + [f"{d} is a weekday: a swapped working day must fall on a weekend" for d in sorted(workdays)
+           if d.weekday() < 5]}
+    if any(problems.values()):
+        raise CalendarError({name: messages for name, messages in problems.items() if messages})
     rows = [{"day": d, "kind": "holiday", "name": n} for d, n in sorted(holidays.items())]
     rows += [{"day": d, "kind": "workday", "name": n} for d, n in sorted(workdays.items())]
     with db.transaction() as s:
@@ -206,7 +213,10 @@ class CalendarService:
                             known_years=years, schedule=self._schedule)
 
     def warnings(self, today: date) -> list[str]:
-        """For the health endpoint: years in use (this one, the next) without holiday data."""
+        """For the health endpoint, `today` being the date in China: years without holiday data that
+        are in use — this one, any a deadline was counted in, and the next one from 1 December (the
+        State Council publishes it in November or December; earlier, nobody could load it yet)."""
         cal = self.calendar()
-        years = sorted({today.year, (today + timedelta(days=60)).year} | cal.guessed_years)
-        return [f"no holiday data for {y}: SLAs count weekends only" for y in years if y not in cal.known_years]
+        years = {today.year, *cal.guessed_years} | ({today.year + 1} if today.month == 12 else set())
+        return [f"no holiday data for {y}: SLAs count weekends only; load it (PUT /api/v1/calendar/{y} or "
+                "`gridloop calendar load FILE`)" for y in sorted(years) if y not in cal.known_years]

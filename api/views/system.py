@@ -14,6 +14,7 @@ from engine.scheduler import HEARTBEAT_KEY
 from notifications.models import STATUSES as NOTIFICATION_STATUSES
 from notifications.models import Notification
 from notifications.queueing import open_incidents as open_notice_incidents
+from workflows.working_time import CHINA
 
 from .. import accounts, schemas
 from ..auth import issue_tokens, public, user_from_token
@@ -188,7 +189,7 @@ def health():
         checks["overdue_timers"] = bool(due and due < rt.clock.now())
         scheduler, late = _scheduler_report()
         checks["scheduler"] = "late" if late else "ok"
-        warnings = current_app.extensions["gridloop.calendar"].warnings(rt.clock.now().date())
+        warnings = current_app.extensions["gridloop.calendar"].warnings(rt.clock.now().astimezone(CHINA).date())
     body = {"status": "ok" if status == 200 else "degraded", "checks": checks, "warnings": warnings}
     if scheduler is not None:
         body["scheduler"] = scheduler
