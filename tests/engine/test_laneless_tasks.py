@@ -78,3 +78,16 @@ def test_an_empty_default_role_is_refused(rt):
     with pytest.raises(ModelError) as exc:
         definitions.deploy(rt, _laneless(_default_role(" ")), "admin")
     assert any("defaultRole" in p.message for p in exc.value.problems)
+
+
+def test_manual_and_plain_tasks_without_a_lane_go_to_the_starter_too(rt):
+    xml = process("free", start(), '<bpmn:manualTask id="m"/>', '<bpmn:task id="p"/>', end(),
+                  seq("start", "m", "p", "end"))
+    d, _ = definitions.deploy(rt, xml, "admin")
+    assert sorted(w.element_id for w in definitions.warnings(rt, d)) == ["m", "p"]
+    iid = instances.start(rt, actor="li.ming", key="free").instance.id
+    for element in ("m", "p"):
+        (ht,) = instances.open_tasks(rt, iid)
+        assert (ht.element_id, ht.assignee) == (element, "li.ming")
+        tasks.complete(rt, ht.id, "li.ming", {})
+    assert instances.get(rt, iid).status == "completed"
