@@ -40,7 +40,7 @@ def _order_pool(executable: bool, throw: str) -> str:
     return _pool("order", [start(), THROWS[throw], end(), seq("start", "ship", "end")], executable=executable)
 
 
-def _warehouse_pool(executable: bool, prepare: bool, then: str | None) -> str:
+def _warehouse_pool(executable: bool, prepare: bool, then: str | None, role: str) -> str:
     wait = """<bpmn:receiveTask id="wait_shipment" messageRef="msg_shipped"><bpmn:extensionElements>
         <spiffworkflow:messageVariable>shipment</spiffworkflow:messageVariable>
         <spiffworkflow:processVariableCorrelation>
@@ -49,16 +49,19 @@ def _warehouse_pool(executable: bool, prepare: bool, then: str | None) -> str:
         </spiffworkflow:processVariableCorrelation>
       </bpmn:extensionElements></bpmn:receiveTask>"""
     ids = ["start", *(["prepare"] if prepare else []), "wait_shipment", *(["then"] if then else []), "check", "end"]
-    elements = [start(), *([user("prepare")] if prepare else []), wait, *([script("then", then)] if then else []),
-                user("check"), end(), seq(*ids)]
+    scoped = {"candidateScope": "grid"} if role != "clerk" else {}  # people other than clerks see their grid's
+    elements = [start(), *([user("prepare", **scoped)] if prepare else []), wait,
+                *([script("then", then)] if then else []), user("check", **scoped), end(), seq(*ids)]
     return _pool("warehouse", elements, executable=executable,
-                 lanes={"clerk": ["prepare", "check"] if prepare else ["check"]})
+                 lanes={role: ["prepare", "check"] if prepare else ["check"]})
 
 
-def collaboration(executable: str, *, throw: str = "event", prepare: bool = False, then: str | None = None) -> str:
+def collaboration(executable: str, *, throw: str = "event", prepare: bool = False, then: str | None = None,
+                  role: str = "clerk") -> str:
     """Both pools and the message flow between them, as a modeler draws them; `executable` names the
     pool this file deploys (a deployment is one executable process per file). The warehouse may
-    `prepare` (a user task) before it waits, and run the script `then` after the shipment arrives."""
+    `prepare` (a user task) before it waits, and run the script `then` after the shipment arrives;
+    its tasks are offered to `role` (any role but clerk: in the grid named by the variable `grid`)."""
     collab = """<bpmn:collaboration id="shipping">
     <bpmn:participant id="p_order" processRef="order"/>
     <bpmn:participant id="p_warehouse" processRef="warehouse"/>
@@ -68,7 +71,7 @@ def collaboration(executable: str, *, throw: str = "event", prepare: bool = Fals
   </bpmn:collaboration>"""
     return (HEAD.format(key=f"shipping_{executable}") + SHIPPED + collab
             + _order_pool(executable == "order", throw)
-            + _warehouse_pool(executable == "warehouse", prepare, then) + "</bpmn:definitions>")
+            + _warehouse_pool(executable == "warehouse", prepare, then, role) + "</bpmn:definitions>")
 
 
 ALERT = ('<bpmn:signal id="sig_alert" name="alert"><bpmn:extensionElements><spiffworkflow:payloadExpression>'
