@@ -79,7 +79,7 @@ ALERT = ('<bpmn:signal id="sig_alert" name="alert"><bpmn:extensionElements><spif
          '</spiffworkflow:variableName></bpmn:extensionElements></bpmn:signal>')
 
 
-def _signal_process(key: str, elements: list[str], lanes: dict[str, list[str]] | None = None) -> str:
+def signal_process(key: str, elements: list[str], lanes: dict[str, list[str]] | None = None) -> str:
     return HEAD.format(key=key) + ALERT + _pool(key, elements, executable=True, lanes=lanes) + "</bpmn:definitions>"
 
 
@@ -87,7 +87,7 @@ def alarm() -> str:
     """start → raise (throws the signal `alert` with {"level": level}) → end."""
     throw = ('<bpmn:intermediateThrowEvent id="raise"><bpmn:signalEventDefinition signalRef="sig_alert"/>'
              "</bpmn:intermediateThrowEvent>")
-    return _signal_process("alarm", [start(), throw, end(), seq("start", "raise", "end")])
+    return signal_process("alarm", [start(), throw, end(), seq("start", "raise", "end")])
 
 
 def listener(key: str = "listener", then: str | None = None) -> str:
@@ -95,7 +95,7 @@ def listener(key: str = "listener", then: str | None = None) -> str:
     catch = ('<bpmn:intermediateCatchEvent id="heard"><bpmn:signalEventDefinition signalRef="sig_alert"/>'
              "</bpmn:intermediateCatchEvent>")
     steps = ["start", "prepare", "heard", *(["then"] if then else []), "after", "end"]
-    return _signal_process(key, [start(), user("prepare"), catch, *([script("then", then)] if then else []),
+    return signal_process(key, [start(), user("prepare"), catch, *([script("then", then)] if then else []),
                                  user("after"), end(), seq(*steps)], lanes={"clerk": ["prepare", "after"]})
 
 
@@ -104,7 +104,7 @@ def looping_listener() -> str:
     for the signal again at once, under a new task."""
     catch = ('<bpmn:intermediateCatchEvent id="heard"><bpmn:signalEventDefinition signalRef="sig_alert"/>'
              "</bpmn:intermediateCatchEvent>")
-    return _signal_process("looping", [start(), catch, gateway("again", default="f_again_after"), user("after"), end(),
+    return signal_process("looping", [start(), catch, gateway("again", default="f_again_after"), user("after"), end(),
                                        seq("start", "heard", "again"), flow("again", "heard", "alert['level'] < 5"),
                                        flow("again", "after"), seq("after", "end")], lanes={"clerk": ["after"]})
 
@@ -113,7 +113,7 @@ def guarded(interrupting: bool = True) -> str:
     """start → work (user) → end; a boundary signal `alert` on work → stopped (user) → end_stopped."""
     boundary = (f'<bpmn:boundaryEvent id="alerted" attachedToRef="work" cancelActivity="{str(interrupting).lower()}">'
                 '<bpmn:signalEventDefinition signalRef="sig_alert"/></bpmn:boundaryEvent>')
-    return _signal_process("guarded", [start(), user("work"), boundary, user("stopped"), end(),
+    return signal_process("guarded", [start(), user("work"), boundary, user("stopped"), end(),
                                        '<bpmn:endEvent id="end_stopped"/>',
                                        seq("start", "work", "end"), seq("alerted", "stopped", "end_stopped")],
                            lanes={"clerk": ["work", "stopped"]})

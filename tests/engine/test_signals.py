@@ -11,7 +11,8 @@ import pytest
 from engine import definitions, incidents, instances, outbox
 from engine.models import Incident, OutboxEntry, SignalDelivery, SignalSubscription
 from engine.queues import ManualJobQueue, run_job
-from tests.engine.collaboration import alarm, guarded, listener, looping_listener
+from tests.engine.builders import end, seq, start, user
+from tests.engine.collaboration import alarm, guarded, listener, looping_listener, signal_process
 from tests.engine.support import actions, complete, count, other_process
 from workflows.tenants import tenant_prefix
 
@@ -185,3 +186,26 @@ def test_city_of_a_scope():
     assert tenant_prefix("3207") == "3207"
     assert tenant_prefix("32") == "32"
     assert tenant_prefix(None) is None
+
+
+def test_a_signal_reaches_its_own_instance_at_once_and_only_once(city_rt):
+    rt = city_rt
+    _deploy(rt)
+    both = signal_process("both", [
+        start(), '<bpmn:parallelGateway id="fork"/>', '<bpmn:parallelGateway id="join"/>',
+        '<bpmn:intermediateCatchEvent id="heard"><bpmn:signalEventDefinition signalRef="sig_alert"/>'
+        "</bpmn:intermediateCatchEvent>",
+        '<bpmn:intermediateThrowEvent id="raise"><bpmn:signalEventDefinition signalRef="sig_alert"/>'
+        "</bpmn:intermediateThrowEvent>", user("after"), end(),
+        seq("start", "fork", "heard", "join"), seq("fork", "raise", "join"), seq("join", "after", "end")],
+        lanes={"clerk": ["after"]})
+    definitions.deploy(rt, both, "admin")
+    other = _listening(rt, HERE)
+    own = instances.start(rt, actor="clerk", key="both", scope=HERE, variables={"level": 4}).instance.id
+    assert _elements(rt, own) == ["after"]  # caught inside the instance in the same change
+    assert instances.variables(rt, own)["alert"] == {"level": 4}
+    jobs = ManualJobQueue(rt)
+    outbox.relay(rt, jobs)
+    jobs.run_all()
+    assert _elements(rt, other) == ["after"]
+    assert actions(rt, own).count("signal.received") == 0 and count(rt, SignalDelivery) == 1
