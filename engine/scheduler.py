@@ -140,7 +140,7 @@ class Scheduler:
         """Start instances on timer start events, fire due timers, relay the outbox, expire messages,
         run chores when due; return when to come back. Run by the loop, it stops between steps once
         the lead is lost."""
-        started = start_timers.fire_due(self.rt, BATCH)
+        started, next_start = start_timers.fire_due(self.rt, BATCH)
         fired = timers.fire_due(self.rt, BATCH) if self._may_go_on() else 0
         relayed = outbox.relay(self.rt, self.queue, BATCH) if self._may_go_on() else 0
         expired = messages.expire(self.rt) if self._may_go_on() else 0
@@ -148,7 +148,7 @@ class Scheduler:
             self._last_housekeeping = time.monotonic()
             self._chores()
         more = fired >= BATCH or relayed >= BATCH or started >= BATCH
-        return TickResult(fired, relayed, expired, self._next_run(more=more), started)
+        return TickResult(fired, relayed, expired, self._next_run(more=more, next_start=next_start), started)
 
     def _chores(self) -> None:
         for chore in [lambda: outbox.sweep_expired_leases(self.rt, self.rt.job_lease), *self.housekeeping]:
@@ -162,12 +162,12 @@ class Scheduler:
     def _may_go_on(self) -> bool:
         return threading.current_thread() is not self._loop or self._leading.is_set()
 
-    def _next_run(self, more: bool) -> datetime:
+    def _next_run(self, more: bool, next_start: datetime | None = None) -> datetime:
         now = self.rt.clock.now()
         if more:
             return now
         candidates = [now + self.max_sleep]
-        for due in (timers.earliest_wakeup(self.rt), outbox.next_available(self.rt), start_timers.earliest(self.rt)):
+        for due in (timers.earliest_wakeup(self.rt), outbox.next_available(self.rt), next_start):
             if due is not None:
                 candidates.append(due + timers.WAKE_SLACK)
         return max(min(candidates), now)

@@ -86,9 +86,15 @@ def sync(s: Session, key: str, definition_id: int, timers: list[StartTimer], now
     return next_at is not None
 
 
-def due_keys(rt: Runtime, now: datetime, limit: int = 50) -> list[str]:
+def _pending(rt: Runtime, now: datetime, limit: int) -> tuple[list[str], datetime | None]:
+    """The keys due now (at most `limit`) and the earliest start after them, in one query: the
+    scheduler asks on every tick."""
     with rt.db.read() as conn:
-        return list(conn.scalars(select(SS.c.key).where(SS.c.next_at < now).order_by(SS.c.next_at).limit(limit)))
+        rows = conn.execute(select(SS.c.key, SS.c.next_at).where(SS.c.next_at.is_not(None))
+                            .order_by(SS.c.next_at).limit(limit + 1)).all()
+    due = [key for key, at in rows if at < now][:limit]
+    later = next((at for _key, at in rows if at >= now), None)
+    return due, later
 
 
 def earliest(rt: Runtime) -> datetime | None:
@@ -96,17 +102,22 @@ def earliest(rt: Runtime) -> datetime | None:
         return conn.scalar(select(SS.c.next_at).where(SS.c.next_at.is_not(None)).order_by(SS.c.next_at).limit(1))
 
 
-def fire_due(rt: Runtime, limit: int = 50) -> int:
-    """Start an instance for every schedule due now; returns how many started."""
+def fire_due(rt: Runtime, limit: int = 50) -> tuple[int, datetime | None]:
+    """Start an instance for every schedule due now; returns how many started and when the next start
+    is due (None: no schedule ahead; after a full batch, now: more may be due)."""
     started = 0
-    for key in due_keys(rt, rt.clock.now(), limit):
+    now = rt.clock.now()
+    due, later = _pending(rt, now, limit)
+    for key in due:
         try:
             if fire(rt, key) is not None:
                 started += 1
         except Exception as exc:  # a start that fails must not stop the others, nor be tried forever
             log.exception("timer start failed", extra={"process_key": key})
             park(rt, key, f"{type(exc).__name__}: {exc}")
-    return started
+    if due:
+        later = earliest(rt)
+    return started, later
 
 
 def _advance(row, now: datetime) -> tuple[datetime | None, int, int]:

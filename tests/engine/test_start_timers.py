@@ -61,7 +61,7 @@ def test_deploy_schedules_the_first_period_and_nothing_starts_before_it(rt, cloc
     _deploy(rt)
     assert _schedule(rt).next_at == FIRST
     clock.set(FIRST)  # exactly at the time: like every timer, only once it has passed
-    assert start_timers.fire_due(rt) == 0
+    assert start_timers.fire_due(rt)[0] == 0
     assert _started(rt) == []
 
 
@@ -111,7 +111,7 @@ def test_missed_periods_start_once_after_a_restart(rt, clock):
 def test_a_restart_between_periods_starts_nothing_extra(rt, clock):
     _deploy(rt)
     clock.set(FIRST + SECOND)
-    assert start_timers.fire_due(rt) == 1
+    assert start_timers.fire_due(rt)[0] == 1
     clock.set(FIRST + DAY / 2)
     with other_process(rt) as restarted:
         assert _scheduler(restarted).tick().started == 0
@@ -136,13 +136,13 @@ def test_a_suspended_latest_version_starts_nothing_and_the_period_is_not_made_up
     d = _deploy(rt)
     definitions.suspend(rt, d.id, "admin", "plan under review")
     clock.set(FIRST + SECOND)
-    assert start_timers.fire_due(rt) == 0
+    assert start_timers.fire_due(rt)[0] == 0
     assert _started(rt) == [] and _schedule(rt).next_at == FIRST + DAY
     assert _system(rt, "start_timer.skipped")[0]["reason"] == "the latest version is suspended"
     definitions.activate(rt, d.id, "admin", "reviewed")
-    assert start_timers.fire_due(rt) == 0  # the skipped period stays skipped
+    assert start_timers.fire_due(rt)[0] == 0  # the skipped period stays skipped
     clock.set(FIRST + DAY + SECOND)
-    assert start_timers.fire_due(rt) == 1
+    assert start_timers.fire_due(rt)[0] == 1
 
 
 def test_a_new_version_with_the_same_timer_takes_the_schedule_over(rt, clock):
@@ -166,20 +166,20 @@ def test_a_new_version_with_another_timer_restarts_the_schedule_and_one_without_
     _deploy(rt, plain)
     assert _schedule(rt) is None
     clock.set(FIRST + 10 * DAY + timedelta(hours=1))
-    assert start_timers.fire_due(rt) == 0
+    assert start_timers.fire_due(rt)[0] == 0
     definitions.make_latest(rt, v1.id, "admin", "back to the daily plan")  # a rollback brings it back
     assert _schedule(rt).next_at == FIRST + 10 * DAY + DAY  # from now on, not the periods before
     clock.set(FIRST + 11 * DAY + SECOND)
-    assert start_timers.fire_due(rt) == 1
+    assert start_timers.fire_due(rt)[0] == 1
     assert _started(rt)[-1].definition_id == v1.id
 
 
 def test_a_time_date_starts_once(rt, clock):
     _deploy(rt, patrol('"2026-03-03T08:00:00+08:00"', "timeDate"))
     clock.set(FIRST + SECOND)
-    assert start_timers.fire_due(rt) == 1
+    assert start_timers.fire_due(rt)[0] == 1
     clock.advance(30 * DAY)
-    assert start_timers.fire_due(rt) == 0
+    assert start_timers.fire_due(rt)[0] == 0
     assert len(_started(rt)) == 1 and _schedule(rt).next_at is None
 
 
@@ -199,11 +199,11 @@ def test_a_start_that_fails_becomes_an_incident_and_the_schedule_moves_on(rt, cl
                       '</bpmn:process>')
     _deploy(rt, xml)
     clock.set(FIRST + SECOND)
-    assert start_timers.fire_due(rt) == 0
+    assert start_timers.fire_due(rt)[0] == 0
     assert _started(rt) == []
     assert count(rt, Incident, Incident.kind == "start_timer") == 1
     assert _schedule(rt).next_at == FIRST + DAY
-    assert start_timers.fire_due(rt) == 0 and count(rt, Incident) == 1  # not tried again at once
+    assert start_timers.fire_due(rt)[0] == 0 and count(rt, Incident) == 1  # not tried again at once
 
 
 @pytest.mark.parametrize(("start_xml", "words"), [
