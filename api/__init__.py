@@ -25,6 +25,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     from .views import calendar as calendar_views
     from .views import (
         cases,
+        categories,
         definitions,
         duty,
         enforcement,
@@ -69,6 +70,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(open311.bp)
     app.register_blueprint(petitions.bp)
     app.register_blueprint(duty.bp)
+    app.register_blueprint(categories.bp)
     register_error_handlers(app)
     _log_requests(app)
     return app

@@ -50,6 +50,8 @@ def _property_schema(f: FormField) -> dict[str, Any]:
             s["maximum"] = f.maximum
     elif f.type is FieldType.DATETIME:
         s = {"type": "string", "format": "date-time"}
+        if f.future:
+            s["x-future"] = True
     else:
         s = {"type": "string", "maxLength": f.max_length or DEFAULT_MAX_LENGTH[f.type]}
         if f.min_length is not None:

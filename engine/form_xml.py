@@ -96,7 +96,7 @@ def _field(node: etree._Element) -> FormField:
         name=name, type=ftype, required=a.get("required", "false") == "true", label=a.get("label"),
         label_en=a.get("labelEn"), options=options,
         minimum=_float(a.get("min")), maximum=_float(a.get("max")), min_length=_int(a.get("minLength")),
-        max_length=_int(a.get("maxLength")), pattern=a.get("pattern"),
+        max_length=_int(a.get("maxLength")), pattern=a.get("pattern"), future=a.get("future") == "true",
         required_when=parse_rule(a["requiredWhen"]) if a.get("requiredWhen") else None,
         shown_when=parse_rule(a["shownWhen"]) if a.get("shownWhen") else None,
         ref=a.get("ref"), ref_args={k: v for k, v in a.items() if k not in FIELD_ATTRIBUTES})

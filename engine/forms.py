@@ -47,7 +47,7 @@ class FieldType(StrEnum):
 
 DEFAULT_MAX_LENGTH = {FieldType.STRING: 200, FieldType.TEXT: 4000, FieldType.REFERENCE: 200}
 FIELD_ATTRIBUTES = {"name", "type", "required", "label", "labelEn", "default", "min", "max", "minLength",
-                     "maxLength", "pattern", "requiredWhen", "shownWhen", "ref"}
+                     "maxLength", "pattern", "requiredWhen", "shownWhen", "ref", "future"}
 
 
 class FormError(ValueError):
@@ -75,6 +75,7 @@ class FormField:
     min_length: int | None = None
     max_length: int | None = None
     pattern: str | None = None
+    future: bool = False  # a date-time that must lie ahead of the engine's clock (a deferral's end)
     required_when: Rule | None = None
     shown_when: Rule | None = None
     ref: str | None = None  # the reference kind (user, case, grid...), checked by a registered validator
@@ -104,7 +105,8 @@ class Form:
         return next((f for f in self.fields if f.name == name), None)
 
     def validate(self, submitted: Mapping[str, Any], held: Mapping[str, Any], *,
-                 resolve: Callable[[FormField, Any, Mapping[str, Any]], Any]) -> dict[str, Any]:
+                 resolve: Callable[[FormField, Any, Mapping[str, Any]], Any],
+                 now: datetime | None = None) -> dict[str, Any]:
         """The values to set: submitted ones checked and converted, defaults for absent fields,
         None for absent ones the process does not hold yet. Raises InvalidInput naming every bad field."""
         errors: dict[str, list[str]] = {}
@@ -121,6 +123,9 @@ class Form:
                 values[f.name] = convert(f, raw)
             except ValueError as exc:
                 errors[f.name] = [str(exc)]
+                continue
+            if f.future and now is not None and datetime.fromisoformat(values[f.name]) <= now:
+                errors[f.name] = [f"must be later than now ({now.isoformat(timespec='minutes')})"]
         always = {f.name: f.default for f in self.fields  # defaults of fields without a shownWhen rule
                   if f.default is not None and f.shown_when is None and f.name not in values}
         context = {**held, **always, **values}

@@ -69,7 +69,8 @@ def start_in(rt: Runtime, conn, *, actor: str, key: str | None = None, definitio
     definition = _definition(rt, conn, key, definition_id)
     start_form = rt.specs.get(rt.db, definition.id, session=conn).start_form
     if start_form is not None:
-        variables = start_form.validate(variables, {}, resolve=rt.references.resolve(conn, viewer))
+        variables = start_form.validate(variables, {}, resolve=rt.references.resolve(conn, viewer),
+                                        now=rt.clock.now())
     with new_instance(rt, definition, conn, actor, business_key, variables, scope=scope) as ch:
         ch.record("instance.started", definition_id=definition.id, version=definition.version,
                   business_key=business_key, variables=variables)

@@ -165,7 +165,8 @@ def complete(rt: Runtime, task_id: str, actor: str, variables: dict[str, Any] | 
             raise Conflict("task is no longer waiting in the process")
         form = ch.model.forms.get(ht.element_id) if ch.model is not None else None
         if form is not None:
-            variables = form.validate(variables, task.data, resolve=rt.references.resolve(ch.conn, viewer))
+            variables = form.validate(variables, task.data, resolve=rt.references.resolve(ch.conn, viewer),
+                                      now=rt.clock.now())
         else:
             check_outputs(task, variables)
         task.data.update(variables)

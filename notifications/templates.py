@@ -17,10 +17,11 @@ from .sms_segments import truncate_to_segments
 DISPATCH = "dispatch"  # 派遣 to the grid inspector
 SIGN_FOR_REMINDER = "sign_for_reminder"  # 签收提醒
 ESCALATION = "escalation"  # overdue, escalated to a supervisor
+STAGE_REMINDER = "stage_reminder"  # 待办提醒: review or dispatch nearing its limit
 URGE = "urge"  # 督办
 CASE_CLOSED = "case_closed"  # 结案回复 to the citizen who reported
 WARNING = "warning"  # 分级预警 I–IV with an acknowledgement link
-KINDS = (DISPATCH, SIGN_FOR_REMINDER, ESCALATION, URGE, CASE_CLOSED, WARNING)
+KINDS = (DISPATCH, SIGN_FOR_REMINDER, STAGE_REMINDER, ESCALATION, URGE, CASE_CLOSED, WARNING)
 
 FALLBACK_LOCALE = "en"
 MISSING = "—"
@@ -51,6 +52,16 @@ _TEMPLATES: dict[str, dict[str, _Text]] = {
         "en": _Text(
             "Please sign for $case_no",
             "Case $case_no ($category, $address) awaits your sign-for; deadline $due.",
+        ),
+    },
+    STAGE_REMINDER: {
+        "zh-CN": _Text(
+            "【待办提醒】$case_no",
+            "案件$case_no（$category，$address）待$stage，请于$due前完成。",
+        ),
+        "en": _Text(
+            "Due soon: $case_no",
+            "Case $case_no ($category, $address) awaits $stage; deadline $due.",
         ),
     },
     ESCALATION: {

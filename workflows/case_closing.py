@@ -19,6 +19,7 @@ from engine.endings import InstanceEnded
 from engine.models import AuditEvent, HumanTask
 
 from .cases import CASE_PROCESS, Case
+from .deferrals import deferred_totals
 
 OUTCOMES = ("closed", "invalid", "merged", "cancelled")
 COUNTERS = ("reworks", "returns", "extensions", "escalations", "transfers")  # kept by the process itself
@@ -63,7 +64,7 @@ class CaseAssessment(Base):
 CASE = Case.__table__
 HT = HumanTask.__table__
 AUDIT = AuditEvent.__table__
-_STAGES = ("sign_for", "handle", "verify")
+_STAGES = ("review", "dispatch", "sign_for", "handle", "verify")
 
 
 def outcome_of(ended: InstanceEnded) -> str:
@@ -90,6 +91,7 @@ def close_case(conn, ended: InstanceEnded) -> None:
     handlers = [t["completed_by"] for t in tasks if t["element_id"] == "handle" and t["status"] == "completed"]
     v = ended.variables
     fired = _timers_fired(conn, ended.instance_id)
+    deferrals, deferred_seconds = deferred_totals(conn, case["id"])
     closed_on_time = None
     if outcome == "closed" and on_time["handle"] is not None:
         closed_on_time = on_time["handle"] and on_time["sign_for"] is not False and on_time["verify"] is not False
@@ -98,12 +100,16 @@ def close_case(conn, ended: InstanceEnded) -> None:
         category=case["category"], source=case["source"], inspector=handlers[-1] if handlers else v.get("inspector"),
         outcome=outcome, violation=v.get("finding_kind") == "violation", filed_at=case["created_at"],
         closed_at=ended.ended_at, lead_hours=round((ended.ended_at - case["created_at"]).total_seconds() / 3600, 3),
+        reviewed_on_time=on_time["review"], dispatched_on_time=on_time["dispatch"],
         signed_on_time=on_time["sign_for"], handled_on_time=on_time["handle"], verified_on_time=on_time["verify"],
         closed_on_time=closed_on_time,
         occurrences=case["occurrences"], details={"enforcement": v.get("enforcement")},
-        **{name: int(v.get(name) or 0) for name in COUNTERS},
-        # the reminder branches end on their own, so their counts never reach the process data
-        reminders=fired["sign_reminder"], urges=fired["enforcement_overdue"]))
+        **{name: int(v.get(name) or 0) for name in COUNTERS if name != "escalations"},
+        # the reminder and review/dispatch escalation branches end on their own, so their counts never
+        # reach the process data
+        escalations=int(v.get("escalations") or 0) + fired["review_overdue"] + fired["dispatch_overdue"],
+        reminders=fired["sign_reminder"] + fired["review_reminder"] + fired["dispatch_reminder"],
+        urges=fired["enforcement_overdue"], deferrals=deferrals, deferred_seconds=deferred_seconds))
 
 
 def _timers_fired(conn, instance_id: str) -> Counter[str]:

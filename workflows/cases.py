@@ -26,6 +26,7 @@ from engine.unit_of_work import UnitOfWork
 from .grids import GridIndex
 from .people import Category
 from .routing import route
+from .time_rules import ClockKind, StageLimit, limits_at, process_variables
 
 SOURCES = ("monitoring", "device", "petition", "citizen", "patrol")
 CASE_PROCESS = "env_case"
@@ -153,8 +154,8 @@ def _new_or_occurrence(rt: Runtime, s: Session, index: GridIndex, alarm: Alarm, 
                 route_reason=r.reason, urgent=category.urgent, status="open", occurrences=1,
                 first_seen=alarm.occurred_at, last_seen=alarm.occurred_at, created_at=now,
                 details={**(alarm.details or {}), "handled_at": r.handled_at, "assignees": r.assignees,
-                         "sign_for_hours": category.sign_for_hours, "handle_hours": category.handle_hours,
-                         "verify_hours": category.verify_hours,
+                         "limits": {stage: [lim.minutes, lim.clock.value]
+                                    for stage, lim in limits_at(s, category, now).items()},
                          "parent": _parent(index, r.grid_code)})
     s.add(case)
     s.add(_received(case.id, alarm, now))
@@ -179,7 +180,18 @@ def _start(rt: Runtime, s: Session, case: Case, actor: str) -> Change:
                                 scope=case.grid_code, variables={
         "case_id": case.id, "category": case.category, "grid": case.grid_code,
         "escalation_scope": d["parent"], "inspector": (d["assignees"] or [None])[0], "urgent": case.urgent,
-        "sign_for_hours": d["sign_for_hours"], "handle_hours": d["handle_hours"], "feedback_hours": 16.0,
-        "verify_hours": d.get("verify_hours", 8.0), "extension_hours": d["handle_hours"], "reminder_ratio": 0.75})
+        **process_variables(_filed_limits(s, case)), "reminder_ratio": 0.75})
     case.instance_id = change.instance.id
     return change
+
+
+def _filed_limits(s: Session, case: Case) -> dict[str, StageLimit]:
+    """The time limits the case was filed under (kept in its details, so a later change of the
+    category's rules never reaches it); a case filed before time rules existed gets today's."""
+    filed = case.details.get("limits")
+    if filed:
+        return {stage: StageLimit(int(minutes), ClockKind(clock)) for stage, (minutes, clock) in filed.items()}
+    category = s.get(Category, case.category)
+    if category is None:
+        raise UnknownCategory(case.category)
+    return limits_at(s, category, case.created_at)

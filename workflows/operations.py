@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -12,8 +12,10 @@ from engine.operations import OperationContext, OperationRegistry
 from integrations.enforcement import EnforcementClient
 
 from .cases import Case
+from .deferrals import defer_operation, resume_operation
 from .grids import Grid
 from .notices import notify_operation
+from .time_rules import ClockKind
 from .working_time import CHINA, WorkCalendar
 
 
@@ -26,19 +28,23 @@ def classify_alarm(params: Mapping[str, Any], _ctx: OperationContext) -> dict[st
 
 
 def sla_deadline(calendar: Callable[[], WorkCalendar]) -> Callable[[Mapping[str, Any], OperationContext], str]:
-    """`sla.deadline`: a deadline `hours` working hours or `days` working days after `start` (default:
-    now by the engine's clock), as ISO 8601 in China time — for a timer guarding the next task."""
+    """`sla.deadline`: a deadline `hours` (or `days`) after `start` (default: now by the engine's
+    clock) on the stage's `clock` — working time on the statutory calendar (the default) or natural
+    time around the clock — as ISO 8601 in China time, for a timer guarding the next task."""
 
     def handler(params: Mapping[str, Any], ctx: OperationContext) -> str:
         start_text = params.get("start")
         start = datetime.fromisoformat(start_text) if start_text else ctx.now
         if start is None or start.tzinfo is None:
             raise ValueError("sla.deadline needs an aware start time")
-        cal = calendar()
-        if params.get("days") not in (None, ""):
-            deadline = cal.add_working_days(start, int(params["days"]))
-        elif params.get("hours") not in (None, ""):
-            deadline = cal.add_working_hours(start, float(params["hours"]))
+        clock = ClockKind(params.get("clock") or ClockKind.WORKING)
+        days, hours = params.get("days"), params.get("hours")
+        if days not in (None, ""):
+            deadline = (start + timedelta(days=int(days)) if clock is ClockKind.NATURAL
+                        else calendar().add_working_days(start, int(days)))
+        elif hours not in (None, ""):
+            deadline = (start + timedelta(hours=float(hours)) if clock is ClockKind.NATURAL
+                        else calendar().add_working_hours(start, float(hours)))
         else:
             raise ValueError("sla.deadline needs `hours` or `days`")
         return deadline.astimezone(CHINA).isoformat()
@@ -83,5 +89,7 @@ def register_operations(registry: OperationRegistry, *, calendar: Callable[[], W
     registry.register("sla.deadline", sla_deadline(calendar))
     registry.register("notify.send", notify_operation)
     registry.register("case.transfer", case_transfer)
+    registry.register("case.defer", defer_operation(calendar))
+    registry.register("case.resume", resume_operation(calendar))
     registry.register("enforcement.push", enforcement_push(enforcement or EnforcementClient("", "")),
                       is_async=True, queue="integrations", max_attempts=6)

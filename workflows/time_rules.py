@@ -9,17 +9,20 @@ published 10 minutes (urgent) or 30 minutes, the later stages the category's own
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, select
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint, delete, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from engine.db import Base, UTCDateTime
+from engine.db import Base, Database, UTCDateTime
 
 from .people import Category
+
+log = logging.getLogger(__name__)
 
 STAGES = ("review", "dispatch", "sign_for", "handle", "feedback", "verify")
 URGENT_INTAKE_MINUTES = 10  # 立案 + 派遣, urgent (DOMAIN.md §2)
@@ -96,26 +99,34 @@ class RetroactiveRule(ValueError):
     pass
 
 
-def add_rule_set(s: Session, category: Category, *, effective_from: datetime, limits: Mapping[str, StageLimit],
-                 actor: str, now: datetime) -> None:
+def set_time_rules(db: Database, category: Category, *, effective_from: datetime,
+                   limits: Mapping[str, StageLimit], actor: str, now: datetime) -> None:
     """A new rule set from `effective_from` (now or later: running cases keep what they were filed
     with, and a set in the past would rewrite what earlier cases were measured against). A set with
-    the same start, not yet in force, is replaced."""
+    the same start, not yet in force, is replaced; stages it does not name keep the defaults."""
     if effective_from < now:
-        raise RetroactiveRule("effectiveFrom is in the past: time limits change from now on, never backwards")
-    for rule in s.scalars(select(TimeRule).where(TimeRule.category == category.code,
-                                                 TimeRule.effective_from == effective_from)):
-        s.delete(rule)
-    s.flush()
-    s.add_all(TimeRule(tenant=category.tenant, category=category.code, stage=stage, effective_from=effective_from,
-                       limit_minutes=limit.minutes, clock=limit.clock.value, set_by=actor, set_at=now)
-              for stage, limit in limits.items())
+        raise RetroactiveRule("is in the past: time limits change from now on, never backwards")
+    unknown = sorted(set(limits) - set(STAGES))
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(unknown)}; the stages are {', '.join(STAGES)}")
+    with db.transaction() as s:
+        s.execute(delete(TimeRule).where(TimeRule.category == category.code,
+                                         TimeRule.effective_from == effective_from))
+        s.add_all(
+            TimeRule(tenant=category.tenant, category=category.code, stage=stage, effective_from=effective_from,
+                     limit_minutes=limit.minutes, clock=limit.clock.value, set_by=actor, set_at=now)
+            for stage, limit in limits.items())
+    log.info("time rules set", extra={"category": category.code, "effective_from": effective_from.isoformat(),
+                                      "actor": actor, "stages": {k: [v.minutes, v.clock.value]
+                                                                 for k, v in limits.items()}})
 
 
 def process_variables(limits: Mapping[str, StageLimit]) -> dict[str, object]:
-    """The limits as the case process reads them: `<stage>_hours` and `<stage>_clock`."""
+    """The limits as the case process reads them: `<stage>_hours` and `<stage>_clock`, and the
+    default extension (the handling limit again)."""
     out: dict[str, object] = {}
     for stage, limit in limits.items():
         out[f"{stage}_hours"] = limit.hours
         out[f"{stage}_clock"] = limit.clock.value
+    out["extension_hours"] = limits["handle"].hours
     return out

@@ -13,6 +13,7 @@ from engine.visibility import grid_filter
 from workflows import urging
 from workflows.case_closing import COUNTERS, OUTCOMES, CaseAssessment, task_on_time
 from workflows.cases import SOURCES, Alarm, Case, UnknownCategory, file_alarm
+from workflows.deferrals import CaseDeferral
 
 from .. import schemas
 from ..auth import Principal, current, roles
@@ -54,6 +55,8 @@ class CaseView(Schema):
     closed_at = fields.AwareDateTime(data_key="closedAt", allow_none=True)
     instance_id = fields.String(data_key="processInstanceId", allow_none=True)
     occurrences = fields.Integer()
+    deferred_until = fields.AwareDateTime(data_key="deferredUntil", allow_none=True,
+                                          metadata={"description": "set while the case is on hold (缓办)"})
     first_seen = fields.AwareDateTime(data_key="firstSeen")
     last_seen = fields.AwareDateTime(data_key="lastSeen")
 
@@ -64,6 +67,7 @@ class CaseListArgs(schemas.PageArgs):
     outcome = fields.String(validate=validate.OneOf(OUTCOMES))
     category = fields.String(validate=validate.Length(max=50))
     grid = fields.String(validate=validate.Length(max=40))
+    deferred = fields.Boolean(metadata={"description": "only cases on hold (缓办), or only those not"})
 
 
 bp = Blueprint("cases", __name__, url_prefix="/api/v1")
@@ -109,7 +113,9 @@ def list_cases():
         Case.status == args["status"] if "status" in args else None,
         Case.outcome == args["outcome"] if "outcome" in args else None,
         Case.category == args["category"] if "category" in args else None,
-        Case.grid_code.startswith(args["grid"], autoescape=True) if "grid" in args else None)))
+        Case.grid_code.startswith(args["grid"], autoescape=True) if "grid" in args else None,
+        (Case.deferred_until.is_not(None) if args["deferred"] else Case.deferred_until.is_(None))
+        if "deferred" in args else None)))
     rows, total = page(runtime().db, stmt, [Case.created_at.desc(), Case.id.desc()], args["offset"], args["limit"],
                        count_cap=COUNT_CAP)
     return jsonify({"items": CaseView(many=True).dump(rows), "total": total, "totalCapped": total >= COUNT_CAP,
@@ -136,7 +142,12 @@ def get_case(case_id: str):
         body["stages"] = [_stage(t, status, rt.clock.now()) for t in instances.task_history(rt, case.instance_id)]
         with rt.db.session() as s:
             record = s.get(CaseAssessment, case.id)
+            deferrals = s.scalars(select(CaseDeferral).where(CaseDeferral.case_id == case.id)
+                                  .order_by(CaseDeferral.id)).all()
         body["assessment"] = AssessmentView().dump(record) if record else None
+        body["deferrals"] = DeferralView(many=True).dump(deferrals)
+    body["limits"] = {stage: {"minutes": minutes, "clock": clock}
+                      for stage, (minutes, clock) in (case.details or {}).get("limits", {}).items()}
     return jsonify(body)
 
 
@@ -153,6 +164,8 @@ class AssessmentView(Schema):
     violation = fields.Boolean()
     closed_at = fields.AwareDateTime(data_key="closedAt")
     lead_hours = fields.Float(data_key="leadHours")
+    reviewed_on_time = fields.Boolean(data_key="reviewedOnTime", allow_none=True)
+    dispatched_on_time = fields.Boolean(data_key="dispatchedOnTime", allow_none=True)
     signed_on_time = fields.Boolean(data_key="signedOnTime", allow_none=True)
     handled_on_time = fields.Boolean(data_key="handledOnTime", allow_none=True)
     verified_on_time = fields.Boolean(data_key="verifiedOnTime", allow_none=True)
@@ -160,7 +173,20 @@ class AssessmentView(Schema):
     counts = fields.Method("_counts")
 
     def _counts(self, record) -> dict:
-        return {name: getattr(record, name) for name in (*COUNTERS, "reminders", "urges", "occurrences")}
+        counts = {name: getattr(record, name) for name in (*COUNTERS, "reminders", "urges", "occurrences", "deferrals")}
+        return {**counts, "deferredSeconds": record.deferred_seconds}
+
+
+class DeferralView(Schema):
+    reason = fields.String()
+    requested_by = fields.String(data_key="requestedBy", allow_none=True)
+    approved_by = fields.String(data_key="approvedBy", allow_none=True)
+    until = fields.AwareDateTime()
+    started_at = fields.AwareDateTime(data_key="startedAt")
+    ended_at = fields.AwareDateTime(data_key="endedAt", allow_none=True)
+    ended_how = fields.String(data_key="endedHow", allow_none=True, metadata={"description": "date | released"})
+    remaining_seconds = fields.Integer(data_key="remainingSeconds",
+                                       metadata={"description": "of the handling limit, kept while on hold"})
 
 
 class UrgeSchema(Strict):

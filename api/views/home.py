@@ -1,6 +1,7 @@
-"""The supervisor's home page (DOMAIN.md §1): what needs them now, as four lists with counts —
-reported problems and alarms waiting for review (甄别), dispatched but not signed for (下派未签收),
-and overdue work (超期未处理) — all within the caller's grid."""
+"""The supervisor's home page (DOMAIN.md §1): what needs them now, as lists with counts — reported
+problems and alarms waiting for review (甄别), dispatched but not signed for (下派未签收), overdue work
+(超期未处理, review and dispatch included: they have deadlines too), and cases on hold (缓办) — all
+within the caller's grid."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ bp = Blueprint("home", __name__, url_prefix="/api/v1")
 
 @bp.get("/home")
 @roles("supervisor", "admin", "leader")
-@doc("The four lists a supervisor works from, with counts", query=HomeArgs)
+@doc("The lists a supervisor works from, with counts", query=HomeArgs)
 def home():
     args = query_args(HomeArgs())
     rt, p = runtime(), current()
@@ -42,6 +43,7 @@ def home():
         "alarms": base.where(HumanTask.element_id == "review", Case.source.in_(ALARMS)),
         "dispatchedNotSigned": base.where(HumanTask.element_id == "sign_for"),
         "overdue": base.where(HumanTask.due_at < rt.clock.now()),
+        "deferred": base.where(HumanTask.element_id == "deferred"),  # the clock stands still until the date
     }
     out = {}
     with rt.db.session() as s:
@@ -56,4 +58,5 @@ def home():
 def _item(ht: HumanTask, case: Case) -> dict:
     return {"taskId": ht.id, "task": ht.element_id, "assignee": ht.assignee,
             "due": ht.due_at.isoformat() if ht.due_at else None, "caseId": case.id, "category": case.category,
-            "grid": case.grid_code, "source": case.source, "urgent": case.urgent, "occurrences": case.occurrences}
+            "grid": case.grid_code, "source": case.source, "urgent": case.urgent, "occurrences": case.occurrences,
+            "deferredUntil": case.deferred_until.isoformat() if case.deferred_until else None}

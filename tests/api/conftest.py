@@ -27,6 +27,9 @@ class Caller:
     def post(self, path, **kw):
         return self._call("post", path, **kw)
 
+    def put(self, path, **kw):
+        return self._call("put", path, **kw)
+
 
 USERS = {
     "admin": dict(roles=["admin"], scope=None),

@@ -179,10 +179,11 @@ def test_the_supervisor_home_page_lists_what_needs_them(world, clock):
     file("R-2", "citizen", "citizen.report")
     page = sup.get("/api/v1/home?tenant=320700").get_json()
     assert {k: v["count"] for k, v in page.items()} == {
-        "reported": 1, "alarms": 1, "dispatchedNotSigned": 1, "overdue": 0}
-    clock.advance(timedelta(days=3))  # past the sign-for deadline (and every review: none of them has a due date)
+        "reported": 1, "alarms": 1, "dispatchedNotSigned": 1, "overdue": 0, "deferred": 0}
+    clock.advance(timedelta(days=3))  # past the sign-for deadline and both reviews' (30 min, 10 min urgent)
     page = sup.get("/api/v1/home?tenant=320700").get_json()
-    assert page["overdue"]["count"] == 1 and page["overdue"]["items"][0]["task"] == "sign_for"
+    assert page["overdue"]["count"] == 3
+    assert sorted(i["task"] for i in page["overdue"]["items"]) == ["review", "review", "sign_for"]
     assert all(v["count"] == 0 for v in elsewhere.get("/api/v1/home?tenant=320700").get_json().values())
     assert sup.get("/api/v1/home?tenant=32070").status_code == 422
 

@@ -336,10 +336,12 @@ def test_a_return_needs_approval_approved_goes_back_to_dispatch_rejected_back_to
 
 def test_an_extension_needs_approval_and_moves_the_deadline_in_working_time(world, clock):
     rt, client, _fake = world
-    _case, iid, sup, inspector = to_handle(rt, client, clock)
+    # noise is not urgent: its limits count in working time (urgent categories count around the clock)
+    _case, iid, sup, inspector = to_handle(rt, client, clock, category="noise")
     handle = task_of(inspector, iid, "handle")
-    # signed for on Tuesday 29 September at 09:00 China time; 4 working hours: 09:00–12:00, 13:30–14:30
-    old_due = datetime(2026, 9, 29, 6, 30, tzinfo=UTC)
+    # signed for on Tuesday 29 September at 09:00 China time; 16 working hours: 7 on Tuesday, 7.5 on
+    # Wednesday, then 1–7 October are National Day, so the last 1.5 on Thursday 8 October: 08:30–10:00
+    old_due = datetime(2026, 10, 8, 2, 0, tzinfo=UTC)
     assert due(handle) == old_due
 
     complete(inspector, iid, "handle", handle_result="extension", extension_reason="需第三方检测")
@@ -352,9 +354,9 @@ def test_an_extension_needs_approval_and_moves_the_deadline_in_working_time(worl
     complete(inspector, iid, "handle", handle_result="extension", extension_reason="需第三方检测")
     complete(sup, iid, "approve_extension", extension_approved=True, approved_hours=12)
     extended = task_of(inspector, iid, "handle")
-    # 12 working hours after the old deadline (Tue 14:30): 3 h on Tuesday, 7.5 h on Wednesday 30 September,
-    # 1 October–7 October are National Day, so the last 1.5 h are on Thursday 8 October: 08:30–10:00
-    assert due(extended) == datetime(2026, 10, 8, 2, 0, tzinfo=UTC)
+    # 12 working hours after the old deadline (Thu 8 October 10:00): 6 h on Thursday, then Friday
+    # 08:30–12:00 and 13:30–16:00
+    assert due(extended) == datetime(2026, 10, 9, 8, 0, tzinfo=UTC)
     assert counters(sup, iid)["extensions"] == 1
     assert variables(sup, iid)["extension_reason"] == "需第三方检测"
 

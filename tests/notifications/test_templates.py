@@ -13,7 +13,7 @@ from notifications.templates import KINDS, WARNING, render, render_sms, warning_
 
 CASE = {"case_no": "GL-2026-0001", "category": "扬尘", "address": "海州区朝阳路12号",
         "due": datetime(2026, 3, 2, 12, 0), "assignee": "张三", "urged_by": "李局长", "comment": "尽快处置",
-        "result": "已整改",
+        "result": "已整改", "stage": "甄别 review",
         "url": "https://gridloop.example/cases/1",
         "level": "II", "station": "新浦站", "pollutant": "PM2.5", "value": 180, "unit": "μg/m³", "limit": 75,
         "observed_at": "09:00", "ack_url": "https://gridloop.example/ack/abc"}
