@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from . import audit, outbox
-from .change import instance_lock
+from . import audit, outbox, start_timers
+from .change import after_commit, instance_lock
 from .db import given, page
 from .errors import Conflict, NotFound
 from .models import Incident
@@ -30,7 +30,10 @@ def retry(rt: Runtime, incident_id: int, actor: str) -> Incident:
             raise Conflict(f"incident is {inc.status}")
         inc.status, inc.resolved_at, inc.resolved_by = "resolved", now, actor
         row = s.scalar(instance_lock(inc.instance_id)) if inc.instance_id else None
-        if inc.kind == "timer":
+        started = None
+        if inc.kind == "start_timer":  # start the period's instance now; failing again changes nothing
+            started = start_timers.start_period(rt, s.connection(), inc.payload["key"], inc.payload["due"])
+        elif inc.kind == "timer":
             if row is not None and row.status == "running":
                 row.next_wakeup_at = now  # due again: the scheduler fires it on its next pass
         elif inc.kind == "job" or (inc.kind == "job_lost" and inc.operation not in rt.registry):
@@ -47,5 +50,7 @@ def retry(rt: Runtime, incident_id: int, actor: str) -> Incident:
             audit.append_to_instance(s, row, [draft])
         else:
             audit.append_system(rt.db, s, [draft])
+    if started is not None:
+        after_commit(rt, started)
     rt.wake()
     return inc

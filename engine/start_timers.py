@@ -146,8 +146,6 @@ def _locked_due(rt: Runtime, conn, key: str):
 def fire(rt: Runtime, key: str) -> str | None:
     """Start the instance of the period due for `key`; returns its id (None: nothing was due, or the
     latest version is suspended). Raises when the start fails; the caller parks the period."""
-    from . import instances
-
     change = None
     with rt.db.begin() as conn:
         row, now = _locked_due(rt, conn, key)
@@ -164,8 +162,7 @@ def fire(rt: Runtime, key: str) -> str | None:
                 action="start_timer.skipped", actor=ACTOR, at=now,
                 details={**details, "reason": "the latest version is suspended" if latest else "no latest version"})])
         else:
-            change = instances.start_in(rt, conn, actor=ACTOR, key=key,
-                                        business_key=f"timer:{occurrence.isoformat()}")
+            change = start_period(rt, conn, key, occurrence.isoformat())
             audit.append_system(rt.db, conn, [audit.AuditDraft(
                 action="start_timer.fired", actor=ACTOR, at=now,
                 details={**details, "instance_id": change.instance.id, "definition_id": latest.id,
@@ -178,6 +175,14 @@ def fire(rt: Runtime, key: str) -> str | None:
         return None
     after_commit(rt, change)
     return change.instance.id
+
+
+def start_period(rt: Runtime, conn, key: str, due: str, actor: str = ACTOR):
+    """Start the instance of one period inside the caller's transaction (the scheduler's, or an
+    operator's retry of a period that failed); returns the change for `after_commit`."""
+    from . import instances
+
+    return instances.start_in(rt, conn, actor=actor, key=key, business_key=f"timer:{due}")
 
 
 def park(rt: Runtime, key: str, error: str) -> None:

@@ -226,3 +226,26 @@ def test_a_timer_start_beside_another_start_event_is_refused(rt):
     with pytest.raises(ModelError) as exc:
         definitions.deploy(rt, xml, "admin")
     assert any("no other start event" in p.message for p in exc.value.problems)
+
+
+def test_retrying_a_failed_period_starts_it_once_the_model_is_fixed(rt, clock):
+    from engine import incidents
+    from engine.errors import ProcessError
+
+    broken = patrol().replace('<bpmn:userTask id="walk" name="patrol"></bpmn:userTask>',
+                              '<bpmn:scriptTask id="walk"><bpmn:script>x = 1 / 0</bpmn:script></bpmn:scriptTask>')
+    assert broken != patrol()
+    _deploy(rt, broken)
+    clock.set(FIRST + SECOND)
+    start_timers.fire_due(rt)
+    with rt.db.session() as s:
+        (incident,) = s.scalars(select(Incident).where(Incident.kind == "start_timer"))
+    with pytest.raises(ProcessError):
+        incidents.retry(rt, incident.id, "operator")
+    assert _started(rt) == [] and incidents.query(rt)[1] == 1  # still open, nothing started
+    fixed = _deploy(rt)
+    incidents.retry(rt, incident.id, "operator")
+    (row,) = _started(rt)
+    assert (row.definition_id, row.business_key) == (fixed.id, f"timer:{FIRST.isoformat()}")
+    assert incidents.query(rt)[1] == 0
+    assert _schedule(rt).next_at == FIRST + DAY  # the schedule itself went on meanwhile
