@@ -246,7 +246,10 @@ def test_a_refused_deferral_leaves_the_deadline_and_a_released_one_resumes_in_wo
     complete(sup, iid, "approve_deferral", deferral_approved=True)
     assert sup.get(f"/api/v1/cases/{case['id']}").get_json()["deferrals"][0]["remainingSeconds"] == 15 * 3600
     clock.set(datetime(2026, 9, 30, 1, 0, tzinfo=UTC))  # released on Wednesday 09:00
-    complete(inspector, iid, "deferred", release_note="企业提前复产")
+    held = task_of(sup, iid, "deferred")
+    assert held["candidateRole"] == "supervisor" and held["assignee"] is None
+    assert inspector.post(f"/api/v1/task/{held['id']}/complete", json={"variables": {}}).status_code == 404
+    complete(sup, iid, "deferred", release_note="企业提前复产")  # the grid's supervisor releases it
     # 15 working hours from Wednesday 09:00: 7 on Wednesday, National Day, 7.5 on Thursday 8 October,
     # the last half hour on Friday 9 October: 08:30–09:00
     assert due(task_of(inspector, iid, "handle")) == datetime(2026, 10, 9, 1, 0, tzinfo=UTC)
