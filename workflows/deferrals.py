@@ -16,9 +16,13 @@ from typing import Any
 from sqlalchemy import ForeignKey, Integer, String, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
+from engine import tasks
 from engine.db import Base, UTCDateTime
+from engine.errors import Conflict, InvalidInput, NotFound
 from engine.models import HumanTask
 from engine.operations import OperationContext
+from engine.runtime import Runtime
+from engine.visibility import Viewer, grid_visible
 
 from .cases import Case
 from .time_rules import ClockKind
@@ -125,3 +129,25 @@ def deferred_totals(conn: Any, case_id: str) -> tuple[int, int]:
     rows = conn.execute(select(table.c.started_at, table.c.ended_at).where(table.c.case_id == case_id)).all()
     seconds = sum(round((end - start).total_seconds()) for start, end in rows if end is not None)
     return len(rows), seconds
+
+
+def request_deferral(rt: Runtime, viewer: Viewer, case_id: str, reason: str, until: datetime) -> HumanTask:
+    """缓办 asked for from the case: the inspector handling it, or a supervisor of its grid on the
+    inspector's behalf (their name on the timeline), completes the open handling task with `defer`
+    — the same path, form check and approval as the handling form. NotFound for a case the viewer
+    may not see; Conflict when the case is not being handled; NotAllowed for an inspector to whom
+    the handling is not assigned."""
+    if until <= rt.clock.now():
+        raise InvalidInput("a deferral must end in the future", fields={"until": ["must be later than now"]})
+    with rt.db.session() as s:
+        case = s.get(Case, case_id)
+        if case is None or case.instance_id is None or not grid_visible(viewer, case.grid_code):
+            raise NotFound(f"case {case_id} does not exist")
+        handle = s.scalar(select(HumanTask).where(HumanTask.instance_id == case.instance_id,
+                                                  HumanTask.element_id == "handle", HumanTask.status == "open"))
+    if handle is None:
+        raise Conflict("the case is not being handled: only a case in handling can be deferred")
+    on_behalf = viewer.oversees and handle.assignee != viewer.name
+    return tasks.complete(rt, handle.id, viewer.name, {"handle_result": "defer", "defer_reason": reason,
+                                                       "defer_until": until.isoformat()},
+                          force=on_behalf, viewer=viewer)

@@ -13,7 +13,7 @@ from engine.visibility import grid_filter
 from workflows import urging
 from workflows.case_closing import COUNTERS, OUTCOMES, CaseAssessment, task_on_time
 from workflows.cases import SOURCES, Alarm, Case, UnknownCategory, file_alarm
-from workflows.deferrals import CaseDeferral
+from workflows.deferrals import CaseDeferral, request_deferral
 
 from .. import schemas
 from ..auth import Principal, current, roles
@@ -221,3 +221,20 @@ def urge(case_id: str):
     urged = urging.urge_case(runtime(), current().viewer, case_id, args["note"], quiet=notify.quiet,
                              public_url=notify.public_url)
     return jsonify(UrgedView().dump(urged)), 201
+
+
+class DeferralRequestSchema(Strict):
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=500))
+    until = fields.AwareDateTime(required=True, metadata={"description": "when handling should resume (ahead of now)"})
+
+
+@bp.post("/cases/<case_id>/deferral")
+@roles("supervisor", "inspector")
+@idempotent
+@doc("缓办: ask to defer a case in handling until a date — the inspector handling it, or a supervisor of its "
+     "grid on their behalf; the level above approves (task approve_deferral). Answers the handling task, "
+     "completed", body=DeferralRequestSchema, response=schemas.TaskSchema, status=201)
+def ask_deferral(case_id: str):
+    args = json_body(DeferralRequestSchema())
+    task = request_deferral(runtime(), current().viewer, case_id, args["reason"], args["until"])
+    return jsonify(schemas.TaskSchema().dump(task)), 201

@@ -28,6 +28,7 @@ from tests.api.test_loop_variants import (
     give_evidence,
     open_tasks,
     task_of,
+    variables,
 )
 from tests.api.test_loop_variants import file_case as file_alarm
 from workflows.deferrals import CaseDeferral
@@ -257,6 +258,27 @@ def test_a_refused_deferral_leaves_the_deadline_and_a_released_one_resumes_in_wo
     assert deferral["endedHow"] == "released"
     with rt.db.session() as s:
         assert s.scalar(select(CaseDeferral.ended_at).where(CaseDeferral.case_id == case["id"])) == clock.now()
+
+
+def test_a_deferral_asked_from_the_case_by_a_supervisor_on_the_inspectors_behalf(world, clock):
+    rt, client, _fake = world
+    sup = city(rt, client, clock)
+    case, iid = file_case(rt, client, clock, "D-3")
+    until = (clock.now() + timedelta(days=3)).isoformat()
+    ask = {"reason": "待监测报告", "until": until}
+    assert sup.post(f"/api/v1/cases/{case['id']}/deferral", json=ask).status_code == 409  # still in review
+    inspector = take_to_handle(rt, client, clock, sup, iid)
+    other = login(rt, client, clock, "insp-stranger", ["inspector"], case["grid"])
+    assert other.post(f"/api/v1/cases/{case['id']}/deferral", json=ask).status_code == 403  # not theirs
+    r = sup.post(f"/api/v1/cases/{case['id']}/deferral", json={**ask, "until": clock.now().isoformat()})
+    assert r.status_code == 422 and list(r.get_json()["error"]["fields"]) == ["until"]
+    r = sup.post(f"/api/v1/cases/{case['id']}/deferral", json={"until": until})
+    assert r.status_code == 422 and list(r.get_json()["error"]["fields"]) == ["reason"]
+    r = sup.post(f"/api/v1/cases/{case['id']}/deferral", json=ask)
+    assert r.status_code == 201 and r.get_json()["completedBy"] == sup.name
+    assert sup.post(f"/api/v1/cases/{case['id']}/deferral", json=ask).status_code == 409  # asked already
+    assert elements(sup, iid) == ["approve_deferral"] and open_tasks(inspector, iid) == []
+    assert variables(sup, iid)["defer_reason"] == "待监测报告"
 
 
 # -- time rules per category, effective from a date ------------------------------------------------------
