@@ -90,11 +90,15 @@ def defer_operation(calendar: Callable[[], WorkCalendar]) -> Callable[[Mapping[s
         until, due = _moment(params["until"], "until"), _moment(params["due"], "due")
         if until <= now:
             raise ValueError("a deferral must end in the future")
+        asked, approved = (_completed_by(conn, ctx.instance_id, "handle"),
+                           _completed_by(conn, ctx.instance_id, "approve_deferral"))
+        if asked is not None and asked == approved:
+            raise ValueError(f"{approved} asked for this deferral and cannot approve it too: another supervisor "
+                             "of the level above decides")
         left = remaining(calendar(), ClockKind(params.get("clock") or "working"), now, due)
         conn.execute(CaseDeferral.__table__.insert().values(
             case_id=params["case_id"], reason=str(params.get("reason") or "")[:500],
-            requested_by=_completed_by(conn, ctx.instance_id, "handle"),
-            approved_by=_completed_by(conn, ctx.instance_id, "approve_deferral"),
+            requested_by=asked, approved_by=approved,
             until=until, started_at=now, remaining_seconds=left))
         conn.execute(update(Case).where(Case.id == params["case_id"]).values(deferred_until=until))
         return {"remaining_seconds": left, "until": until.astimezone(CHINA).isoformat()}

@@ -146,7 +146,7 @@ def get_case(case_id: str):
                                   .order_by(CaseDeferral.id)).all()
         body["assessment"] = AssessmentView().dump(record) if record else None
         body["deferrals"] = DeferralView(many=True).dump(deferrals)
-    body["limits"] = {stage: {"minutes": minutes, "clock": clock}
+    body["limits"] = {stage: {"limitMinutes": minutes, "clock": clock}
                       for stage, (minutes, clock) in (case.details or {}).get("limits", {}).items()}
     return jsonify(body)
 

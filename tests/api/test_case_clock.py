@@ -90,8 +90,8 @@ def test_an_urgent_alarm_on_friday_night_counts_every_stage_around_the_clock(wor
     complete(inspector, iid, "sign_for")
     assert due(task_of(inspector, iid, "handle")) == clock.now() + timedelta(hours=4)  # 04:27 on Saturday
     detail = sup.get(f"/api/v1/cases/{case['id']}").get_json()
-    assert detail["limits"]["handle"] == {"minutes": 240, "clock": "natural"}
-    assert detail["limits"]["review"] == {"minutes": 10, "clock": "natural"}
+    assert detail["limits"]["handle"] == {"limitMinutes": 240, "clock": "natural"}
+    assert detail["limits"]["review"] == {"limitMinutes": 10, "clock": "natural"}
 
 
 def test_an_urgent_alarm_on_the_eve_of_a_holiday_is_due_that_night(world, clock):
@@ -279,6 +279,13 @@ def test_a_deferral_asked_from_the_case_by_a_supervisor_on_the_inspectors_behalf
     assert sup.post(f"/api/v1/cases/{case['id']}/deferral", json=ask).status_code == 409  # asked already
     assert elements(sup, iid) == ["approve_deferral"] and open_tasks(inspector, iid) == []
     assert variables(sup, iid)["defer_reason"] == "待监测报告"
+    r = sup.post(f"/api/v1/task/{task_of(sup, iid, 'approve_deferral')['id']}/complete",
+                 json={"variables": {"deferral_approved": True}})
+    assert r.status_code == 422 and "cannot approve it too" in r.get_json()["error"]["message"], r.get_json()
+    assert elements(sup, iid) == ["approve_deferral"]  # nothing changed
+    town = login(rt, client, clock, "town-sup", ["supervisor"], case["grid"][:9])
+    complete(town, iid, "approve_deferral", deferral_approved=True)
+    assert sup.get(f"/api/v1/cases/{case['id']}").get_json()["deferrals"][0]["approvedBy"] == "town-sup"
 
 
 # -- time rules per category, effective from a date ------------------------------------------------------
