@@ -59,6 +59,22 @@ class ProcessDefinition(Base):
     suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     process_errors: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_process_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The deployment that created this version (None: deployed before deployments were recorded).
+    deployment_id: Mapped[int | None] = mapped_column(ForeignKey("deployment.id", name="fk_definition_deployment"),
+                                                      index=True)
+
+
+class Deployment(Base):
+    """One deploy: the files it carried (name, sha256, the process keys each defines). The versions it
+    created point at it; a call activity bound to `deployment` calls the version of its own deployment."""
+
+    __tablename__ = "deployment"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    deployed_by: Mapped[str] = mapped_column(String(200))
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    files: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 
 
 class StartSchedule(Base):
@@ -104,6 +120,12 @@ class ProcessInstance(Base):
     revision: Mapped[int] = mapped_column(Integer, default=0)
     audit_head: Mapped[str | None] = mapped_column(String(64))  # hash of the last event of its chain
     scope: Mapped[str | None] = mapped_column(String(200), index=True)  # who may see it (a grid code prefix)
+    # A call activity's child: the instance and task that called it (engine/calls.py). No foreign key:
+    # a child may be written before its parent's row in the change that starts both.
+    parent_instance_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    parent_task_id: Mapped[str | None] = mapped_column(String(36))
+    parent_element_id: Mapped[str | None] = mapped_column(String(200))
+    call_depth: Mapped[int | None] = mapped_column(Integer)  # None/0: a root instance
 
 
 class HumanTask(Base):
