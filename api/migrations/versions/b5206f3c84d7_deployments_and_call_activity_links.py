@@ -39,7 +39,11 @@ def upgrade() -> None:
     with op.batch_alter_table('process_definition', schema=None) as batch_op:
         batch_op.add_column(sa.Column('deployment_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True))
         batch_op.create_index(batch_op.f('ix_process_definition_deployment_id'), ['deployment_id'], unique=False)
-        batch_op.create_foreign_key('fk_definition_deployment', 'deployment', ['deployment_id'], ['id'])
+    # On SQLite a foreign key can only be added by rebuilding the table, which SQLite refuses while
+    # instances reference process_definition: the constraint is PostgreSQL's alone.
+    if op.get_bind().dialect.name != 'sqlite':
+        op.create_foreign_key('fk_definition_deployment', 'process_definition', 'deployment',
+                              ['deployment_id'], ['id'])
 
     with op.batch_alter_table('process_instance', schema=None) as batch_op:
         batch_op.add_column(sa.Column('parent_instance_id', sa.String(length=36), nullable=True))
@@ -61,8 +65,9 @@ def downgrade() -> None:
         batch_op.drop_column('parent_task_id')
         batch_op.drop_column('parent_instance_id')
 
+    if op.get_bind().dialect.name != 'sqlite':
+        op.drop_constraint('fk_definition_deployment', 'process_definition', type_='foreignkey')
     with op.batch_alter_table('process_definition', schema=None) as batch_op:
-        batch_op.drop_constraint('fk_definition_deployment', type_='foreignkey')
         batch_op.drop_index(batch_op.f('ix_process_definition_deployment_id'))
         batch_op.drop_column('deployment_id')
 
