@@ -24,9 +24,11 @@ depends_on: Union[str, Sequence[str], None] = None
 
 def upgrade() -> None:
     """Upgrade schema."""
+    # Constant defaults ('0', not sa.false()): SQLite adds such columns in place, while an expression
+    # default makes Alembic rebuild the table — which SQLite refuses once instances reference it.
     with op.batch_alter_table('process_definition', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('is_latest', sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch_op.add_column(sa.Column('suspended', sa.Boolean(), server_default=sa.false(), nullable=False))
+        batch_op.add_column(sa.Column('is_latest', sa.Boolean(), server_default='0', nullable=False))
+        batch_op.add_column(sa.Column('suspended', sa.Boolean(), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('process_errors', sa.Integer(), server_default='0', nullable=False))
         batch_op.add_column(sa.Column('last_process_error_at', engine.db.UTCDateTime(timezone=True), nullable=True))
     op.execute(
