@@ -77,6 +77,30 @@ class Deployment(Base):
     files: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 
 
+class DecisionDefinition(Base):
+    """A deployed version of a DMN decision table; its key is the decision's id. Immutable: a business
+    rule task evaluates the newest version of its key when it runs. `dmn_xml` is the whole file it
+    came in (a file may define several decisions); the same bytes keep their version."""
+
+    __tablename__ = "decision_definition"
+    __table_args__ = (
+        UniqueConstraint("key", "version", name="uq_decision_key_version"),
+        UniqueConstraint("key", "sha256", name="uq_decision_key_sha256"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(String(400))
+    hit_policy: Mapped[str] = mapped_column(String(20))
+    dmn_xml: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    deployed_by: Mapped[str] = mapped_column(String(200))
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deployment_id: Mapped[int | None] = mapped_column(ForeignKey("deployment.id", name="fk_decision_deployment"),
+                                                      index=True)
+
+
 class StartSchedule(Base):
     """When the scheduler next starts an instance of a key whose latest version has a timer start
     event (engine/start_timers.py). One row per key, locked while it fires and advanced in the same
