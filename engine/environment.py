@@ -51,6 +51,10 @@ class EngineEnvironment(SandboxEnvironment):
         """A thrown signal, for every other waiting instance (spiff_events.BroadcastSignal)."""
         outgoing.signal(self.change, my_task, name, payload, self._rank(my_task))
 
+    def decide(self, my_task, decision_key: str | None) -> dict[str, Any]:
+        """A business rule task's outputs: the newest version of its decision (spiff_dmn.DecisionTask)."""
+        return self.change.rt.decisions.decide(self.change.conn, my_task, decision_key)
+
     def _rank(self, my_task) -> int:
         key = str(my_task.id)
         self._thrown[key] += 1

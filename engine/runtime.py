@@ -79,12 +79,18 @@ class Runtime:
     # The tenant of an instance's scope, as a scope prefix every instance of that tenant has (None: the
     # unscoped instances). A signal reaches the waiting instances of its thrower's tenant only.
     tenant_of: Callable[[str | None], str | None] = one_tenant
+    # Decision tables (engine/decisions.py): parsed versions, and what a business rule task evaluates.
+    decisions: Any = None
 
     def __post_init__(self) -> None:
         from . import jobs, messages, signals  # the engine's own jobs; other layers add theirs with add_job
 
         for name, handler in {**jobs.ENGINE_JOBS, **messages.JOBS, **signals.JOBS}.items():
             self.job_handlers.setdefault(name, handler)
+        if self.decisions is None:
+            from .decisions import Decisions  # below the runtime, like the jobs above
+
+            self.decisions = Decisions()
 
     def add_job(self, name: str, handler: JobHandler) -> None:
         self.job_handlers[name] = handler

@@ -35,6 +35,7 @@ from SpiffWorkflow.spiff.specs.defaults import ServiceTask as SpiffServiceTask
 from SpiffWorkflow.util.task import TaskState
 
 from . import parsing_names
+from .spiff_dmn import DecisionTask, DecisionTaskParser
 
 
 def _now(my_task) -> datetime:
@@ -247,6 +248,7 @@ class GridLoopParser(SpiffBpmnParser):
         **SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
         parsing_names.full_tag("serviceTask"): (ServiceTaskParser, ServiceTask),
         parsing_names.full_tag("eventBasedGateway"): (EventBasedGatewayParser, EventBasedGateway),
+        parsing_names.full_tag("businessRuleTask"): (DecisionTaskParser, DecisionTask),
     }
 
 
