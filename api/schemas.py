@@ -90,6 +90,35 @@ class DefinitionListArgs(Strict):
     latest = fields.Boolean(load_default=False)
 
 
+class DecisionDefinitionSchema(Schema):
+    id = fields.Integer()
+    key = fields.String()  # the decision's id in the DMN file
+    version = fields.Integer()
+    name = fields.String(allow_none=True)
+    hit_policy = fields.String(data_key="hitPolicy")
+    sha256 = fields.String()  # of the file it came in
+    deployed_by = fields.String(data_key="deployedBy")
+    deployed_at = fields.AwareDateTime(data_key="deployedAt")
+    deployment_id = fields.Integer(data_key="deploymentId", allow_none=True)
+
+
+class DecisionDefinitionXmlSchema(DecisionDefinitionSchema):
+    dmn_xml = fields.String(data_key="dmnXml")  # the whole file (it may define other decisions too)
+
+
+class DeployedDecisionSchema(DecisionDefinitionSchema):
+    created = fields.Boolean()  # false: the same bytes were deployed before, as this version
+
+
+class DecisionsDeployedSchema(Schema):
+    decisions = fields.List(fields.Nested(DeployedDecisionSchema))
+
+
+class DecisionListArgs(Strict):
+    key = fields.String(validate=IDENT)
+    latest = fields.Boolean(load_default=False)
+
+
 # -- instances -----------------------------------------------------------------------------------
 
 class StartSchema(Strict):

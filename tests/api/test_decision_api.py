@@ -1,0 +1,83 @@
+"""Decision tables over HTTP, end to end: an administrator deploys a .dmn file, then a BPMN model whose
+business rule task uses it; a supervisor starts a case and sees the decision's output in its
+variables. Roles, bad files and a failing table answer as the API's other errors do."""
+
+from __future__ import annotations
+
+import io
+
+from tests.engine.builders import end, process, seq, start, user
+from tests.engine.dmn_models import dmn, rule_task, table
+
+SEVERITY = dmn(table("alarm_level", ["value / limit"], ["severity.level", "severity.ratio"], [
+    ([">= 2"], ['"urgent"', "round(value / limit, 3)"]),
+    (["1.5 <= ? < 2"], ['"high"', "round(value / limit, 3)"]),
+    (["< 1.5"], ['"normal"', "round(value / limit, 3)"]),
+]))
+XML = {"Content-Type": "application/xml"}
+
+
+def _model(key: str = "graded", decision: str = "alarm_level") -> str:
+    return process(key, start(), rule_task("classify", decision, outputs="severity"),
+                   user("review", candidateScope="'3207'"), end(), seq("start", "classify", "review", "end"),
+                   lanes={"supervisor": ["review"]})
+
+
+def test_deploy_a_decision_then_a_model_using_it_and_see_its_output_in_a_case(users):
+    admin, sup = users["admin"], users["sup"]
+    r = admin.post("/api/v1/decision-definition", data=SEVERITY, headers=XML)
+    assert r.status_code == 201, r.get_json()
+    (deployed,) = r.get_json()["decisions"]
+    assert (deployed["key"], deployed["version"], deployed["hitPolicy"], deployed["created"]) == (
+        "alarm_level", 1, "UNIQUE", True)
+    again = admin.post("/api/v1/decision-definition", data={"file": (io.BytesIO(SEVERITY.encode()), "s.dmn")},
+                       content_type="multipart/form-data")
+    assert again.status_code == 200 and again.get_json()["decisions"][0]["id"] == deployed["id"]
+    assert admin.post("/api/v1/process-definition", data=_model(), headers=XML).status_code == 201
+
+    started = sup.post("/api/v1/process-definition/key/graded/start",
+                       json={"scope": "3207", "variables": {"value": 42.0, "limit": 20}})
+    assert started.status_code == 201, started.get_json()
+    variables = sup.get(f"/api/v1/process-instance/{started.get_json()['id']}/variables").get_json()
+    assert variables["severity"] == {"level": "urgent", "ratio": 2.1}
+
+    listed = sup.get("/api/v1/decision-definition?key=alarm_level").get_json()
+    assert [(d["key"], d["version"]) for d in listed] == [("alarm_level", 1)]
+    one = users["leader"].get(f"/api/v1/decision-definition/{deployed['id']}").get_json()
+    assert one["dmnXml"] == SEVERITY and one["deployedBy"] == "admin"
+
+
+def test_only_an_administrator_deploys_and_inspectors_do_not_read_decisions(users):
+    assert users["sup"].post("/api/v1/decision-definition", data=SEVERITY, headers=XML).status_code == 403
+    assert users["anonymous"].post("/api/v1/decision-definition", data=SEVERITY, headers=XML).status_code == 401
+    assert users["insp"].get("/api/v1/decision-definition").status_code == 403
+    assert users["admin"].get("/api/v1/decision-definition").get_json() == []
+
+
+def test_a_bad_file_is_refused_with_its_problems_and_nothing_is_deployed(users):
+    admin = users["admin"]
+    bad = dmn(table("t", ["x"], ["y"], [(["__import__('os')"], ["1"])], hit_policy="OUTPUT ORDER"))
+    r = admin.post("/api/v1/decision-definition", data=bad, headers=XML)
+    assert r.status_code == 400
+    problems = r.get_json()["error"]["details"]["problems"]
+    assert {p["element"] for p in problems} == {"t"}
+    assert any("OUTPUT ORDER" in p["problem"] for p in problems)
+    assert admin.post("/api/v1/decision-definition", data=b"", headers=XML).status_code == 400
+    assert admin.post("/api/v1/decision-definition", data=SEVERITY, headers={"Content-Type": "text/plain"}
+                      ).status_code == 415
+    assert admin.get("/api/v1/decision-definition").get_json() == []
+    assert admin.get("/api/v1/decision-definition/99").status_code == 404
+
+
+def test_a_table_that_cannot_decide_answers_the_starter_in_words(users):
+    admin = users["admin"]
+    overlapping = dmn(table("alarm_level", ["value"], ["severity.level"], [([">= 1"], ['"a"']), ([">= 2"], ['"b"'])]))
+    assert admin.post("/api/v1/decision-definition", data=overlapping, headers=XML).status_code == 201
+    assert admin.post("/api/v1/process-definition", data=_model(), headers=XML).status_code == 201
+    r = users["sup"].post("/api/v1/process-definition/key/graded/start",
+                          json={"scope": "3207", "variables": {"value": 5, "limit": 1}})
+    assert r.status_code == 422
+    error = r.get_json()["error"]
+    assert error["code"] == "process_error"
+    assert "rules 1 and 2 all match for value = 5, but a UNIQUE table allows only one" in error["message"]
+    assert "Traceback" not in error["message"]
