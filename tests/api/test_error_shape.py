@@ -84,11 +84,13 @@ def test_a_sample_of_errors_all_have_the_one_shape(app, users, started, clock):
 def test_a_refused_model_lists_its_problems_under_details(users):
     bad = ('<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">'
            '<bpmn:process id="p" isExecutable="true"><bpmn:startEvent id="s"/>'
-           '<bpmn:sequenceFlow id="a" sourceRef="s" targetRef="u"/><bpmn:userTask id="u"/></bpmn:process>'
+           '<bpmn:sequenceFlow id="a" sourceRef="s" targetRef="u"/>'
+           '<bpmn:scriptTask id="u"><bpmn:script>import os</bpmn:script></bpmn:scriptTask></bpmn:process>'
            '</bpmn:definitions>')
     error = one_shape(users["admin"].post("/api/v1/process-definition", data=bad,
                                           headers={"Content-Type": "application/xml"}), 400)
     assert error["code"] == "invalid_model" and error["details"]["problems"][0]["element"] == "u"
+    assert "import" in error["details"]["problems"][0]["problem"]
 
 
 def test_the_enforcement_callback_answers_its_errors_in_the_one_shape(app, users):
