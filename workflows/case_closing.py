@@ -19,7 +19,7 @@ from engine.endings import InstanceEnded
 from engine.models import AuditEvent, HumanTask
 
 from .cases import CASE_PROCESS, Case
-from .deferrals import deferred_totals
+from .deferrals import deferred_totals, end_open_deferral
 
 OUTCOMES = ("closed", "invalid", "merged", "cancelled")
 COUNTERS = ("reworks", "returns", "extensions", "escalations", "transfers")  # kept by the process itself
@@ -83,7 +83,8 @@ def close_case(conn, ended: InstanceEnded) -> None:
         return
     outcome = outcome_of(ended)
     conn.execute(update(CASE).where(CASE.c.id == case["id"])
-                 .values(status="closed", outcome=outcome, closed_at=ended.ended_at))
+                 .values(status="closed", outcome=outcome, closed_at=ended.ended_at, deferred_until=None))
+    end_open_deferral(conn, case["id"], ended.ended_at)  # a case cancelled while on hold
     tasks = conn.execute(select(HT.c.element_id, HT.c.status, HT.c.due_at, HT.c.ended_at, HT.c.completed_by)
                          .where(HT.c.instance_id == ended.instance_id)
                          .order_by(HT.c.created_at)).mappings().all()

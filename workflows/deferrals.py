@@ -127,6 +127,13 @@ def resume_operation(calendar: Callable[[], WorkCalendar]) -> Callable[[Mapping[
     return handler
 
 
+def end_open_deferral(conn: Any, case_id: str, at: datetime) -> None:
+    """A case that ends while on hold (cancelled) ends its deferral too, so its time is counted."""
+    table = CaseDeferral.__table__
+    conn.execute(update(table).where(table.c.case_id == case_id, table.c.ended_at.is_(None))
+                 .values(ended_at=at, ended_how="closed"))
+
+
 def deferred_totals(conn: Any, case_id: str) -> tuple[int, int]:
     """(deferrals, seconds deferred) of a case, for its assessment record."""
     table = CaseDeferral.__table__

@@ -288,6 +288,23 @@ def test_a_deferral_asked_from_the_case_by_a_supervisor_on_the_inspectors_behalf
     assert sup.get(f"/api/v1/cases/{case['id']}").get_json()["deferrals"][0]["approvedBy"] == "town-sup"
 
 
+def test_a_case_cancelled_while_deferred_ends_its_deferral_and_counts_the_time(world, clock):
+    rt, client, _fake = world
+    sup = city(rt, client, clock)
+    admin = login(rt, client, clock, "admin", ["admin"], "3207")
+    case, iid = file_case(rt, client, clock, "D-4")
+    inspector = take_to_handle(rt, client, clock, sup, iid)
+    complete(inspector, iid, "handle", handle_result="defer", defer_reason="待鉴定",
+             defer_until=(clock.now() + timedelta(days=5)).isoformat())
+    complete(sup, iid, "approve_deferral", deferral_approved=True)
+    clock.advance(timedelta(hours=3))
+    assert admin.post(f"/api/v1/process-instance/{iid}/cancel", json={"reason": "重复立案"}).status_code == 200
+    detail = sup.get(f"/api/v1/cases/{case['id']}").get_json()
+    assert detail["status"] == "closed" and detail["deferredUntil"] is None
+    assert detail["deferrals"][0]["endedHow"] == "closed"
+    assert detail["assessment"]["counts"]["deferredSeconds"] == 3 * 3600
+
+
 # -- time rules per category, effective from a date ------------------------------------------------------
 
 def test_time_rules_change_later_cases_never_running_ones(world, clock):
