@@ -158,20 +158,24 @@ def db_upgrade() -> None:
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def deploy(files: tuple[Path, ...]) -> None:
-    """Deploy BPMN files (identical content keeps its version)."""
-    from engine import definitions
+    """Deploy BPMN files and DMN decision tables (*.dmn, deployed first; identical content keeps its version)."""
+    from engine import decisions, definitions
     from engine.parsing import ModelError
 
     settings = _settings()
     rt = _runtime(settings)
-    for path in files:
+    for path in sorted(files, key=lambda p: p.suffix.lower() != ".dmn"):
         try:
-            d, created = definitions.deploy(rt, path.read_bytes(), f"cli:{settings.operator}")
+            if path.suffix.lower() == ".dmn":
+                deployed = decisions.deploy(rt, path.read_bytes(), f"cli:{settings.operator}")
+            else:
+                deployed = [definitions.deploy(rt, path.read_bytes(), f"cli:{settings.operator}")]
         except ModelError as exc:
             for p in exc.problems:
                 click.echo(f"{path}: {p.element_id or '-'}: {p.message}", err=True)
             raise SystemExit(1) from None
-        click.echo(f"{path}: {d.key} version {d.version}{'' if created else ' (unchanged)'}")
+        for d, created in deployed:
+            click.echo(f"{path}: {d.key} version {d.version}{'' if created else ' (unchanged)'}")
 
 
 @main.group()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from engine import definitions
+from engine import decisions, definitions
 from engine.clock import Clock, SystemClock
 from engine.db import Database
 from engine.parsing import ModelError
@@ -119,7 +119,15 @@ def ensure_admin(rt: Runtime, password: str = "") -> None:
 
 
 def deploy_directory(rt: Runtime, directory: Path, actor: str) -> list[str]:
+    """The decision tables first (*.dmn): a model's business rule tasks need theirs deployed."""
     deployed = []
+    for path in sorted(directory.glob("*.dmn")):
+        try:
+            tables = decisions.deploy(rt, path.read_bytes(), actor)
+        except ModelError as exc:
+            log.error("bundled decision table refused", extra={"file": path.name, "problems": str(exc)})
+            raise
+        deployed += [f"{d.key} v{d.version}{' (new)' if created else ''}" for d, created in tables]
     for path in sorted(directory.glob("*.bpmn")):
         try:
             d, created = definitions.deploy(rt, path.read_bytes(), actor)

@@ -234,7 +234,9 @@ def _priorities(table: DecisionTable, element, nsmap: dict[str, str], problem) -
 
 
 def _input_expressions(input_expression: str, cell: str, syntax) -> list[str | None]:
-    """The expressions DMNEngine.evaluate builds for a cell (None: it cannot read the cell)."""
+    """The expressions DMNEngine.evaluate builds for a cell (None: it cannot read the cell), given the
+    input expression parenthesised as dmn_hits does."""
+    input_expression = f"({input_expression})"
     marked = _INPUT_MARK.sub("dmninputexpr", cell)
     if "dmninputexpr" in marked:
         return [input_expression, marked]

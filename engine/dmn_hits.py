@@ -67,12 +67,14 @@ def evaluate(decision: ParsedDecision, task) -> dict[str, Any]:
 
 
 def _matches(engine: DMNEngine, rule, task) -> bool:
+    """The input expression goes in parenthesised: the library writes `input + cell`, which makes
+    `a if c else b` and `>= 2` into `a if c else (b >= 2)`."""
     for entry in rule.inputEntries:
         for cell in entry.lhs:
             if cell is None or not cell.strip():
                 continue
             try:
-                if not engine.evaluate(entry.input.expression, cell, task):
+                if not engine.evaluate(f"({entry.input.expression})", cell, task):
                     return False
             except Exception as exc:
                 raise _cell_failed(exc, f"rule {rule.row_number}, input {entry.input.label or entry.input.id!r} "

@@ -16,6 +16,9 @@ def test_a_fresh_database_gets_everything_a_newcomer_needs(db, tmp_path):
     prepare_database(rt, settings)  # a restart changes nothing
     keys = {(d.key, d.version) for d in definitions.list_definitions(rt)}
     assert keys == {("alarm_review", 1), ("env_case", 1), ("graded_warning", 1)}
+    from engine import decisions
+
+    assert [(d.key, d.version) for d in decisions.list_definitions(rt)] == [("alarm_severity", 1)]
     from api import accounts
 
     assert accounts.authenticate(rt.db, "admin", "first-start-password") is not None
@@ -31,6 +34,26 @@ def test_a_fresh_database_gets_everything_a_newcomer_needs(db, tmp_path):
     assert {c.external_id: c.outcome for c in cases if c.status == "closed"} == {"DEMO-6": "closed",
                                                                                  "DEMO-7": "invalid"}
     assert len(list(tmp_path.rglob("*.png"))) == 1  # the demo photo, stored once (content-addressed)
+
+
+def test_the_bundled_alarm_review_classifies_with_the_bundled_decision_table(db, tmp_path):
+    """bpmn/alarm_severity.dmn is deployed before the models, and alarm_review's business rule task
+    gives what the operation alarm.classify gave (which stays registered for older versions)."""
+    from datetime import UTC, datetime
+
+    from engine import decisions
+
+    settings = Settings(database_url=db.url, secret_key="x", seed_demo=True, storage_dir=str(tmp_path))
+    rt = make_runtime(settings, db=db)
+    prepare_database(rt, settings)
+    assert [(d.key, d.version) for d in decisions.list_definitions(rt)] == [("alarm_severity", 1)]
+    assert "alarm.classify" in rt.registry
+    due = datetime(2030, 1, 1, tzinfo=UTC).isoformat()
+    for value, limit, level, ratio in [(42, 20, "urgent", 2.1), (40, 20, "urgent", 2.0), (30, 20, "high", 1.5),
+                                       (29.9, 20, "normal", 1.495), (5, 0, "normal", 0.0)]:
+        started = instances.start(rt, actor="system", key="alarm_review", scope="320700",
+                                  variables={"value": value, "limit": limit, "grid": "320700", "handle_due": due})
+        assert instances.variables(rt, started.instance.id)["severity"] == {"level": level, "ratio": ratio}
 
 
 def test_the_schedulers_chores_purge_old_readings_hourly_and_raise_offline_alarms(db, clock):

@@ -106,6 +106,13 @@ def test_a_business_rule_task_sets_the_decisions_outputs(rt):
     assert _decide(rt, SEVERITY, {"value": 1, "limit": 10}, "severity")["level"] == "normal"
 
 
+def test_a_conditional_input_expression_is_compared_as_a_whole(rt):
+    # SpiffWorkflow writes `input + cell`: `x / y if y > 0 else 0.0` `< 1.5` would read `... else (0.0 < 1.5)`
+    ratio = table("t", ["x / y if y > 0 else 0.0"], ["level"], [([">= 2"], ['"urgent"']), (["< 2"], ['"normal"'])])
+    assert _decide(rt, ratio, {"x": 5, "y": 2})["level"] == "urgent"
+    assert _decide(rt, ratio, {"x": 5, "y": 0})["level"] == "normal"
+
+
 def test_dotted_outputs_set_keys_of_a_map_and_keep_its_other_keys(rt):
     decision = table("t", ["x"], ["severity.level", "severity.ratio"], [(["-"], ['"high"', "x / 2"])])
     assert _decide(rt, decision, {"x": 3, "severity": {"source": "station"}})["severity"] == {
@@ -152,8 +159,9 @@ def test_first_gives_the_first_matching_rule_in_table_order(rt):
 
 
 def test_priority_gives_the_matching_rule_whose_output_ranks_highest(rt):
-    ranked = table("t", ["x"], ["level"], [([">= 1"], ['"normal"']), ([">= 2"], ['"urgent"']), ([">= 1.5"], ['"high"'])],
-                   hit_policy="PRIORITY", output_values={"level": '"urgent","high","normal"'})
+    rules = [([">= 1"], ['"normal"']), ([">= 2"], ['"urgent"']), ([">= 1.5"], ['"high"'])]
+    ranked = table("t", ["x"], ["level"], rules, hit_policy="PRIORITY",
+                   output_values={"level": '"urgent","high","normal"'})
     assert _decide(rt, ranked, {"x": 1.6})["level"] == "high"
     assert _decide(rt, ranked, {"x": 9})["level"] == "urgent"
 
