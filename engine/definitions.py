@@ -11,11 +11,11 @@ from lxml import etree
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from . import audit, start_timers
+from . import audit, decisions, start_timers
 from .errors import Conflict, NotFound
 from .models import ProcessDefinition
 from .outbox import WAKEUP_CHANNEL
-from .parsing import SAFE_PARSER, parse_model
+from .parsing import SAFE_PARSER, ModelError, parse_model
 from .runtime import Runtime
 
 DEPLOY_LOCK_KEY = 0x6772_6964_0002
@@ -38,6 +38,9 @@ def deploy(rt: Runtime, bpmn_xml: str | bytes, actor: str) -> tuple[ProcessDefin
                                                                 ProcessDefinition.sha256 == digest))
                 if same is not None:
                     return same, False
+                missing = decisions.missing(s, [model.spec, *model.subprocess_specs.values()])
+                if missing:  # under the deploy lock: a decision deployed meanwhile counts
+                    raise ModelError(missing)
                 version = (s.scalar(select(func.max(ProcessDefinition.version))
                                     .where(ProcessDefinition.key == model.key)) or 0) + 1
                 now = rt.clock.now()

@@ -69,6 +69,13 @@ def test_a_bad_file_is_refused_with_its_problems_and_nothing_is_deployed(users):
     assert admin.get("/api/v1/decision-definition/99").status_code == 404
 
 
+def test_a_model_whose_decision_is_not_deployed_is_refused_naming_the_task(users):
+    r = users["admin"].post("/api/v1/process-definition", data=_model(decision="nowhere"), headers=XML)
+    assert r.status_code == 400
+    (problem,) = r.get_json()["error"]["details"]["problems"]
+    assert problem["element"] == "classify" and "decision 'nowhere', which is not deployed" in problem["problem"]
+
+
 def test_a_table_that_cannot_decide_answers_the_starter_in_words(users):
     admin = users["admin"]
     overlapping = dmn(table("alarm_level", ["value"], ["severity.level"], [([">= 1"], ['"a"']), ([">= 2"], ['"b"'])]))

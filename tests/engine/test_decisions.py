@@ -129,6 +129,14 @@ def test_the_task_evaluates_the_newest_version_when_it_runs_not_when_the_instanc
     assert instances.variables(rt, iid)["y"] == "v2"
 
 
+def test_a_process_naming_a_decision_that_is_not_deployed_is_refused_at_deploy(rt):
+    with pytest.raises(ModelError) as caught:
+        definitions.deploy(rt, deciding("p", "nowhere"), "admin")
+    (problem,) = caught.value.problems
+    assert problem.element_id == "decide" and "decision 'nowhere', which is not deployed" in problem.message
+    assert definitions.list_definitions(rt) == []
+
+
 def test_a_decision_setting_a_variable_the_task_does_not_declare_stops_the_task(rt):
     decisions.deploy(rt, dmn(table("t", ["x"], ["y", "z"], [(["-"], ["1", "2"])])), "admin")
     definitions.deploy(rt, deciding("p", "t", outputs="y"), "admin")
