@@ -154,9 +154,8 @@ def _structure(element, key: str, nsmap: dict[str, str]) -> Iterator[Problem]:
         if cells != (len(inputs), len(outputs)):
             yield Problem(key, f"rule {n} has {cells[0]} input and {cells[1]} output cells; the table has "
                                f"{len(inputs)} input and {len(outputs)} output columns")
-    for column in (*inputs, *outputs, *rules, *(c for r in rules for c in r)):
-        if not isinstance(column.tag, str) or column.tag.endswith("description"):
-            continue
+    entries = [c for r in rules for c in r if isinstance(c.tag, str) and c.tag.endswith(("inputEntry", "outputEntry"))]
+    for column in (*inputs, *outputs, *rules, *entries):  # annotations and descriptions need none
         if not column.get("id"):
             yield Problem(key, f"every {etree.QName(column).localname} of the table needs an id")
             return

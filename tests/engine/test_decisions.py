@@ -87,6 +87,15 @@ def test_a_table_that_cannot_run_as_written_is_refused_naming_decision_rule_and_
     assert decisions.list_definitions(rt) == []
 
 
+def test_rule_annotations_and_descriptions_need_no_id(rt):
+    annotated = SEVERITY.replace('<rule id="rule_severity_1">',
+                                 '<rule id="rule_severity_1"><description>twice</description>'
+                                 '<annotationEntry><text>twice the limit</text></annotationEntry>')
+    assert "annotationEntry" in annotated
+    ((deployed, created),) = decisions.deploy(rt, dmn(annotated), "admin")
+    assert created and deployed.key == "severity"
+
+
 def test_a_file_that_is_not_dmn_or_defines_nothing_is_refused(rt):
     with pytest.raises(ModelError, match="not a DMN file"):
         decisions.deploy(rt, deciding("p", "t"), "admin")  # BPMN
