@@ -250,7 +250,7 @@ def new_instance(rt: Runtime, definition: ProcessDefinition, conn: Connection, a
     now = rt.clock.now()
     row = ProcessInstance(id=str(uuid.uuid4()), definition_id=definition.id, process_key=definition.key,
                           business_key=business_key, status="running", state="", started_by=actor,
-                          started_at=now, updated_at=now, revision=0, scope=scope)
+                          started_at=now, updated_at=now, revision=0, scope=scope, suspended=False)
     change = Change(rt=rt, conn=conn, instance=row, workflow=workflow, actor=actor, now=now, is_new=True,
                     model=model)
     try:

@@ -150,6 +150,9 @@ class ProcessInstance(Base):
     parent_task_id: Mapped[str | None] = mapped_column(String(36))
     parent_element_id: Mapped[str | None] = mapped_column(String(200))
     call_depth: Mapped[int | None] = mapped_column(Integer)  # None/0: a root instance
+    # Suspended by an administrator (engine/suspension.py): completes no task, fires no timer (its
+    # deadline is kept), takes messages into the buffer only, until activated.
+    suspended: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class HumanTask(Base):
