@@ -22,7 +22,7 @@ from notifications.ratelimit import RateLimiter
 from tests.city import alarm, inside
 from tests.notifications.fakes import FakeTwilio, FakeWeChatWork, wechat_error
 from workflows.cases import file_alarm
-from workflows.people import Person
+from workflows.people import DutyShift, Person
 
 SID, TOKEN = "AC" + "0" * 32, "twilio-token"
 
@@ -174,9 +174,14 @@ def test_retries_run_out_into_an_incident(loop, db, clock, fakes):
 
 
 def test_non_urgent_notices_wait_for_the_end_of_quiet_hours_urgent_ones_do_not(loop, db, clock, fakes):
-    rt, index, _unit, lon, lat = loop
+    rt, index, unit, lon, lat = loop
     wecom, _ = fakes
     clock.set(datetime(2026, 9, 29, 15, 30, tzinfo=UTC))  # 23:30 in China
+    with db.transaction() as s:  # the unit's inspector stands in for the night (the roster has day shifts only)
+        person = s.scalar(select(Person.id).where(Person.username == f"insp-{unit}"))
+        s.add(DutyShift(person_id=person, grid_code=unit, kind="night",
+                        starts_at=datetime(2026, 9, 29, 9, 30, tzinfo=UTC),  # 17:30 to 08:30 China time
+                        ends_at=datetime(2026, 9, 30, 0, 30, tzinfo=UTC)))
     quiet = dispatched(rt, index, lon, lat, category="noise", external_id="N-1")
     urgent = dispatched(rt, index, lon, lat, category="water.exceedance", external_id="W-1")
     run_jobs(rt)
