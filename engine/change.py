@@ -83,6 +83,8 @@ class Change:
     _session: Session | None = None
     loaded_status: str = ""  # the instance's status when the change began
     model: ParsedModel | None = None  # the instance's parsed definition (its specs and forms)
+    escaped: list[dict[str, Any]] = field(default_factory=list)  # errors/escalations for the caller (calls.py)
+    nested_wake: bool = False  # a change of another instance made in this one's transaction wants a wake-up
 
     def __post_init__(self) -> None:
         self.loaded_status = self.instance.status
@@ -218,24 +220,33 @@ def change_instance(rt: Runtime, instance_id: str, actor: str, *, lock: Lock | N
                     not_found: str | None = None) -> Iterator[Change]:
     """Lock, load and yield the instance; on normal exit run the engine, save and commit. `lock`
     may find the instance another way in the same single statement (through a task, a subscription)."""
-    lock = lock or lock_by_id(instance_id)
-    with rt.db.begin() as conn:
-        found = rt.db.rows(conn, lock.stmt, lock.params)
-        if not found:
-            raise NotFound(not_found or f"process instance {instance_id} does not exist")
-        row = from_row(ProcessInstance, found[0])
-        model = rt.specs.get(rt.db, row.definition_id, session=conn)
-        workflow = rt.serializer.loads(row.state, model.spec, model.subprocess_specs)
-        change = Change(rt=rt, conn=conn, instance=row, workflow=workflow, actor=actor, now=rt.clock.now(),
-                        model=model)
-        try:
-            attach(workflow, change)
-            change.snapshot = readmodels.snapshot(workflow)
-            yield change
-            finish(change)
-        finally:
-            change.close()
+    with rt.db.begin() as conn, change_in(rt, conn, instance_id, actor, lock=lock, not_found=not_found) as change:
+        yield change
     after_commit(rt, change)
+
+
+@contextmanager
+def change_in(rt: Runtime, conn: Connection, instance_id: str, actor: str, *, lock: Lock | None = None,
+              not_found: str | None = None) -> Iterator[Change]:
+    """`change_instance` inside the caller's transaction (`conn`): a change of one instance that
+    changes another with it (a parent cancelling its child). The caller commits, then calls
+    `after_commit` with its own change (see `Change.nested_wake`)."""
+    lock = lock or lock_by_id(instance_id)
+    found = rt.db.rows(conn, lock.stmt, lock.params)
+    if not found:
+        raise NotFound(not_found or f"process instance {instance_id} does not exist")
+    row = from_row(ProcessInstance, found[0])
+    model = rt.specs.get(rt.db, row.definition_id, session=conn)
+    workflow = rt.serializer.loads(row.state, model.spec, model.subprocess_specs)
+    change = Change(rt=rt, conn=conn, instance=row, workflow=workflow, actor=actor, now=rt.clock.now(),
+                    model=model)
+    try:
+        attach(workflow, change)
+        change.snapshot = readmodels.snapshot(workflow)
+        yield change
+        finish(change)
+    finally:
+        change.close()
 
 
 @contextmanager
@@ -275,6 +286,8 @@ def finish(change: Change) -> None:
     row.next_wakeup_at = next_wakeup(wf) if row.status == "running" else None
     row.updated_at = change.now
     row.revision = (row.revision or 0) + 1
+    if row.parent_instance_id and change.rt.calls is not None:  # a called instance reports to its caller
+        change.rt.calls.report(change)
     if change.drafts:
         first = change.drafts[0].details
         if change.ran:
@@ -325,7 +338,7 @@ def _write(change: Change, rows: list[dict[str, Any]]) -> None:
 
 
 def after_commit(rt: Runtime, change: Change) -> None:
-    if change.outbox_rows or change.woke_earlier:
+    if change.outbox_rows or change.woke_earlier or change.nested_wake:
         rt.wake()
 
 

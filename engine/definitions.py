@@ -7,70 +7,28 @@ from __future__ import annotations
 
 import hashlib
 
-from lxml import etree
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, select, update
 
-from . import audit, decisions, start_timers
+from . import audit, bundles, start_timers
+from .bundles import DEPLOY_LOCK_KEY, ParsedFile, xml_text  # noqa: F401 (xml_text: its old home)
 from .errors import Conflict, NotFound
 from .models import ProcessDefinition
 from .outbox import WAKEUP_CHANNEL
-from .parsing import SAFE_PARSER, ModelError, parse_model
+from .parsing import parse_model
 from .runtime import Runtime
-
-DEPLOY_LOCK_KEY = 0x6772_6964_0002
 
 
 def deploy(rt: Runtime, bpmn_xml: str | bytes, actor: str) -> tuple[ProcessDefinition, bool]:
     """Deploy a model; returns (definition, created). A new version becomes the latest. The bytes of
     a version already deployed answer that version unchanged, even when it is not the latest: the
     bundled models are redeployed on every start, which must not undo an administrator's choice
-    (rolling back is `make_latest`). Raises parsing.ModelError naming each problem."""
+    (rolling back is `make_latest`). Raises parsing.ModelError naming each problem. A one-file bundle
+    of exactly one executable process (bundles.py); it records a deployment only when it creates one."""
     raw = bpmn_xml.encode() if isinstance(bpmn_xml, str) else bpmn_xml
     model = parse_model(raw, known_operation=rt.registry.__contains__, known_reference=rt.references.get)
-    digest = hashlib.sha256(raw).hexdigest()
-    text = xml_text(raw)
-    for _attempt in range(3):
-        try:
-            with rt.db.transaction() as s:
-                rt.db.advisory_xact_lock(s, DEPLOY_LOCK_KEY)
-                same = s.scalar(select(ProcessDefinition).where(ProcessDefinition.key == model.key,
-                                                                ProcessDefinition.sha256 == digest))
-                if same is not None:
-                    return same, False
-                missing = decisions.missing(s, [model.spec, *model.subprocess_specs.values()])
-                if missing:  # under the deploy lock: a decision deployed meanwhile counts
-                    raise ModelError(missing)
-                version = (s.scalar(select(func.max(ProcessDefinition.version))
-                                    .where(ProcessDefinition.key == model.key)) or 0) + 1
-                now = rt.clock.now()
-                s.execute(_UNMARK_LATEST, {"of_key": model.key})
-                definition = ProcessDefinition(key=model.key, version=version, name=model.name, bpmn_xml=text,
-                                               sha256=digest, deployed_by=actor, deployed_at=now, is_latest=True,
-                                               suspended=False, process_errors=0)
-                s.add(definition)
-                s.flush()
-                scheduled = start_timers.sync(s, model.key, definition.id, model.start_timers, now)
-                if scheduled:
-                    rt.db.notify(s, WAKEUP_CHANNEL)
-                audit.append_system(rt.db, s, [audit.AuditDraft(
-                    action="definition.deployed", actor=actor, at=now,
-                    details={"key": model.key, "version": version, "sha256": digest})])
-            rt.specs.put(definition.id, model)
-            if scheduled:
-                rt.wake()
-            return definition, True
-        except IntegrityError:
-            continue  # a concurrent deploy took this version number; read again
-    raise RuntimeError("could not allocate a definition version")
-
-
-def xml_text(raw: bytes) -> str:
-    """The model as text whatever encoding it declared (GBK, UTF-16...); parsing already succeeded."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return etree.tostring(etree.fromstring(raw, parser=SAFE_PARSER), encoding="unicode")
+    parsed = ParsedFile(f"{model.key}.bpmn", raw, hashlib.sha256(raw).hexdigest(), [model])
+    (deployed,) = bundles.store(rt, [parsed], actor, name=model.key, single=True).processes
+    return deployed.definition, deployed.created
 
 
 def warnings(rt: Runtime, definition: ProcessDefinition) -> list:

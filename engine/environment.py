@@ -51,6 +51,17 @@ class EngineEnvironment(SandboxEnvironment):
         """A thrown signal, for every other waiting instance (spiff_events.BroadcastSignal)."""
         outgoing.signal(self.change, my_task, name, payload, self._rank(my_task))
 
+    def call_process(self, my_task, spec) -> None:
+        """A call activity starts its child (spiff_calls.CallActivity, engine/calls.py)."""
+        self.change.rt.calls.start(self.change, my_task, spec)
+
+    def call_cancelled(self, my_task, child_id: str) -> None:
+        self.change.rt.calls.cancelled(self.change, my_task, child_id)
+
+    def event_escapes(self, my_task, event) -> bool:
+        """An error or escalation nothing here caught: True if the instance's caller takes it."""
+        return self.change.rt.calls.escapes(self.change, my_task, event)
+
     def decide(self, my_task, decision_key: str | None) -> dict[str, Any]:
         """A business rule task's outputs: the newest version of its decision (spiff_dmn.DecisionTask)."""
         return self.change.rt.decisions.decide(self.change.conn, my_task, decision_key)

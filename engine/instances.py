@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from . import definitions
+from .calls import refuse_direct_cancel
 from .change import Change, after_commit, change_instance, new_instance
 from .db import Prepared, given, page
 from .endings import workflow_data
@@ -130,7 +131,8 @@ def cancel(rt: Runtime, instance_id: str, actor: str, reason: str | None = None)
     with change_instance(rt, instance_id, actor) as ch:
         if ch.instance.status != "running":
             raise Conflict(f"instance is {ch.instance.status}, not running")
-        ch.workflow.cancel()
+        refuse_direct_cancel(ch)
+        ch.workflow.cancel()  # a waiting call activity cancels its child in this change (calls.py)
         ch.instance.status, ch.instance.ended_at = "cancelled", ch.now
         ch.record("instance.cancelled", reason=reason)
     return ch.instance
@@ -156,6 +158,9 @@ class InstanceQuery:
     key: str | None = None
     status: str | None = None
     business_key: str | None = None
+    definition_id: int | None = None
+    version: int | None = None  # of `key`
+    suspended: bool | None = None
     started_after: datetime | None = None
     started_before: datetime | None = None
     offset: int = 0
@@ -169,6 +174,10 @@ def query(rt: Runtime, q: InstanceQuery) -> tuple[list[ProcessInstance], int]:
         pi.process_key == q.key if q.key else None,
         pi.status == q.status if q.status else None,
         pi.business_key == q.business_key if q.business_key else None,
+        pi.definition_id == q.definition_id if q.definition_id is not None else None,
+        pi.definition_id.in_(select(PD.c.id).where(PD.c.key == q.key, PD.c.version == q.version))
+        if q.version is not None else None,
+        pi.suspended.is_(q.suspended) if q.suspended is not None else None,
         pi.started_at >= q.started_after if q.started_after else None,
         pi.started_at < q.started_before if q.started_before else None,
         instance_filter(q.viewer) if q.viewer is not None else None,

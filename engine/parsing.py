@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -20,6 +21,7 @@ from .forms import Form, FormError
 from .model_lint import TIMER, KnownReference, expressions, lint_forms
 from .parsing_names import NSMAP
 from .sandbox import SandboxError, compile_expression, compile_script
+from .spiff_calls import CallRef, calls_of, lint_calls
 from .spiff_events import lint_thrown_messages, use_engine_events
 from .spiff_specs import (
     ClockedCycle,
@@ -51,9 +53,14 @@ DEFAULT_ROLE = "defaultRole"
 class Problem:
     element_id: str | None
     message: str
+    file: str | None = None  # the file of a bundle it was found in (bundles.py)
 
     def as_dict(self) -> dict[str, str | None]:
-        return {"element": self.element_id, "problem": self.message}
+        found = {"element": self.element_id, "problem": self.message}
+        return {"file": self.file, **found} if self.file is not None else found
+
+    def in_file(self, name: str) -> Problem:
+        return Problem(self.element_id, self.message, name)
 
 
 class ModelError(Exception):
@@ -75,17 +82,46 @@ class ParsedModel:
     start_timers: list[StartTimer] = field(default_factory=list)  # the scheduler starts instances on them
     default_role: str | None = None  # offered tasks outside every lane (else: the starter's)
     warnings: list[Problem] = field(default_factory=list)  # deployable, but an administrator should know
+    calls: list[CallRef] = field(default_factory=list)  # the processes its call activities call
 
 
 def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool] | None = None,
-                known_reference: KnownReference | None = None, require_lint: bool = True) -> ParsedModel:
+                known_reference: KnownReference | None = None, require_lint: bool = True,
+                process_id: str | None = None) -> ParsedModel:
     """Parse BPMN into specs with clock-aware timers and forms; with `require_lint`, refuse anything
-    unsafe or inconsistent (model_lint.py)."""
+    unsafe or inconsistent (model_lint.py). The file's one executable process, or `process_id`."""
+    parser = _load(bpmn_xml)
+    with _parse_errors():
+        key = process_id or _executable_process(parser)
+    return _model(parser, key, known_operation, known_reference, require_lint)
+
+
+def parse_processes(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool] | None = None,
+                    known_reference: KnownReference | None = None) -> list[ParsedModel]:
+    """Every executable process of a file (a collaboration's pools, say), each linted; the problems
+    of all of them in one ModelError."""
+    parser = _load(bpmn_xml)
+    with _parse_errors():
+        keys = [pid for pid in parser.get_process_ids() if parser.get_process_parser(pid).process_executable]
+    if not keys:
+        raise ModelError([Problem(None, "the file defines no executable process (isExecutable=\"true\")")])
+    models, problems = [], []
+    for key in keys:
+        try:
+            models.append(_model(parser, key, known_operation, known_reference, True))
+        except ModelError as exc:
+            problems += exc.problems
+    if problems:
+        raise ModelError(problems)
+    return models
+
+
+def _load(bpmn_xml: str | bytes) -> GridLoopParser:
     raw = bpmn_xml.encode() if isinstance(bpmn_xml, str) else bpmn_xml
     if len(raw) > MAX_BPMN_BYTES:
         raise ModelError([Problem(None, f"file is larger than {MAX_BPMN_BYTES} bytes")])
     parser = GridLoopParser()
-    try:
+    with _parse_errors():
         root = etree.fromstring(raw, parser=SAFE_PARSER)
         if root.getroottree().docinfo.doctype:
             raise ModelError([Problem(None, "a DOCTYPE is not allowed in BPMN")])
@@ -93,12 +129,14 @@ def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool]
         if dangling:
             raise ModelError(dangling)
         parser.add_bpmn_xml(root, filename="model.bpmn")
-        key = _executable_process(parser)
-        spec = parser.get_spec(key)
-        subprocess_specs = parser.get_subprocess_specs(key)
-        process_node = parser.get_process_parser(key).node
-        forms, start_form = forms_of(process_node)
-        default_role = _process_property(process_node, DEFAULT_ROLE)
+    return parser
+
+
+@contextmanager
+def _parse_errors() -> Iterator[None]:
+    """The library's and lxml's parse errors as a ModelError naming the element where known."""
+    try:
+        yield
     except FormError as exc:
         element, _, message = str(exc).partition(": ")
         raise ModelError([Problem(element or None, message or str(exc))]) from exc
@@ -108,6 +146,16 @@ def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool]
         raise ModelError([Problem(exc.id or None, str(exc).split("\n")[0])]) from exc
     except (SpiffWorkflowException, ValueError, KeyError) as exc:
         raise ModelError([Problem(None, f"cannot parse BPMN: {exc}")]) from exc
+
+
+def _model(parser: GridLoopParser, key: str, known_operation: Callable[[str], bool] | None,
+           known_reference: KnownReference | None, require_lint: bool) -> ParsedModel:
+    with _parse_errors():
+        spec = parser.get_spec(key)
+        subprocess_specs = parser.get_subprocess_specs(key)
+        process_node = parser.get_process_parser(key).node
+        forms, start_form = forms_of(process_node)
+        default_role = _process_property(process_node, DEFAULT_ROLE)
     for s in (spec, *subprocess_specs.values()):
         use_engine_clock(s)
         use_engine_events(s)
@@ -127,7 +175,8 @@ def parse_model(bpmn_xml: str | bytes, *, known_operation: Callable[[str], bool]
             raise ModelError(problems)
     return ParsedModel(key=key, name=spec.description, spec=spec, subprocess_specs=subprocess_specs,
                        forms=forms, start_form=start_form, start_timers=start_timers, default_role=default_role,
-                       warnings=list(_laneless(spec, subprocess_specs, default_role)))
+                       warnings=list(_laneless(spec, subprocess_specs, default_role)),
+                       calls=calls_of([spec, *subprocess_specs.values()]))
 
 
 def _process_property(process_node, name: str) -> str | None:
@@ -224,6 +273,8 @@ def lint(spec, subprocess_specs: dict, known_operation: Callable[[str], bool]) -
         for task_spec in process.task_specs.values():
             yield from _lint_task(task_spec, known_operation)
     for element, message in lint_thrown_messages([spec, *subprocess_specs.values()]):
+        yield Problem(element, message)
+    for element, message in lint_calls([spec, *subprocess_specs.values()]):
         yield Problem(element, message)
 
 

@@ -42,15 +42,16 @@ class SpecCache:
         model = self._specs.get(definition_id)
         if model is not None:
             return model
-        query = select(ProcessDefinition.bpmn_xml).where(ProcessDefinition.id == definition_id)
+        query = select(ProcessDefinition.bpmn_xml, ProcessDefinition.key).where(ProcessDefinition.id == definition_id)
         if session is not None:
-            xml = session.scalar(query)
+            found = session.execute(query).first()
         else:
             with db.session() as s:
-                xml = s.scalar(query)
+                found = s.execute(query).first()
+        xml, key = found if found is not None else (None, None)  # a file may hold several processes: this key's
         if xml is None:
             raise NotFound(f"process definition {definition_id} does not exist")
-        model = parse_model(xml, require_lint=False)
+        model = parse_model(xml, require_lint=False, process_id=key)
         with self._lock:
             return self._specs.setdefault(definition_id, model)
 
@@ -79,14 +80,19 @@ class Runtime:
     # The tenant of an instance's scope, as a scope prefix every instance of that tenant has (None: the
     # unscoped instances). A signal reaches the waiting instances of its thrower's tenant only.
     tenant_of: Callable[[str | None], str | None] = one_tenant
+    # Call activities (engine/calls.py): what the environment and the change ask to start, cancel and
+    # report back called instances.
+    calls: Any = None
     # Decision tables (engine/decisions.py): parsed versions, and what a business rule task evaluates.
     decisions: Any = None
 
     def __post_init__(self) -> None:
-        from . import jobs, messages, signals  # the engine's own jobs; other layers add theirs with add_job
+        from . import calls, jobs, messages, signals  # the engine's own jobs; other layers add theirs with add_job
 
-        for name, handler in {**jobs.ENGINE_JOBS, **messages.JOBS, **signals.JOBS}.items():
+        for name, handler in {**jobs.ENGINE_JOBS, **messages.JOBS, **signals.JOBS, **calls.JOBS}.items():
             self.job_handlers.setdefault(name, handler)
+        if self.calls is None:
+            self.calls = calls.CallActivities()
         if self.decisions is None:
             from .decisions import Decisions  # below the runtime, like the jobs above
 

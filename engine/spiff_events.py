@@ -4,8 +4,9 @@ task there catches goes no further). GridLoop swaps each parsed message and sign
 subclass that, after the library's own throw, hands what must leave to the workflow's environment:
 the engine writes it to the outbox, and a job delivers it after commit (messages.py, signals.py).
 
-Catching and throwing definitions are swapped alike: SpiffWorkflow matches an event to a catcher by
-the definition's class and name."""
+Errors and escalations that nothing in the instance catches are handed to the environment too (a
+called instance reports them to its caller). Catching and throwing definitions are swapped alike:
+SpiffWorkflow matches an event to a catcher by the definition's class and name."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.event_types import ThrowingEvent
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
+from SpiffWorkflow.spiff.specs.event_definitions import ErrorEventDefinition as SpiffError
+from SpiffWorkflow.spiff.specs.event_definitions import EscalationEventDefinition as SpiffEscalation
 from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition as SpiffMessage
 from SpiffWorkflow.spiff.specs.event_definitions import SignalEventDefinition as SpiffSignal
 
@@ -50,7 +53,30 @@ class BroadcastSignal(SpiffSignal):
         leaves(my_task, self.name, payload)
 
 
-_SWAPPED = {SpiffMessage: OutgoingMessage, SpiffSignal: BroadcastSignal}
+class _Escaping:
+    """An error or escalation nothing in this instance caught: the library keeps it in `bpmn_events`;
+    a called instance hands it to its environment, which reports it to the calling instance, where a
+    boundary event on the call activity may catch it (engine/calls.py)."""
+
+    def throw(self, my_task) -> None:
+        top = my_task.workflow.top_workflow
+        before = len(top.bpmn_events)
+        super().throw(my_task)  # type: ignore[misc]
+        escapes = getattr(_environment(my_task), "event_escapes", None)
+        if escapes is not None and len(top.bpmn_events) > before and escapes(my_task, top.bpmn_events[-1]):
+            top.bpmn_events.pop()
+
+
+class EscapingError(_Escaping, SpiffError):
+    pass
+
+
+class EscapingEscalation(_Escaping, SpiffEscalation):
+    pass
+
+
+_SWAPPED = {SpiffMessage: OutgoingMessage, SpiffSignal: BroadcastSignal, SpiffError: EscapingError,
+            SpiffEscalation: EscapingEscalation}
 
 
 def _swapped(definition):

@@ -35,6 +35,7 @@ from SpiffWorkflow.spiff.specs.defaults import ServiceTask as SpiffServiceTask
 from SpiffWorkflow.util.task import TaskState
 
 from . import parsing_names
+from .spiff_calls import CallActivity, CallActivityParser
 from .spiff_dmn import DecisionTask, DecisionTaskParser
 
 
@@ -242,12 +243,14 @@ PENDING: Any = _Pending()
 
 
 class GridLoopParser(SpiffBpmnParser):
-    """SpiffBpmnParser with our service task; the class table is a copy, never the library's own."""
+    """SpiffBpmnParser with our service task, event-based gateway and call activity (spiff_calls.py);
+    the class table is a copy, never the library's own."""
 
     OVERRIDE_PARSER_CLASSES = {
         **SpiffBpmnParser.OVERRIDE_PARSER_CLASSES,
         parsing_names.full_tag("serviceTask"): (ServiceTaskParser, ServiceTask),
         parsing_names.full_tag("eventBasedGateway"): (EventBasedGatewayParser, EventBasedGateway),
+        parsing_names.full_tag("callActivity"): (CallActivityParser, CallActivity),
         parsing_names.full_tag("businessRuleTask"): (DecisionTaskParser, DecisionTask),
     }
 
