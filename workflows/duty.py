@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, func, select
@@ -49,7 +49,7 @@ class NewShift:
 class RosterQuery:
     grid: str
     starts: datetime | None = None  # shifts that end after this
-    ends: datetime | None = None  # ... and begin before this
+    ends: datetime | None = None  # ... and begin before this (equal to `starts`: on duty at that moment)
     kind: str | None = None
     person_id: int | None = None
     subgrids: bool = False  # the grids under `grid` too
@@ -78,7 +78,7 @@ def roster(rt: Runtime, viewer: Viewer, q: RosterQuery, offset: int, limit: int)
     stmt = _visible(viewer, select(DutyShift, Person).join(Person, Person.id == DutyShift.person_id).where(*given(
         DutyShift.grid_code.startswith(q.grid, autoescape=True) if q.subgrids else DutyShift.grid_code == q.grid,
         DutyShift.ends_at > q.starts if q.starts else None,
-        DutyShift.starts_at < q.ends if q.ends else None,
+        (DutyShift.starts_at <= q.ends if q.ends == q.starts else DutyShift.starts_at < q.ends) if q.ends else None,
         DutyShift.kind == q.kind if q.kind else None,
         DutyShift.person_id == q.person_id if q.person_id else None)))
     with rt.db.session() as s:
@@ -122,8 +122,9 @@ def add_shifts(rt: Runtime, actor: Viewer, shifts: Sequence[NewShift], *, batch:
         if overlaps:
             raise Conflict("a shift overlaps another of the same person in the same grid",
                            fields=_by_item(overlaps, batch))
-        rows = [DutyShift(person_id=n.person_id, grid_code=n.grid, category=n.category, starts_at=n.starts_at,
-                          ends_at=n.ends_at, kind=n.kind) for n in shifts]
+        rows = [DutyShift(person_id=n.person_id, grid_code=n.grid, category=n.category,
+                          starts_at=n.starts_at.astimezone(UTC), ends_at=n.ends_at.astimezone(UTC), kind=n.kind)
+                for n in shifts]  # in UTC as stored, so the answer reads as a later GET does
         s.add_all(rows)
         s.flush()
         _audit(rt, s, actor.name, "duty.add", shifts=[_record(r) for r in rows])
@@ -147,7 +148,7 @@ def end_shift(rt: Runtime, actor: Viewer, shift_id: int, at: datetime | None = N
         if at >= shift.ends_at:
             raise Conflict(f"the shift already ends at {shift.ends_at.isoformat()}", fields=["at"])
         before = shift.ends_at
-        shift.ends_at = at
+        shift.ends_at = at.astimezone(UTC)
         _audit(rt, uow.session, actor.name, "duty.end", shift=_record(shift), planned_end=before.isoformat())
         uow.commit()
     return ShiftRow(shift, person)

@@ -67,8 +67,8 @@ class RosterArgs(schemas.PageArgs):
 
     @validates_schema
     def _period(self, data, **_kw) -> None:
-        if data.get("starts") and data.get("ends") and data["ends"] <= data["starts"]:
-            raise ValidationError("must be after `from`", "to")
+        if data.get("starts") and data.get("ends") and data["ends"] < data["starts"]:
+            raise ValidationError("must not be before `from`", "to")
 
 
 class EndIn(Strict):
@@ -112,7 +112,8 @@ def _answer(rows: list[ShiftRow]):
 
 @bp.get("")
 @roles(*READERS)
-@doc("A grid's duty shifts over a period (`from`/`to`: those that overlap it), by start; `subgrids`: the "
+@doc("A grid's duty shifts over a period (`from`/`to`: those that overlap it; the same time: on duty then), by "
+     "start; `subgrids`: the "
      "grids under it too. You see the shifts in your scope and your own",
      query=RosterArgs, response=schemas.page_of(ShiftView, "ShiftPage"))
 def list_shifts():

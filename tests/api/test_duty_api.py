@@ -73,6 +73,9 @@ def test_a_district_centre_rosters_a_week_of_night_duty_for_town_staff(rt, users
     listed = hz.get("/api/v1/duty-shifts", query_string={"grid": HAIZHOU, "from": at(20), "to": at(40),
                                                          "kind": "night"}).get_json()
     assert listed["total"] == 2  # the first two of the week overlap 20..40 h from now
+    for moment, on_duty in ((8, 1), (22.5, 0), (32, 1)):  # from = to: on duty at that moment
+        r = hz.get("/api/v1/duty-shifts", query_string={"grid": HAIZHOU, "from": at(moment), "to": at(moment)})
+        assert r.get_json()["total"] == on_duty, moment
     with rt.db.session() as s:
         (event,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "duty.add")).all()
     assert event.actor == "sup-hz" and len(event.details["shifts"]) == 7
