@@ -254,6 +254,11 @@ class GridLoopParser(SpiffBpmnParser):
         parsing_names.full_tag("businessRuleTask"): (DecisionTaskParser, DecisionTask),
     }
 
+    def get_document_positions(self, root) -> dict:
+        """None: outgoing flows keep the file's order. The library sorts them by the diagram's y, so
+        moving a shape in a modeler would change which true condition a gateway takes first."""
+        return {}
+
 
 def started_service_task(workflow, task_id):
     """The STARTED service task with this id, or None (already completed, cancelled, unknown)."""
