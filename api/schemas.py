@@ -79,6 +79,35 @@ class DeployedSchema(DefinitionSchema):
     warnings = fields.List(fields.Dict())  # [{element, problem}]: deployed, but worth a look (a laneless task)
 
 
+class DeployedProcessSchema(Schema):
+    key = fields.String()
+    definition_id = fields.Integer(data_key="definitionId")
+    version = fields.Integer()
+    created = fields.Boolean()  # false: the same bytes were deployed before; that version stands
+
+
+class DeploymentFileSchema(Schema):
+    name = fields.String()
+    sha256 = fields.String()
+    processes = fields.List(fields.Nested(DeployedProcessSchema))
+
+
+class DeploymentSchema(Schema):
+    id = fields.Integer()
+    name = fields.String(allow_none=True)
+    deployed_by = fields.String(data_key="deployedBy")
+    deployed_at = fields.AwareDateTime(data_key="deployedAt")
+    files = fields.List(fields.Nested(DeploymentFileSchema))
+
+
+class DeployedBundleSchema(DeploymentSchema):
+    warnings = fields.List(fields.Dict())  # [{file, element, problem}]: deployed, but worth a look
+
+
+class DeploymentArgs(Strict):
+    name = fields.String(validate=validate.Length(min=1, max=200))
+
+
 class DefinitionActionSchema(Strict):
     """Make latest, suspend, activate: who is taken from the login; why is required for the audit."""
 
@@ -138,6 +167,25 @@ class InstanceSchema(Schema):
     started_by = fields.String(data_key="startedBy")
     started_at = fields.AwareDateTime(data_key="startedAt")
     ended_at = fields.AwareDateTime(data_key="endedAt", allow_none=True)
+    parent_instance_id = fields.String(data_key="parentInstanceId", allow_none=True)  # called by a call activity
+    parent_element_id = fields.String(data_key="parentElementId", allow_none=True)
+
+
+class ChildIncidentSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    element_id = fields.String(data_key="elementId", allow_none=True)
+    message = fields.String()
+    created_at = fields.AwareDateTime(data_key="createdAt")
+
+
+class ChildInstanceSchema(InstanceSchema):
+    parent_task_id = fields.String(data_key="parentTaskId", allow_none=True)
+    incidents = fields.List(fields.Nested(ChildIncidentSchema))  # open ones
+
+
+class InstanceDetailSchema(InstanceSchema):
+    children = fields.List(fields.Nested(ChildInstanceSchema))  # the instances its call activities called
 
 
 class StartedSchema(InstanceSchema):

@@ -179,7 +179,7 @@ def store(rt: Runtime, parsed: list[ParsedFile], actor: str, name: str | None = 
                 if problems:
                     raise ModelError(problems)
                 deployment.files = [{"name": pf.name, "sha256": pf.sha256, "processes": [
-                    {"key": d.definition.key, "definitionId": d.definition.id, "version": d.definition.version,
+                    {"key": d.definition.key, "definition_id": d.definition.id, "version": d.definition.version,
                      "created": d.created} for d in done if d.file == pf.name]} for pf in parsed]
                 if not single:
                     drafts.insert(0, audit.AuditDraft(action="deployment.created", actor=actor, at=now, details={

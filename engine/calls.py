@@ -137,7 +137,7 @@ def _deployed_with(conn, caller_definition_id: int, key: str) -> int | None:
     for file in files or ():
         for process in file.get("processes", ()):
             if process["key"] == key:
-                return process["definitionId"]
+                return process["definition_id"]
     return None
 
 

@@ -2,7 +2,7 @@
 
 from flask import Blueprint, jsonify
 
-from engine import instances
+from engine import calls, instances
 from engine.errors import NotAllowed, NotFound
 from engine.instances import InstanceQuery
 from engine.visibility import grid_visible, instance_visible
@@ -77,9 +77,15 @@ def list_instances():
 
 @bp.get("/process-instance/<instance_id>")
 @roles(*READERS)
-@doc("One instance", response=schemas.InstanceSchema)
+@doc("One instance, with the instances its call activities called and their open incidents",
+     response=schemas.InstanceDetailSchema)
 def get_instance(instance_id: str):
-    return answer(schemas.InstanceSchema(), _visible(instance_id))
+    row = _visible(instance_id)
+    row.children = []
+    for child, incidents in calls.children(runtime(), instance_id):
+        child.incidents = incidents
+        row.children.append(child)
+    return answer(schemas.InstanceDetailSchema(), row)
 
 
 @bp.get("/process-instance/<instance_id>/variables")

@@ -9,9 +9,11 @@ from datetime import timedelta
 import pytest
 from SpiffWorkflow.util.task import TaskState
 
-from engine import calls, definitions, instances, outbox
+from engine import bundles, calls, definitions, instances, outbox
+from engine.bundles import BundleFile
 from engine.errors import Conflict, ProcessError
 from engine.models import HumanTask, Incident, ProcessInstance
+from engine.parsing import ModelError
 from engine.queues import ManualJobQueue
 from engine.scheduler import Scheduler
 from tests.engine.builders import boundary_timer, end, process, script, seq, start, user
@@ -198,8 +200,6 @@ def test_bindings_pick_latest_deployment_or_version(rt):
 
 
 def test_deploy_refuses_a_call_to_a_process_nobody_deployed(rt):
-    from engine.parsing import ModelError
-
     with pytest.raises(ModelError) as refused:
         definitions.deploy(rt, parent(called="nowhere"), "admin")
     assert refused.value.problems[0].element_id == "call_child"
@@ -212,3 +212,18 @@ def test_deploy_refuses_a_call_to_a_process_nobody_deployed(rt):
         definitions.deploy(rt, process("p", start(), call("c", "grandchild", "newest"), end(),
                                        seq("start", "c", "end")), "admin")
     assert count(rt, Incident) == 0
+
+
+def test_binding_deployment_calls_the_version_deployed_with_the_caller(rt):
+    caller = process("caller", start(), call("c", "grandchild", "deployment"), end(), seq("start", "c", "end"))
+    with pytest.raises(ModelError, match="in this deployment"):
+        bundles.deploy_bundle(rt, [BundleFile("caller.bpmn", caller.encode())], "admin")
+    first = bundles.deploy_bundle(rt, [BundleFile("g.bpmn", grandchild().encode()),
+                                       BundleFile("caller.bpmn", caller.encode())], "admin")
+    v2 = grandchild().replace('name="grandchild"', 'name="grandchild, version 2"')
+    definitions.deploy(rt, v2, "admin")
+    assert definitions.latest(rt, "grandchild").version == 2
+    iid = instances.start(rt, actor="starter", key="caller").instance.id
+    called = only_child(rt, iid)
+    assert called.definition_id == first.processes[0].definition.id  # version 1, deployed with the caller
+    assert definitions.get(rt, called.definition_id).version == 1
