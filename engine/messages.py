@@ -24,11 +24,13 @@ from .spiff_specs import find_task
 MSG = Message.__table__
 SUB = MessageSubscription.__table__
 _SUBSCRIBED = (SUB.c.message_name == bindparam("name")) & (SUB.c.correlation_value == bindparam("value"))
+# A suspended instance takes messages into the buffer only (engine/suspension.py delivers them).
+_TAKING = exists().where(_SUBSCRIBED, PI.c.id == SUB.c.instance_id, PI.c.suspended.is_(False))
 # One look before any lock: the message as already seen (by id), and whether anything waits for it.
 _LOOK = Prepared(select(
     select(MSG.c.status).where(MSG.c.id == bindparam("message_id")).scalar_subquery().label("status"),
     select(MSG.c.instance_id).where(MSG.c.id == bindparam("message_id")).scalar_subquery().label("instance_id"),
-    exists().where(_SUBSCRIBED).label("waiting"),
+    _TAKING.label("waiting"),
 ))
 _LOCK_THROUGH_SUBSCRIPTION = Prepared(select(*PI.c).where(PI.c.id == select(SUB.c.instance_id).where(_SUBSCRIBED)
                                                           .scalar_subquery()).with_for_update())
@@ -84,7 +86,7 @@ def _deliver(rt: Runtime, name: str, value: str, message_id: str, payload: dict[
             found = rt.db.rows(ch.conn, _SUBSCRIPTION_UNLESS_SEEN, {**keys, "message_id": message_id})
             sub = found[0] if found else None
             task = find_task(ch.workflow, sub["task_id"]) if sub and sub["instance_id"] == ch.instance.id else None
-            if task is None:  # gone, or this message was delivered meanwhile: the caller looks again
+            if task is None or ch.instance.suspended:  # gone, delivered meanwhile, suspended: look again
                 raise Abandon
             ch.write_later(_INSERT_MESSAGE, {"id": message_id, "message_name": name, "correlation_value": value,
                                              "payload": payload, "status": "delivered", "instance_id": ch.instance.id,
@@ -111,8 +113,7 @@ def _buffer(rt: Runtime, name: str, value: str, message_id: str, payload: dict[s
     try:
         with rt.db.transaction() as s:
             rt.db.advisory_xact_lock(s, correlation_lock_key(name, value))
-            if s.scalar(select(MessageSubscription.id).where(MessageSubscription.message_name == name,
-                                                             MessageSubscription.correlation_value == value)):
+            if s.scalar(select(_TAKING), {"name": name, "value": value}):
                 return None
             s.add(Message(id=message_id, message_name=name, correlation_value=value, payload=payload,
                           status="buffered", received_at=now, expires_at=now + ttl, sender=actor))

@@ -68,8 +68,8 @@ def _deliver(rt: Runtime, instance_id: str, payload: dict[str, Any], params: dic
     name = payload["signal"]
     try:
         with change_instance(rt, instance_id, f"instance:{payload['sender']}") as ch:
-            if ch.instance.status != "running":
-                raise Abandon
+            if ch.instance.status != "running" or ch.instance.suspended:
+                raise Abandon  # a suspended instance takes no signal (signals are not kept)
             found = rt.db.rows(ch.conn, _WAITING_TASKS, {**params, "instance_id": instance_id})
             tasks = [t for t in (find_task(ch.workflow, r["task_id"]) for r in found)
                      if t is not None and name in signal_names(t)]

@@ -152,6 +152,9 @@ def complete(rt: Runtime, task_id: str, actor: str, variables: dict[str, Any] | 
     variables = check_variables(dict(variables or {}))
     lock = Lock(_LOCK_THROUGH_TASK, {"task_id": task_id})
     with change_instance(rt, "", actor, lock=lock, not_found=f"task {task_id} does not exist") as ch:
+        if ch.instance.suspended:
+            raise Conflict("the process instance is suspended: its tasks cannot be completed until an "
+                           "administrator activates it", instanceId=ch.instance.id)
         closed = rt.db.rows(ch.conn, _CLOSE_ANY if force else _CLOSE_OWN,
                             {"task_id": task_id, "now": ch.now, "actor": actor})
         if not closed:

@@ -47,7 +47,8 @@ def due_instances(rt, now: datetime, limit: int = 200) -> list[str]:
     with rt.db.session() as s:
         return list(s.scalars(
             select(ProcessInstance.id)
-            .where(ProcessInstance.next_wakeup_at < now, ProcessInstance.status == "running")
+            .where(ProcessInstance.next_wakeup_at < now, ProcessInstance.status == "running",
+                   ProcessInstance.suspended.is_(False))  # a suspended instance keeps its deadline for later
             .order_by(ProcessInstance.next_wakeup_at).limit(limit)
         ))
 
@@ -60,8 +61,9 @@ def fire_instance(rt, instance_id: str) -> list[str]:
     try:
         with change_instance(rt, instance_id, actor="scheduler") as ch:
             row = ch.instance
-            if row.status != "running" or row.next_wakeup_at is None or row.next_wakeup_at >= ch.now:
-                raise Abandon  # another scheduler got here first, or the instance moved on
+            if (row.status != "running" or row.suspended or row.next_wakeup_at is None
+                    or row.next_wakeup_at >= ch.now):
+                raise Abandon  # another scheduler got here first, or the instance moved on (or was suspended)
             waiting = _waiting_timers(ch.workflow)
             ch.run_engine()
             fired = _fired(ch.workflow, waiting, set(ch.ran))
@@ -127,7 +129,8 @@ def park(rt, instance_id: str, error: str) -> None:
 def earliest_wakeup(rt) -> datetime | None:
     with rt.db.session() as s:
         return s.scalar(select(ProcessInstance.next_wakeup_at)
-                        .where(ProcessInstance.status == "running", ProcessInstance.next_wakeup_at.is_not(None))
+                        .where(ProcessInstance.status == "running", ProcessInstance.next_wakeup_at.is_not(None),
+                               ProcessInstance.suspended.is_(False))
                         .order_by(ProcessInstance.next_wakeup_at).limit(1))
 
 
