@@ -179,7 +179,8 @@ def test_the_supervisor_home_page_lists_what_needs_them(world, clock):
     file("R-2", "citizen", "citizen.report")
     page = sup.get("/api/v1/home?tenant=320700").get_json()
     assert {k: v["count"] for k, v in page.items()} == {
-        "reported": 1, "alarms": 1, "dispatchedNotSigned": 1, "overdue": 0, "deferred": 0}
+        "reported": 1, "alarms": 1, "awaitingDispatch": 0, "dispatchedNotSigned": 1, "awaitingVerification": 0,
+        "overdue": 0, "deferred": 0}
     clock.advance(timedelta(days=3))  # past the sign-for deadline and both reviews' (30 min, 10 min urgent)
     page = sup.get("/api/v1/home?tenant=320700").get_json()
     assert page["overdue"]["count"] == 3
