@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, current_app, jsonify, request, stream_with_context
+from flask import Blueprint, Response, current_app, jsonify, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from marshmallow import fields
 from sqlalchemy import func, select
@@ -124,9 +124,25 @@ def stream():
         return resp
 
     viewer = Principal(user.username, user.role_set, user.scope).viewer
-    body = stream_with_context(_events(runtime(), viewer, claims["tenant"], streams))
+    body = _Started(_events(runtime(), viewer, claims["tenant"], streams))
     return Response(body, mimetype="text/event-stream",
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+class _Started:
+    """The event generator, already inside its try: closing the response, even unread, frees its slot.
+    (It needs no request context: it holds what it reads.)"""
+
+    def __init__(self, events: Iterator[str]) -> None:
+        self._events = events
+        self._first = next(events)
+
+    def __iter__(self) -> Iterator[str]:
+        yield self._first
+        yield from self._events
+
+    def close(self) -> None:
+        self._events.close()
 
 
 def _redeem(ticket: str) -> dict:
