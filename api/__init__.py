@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         home,
         instances,
         messages,
+        migrations,
         notifications,
         open311,
         operations,
@@ -64,7 +65,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.extensions["gridloop.calendar"] = calendar or CalendarService(runtime.db)
     app.extensions["gridloop.grids"] = GridIndexCache(runtime.db)
     for module in (system, definitions, instances, tasks, messages, operations, calendar_views, grids, cases,
-                   enforcement, home, evidence, notifications, decisions, deployments):
+                   enforcement, home, evidence, notifications, decisions, deployments, migrations):
         app.register_blueprint(module.bp)
     app.register_blueprint(warning_views.bp)
     app.register_blueprint(reading_views.bp)

@@ -164,6 +164,7 @@ class InstanceSchema(Schema):
     status = fields.String()
     scope = fields.String(allow_none=True)
     next_wakeup_at = fields.AwareDateTime(data_key="nextWakeupAt", allow_none=True)
+    suspended = fields.Boolean()  # completes no task, fires no timer until activated
     started_by = fields.String(data_key="startedBy")
     started_at = fields.AwareDateTime(data_key="startedAt")
     ended_at = fields.AwareDateTime(data_key="endedAt", allow_none=True)
@@ -198,10 +199,85 @@ class InstanceListArgs(PageArgs):
     business_key = fields.String(data_key="businessKey")
     started_after = UtcTime(data_key="startedAfter")
     started_before = UtcTime(data_key="startedBefore")
+    definition_id = fields.Integer(data_key="definitionId", validate=validate.Range(min=1, max=2**63 - 1))
+    version = fields.Integer(validate=validate.Range(min=1, max=2**31 - 1))  # of `key`
+    suspended = fields.Boolean()
+
+    @validates_schema
+    def _version_needs_key(self, data, **_kwargs) -> None:
+        if "version" in data and "key" not in data:
+            raise ValidationError("a version is one of a key: give key too", field_name="version")
 
 
 class CancelSchema(Strict):
     reason = fields.String(validate=validate.Length(max=1000))
+
+
+class InstanceActionSchema(Strict):
+    """Suspend, activate: why is required for the audit."""
+
+    reason = fields.String(required=True, validate=validate.Length(min=1, max=1000))
+
+
+# -- migration -----------------------------------------------------------------------------------
+
+ROW_ID = validate.Range(min=1, max=2**63 - 1)
+
+
+class MigrationSchema(Strict):
+    """Two versions of one key, overrides of the by-id mapping, and which running instances of the
+    source version (all, these business keys, or these ids; at most `limit`, oldest first)."""
+
+    source_definition_id = fields.Integer(required=True, data_key="sourceDefinitionId", validate=ROW_ID)
+    target_definition_id = fields.Integer(required=True, data_key="targetDefinitionId", validate=ROW_ID)
+    mapping = fields.Dict(keys=fields.String(validate=IDENT), values=fields.String(validate=IDENT),
+                          load_default=dict, validate=validate.Length(max=500))
+    instance_ids = fields.List(fields.String(validate=validate.Length(equal=36)), data_key="processInstanceIds",
+                               validate=validate.Length(min=1, max=1000))
+    business_keys = fields.List(fields.String(validate=validate.Length(min=1, max=200)), data_key="businessKeys",
+                                validate=validate.Length(min=1, max=1000))
+    limit = fields.Integer(load_default=1000, validate=validate.Range(min=1, max=1000))
+
+
+class MigrationPlanArgs(Strict):
+    source_definition_id = fields.Integer(required=True, data_key="sourceDefinitionId", validate=ROW_ID)
+    target_definition_id = fields.Integer(required=True, data_key="targetDefinitionId", validate=ROW_ID)
+
+
+class MigrationElementSchema(Schema):
+    source = fields.String(data_key="sourceElementId")
+    target = fields.String(data_key="targetElementId", allow_none=True)
+    kind = fields.String(data_key="type")
+    target_kind = fields.String(data_key="targetType", allow_none=True)
+    waiting = fields.Integer()  # instances of the selection waiting here
+    problems = fields.List(fields.String())  # unsafe: refuses the plan when an instance waits here
+    notes = fields.List(fields.String())
+
+
+class MigrationPlanSchema(Schema):
+    source_definition_id = fields.Integer(data_key="sourceDefinitionId")
+    target_definition_id = fields.Integer(data_key="targetDefinitionId")
+    key = fields.String()
+    source_version = fields.Integer(data_key="sourceVersion")
+    target_version = fields.Integer(data_key="targetVersion")
+    valid = fields.Boolean()
+    instances = fields.Integer()  # of the selection, looked at
+    mapping = fields.Dict(keys=fields.String(), values=fields.String())
+    elements = fields.List(fields.Nested(MigrationElementSchema))
+    problems = fields.Dict()  # {element or field: [reasons]}: why the plan is refused
+
+
+class MigrationFailureSchema(Schema):
+    instance_id = fields.String(data_key="instanceId")
+    message = fields.String()
+    problems = fields.Dict()
+
+
+class MigrationOutcomeSchema(Schema):
+    plan = fields.Nested(MigrationPlanSchema)
+    migrated = fields.List(fields.String())
+    failed = fields.List(fields.Nested(MigrationFailureSchema))
+    remaining = fields.Integer()  # running instances of the selection still on the source version
 
 
 class AuditEventSchema(Schema):

@@ -72,7 +72,7 @@ class Outcome:
     source: Version
     target: Version
     migrated: list[str] = field(default_factory=list)
-    failed: list[dict[str, Any]] = field(default_factory=list)  # {instanceId, message, problems}
+    failed: list[dict[str, Any]] = field(default_factory=list)  # {instance_id, message, problems}
     remaining: int = 0  # running instances of the selection still on the source version
 
 
@@ -109,10 +109,10 @@ def execute(rt: Runtime, source_id: int, target_id: int, actor: str, overrides: 
         try:
             migrate_one(rt, p, instance_id, names, actor, overrides or {})
         except EngineError as exc:
-            outcome.failed.append({"instanceId": instance_id, "message": exc.message, "problems": exc.fields})
+            outcome.failed.append({"instance_id": instance_id, "message": exc.message, "problems": exc.fields})
         except Exception as exc:  # one instance's trouble (a lock timeout, a broken state) stops no other
             log.exception("instance migration failed", extra={"instance_id": instance_id})
-            outcome.failed.append({"instanceId": instance_id, "message": f"{type(exc).__name__}: {exc}"})
+            outcome.failed.append({"instance_id": instance_id, "message": f"{type(exc).__name__}: {exc}"})
         else:
             outcome.migrated.append(instance_id)
     with rt.db.read() as conn:

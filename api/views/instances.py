@@ -1,8 +1,8 @@
-"""process-instance: start, get, list, cancel, variables, history."""
+"""process-instance: start, get, list, cancel, suspend, activate, variables, history."""
 
 from flask import Blueprint, jsonify
 
-from engine import calls, instances
+from engine import calls, instances, suspension
 from engine.errors import NotAllowed, NotFound
 from engine.instances import InstanceQuery
 from engine.visibility import grid_visible, instance_visible
@@ -112,3 +112,22 @@ def cancel(instance_id: str):
     args = optional_json_body(schemas.CancelSchema())
     return answer(schemas.InstanceSchema(), instances.cancel(runtime(), instance_id, current().name,
                                                              args.get("reason")))
+
+
+@bp.post("/process-instance/<instance_id>/suspend")
+@roles("admin")
+@doc("Suspend a running instance: it completes no task (409), fires no timer (its deadline is kept) and takes "
+     "messages into the buffer only, until activated. Audited with the reason",
+     body=schemas.InstanceActionSchema, response=schemas.InstanceSchema)
+def suspend(instance_id: str):
+    args = json_body(schemas.InstanceActionSchema())
+    return answer(schemas.InstanceSchema(), suspension.suspend(runtime(), instance_id, current().name, args["reason"]))
+
+
+@bp.post("/process-instance/<instance_id>/activate")
+@roles("admin")
+@doc("Activate a suspended instance: messages buffered for it are delivered and timers that fell due fire now. "
+     "Audited with the reason", body=schemas.InstanceActionSchema, response=schemas.InstanceSchema)
+def activate(instance_id: str):
+    args = json_body(schemas.InstanceActionSchema())
+    return answer(schemas.InstanceSchema(), suspension.activate(runtime(), instance_id, current().name, args["reason"]))

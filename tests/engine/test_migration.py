@@ -214,6 +214,6 @@ def test_an_instance_that_moves_on_while_the_batch_runs_is_reported_and_the_othe
     runner.join(30)
     outcome = result["outcome"]
     assert sorted(outcome.migrated) == sorted([ids[0], ids[2], ids[3]])
-    assert [f["instanceId"] for f in outcome.failed] == [ids[1]]
+    assert [f["instance_id"] for f in outcome.failed] == [ids[1]]
     assert "no longer a running instance" in outcome.failed[0]["message"]
     assert instances.get(rt, ids[1]).definition_id == v1
