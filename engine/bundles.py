@@ -176,6 +176,7 @@ def store(rt: Runtime, parsed: list[ParsedFile], actor: str, name: str | None = 
                                 "deployment": deployment.id}))
                 problems = _check_calls(s, done) + decisions.missing(s, [  # DMN: business rule tasks
                     spec for d in done if d.created for spec in (d.model.spec, *d.model.subprocess_specs.values())])
+                problems += [p.in_file(d.file) for d in done if d.created for p in rt.contracts.check(d.model)]
                 if problems:
                     raise ModelError(problems)
                 deployment.files = [{"name": pf.name, "sha256": pf.sha256, "processes": [

@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .clock import Clock, SystemClock
+from .contracts import ModelContracts
 from .db import Database
 from .endings import EndListener
 from .errors import NotFound
@@ -85,6 +86,8 @@ class Runtime:
     calls: Any = None
     # Decision tables (engine/decisions.py): parsed versions, and what a business rule task evaluates.
     decisions: Any = None
+    # What other layers rely on in the models they start (contracts.py); every new version is checked.
+    contracts: ModelContracts = field(default_factory=ModelContracts)
 
     def __post_init__(self) -> None:
         from . import calls, jobs, messages, signals  # the engine's own jobs; other layers add theirs with add_job

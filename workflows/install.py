@@ -11,6 +11,7 @@ from integrations.enforcement import EnforcementClient
 from notifications.quiet_hours import QuietHours
 
 from .case_closing import close_case
+from .contracts import register as register_contracts
 from .grids import GridIndexCache
 from .monitoring_rules import FILE_ALARM, AlarmFiler
 from .notices import PLAN, NoticePlanner
@@ -27,5 +28,6 @@ def install(rt: Runtime, *, calendar: Callable[[], WorkCalendar], enforcement: E
     rt.add_job(FILE_ALARM, AlarmFiler(GridIndexCache(rt.db)))
     install_warnings(rt)
     register_references(rt.references)
+    register_contracts(rt.contracts)
     if close_case not in rt.end_listeners:
         rt.end_listeners.append(close_case)
