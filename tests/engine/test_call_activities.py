@@ -227,3 +227,44 @@ def test_binding_deployment_calls_the_version_deployed_with_the_caller(rt):
     called = only_child(rt, iid)
     assert called.definition_id == first.processes[0].definition.id  # version 1, deployed with the caller
     assert definitions.get(rt, called.definition_id).version == 1
+
+
+ESCALATION_HEADER = '<bpmn:escalation id="esc_late" name="late" escalationCode="LATE"/>'
+
+
+def test_a_child_escalation_reaches_a_non_interrupting_boundary_and_the_call_goes_on(rt):
+    throw = ('<bpmn:intermediateThrowEvent id="tell"><bpmn:escalationEventDefinition escalationRef="esc_late"/>'
+             "</bpmn:intermediateThrowEvent>")
+    definitions.deploy(rt, process("late", start(), throw, user("work"), end(), seq("start", "tell", "work", "end"),
+                                   header=ESCALATION_HEADER), "admin")
+    boundary = ('<bpmn:boundaryEvent id="heard" attachedToRef="call_child" cancelActivity="false">'
+                '<bpmn:escalationEventDefinition escalationRef="esc_late"/></bpmn:boundaryEvent>')
+    definitions.deploy(rt, parent(called="late", header=ESCALATION_HEADER,
+                                  extra=boundary + user("notice") + end("end2") + seq("heard", "notice", "end2")),
+                       "admin")
+    pid = _start_parent(rt)
+    cid = only_child(rt, pid).id
+    settle(rt)  # the escalation, thrown as the child started, reaches the caller
+    assert [t.element_id for t in instances.open_tasks(rt, pid)] == ["notice"]
+    assert task_state(rt, pid, "call_child") == TaskState.STARTED  # not interrupted
+    complete(rt, cid, "work", "starter")
+    settle(rt)
+    assert sorted(t.element_id for t in instances.open_tasks(rt, pid)) == ["after", "notice"]
+
+
+def test_data_inputs_and_outputs_of_the_called_process_map_what_crosses(rt):
+    io = ('<bpmn:ioSpecification><bpmn:dataInput id="amount"/><bpmn:dataOutput id="total"/>'
+          "<bpmn:inputSet><bpmn:dataInputRefs>amount</bpmn:dataInputRefs></bpmn:inputSet>"
+          "<bpmn:outputSet><bpmn:dataOutputRefs>total</bpmn:dataOutputRefs></bpmn:outputSet></bpmn:ioSpecification>")
+    definitions.deploy(rt, process("doubler", io, start(), script("s", "total = amount * 2\nsecret = 1"),
+                                   user("look"), end(), seq("start", "s", "look", "end")), "admin")
+    definitions.deploy(rt, parent(called="doubler"), "admin")
+    pid = _start_parent(rt, amount=3, other="kept here")
+    cid = only_child(rt, pid).id
+    assert instances.variables(rt, cid)["amount"] == 3 and "other" not in instances.variables(rt, cid)
+    complete(rt, cid, "look", "starter")
+    settle(rt)
+    data = instances.variables(rt, pid)
+    assert (data["total"], data["other"], "secret" in data) == (6, "kept here", False)
+    with pytest.raises(ProcessError, match="amount"):
+        _start_parent(rt, other="no amount")  # a missing data input fails the call, and saves nothing
