@@ -217,3 +217,17 @@ def test_an_instance_that_moves_on_while_the_batch_runs_is_reported_and_the_othe
     assert [f["instance_id"] for f in outcome.failed] == [ids[1]]
     assert "no longer a running instance" in outcome.failed[0]["message"]
     assert instances.get(rt, ids[1]).definition_id == v1
+
+
+def test_a_thousand_instances_waiting_on_timers_keep_every_deadline_to_the_second(rt):
+    v1 = mm.deploy(rt, mm.model())
+    v2 = mm.deploy(rt, mm.model(review="review2", extra=True))
+    ids = mm.start_many(rt, v1, 1000, step=timedelta(seconds=1, microseconds=337_000))
+    before = {i: (instances.get(rt, i).next_wakeup_at, d) for i, d in _deadlines(rt, ids).items()}
+    assert len({w for w, _ in before.values()}) == 1000  # each its own deadline
+    outcome = migration.execute(rt, v1, v2, "admin", {"review": "review2"})
+    assert len(outcome.migrated) == 1000 and outcome.failed == [] and outcome.remaining == 0
+    after = {i: (instances.get(rt, i).next_wakeup_at, d) for i, d in _deadlines(rt, ids).items()}
+    assert after == before
+    _rows_page, total = instances.query(rt, InstanceQuery(definition_id=v2, limit=1))
+    assert total == 1000
