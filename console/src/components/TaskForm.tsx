@@ -1,6 +1,6 @@
 // A task's form rendered from GET /task/{id}/form (JSON Schema with x- hints) and completed with
 // POST /task/{id}/complete; a 422's field errors are shown next to their fields.
-import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
 import { label, t } from '../i18n';
 import { jsonWrite, newKey, write } from '../queue';
@@ -68,7 +68,9 @@ export function TaskForm(props: { taskId: string; queued?: boolean; onDone: (que
   const [errors, setErrors] = useState<Errors>({});
   const [problem, setProblem] = useState('');
   const [busy, setBusy] = useState(false);
-  const key = useMemo(newKey, [props.taskId]); // a double submit is one completion
+  // One key per attempt: a double submit or a retry after a lost answer acts once; after the server
+  // answered an error the next submit is a new attempt (the same key with another body is refused).
+  const key = useRef(newKey());
   const root = useRef<HTMLFormElement>(null);
 
   useEffect(() => {
@@ -103,12 +105,13 @@ export function TaskForm(props: { taskId: string; queued?: boolean; onDone: (que
     }
     const path = `/task/${encodeURIComponent(props.taskId)}/complete`;
     try {
-      const w = jsonWrite(path, { variables }, `${form.name}`, key);
+      const w = jsonWrite(path, { variables }, `${form.name}`, key.current);
       const out = props.queued ? await write(w)
-        : { queued: false, response: await api(path, { method: 'POST', json: { variables }, headers: { 'Idempotency-Key': key } }) };
+        : { queued: false, response: await api(path, { method: 'POST', json: { variables }, headers: { 'Idempotency-Key': key.current } }) };
       props.onDone(out.queued);
     } catch (err) {
       if (err instanceof ApiError) {
+        key.current = newKey();
         const fe = flatErrors(err.fields);
         setErrors(fe);
         const elsewhere = Object.entries(fe).filter(([k]) => !(k in props_) || !shown(k));

@@ -1,0 +1,131 @@
+"""The console as its users work in it, in headless Chromium against a real server with the demo
+city: a supervisor sees a new alarm arrive on 首页 without reloading, reviews and dispatches it
+through the rendered forms (a 422 shown at its field first); the inspector, on a phone-sized
+screen with its position set in the browser, signs for it, checks in, uploads a photo (made smaller
+in the browser) and completes handling; the supervisor sees the photo full size on the case."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import requests
+from PIL import Image
+
+from tests.api.test_closed_loop_http import point_in_first_unit
+
+PHONE = {"width": 390, "height": 844}
+
+
+def _big_photo() -> bytes:
+    """A 3000 x 2000 JPEG of noise (about 3 MB, over the 2 MB the phone view aims for)."""
+    rnd = random.Random(12)
+    img = Image.frombytes("RGB", (3000, 2000), bytes(rnd.getrandbits(8) for _ in range(3000 * 2000 * 3)))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def _login(page, url: str, username: str, password: str) -> None:
+    page.goto(url + "/")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
+
+
+def test_alarm_reviewed_dispatched_handled_on_a_phone_and_its_photo_seen(chromium, live, screenshots, tmp_path):
+    unit, lon, lat = point_in_first_unit(live.runtime)
+    sup_password = live.user("sup-console", ["supervisor"], "3207")
+    insp_password = live.user("insp-console", ["inspector"], unit)
+    key = live.api_key()
+
+    desk = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    sup = desk.new_page()
+    problems: list[str] = []
+    sup.on("pageerror", lambda e: problems.append(str(e)))
+    _login(sup, live.url, "sup-console", sup_password)
+    sup.wait_for_selector("[data-testid=stream-mode]:has-text('实时推送中')", timeout=15_000)
+    sup.evaluate("window.__sameDocument = true")  # gone if the page reloads
+    sup.screenshot(path=str(screenshots / "01-home-supervisor.png"), full_page=True)
+
+    alarm = requests.post(f"{live.url}/api/v1/alarms", headers={"X-API-Key": key}, timeout=10, json={
+        "tenant": "320700", "source": "monitoring", "externalId": "BROWSER-1", "sourceRef": "MN-B1",
+        "category": "air.exceedance", "occurredAt": "2026-01-01T08:00:00+08:00", "lon": lon, "lat": lat})
+    assert alarm.status_code == 201, alarm.text
+    case_id = alarm.json()["id"]
+    item = sup.locator(f"[data-list=alarms] li:has-text('{case_id}')")
+    item.wait_for(timeout=15_000)
+    assert sup.evaluate("window.__sameDocument") is True
+    assert item.locator(".badge.new").count() == 1
+    sup.screenshot(path=str(screenshots / "02-home-new-alarm.png"), full_page=True)
+
+    item.locator("a").click()  # one click to act
+    sup.wait_for_selector("form.task-form")
+    sup.get_by_role("button", name="提交").click()  # nothing chosen: the server's 422, at its field
+    sup.wait_for_selector("fieldset[aria-invalid=true] .field-error")
+    sup.screenshot(path=str(screenshots / "03-review-form-422.png"), full_page=True)
+    sup.get_by_label("有效，派遣").check()
+    sup.get_by_role("button", name="提交").click()
+    sup.wait_for_url(f"**/cases/{case_id}")
+
+    sup.get_by_role("link", name="首页", exact=True).click()
+    waiting = sup.locator(f"[data-list=awaitingDispatch] li:has-text('{case_id}') a")
+    waiting.wait_for(timeout=15_000)
+    waiting.click()
+    sup.wait_for_selector("form.task-form")
+    sup.locator("input[name=inspector]").fill("insp-console")
+    sup.screenshot(path=str(screenshots / "04-dispatch-form.png"), full_page=True)
+    sup.get_by_role("button", name="提交").click()
+    sup.wait_for_url(f"**/cases/{case_id}")
+
+    phone = chromium.new_context(viewport=PHONE, is_mobile=True, has_touch=True, locale="zh-CN",
+                                 geolocation={"longitude": lon, "latitude": lat}, permissions=["geolocation"])
+    insp = phone.new_page()
+    insp.on("pageerror", lambda e: problems.append(str(e)))
+    _login(insp, live.url, "insp-console", insp_password)
+    insp.wait_for_url("**/m")
+    sign = insp.locator("a[data-task=sign_for]")
+    sign.wait_for(timeout=15_000)
+    insp.screenshot(path=str(screenshots / "05-phone-my-tasks.png"), full_page=True)
+    sign.click()
+    insp.get_by_role("button", name="签收").click()
+    insp.wait_for_url("**/m")
+    handle = insp.locator("a[data-task=handle]")
+    handle.wait_for(timeout=15_000)
+    handle.click()
+    insp.get_by_role("button", name="现场签到").click()
+    insp.wait_for_selector(".evidence-list li:has-text('已签到')")
+    photo = tmp_path / "site.jpg"
+    photo.write_bytes(_big_photo())
+    insp.set_input_files("#photo-input", str(photo))
+    insp.wait_for_selector(".evidence-list li:has-text('照片已上传')", timeout=30_000)
+    insp.locator("input[name=handle_result][value=done]").check()
+    insp.locator("input[name=finding_kind][value=rectified]").check()
+    insp.screenshot(path=str(screenshots / "06-phone-handle.png"), full_page=True)
+    insp.get_by_role("button", name="提交").click()
+    insp.wait_for_url("**/m")
+
+    sup.goto(f"{live.url}/cases/{case_id}")
+    thumb = sup.locator(".photos img")
+    thumb.wait_for(timeout=15_000)
+    assert sup.evaluate("document.querySelector('.photos img').naturalWidth") > 0
+    sup.screenshot(path=str(screenshots / "07-case-detail.png"), full_page=True)
+    sup.locator(".photos button.thumb").first.click()
+    full = sup.locator("dialog.photo-dialog img.full")
+    full.wait_for()
+    width = sup.evaluate("document.querySelector('dialog img.full').naturalWidth")
+    assert 1000 < width <= 1920  # resized in the phone's browser, kept as sent
+    sup.screenshot(path=str(screenshots / "08-photo-full-size.png"))
+    sup.keyboard.press("Escape")
+    timeline = sup.locator("ol.timeline").inner_text()
+    assert "insp-console 完成「现场处置" in timeline and "sup-console 完成「甄别" in timeline
+
+    sup.get_by_role("link", name="案卷", exact=True).click()
+    sup.wait_for_selector("table.cases")
+    sup.screenshot(path=str(screenshots / "09-cases.png"), full_page=True)
+    sup.get_by_label("语言").select_option("en")
+    sup.wait_for_selector("h1:has-text('Cases')")
+    sup.screenshot(path=str(screenshots / "10-cases-english.png"), full_page=True)
+    assert problems == []
+    desk.close()
+    phone.close()
