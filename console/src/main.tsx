@@ -43,11 +43,13 @@ function QueueBanner() {
   useEffect(() => {
     const f = () => { pending().then((p) => setN(p.length)).catch(() => setN(0)); };
     f();
-    return onQueue(f);
+    const off = onQueue(f);
+    const retry = window.setInterval(() => { pending().then((p) => { if (p.length) replay(); }).catch(() => {}); }, 15_000);
+    return () => { off(); window.clearInterval(retry); };
   }, []);
   if (!n && !failures.length) return null;
   return (
-    <div class="queue" role="status">
+    <div class="queue" role="status" data-testid="queue">
       {n > 0 && t('pending', { n })}
       {failures.map((f, i) => <p key={i} class="error">{t('syncFailed', { msg: f })}</p>)}
     </div>

@@ -129,3 +129,59 @@ def test_alarm_reviewed_dispatched_handled_on_a_phone_and_its_photo_seen(chromiu
     assert problems == []
     desk.close()
     phone.close()
+
+
+def _token(live, username: str, password: str) -> dict[str, str]:
+    r = requests.post(f"{live.url}/api/v1/auth/token", json={"username": username, "password": password}, timeout=10)
+    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+
+def _complete(live, headers, instance_id: str, element: str, variables: dict) -> str:
+    items = requests.get(f"{live.url}/api/v1/task?processInstanceId={instance_id}", headers=headers,
+                         timeout=10).json()["items"]
+    (task,) = [t for t in items if t["taskDefinitionKey"] == element]
+    r = requests.post(f"{live.url}/api/v1/task/{task['id']}/complete", json={"variables": variables},
+                      headers=headers, timeout=10)
+    assert r.status_code == 200, r.text
+    return task["id"]
+
+
+def test_writes_made_offline_wait_and_are_replayed_once(chromium, live, screenshots, tmp_path):
+    unit, lon, lat = point_in_first_unit(live.runtime)
+    sup = _token(live, "sup-offline", live.user("sup-offline", ["supervisor"], "3207"))
+    insp_password = live.user("insp-offline", ["inspector"], unit)
+    insp = _token(live, "insp-offline", insp_password)
+    alarm = requests.post(f"{live.url}/api/v1/alarms", headers={"X-API-Key": live.api_key("offline-feed")}, timeout=10,
+                          json={"tenant": "320700", "source": "monitoring", "externalId": "OFFLINE-1",
+                                "category": "noise", "occurredAt": "2026-01-01T08:00:00+08:00",
+                                "lon": lon, "lat": lat}).json()
+    pid = alarm["processInstanceId"]
+    _complete(live, sup, pid, "review", {"review_result": "valid"})
+    _complete(live, sup, pid, "dispatch", {"inspector": "insp-offline"})
+    _complete(live, insp, pid, "sign_for", {})
+    items = requests.get(f"{live.url}/api/v1/task?processInstanceId={pid}", headers=insp, timeout=10).json()["items"]
+    (handle,) = [t for t in items if t["taskDefinitionKey"] == "handle"]
+
+    phone = chromium.new_context(viewport=PHONE, is_mobile=True, has_touch=True, locale="zh-CN",
+                                 geolocation={"longitude": lon, "latitude": lat}, permissions=["geolocation"])
+    page = phone.new_page()
+    _login(page, live.url, "insp-offline", insp_password)
+    page.wait_for_url("**/m")
+    page.goto(f"{live.url}/m/tasks/{handle['id']}")
+    page.get_by_role("button", name="现场签到").wait_for()
+    phone.set_offline(True)
+    page.get_by_role("button", name="现场签到").click()
+    page.wait_for_selector(".note:has-text('离线')")
+    photo = tmp_path / "offline.png"
+    Image.new("RGB", (800, 600), (30, 120, 60)).save(photo)
+    page.set_input_files("#photo-input", str(photo))
+    page.wait_for_selector("[data-testid=queue]:has-text('2 项待同步')")
+    page.screenshot(path=str(screenshots / "11-phone-offline-queue.png"), full_page=True)
+    evidence_url = f"{live.url}/api/v1/task/{handle['id']}/evidence"
+    assert requests.get(evidence_url, headers=insp, timeout=10).json() == []
+
+    phone.set_offline(False)
+    page.wait_for_selector("[data-testid=queue]", state="detached", timeout=30_000)
+    kinds = sorted(e["kind"] for e in requests.get(evidence_url, headers=insp, timeout=10).json())
+    assert kinds == ["checkin", "photo"]  # each once
+    phone.close()
