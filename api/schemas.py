@@ -86,10 +86,18 @@ class DeployedProcessSchema(Schema):
     created = fields.Boolean()  # false: the same bytes were deployed before; that version stands
 
 
+class DeployedDecisionRefSchema(Schema):
+    key = fields.String()
+    decision_id = fields.Integer(data_key="decisionId")
+    version = fields.Integer()
+    created = fields.Boolean()
+
+
 class DeploymentFileSchema(Schema):
     name = fields.String()
     sha256 = fields.String()
     processes = fields.List(fields.Nested(DeployedProcessSchema))
+    decisions = fields.List(fields.Nested(DeployedDecisionRefSchema))  # a DMN file's (decision-definition)
 
 
 class DeploymentSchema(Schema):

@@ -5,8 +5,9 @@ element. A `deployment` row records who deployed which files when, and which ver
 the deploy stands for (created now, or kept because the same bytes were deployed before): a call
 activity bound to `deployment` calls the version its caller's deployment stood for.
 
-Files are told apart by their root element's namespace (`FILE_KINDS`): BPMN now; a DMN engineer adds
-decision tables as one more kind (a parser here, a store step in `_store`), without touching the rest."""
+Files are told apart by their root element's namespace: BPMN (`FILE_KINDS`) and DMN decision tables
+(dmn.py). A bundle's decisions are stored first, so its business rule tasks may use them; each decision
+gets its own key and version like a process (decisions.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ from sqlalchemy.exc import IntegrityError
 
 from . import audit, decisions, start_timers
 from .db import page
+from .dmn import DMN_NAMESPACES, ParsedDecision, is_dmn, parse_decisions
 from .errors import NotFound
-from .models import Deployment, ProcessDefinition
+from .models import DecisionDefinition, Deployment, ProcessDefinition
 from .outbox import WAKEUP_CHANNEL
 from .parsing import MAX_BPMN_BYTES, SAFE_PARSER, ModelError, ParsedModel, Problem, parse_processes
 from .parsing_names import BPMN_NS
@@ -48,6 +50,14 @@ class ParsedFile:
     content: bytes
     sha256: str
     processes: list[ParsedModel] = field(default_factory=list)
+    decisions: list[ParsedDecision] = field(default_factory=list)  # a DMN file's
+
+
+@dataclass
+class DeployedDecision:
+    file: str
+    definition: DecisionDefinition
+    created: bool
 
 
 @dataclass
@@ -62,6 +72,7 @@ class DeployedProcess:
 class DeployedBundle:
     deployment: Deployment | None  # None: a one-file deploy of bytes deployed before (definitions.deploy)
     processes: list[DeployedProcess]
+    decisions: list[DeployedDecision] = field(default_factory=list)
 
 
 def deploy_bundle(rt: Runtime, files: list[BundleFile], actor: str, name: str | None = None) -> DeployedBundle:
@@ -82,9 +93,18 @@ def parse_files(rt: Runtime, files: list[BundleFile]) -> list[ParsedFile]:
     parsed: list[ParsedFile] = []
     for f in files:
         kind = _kind(f.content)
+        if is_dmn(kind):
+            try:
+                tables = parse_decisions(f.content)
+            except ModelError as exc:
+                problems += [p.in_file(f.name) for p in exc.problems]
+                continue
+            parsed.append(ParsedFile(f.name, f.content, hashlib.sha256(f.content).hexdigest(), decisions=tables))
+            continue
         parse = FILE_KINDS.get(kind or "")
         if parse is None:
-            problems.append(Problem(None, f"not a model file GridLoop deploys ({', '.join(FILE_KINDS)}): the root "
+            known = ", ".join([*FILE_KINDS, *DMN_NAMESPACES])
+            problems.append(Problem(None, f"not a model file GridLoop deploys ({known}): the root "
                                           f"element is {kind or 'not XML'}", f.name))
             continue
         try:
@@ -100,6 +120,13 @@ def parse_files(rt: Runtime, files: list[BundleFile]) -> list[ParsedFile]:
                 problems.append(Problem(model.key, f"the process id is defined in {seen[model.key]} too; a "
                                                    "deployment defines each process once", pf.name))
             seen.setdefault(model.key, pf.name)
+    seen_decisions: dict[str, str] = {}
+    for pf in parsed:
+        for decision in pf.decisions:
+            if decision.key in seen_decisions:
+                problems.append(Problem(decision.key, f"the decision id is defined in {seen_decisions[decision.key]} "
+                                                      "too; a deployment defines each decision once", pf.name))
+            seen_decisions.setdefault(decision.key, pf.name)
     if problems:
         raise ModelError(problems)
     return parsed
@@ -164,7 +191,11 @@ def store(rt: Runtime, parsed: list[ParsedFile], actor: str, name: str | None = 
                                         deployed_at=now, files=[])
                 s.add(deployment)
                 s.flush()
-                done, scheduled, drafts = [], False, []
+                done, scheduled, drafts, tables = [], False, [], []
+                for pf in parsed:  # decisions first: the bundle's business rule tasks may use them
+                    if pf.decisions:
+                        stored = decisions.store(rt, s, pf.decisions, pf.content, actor, now, deployment.id, drafts)
+                        tables += [DeployedDecision(pf.name, d, created) for d, created in stored]
                 for pf in parsed:
                     for model in pf.processes:
                         definition, created = _store_process(s, model, pf, deployment.id, actor, now)
@@ -174,14 +205,19 @@ def store(rt: Runtime, parsed: list[ParsedFile], actor: str, name: str | None = 
                             drafts.append(audit.AuditDraft(action="definition.deployed", actor=actor, at=now, details={
                                 "key": model.key, "version": definition.version, "sha256": pf.sha256,
                                 "deployment": deployment.id}))
-                problems = _check_calls(s, done) + decisions.missing(s, [  # DMN: business rule tasks
-                    spec for d in done if d.created for spec in (d.model.spec, *d.model.subprocess_specs.values())])
+                problems = _check_calls(s, done)
+                problems += [p.in_file(d.file) for d in done if d.created for p in decisions.missing(  # DMN
+                    s, [d.model.spec, *d.model.subprocess_specs.values()], {t.definition.key for t in tables})]
                 problems += [p.in_file(d.file) for d in done if d.created for p in rt.contracts.check(d.model)]
                 if problems:
                     raise ModelError(problems)
                 deployment.files = [{"name": pf.name, "sha256": pf.sha256, "processes": [
                     {"key": d.definition.key, "definition_id": d.definition.id, "version": d.definition.version,
-                     "created": d.created} for d in done if d.file == pf.name]} for pf in parsed]
+                     "created": d.created} for d in done if d.file == pf.name],
+                    **({"decisions": [{"key": t.definition.key, "decision_id": t.definition.id,
+                                       "version": t.definition.version, "created": t.created}
+                                      for t in tables if t.file == pf.name]} if pf.decisions else {})}
+                    for pf in parsed]
                 if not single:
                     drafts.insert(0, audit.AuditDraft(action="deployment.created", actor=actor, at=now, details={
                         "deployment": deployment.id, "name": deployment.name, "files": deployment.files}))
@@ -193,9 +229,12 @@ def store(rt: Runtime, parsed: list[ParsedFile], actor: str, name: str | None = 
                 audit.append_system(rt.db, s, drafts)
             for d in done:
                 rt.specs.put(d.definition.id, d.model)
+            for pf in parsed:
+                for t, decision in zip([t for t in tables if t.file == pf.name], pf.decisions, strict=True):
+                    rt.decisions.put(t.definition.id, decision)
             if scheduled:
                 rt.wake()
-            return DeployedBundle(deployment, done)
+            return DeployedBundle(deployment, done, tables)
         except IntegrityError:
             continue  # a concurrent single-file deploy took a version number; read again
     raise RuntimeError("could not allocate definition versions")

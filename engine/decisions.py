@@ -25,7 +25,7 @@ from .spiff_dmn import decision_refs
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-DEPLOY_LOCK_KEY = 0x6772_6964_0002  # the process deploys' lock (bundles.py): one deploy of any kind at a time
+DEPLOY_LOCK_KEY = 0x6772_6964_0002  # bundles.DEPLOY_LOCK_KEY (it imports this module): one deploy at a time
 
 
 def deploy(rt: Runtime, dmn_xml: str | bytes, actor: str) -> list[tuple[DecisionDefinition, bool]]:
@@ -47,11 +47,12 @@ def deploy(rt: Runtime, dmn_xml: str | bytes, actor: str) -> list[tuple[Decision
 
 
 def store(rt: Runtime, s, parsed: list[ParsedDecision], raw: bytes, actor: str, now: datetime,
-          deployment_id: int | None = None) -> list[tuple[DecisionDefinition, bool]]:
-    """Store the decisions of one file in the caller's transaction (which holds the deploy lock)."""
+          deployment_id: int | None = None, drafts: list | None = None) -> list[tuple[DecisionDefinition, bool]]:
+    """Store the decisions of one file in the caller's transaction (which holds the deploy lock);
+    their audit events go to `drafts` when the caller appends its own (a bundle), else straight in."""
     digest = hashlib.sha256(raw).hexdigest()
     text = _text(raw)
-    stored, drafts = [], []
+    stored, mine = [], []
     for decision in parsed:
         same = s.scalar(select(DecisionDefinition).where(DecisionDefinition.key == decision.key,
                                                          DecisionDefinition.sha256 == digest))
@@ -66,11 +67,13 @@ def store(rt: Runtime, s, parsed: list[ParsedDecision], raw: bytes, actor: str, 
         s.add(definition)
         s.flush()
         stored.append((definition, True))
-        drafts.append(audit.AuditDraft(action="decision.deployed", actor=actor, at=now, details={
+        mine.append(audit.AuditDraft(action="decision.deployed", actor=actor, at=now, details={
             "key": decision.key, "version": version, "sha256": digest, "hitPolicy": decision.hit_policy,
             **({"deployment": deployment_id} if deployment_id is not None else {})}))
-    if drafts:
-        audit.append_system(rt.db, s, drafts)
+    if drafts is not None:
+        drafts.extend(mine)
+    elif mine:
+        audit.append_system(rt.db, s, mine)
     return stored
 
 

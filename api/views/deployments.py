@@ -18,9 +18,9 @@ ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
 
 @bp.post("")
 @roles("admin")
-@doc("Deploy a bundle: several BPMN files as multipart parts named 'file' (and an optional 'name' field), or "
+@doc("Deploy a bundle: several BPMN and DMN files as multipart parts named 'file' (and an optional 'name' field), or "
      "one zip (body application/zip, or a single 'file' part ending .zip; ?name= names it). Every executable "
-     "process of every file gets its own key and version; one refused file refuses them all (400, "
+     "process and every decision of every file gets its own key and version; one refused file refuses them all (400, "
      "details.problems [{file, element, problem}]); the same bytes keep their version",
      query=schemas.DeploymentArgs, response=schemas.DeployedBundleSchema, status=201,
      content_type="multipart/form-data", also={200: "nothing new: every process was deployed before"})
@@ -30,7 +30,7 @@ def deploy():
     deployment = bundle.deployment
     deployment.warnings = [w.in_file(p.file).as_dict() for p in bundle.processes if p.created
                            for w in p.model.warnings]
-    created = any(p.created for p in bundle.processes)
+    created = any(p.created for p in bundle.processes) or any(d.created for d in bundle.decisions)
     return answer(schemas.DeployedBundleSchema(), deployment, 201 if created else 200)
 
 

@@ -88,3 +88,49 @@ def test_a_table_that_cannot_decide_answers_the_starter_in_words(users):
     assert error["code"] == "process_error"
     assert "rules 1 and 2 all match for value = 5, but a UNIQUE table allows only one" in error["message"]
     assert "Traceback" not in error["message"]
+
+
+def _bundle(caller, files: dict[str, str]):
+    parts = [(io.BytesIO(text.encode()), name) for name, text in files.items()]
+    return caller.post("/api/v1/deployment", data={"file": parts}, content_type="multipart/form-data")
+
+
+def test_a_bundle_carries_a_decision_and_the_model_using_it_all_or_nothing(users):
+    admin, sup = users["admin"], users["sup"]
+    broken = dmn(table("alarm_level", ["value"], ["severity.level"], [(["__import__('os')"], ['"a"'])]))
+    refused = _bundle(admin, {"graded.bpmn": _model(), "alarm_level.dmn": broken})
+    assert refused.status_code == 400
+    (problem,) = refused.get_json()["error"]["details"]["problems"]
+    assert (problem["file"], problem["element"]) == ("alarm_level.dmn", "alarm_level")
+    assert admin.get("/api/v1/decision-definition").get_json() == []
+    assert admin.get("/api/v1/process-definition").get_json() == []
+
+    r = _bundle(admin, {"graded.bpmn": _model(), "alarm_level.dmn": SEVERITY})
+    assert r.status_code == 201, r.get_json()
+    files = {f["name"]: f for f in r.get_json()["files"]}
+    (decision,) = files["alarm_level.dmn"]["decisions"]
+    assert (decision["key"], decision["version"], decision["created"]) == ("alarm_level", 1, True)
+    assert admin.get(f"/api/v1/decision-definition/{decision['decisionId']}").get_json()["deploymentId"] == \
+        r.get_json()["id"]
+    started = sup.post("/api/v1/process-definition/key/graded/start",
+                       json={"scope": "3207", "variables": {"value": 31, "limit": 20}})
+    variables = sup.get(f"/api/v1/process-instance/{started.get_json()['id']}/variables").get_json()
+    assert variables["severity"] == {"level": "high", "ratio": 1.55}
+    again = _bundle(admin, {"graded.bpmn": _model(), "alarm_level.dmn": SEVERITY})
+    assert again.status_code == 200
+    assert {f["name"]: f for f in again.get_json()["files"]}["alarm_level.dmn"]["decisions"][0]["created"] is False
+
+
+def test_a_bundle_whose_model_is_refused_stores_none_of_its_decisions(users):
+    admin = users["admin"]
+    r = _bundle(admin, {"graded.bpmn": _model(decision="alarm_levl"), "alarm_level.dmn": SEVERITY,
+                        "twice.dmn": SEVERITY})
+    assert r.status_code == 400
+    problems = r.get_json()["error"]["details"]["problems"]
+    assert [(p["file"], p["element"]) for p in problems] == [("twice.dmn", "alarm_level")]  # parse: each decision once
+    r = _bundle(admin, {"graded.bpmn": _model(decision="alarm_levl"), "alarm_level.dmn": SEVERITY})
+    assert r.status_code == 400
+    (problem,) = r.get_json()["error"]["details"]["problems"]
+    assert (problem["file"], problem["element"]) == ("graded.bpmn", "classify")
+    assert "decision 'alarm_levl', which is not deployed" in problem["problem"]
+    assert admin.get("/api/v1/decision-definition").get_json() == []
