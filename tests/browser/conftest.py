@@ -27,7 +27,7 @@ def _unavailable() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium() -> Iterator[object]:
     reason = _unavailable()
     if reason:
@@ -36,6 +36,8 @@ def chromium() -> Iterator[object]:
         pytest.skip(f"browser tests skipped: {reason} (CI=true makes this a failure)")
     from playwright.sync_api import sync_playwright
 
+    # Package scope, not session: Playwright's sync API keeps an asyncio loop running while it is
+    # open, and later tests that call asyncio.run() (the HJ 212 ingest server) would fail.
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
         yield browser
