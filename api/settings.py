@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,12 @@ class Settings:
     open311_proxy_hops: int = 0
     report_duplicate_radius_m: float = 100.0
     report_duplicate_window_h: float = 24.0
+    map_tiles_url: str = ""  # a tile URL template ({z}/{x}/{y}, optional {s}); empty: the map has no base layer
+    map_tiles_attribution: str = ""  # shown in the map's corner, as the tile provider's terms ask
+
+    def __post_init__(self) -> None:
+        if self.map_tiles_url:
+            map_tiles_origin(self.map_tiles_url)  # refuse a bad template when the process starts
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -113,6 +120,8 @@ class Settings:
             open311_proxy_hops=int(_env("OPEN311_PROXY_HOPS", "0")),
             report_duplicate_radius_m=float(_env("REPORT_DUPLICATE_RADIUS_M", str(d.report_duplicate_radius_m))),
             report_duplicate_window_h=float(_env("REPORT_DUPLICATE_WINDOW_H", str(d.report_duplicate_window_h))),
+            map_tiles_url=_env("MAP_TILES_URL", ""),
+            map_tiles_attribution=_env("MAP_TILES_ATTRIBUTION", ""),
         )
 
     @property
@@ -127,6 +136,20 @@ class Settings:
     @property
     def wants_demo(self) -> bool:
         return self.seed_demo if self.seed_demo is not None else self.database_url == Settings.database_url
+
+
+TILE_URL = re.compile(r"^(https?)://([A-Za-z0-9-]*\{s\}[A-Za-z0-9-]*\.)?([A-Za-z0-9.-]+(?::\d{1,5})?)/\S*$")
+
+
+def map_tiles_origin(template: str) -> str:
+    """The origin a tile URL template loads from, as a Content-Security-Policy source (a first label
+    naming the subdomain, `t{s}.`, becomes `*.`); ValueError for a template that is not an http(s) URL
+    with {z}, {x} and {y}."""
+    m = TILE_URL.match(template)
+    if m is None or not all(p in template for p in ("{z}", "{x}", "{y}")):
+        raise ValueError("GRIDLOOP_MAP_TILES_URL must be an http(s) URL template with {z}, {x} and {y} "
+                         f"(a {{s}} subdomain allowed): {template!r}")
+    return f"{m.group(1)}://{'*.' if m.group(2) else ''}{m.group(3)}"
 
 
 def _flag(value: str) -> bool | None:
