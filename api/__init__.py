@@ -74,9 +74,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(petitions.bp)
     app.register_blueprint(duty.bp)
     app.register_blueprint(categories.bp)
-    from .views import console, home_stream, me, photo_files
+    from .views import console, home_stream, map_layers, me, photo_files
 
-    for module in (home_stream, photo_files, me, console):  # the browser console and what it needs
+    for module in (home_stream, photo_files, me, map_layers, console):  # the browser console and what it needs
         app.register_blueprint(module.bp)
     register_error_handlers(app)
     _log_requests(app)

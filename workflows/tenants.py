@@ -5,6 +5,8 @@ an instance reaches the waiting instances of its own city only (engine.signals).
 
 from __future__ import annotations
 
+from engine.visibility import Viewer
+
 CITY_DIGITS = 4
 
 
@@ -14,3 +16,14 @@ def tenant_prefix(scope: str | None) -> str | None:
         return None
     head = scope[:CITY_DIGITS]
     return head if len(head) == CITY_DIGITS and head.isdigit() else scope
+
+
+def works_in(viewer: Viewer, tenant: str) -> bool:
+    """Whether the viewer works in the city `tenant`: everyone who sees everything, and staff whose
+    scope lies in that city (a grid of it) or contains it (a province)."""
+    if viewer.sees_all:
+        return True
+    if not viewer.scope:
+        return False
+    city = tenant_prefix(tenant) or tenant
+    return viewer.scope.startswith(city) or city.startswith(viewer.scope)

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Blueprint, send_from_directory
+from flask import Blueprint, current_app, send_from_directory
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
 
 from ..auth import public
+from ..settings import map_tiles_origin
 
 ASSETS = Path(__file__).resolve().parent.parent / "console_assets"
 SHELL_FILES = ("sw.js", "manifest.webmanifest", "icon.svg", "icon-192.png", "icon-512.png")
-CSP = ("default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; script-src 'self'; "
+CSP = ("default-src 'self'; img-src 'self' blob: data:{tiles}; connect-src 'self'; script-src 'self'; "
        "style-src 'self'; worker-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; "
        "frame-ancestors 'none'")
 
@@ -41,10 +42,16 @@ def _built(name: str):
     return send_from_directory(ASSETS, name, max_age=0)
 
 
+def _tile_source() -> str:
+    """The map's base tiles are the one thing loaded from elsewhere, and only when configured."""
+    template = current_app.config["GRIDLOOP_SETTINGS"].map_tiles_url
+    return f" {map_tiles_origin(template)}" if template else ""
+
+
 def _page():
     response = _built("index.html")
     response.headers["Cache-Control"] = "no-cache"
-    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Content-Security-Policy"] = CSP.format(tiles=_tile_source())
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
