@@ -66,10 +66,14 @@ class Settings:
     report_duplicate_window_h: float = 24.0
     map_tiles_url: str = ""  # a tile URL template ({z}/{x}/{y}, optional {s}); empty: the map has no base layer
     map_tiles_attribution: str = ""  # shown in the map's corner, as the tile provider's terms ask
+    map_tiles_subdomains: str = "abc"  # what {s} takes, one character each (天地图: 01234567)
 
     def __post_init__(self) -> None:
         if self.map_tiles_url:
             map_tiles_origin(self.map_tiles_url)  # refuse a bad template when the process starts
+        if not re.fullmatch(r"[A-Za-z0-9]{1,16}", self.map_tiles_subdomains):
+            raise ValueError(f"GRIDLOOP_MAP_TILES_SUBDOMAINS must be 1 to 16 letters or digits: "
+                             f"{self.map_tiles_subdomains!r}")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -122,6 +126,7 @@ class Settings:
             report_duplicate_window_h=float(_env("REPORT_DUPLICATE_WINDOW_H", str(d.report_duplicate_window_h))),
             map_tiles_url=_env("MAP_TILES_URL", ""),
             map_tiles_attribution=_env("MAP_TILES_ATTRIBUTION", ""),
+            map_tiles_subdomains=_env("MAP_TILES_SUBDOMAINS", d.map_tiles_subdomains),
         )
 
     @property

@@ -30,4 +30,5 @@ def me():
                     "roles": sorted(p.roles), "scope": p.scope, "tenants": tenants,
                     "maxPhotoBytes": settings.max_photo_bytes,
                     "map": {"tilesUrl": settings.map_tiles_url or None,
-                            "tilesAttribution": settings.map_tiles_attribution or None}})
+                            "tilesAttribution": settings.map_tiles_attribution or None,
+                            "tilesSubdomains": settings.map_tiles_subdomains}})

@@ -297,20 +297,23 @@ def test_the_base_tiles_are_configured_told_to_the_console_and_allowed_by_its_po
     from api.settings import Settings
 
     me = users["sup"].get("/api/v1/me").get_json()
-    assert me["map"] == {"tilesUrl": None, "tilesAttribution": None}  # default: no base layer
+    assert me["map"] == {"tilesUrl": None, "tilesAttribution": None, "tilesSubdomains": "abc"}  # no base layer
     assert "img-src 'self' blob: data:;" in client.get("/").headers["Content-Security-Policy"]
 
     template = "https://t{s}.tiles.example.cn/vec_w/wmts?l={z}&x={x}&y={y}&tk=demo"
     settings = Settings(database_url=rt.db.url, secret_key="test-secret", deploy_bundled=False,
-                        map_tiles_url=template, map_tiles_attribution="© 示例测绘")
+                        map_tiles_url=template, map_tiles_attribution="© 示例测绘", map_tiles_subdomains="01234567")
     tiled = create_app(settings, runtime=rt).test_client()
     policy = tiled.get("/").headers["Content-Security-Policy"]
     assert "img-src 'self' blob: data: https://*.tiles.example.cn;" in policy
     assert "connect-src 'self';" in policy and "script-src 'self';" in policy  # images only
     token = tiled.post("/api/v1/auth/token", json={"username": "sup", "password": PASSWORD}).get_json()
     me = tiled.get("/api/v1/me", headers={"Authorization": f"Bearer {token['access_token']}"}).get_json()
-    assert me["map"] == {"tilesUrl": template, "tilesAttribution": "© 示例测绘"}
+    assert me["map"] == {"tilesUrl": template, "tilesAttribution": "© 示例测绘", "tilesSubdomains": "01234567"}
     for bad in ("ftp://tiles.example.cn/{z}/{x}/{y}", "https://tiles.example.cn/{z}/{x}", "tiles/{z}/{x}/{y}",
                 "https://ev{il}.example.cn/{z}/{x}/{y}"):
         with pytest.raises(ValueError, match="GRIDLOOP_MAP_TILES_URL"):
             Settings(map_tiles_url=bad)
+    for bad in ("", "a b", "a" * 17):
+        with pytest.raises(ValueError, match="GRIDLOOP_MAP_TILES_SUBDOMAINS"):
+            Settings(map_tiles_subdomains=bad)
