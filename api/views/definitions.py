@@ -1,9 +1,10 @@
 """process-definition: deploy, list, versions, XML, and the lifecycle (make latest, suspend, activate)."""
 
 from flask import Blueprint, Response, jsonify, request
+from marshmallow import Schema, fields
 from werkzeug.exceptions import BadRequest
 
-from engine import definitions
+from engine import definition_stats, definitions
 from engine.errors import NotFound
 from engine.form_schema import json_schema
 
@@ -53,6 +54,67 @@ def list_definitions():
     args = query_args(schemas.DefinitionListArgs())
     rows = definitions.list_definitions(runtime(), args.get("key"), latest_only=args["latest"])
     return answer(schemas.DefinitionSchema(many=True), rows)
+
+
+class StatisticsArgs(schemas.Strict):
+    key = fields.String(validate=schemas.IDENT)
+
+
+class VersionStatisticsSchema(Schema):
+    definition_id = fields.Integer(data_key="definitionId")
+    key = fields.String()
+    version = fields.Integer()
+    total = fields.Integer()
+    counts = fields.Dict(keys=fields.String(), values=fields.Integer())  # by status: running, completed, cancelled
+    suspended = fields.Integer()  # running instances suspended by an administrator
+    open_tasks = fields.Integer(data_key="openTasks")
+    open_incidents = fields.Integer(data_key="openIncidents")
+
+
+class ElementHeatSchema(Schema):
+    element_id = fields.String(data_key="elementId")
+    entered = fields.Integer()
+    completed = fields.Integer()
+    waiting = fields.Integer()
+    mean_seconds = fields.Float(data_key="meanSeconds", allow_none=True)  # of completed user tasks
+    p90_seconds = fields.Float(data_key="p90Seconds", allow_none=True)
+    incidents = fields.Integer()
+    open_incidents = fields.Integer(data_key="openIncidents")
+
+
+class HeatmapSchema(Schema):
+    definition_id = fields.Integer(data_key="definitionId")
+    instances = fields.Integer()
+    elements = fields.List(fields.Nested(ElementHeatSchema))
+
+
+@bp.get("/statistics")
+@roles(*READERS)
+@doc("Instances per version (of one key, or of all), counted by status, with suspended instances, open tasks "
+     "and open incidents; only the instances the caller's scope sees", query=StatisticsArgs,
+     response=VersionStatisticsSchema, many=True)
+def list_statistics():
+    args = query_args(StatisticsArgs())
+    rows = definition_stats.statistics(runtime(), current().viewer, key=args.get("key"))
+    return answer(VersionStatisticsSchema(many=True), rows)
+
+
+@bp.get("/<int:definition_id>/statistics")
+@roles(*READERS)
+@doc("Instances of one version counted by status (see /statistics)", response=VersionStatisticsSchema)
+def get_statistics(definition_id: int):
+    (row,) = definition_stats.statistics(runtime(), current().viewer, definition_id=definition_id)
+    return answer(VersionStatisticsSchema(), row)
+
+
+@bp.get("/<int:definition_id>/heatmap")
+@roles(*READERS)
+@doc("Per element of one version: how often instances reached it, how long its user tasks took (mean and p90 "
+     "seconds, from task creation to completion), how many wait there now, and its incidents", response=HeatmapSchema)
+def get_heatmap(definition_id: int):
+    instances, heat = definition_stats.heatmap(runtime(), current().viewer, definition_id)
+    elements = sorted(heat.values(), key=lambda h: h.element_id)
+    return answer(HeatmapSchema(), {"definition_id": definition_id, "instances": instances, "elements": elements})
 
 
 @bp.get("/<int:definition_id>")
