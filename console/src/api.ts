@@ -34,7 +34,7 @@ function save(s: Session | null): void {
 
 export class ApiError extends Error {
   constructor(public status: number, public code: string, message: string,
-              public fields: Record<string, unknown> = {}) {
+              public fields: Record<string, unknown> = {}, public details: Record<string, unknown> = {}) {
     super(message);
   }
 }
@@ -85,7 +85,7 @@ async function errorOf(r: Response): Promise<ApiError> {
   try {
     const b = await r.json();
     const e = b.error || {};
-    return new ApiError(r.status, e.code || String(r.status), e.message || r.statusText, e.fields || {});
+    return new ApiError(r.status, e.code || String(r.status), e.message || r.statusText, e.fields || {}, e.details || {});
   } catch {
     return new ApiError(r.status, String(r.status), r.statusText);
   }
