@@ -15,6 +15,7 @@ export interface Me {
   scope: string | null;
   tenants: string[];
   maxPhotoBytes?: number;
+  map?: { tilesUrl: string | null; tilesAttribution: string | null; tilesSubdomains: string };
 }
 
 const KEY = 'gridloop.session';
