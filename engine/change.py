@@ -29,6 +29,7 @@ from .operations import Operation
 from .parsing import ParsedModel
 from .runtime import Runtime
 from .sandbox import SandboxLimitError
+from .spiff_event_subprocess import end_idle_event_subprocesses
 from .timers import next_wakeup
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class Change:
             while True:
                 wf.refresh_timers()
                 wf.do_engine_steps(did_complete_task=self._did_complete)
-                if not readmodels.any_ready_automatic(wf):
+                if not readmodels.any_ready_automatic(wf) and not end_idle_event_subprocesses(wf):
                     return
 
     def run_task(self, task) -> None:

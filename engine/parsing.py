@@ -22,6 +22,7 @@ from .model_lint import TIMER, KnownReference, expressions, lint_forms
 from .parsing_names import NSMAP
 from .sandbox import SandboxError, compile_expression, compile_script
 from .spiff_calls import CallRef, calls_of, lint_calls
+from .spiff_event_subprocess import arm_event_subprocesses, lint_event_subprocesses
 from .spiff_events import lint_thrown_messages, use_engine_events
 from .spiff_specs import (
     ClockedCycle,
@@ -157,6 +158,7 @@ def _model(parser: GridLoopParser, key: str, known_operation: Callable[[str], bo
         forms, start_form = forms_of(process_node)
         default_role = _process_property(process_node, DEFAULT_ROLE)
     for s in (spec, *subprocess_specs.values()):
+        arm_event_subprocesses(s, subprocess_specs)
         use_engine_clock(s)
         use_engine_events(s)
     start_timers = take_start_timers(spec)
@@ -275,6 +277,8 @@ def lint(spec, subprocess_specs: dict, known_operation: Callable[[str], bool]) -
     for element, message in lint_thrown_messages([spec, *subprocess_specs.values()]):
         yield Problem(element, message)
     for element, message in lint_calls([spec, *subprocess_specs.values()]):
+        yield Problem(element, message)
+    for element, message in lint_event_subprocesses([spec, *subprocess_specs.values()]):
         yield Problem(element, message)
 
 

@@ -37,6 +37,7 @@ from SpiffWorkflow.util.task import TaskState
 from . import parsing_names
 from .spiff_calls import CallActivity, CallActivityParser
 from .spiff_dmn import DecisionTask, DecisionTaskParser
+from .spiff_event_subprocess import PARSER_CLASSES as EVENT_SUBPROCESS_PARSERS
 
 
 def _now(my_task) -> datetime:
@@ -252,6 +253,7 @@ class GridLoopParser(SpiffBpmnParser):
         parsing_names.full_tag("eventBasedGateway"): (EventBasedGatewayParser, EventBasedGateway),
         parsing_names.full_tag("callActivity"): (CallActivityParser, CallActivity),
         parsing_names.full_tag("businessRuleTask"): (DecisionTaskParser, DecisionTask),
+        **EVENT_SUBPROCESS_PARSERS,
     }
 
     def get_document_positions(self, root) -> dict:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from engine import timers
+from engine import outbox, timers
+from engine.queues import ManualJobQueue
 
 MODELS = Path(__file__).parent / "models"
 XML = {"Content-Type": "application/xml"}
@@ -20,7 +21,8 @@ XML = {"Content-Type": "application/xml"}
 @dataclass(frozen=True)
 class Runs:
     key: str
-    steps: tuple = ()  # ("complete", element) | ("message", name) | ("wait", minutes)
+    steps: tuple = ()  # ("complete", element) | ("message", name) | ("wait", minutes) | ("start", another key)
+    #                    | ("deliver", None): relay the outbox and run its jobs (what leaves an instance)
     status: str = "completed"
     variables: dict = field(default_factory=dict)
     open_tasks: tuple[str, ...] = ()
@@ -56,12 +58,29 @@ RUNS = [
     Runs("multi_instance_parallel", (("complete", "u"), ("complete", "u"))),
     Runs("multi_instance_sequential", (("complete", "u"), ("complete", "u"))),
     Runs("terminate_end", open_tasks=()),
+    Runs("event_subprocess_timer", (("wait", 59),), status="running", open_tasks=("u",)),
+    Runs("event_subprocess_timer", (("wait", 61),), variables={"took": "timer"}, fired=1),
+    Runs("event_subprocess_timer_noninterrupting", (("wait", 61),), status="running", open_tasks=("late", "u"),
+         fired=1),
+    Runs("event_subprocess_timer_noninterrupting", (("wait", 61), ("complete", "u")), status="running",
+         open_tasks=("late",)),  # the running event sub-process keeps the process open
+    Runs("event_subprocess_timer_noninterrupting", (("complete", "u"),)),  # it had not started: ends with the flow
+    Runs("event_subprocess_message", (("message", "cancel"),), variables={"took": "message"}),
+    Runs("event_subprocess_message_noninterrupting", (("message", "note"), ("message", "note")), status="running",
+         open_tasks=("read", "read", "u")),  # once per message
+    Runs("event_subprocess_message_noninterrupting", (("message", "note"), ("complete", "u"), ("complete", "read"))),
+    Runs("event_subprocess_signal", (("start", "signal_sender"), ("deliver", None)), status="running",
+         open_tasks=("react", "u")),
+    Runs("event_subprocess_error", variables={"took": "error"}),
+    Runs("event_subprocess_escalation", status="running", open_tasks=("review", "u")),
 ]
 
 REFUSED = [
     ("timer_start_duration", "start", "a duration has nothing to count from"),
     ("complex_gateway", "gw", "no support implemented for this task type"),
     ("script_import", "s", "import"),
+    ("event_subprocess_cycle", "event_start", "cannot start on a timeCycle"),
+    ("event_subprocess_error_noninterrupting", "event_start", "an error start event always interrupts"),
 ]
 
 
@@ -85,6 +104,14 @@ def test_each_element_runs_to_its_expected_end_state(rt, clock, users, case):
             (task, *_rest) = _open(users, instance, arg)
             r = users["sup"].post(f"/api/v1/task/{task['id']}/complete", json={"variables": {}})
             assert r.status_code in (200, 204), r.get_json()
+        elif action == "start":
+            assert _deploy(users, arg).status_code == 201
+            other = users["sup"].post(f"/api/v1/process-definition/key/{arg}/start", json={"scope": "3207"})
+            assert other.status_code == 201, other.get_json()
+        elif action == "deliver":
+            jobs = ManualJobQueue(rt)
+            outbox.relay(rt, jobs)
+            jobs.run_all()
         elif action == "message":
             r = users["admin"].post("/api/v1/message", json={"messageName": arg, "messageId": f"{instance}:{n}",
                                                              "processInstanceId": instance})
