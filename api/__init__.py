@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         petitions,
         system,
         tasks,
+        users,
     )
     from .views import readings as reading_views
     from .views import sources as source_views
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(petitions.bp)
     app.register_blueprint(duty.bp)
     app.register_blueprint(categories.bp)
+    app.register_blueprint(users.bp)
     from .views import console, home_stream, map_layers, me, photo_files
 
     for module in (home_stream, photo_files, me, map_layers, console):  # the browser console and what it needs

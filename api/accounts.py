@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import Boolean, Integer, String, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import Boolean, Integer, String, delete, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from engine.db import Base, Database, UTCDateTime
@@ -31,6 +31,20 @@ class User(Base):
     @property
     def role_set(self) -> frozenset[str]:
         return frozenset(r for r in self.roles.split(",") if r)
+
+
+class LoginSession(Base):
+    """One login (a browser, a phone): the access and refresh tokens issued for it carry its id, so
+    revoking the row stops both at once — logout ends this session, disabling a user or resetting
+    their password ends all of theirs."""
+
+    __tablename__ = "login_session"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the refresh token's end, moved on at each refresh
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ApiKey(Base):
@@ -61,14 +75,49 @@ def _check_roles(roles: list[str], allowed: tuple[str, ...]) -> str:
     return ",".join(sorted(set(roles)))
 
 
+PASSWORD_MIN, PASSWORD_MAX = 8, 128
+
+
+def password_problem(username: str, password: str) -> str | None:
+    """Why the password is refused (None: it may be used): 8 to 128 characters, not the username, and
+    at least two kinds of character among letters, digits and others."""
+    if not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        return f"a password has {PASSWORD_MIN} to {PASSWORD_MAX} characters"
+    if password.strip().lower() == username.lower():
+        return "the password may not be the username"
+    kinds = (any(c.isalpha() for c in password), any(c.isdigit() for c in password),
+             any(not c.isalnum() for c in password))
+    if sum(kinds) < 2:
+        return "mix at least two kinds of character: letters, digits, others"
+    return None
+
+
+def generate_password() -> str:
+    """A one-time password that passes the policy (shown once, changed by its user)."""
+    while True:
+        chosen = secrets.token_urlsafe(12)
+        if password_problem("", chosen) is None:
+            return chosen
+
+
+def password_hash(password: str, method: str = "scrypt") -> str:
+    return generate_password_hash(password, method=method)
+
+
+def role_list(roles: list[str]) -> str:
+    """The stored form of a user's roles; AccountError unless a non-empty subset of PERSON_ROLES."""
+    return _check_roles(roles, PERSON_ROLES)
+
+
 def create_user(db: Database, now: datetime, *, username: str, password: str, roles: list[str],
                 scope: str | None = None, display_name: str | None = None,
                 hash_method: str = "scrypt") -> User:
     """`hash_method` is werkzeug's; tests pass a cheap one, production keeps scrypt."""
-    if len(password) < 8:
-        raise AccountError("password must have at least 8 characters")
+    problem = password_problem(username, password)
+    if problem:
+        raise AccountError(problem)
     user = User(username=username, display_name=display_name, roles=_check_roles(roles, PERSON_ROLES),
-                password_hash=generate_password_hash(password, method=hash_method), scope=scope, active=True,
+                password_hash=password_hash(password, hash_method), scope=scope, active=True,
                 created_at=now)
     with db.transaction() as s:
         if s.scalar(select(User.id).where(User.username == username)) is not None:
@@ -94,6 +143,36 @@ def authenticate(db: Database, username: str, password: str) -> User | None:
 def find_user(db: Database, username: str) -> User | None:
     with db.session() as s:
         return s.scalar(select(User).where(User.username == username))
+
+
+def open_session(db: Database, username: str, now: datetime, lifetime: timedelta) -> str:
+    """A new login session; the user's sessions that ended long ago are forgotten on the way."""
+    sid = secrets.token_hex(16)
+    with db.transaction() as s:
+        s.execute(delete(LoginSession).where(LoginSession.username == username, LoginSession.expires_at < now))
+        s.add(LoginSession(id=sid, username=username, created_at=now, expires_at=now + lifetime))
+    return sid
+
+
+def session_active(db: Database, sid: str, username: str) -> bool:
+    """Not revoked (how long a token lives is its own signed timestamp's business; `expires_at` only
+    tells when the row may be forgotten)."""
+    with db.session() as s:
+        row = s.get(LoginSession, sid)
+    return row is not None and row.username == username and row.revoked_at is None
+
+
+def extend_session(db: Database, sid: str, until: datetime) -> None:
+    with db.transaction() as s:
+        s.execute(update(LoginSession).where(LoginSession.id == sid).values(expires_at=until))
+
+
+def revoke_sessions(session: Session, username: str, now: datetime, sid: str | None = None) -> int:
+    """End one session of `username` (`sid`) or all of them; how many were still open."""
+    stmt = update(LoginSession).where(LoginSession.username == username, LoginSession.revoked_at.is_(None))
+    if sid is not None:
+        stmt = stmt.where(LoginSession.id == sid)
+    return session.execute(stmt.values(revoked_at=now)).rowcount or 0
 
 
 def hash_key(key: str) -> str:

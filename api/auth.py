@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any
 
@@ -29,6 +30,7 @@ class Principal:
     roles: frozenset[str]
     scope: str | None = None  # grid code prefix the principal may see; None = everywhere
     kind: str = "user"  # user | system
+    session: str | None = None  # the login session a user's token belongs to (accounts.LoginSession)
 
     def has(self, *wanted: str) -> bool:
         return bool(self.roles.intersection(wanted))
@@ -49,16 +51,30 @@ def _serializer(salt: str) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=salt)
 
 
-def issue_tokens(user: accounts.User) -> dict[str, object]:
-    """An access token for requests and a longer-lived refresh token to get the next one."""
-    claims = {"sub": user.username}
+def _now() -> datetime:
+    """Wall-clock time, as the tokens' signed timestamps use (not the runtime's clock, which tests move)."""
+    return datetime.now(UTC)
+
+
+def issue_tokens(user: accounts.User, session: str | None = None) -> dict[str, object]:
+    """An access token for requests and a longer-lived refresh token to get the next one, both bound
+    to a login session: a new one at login (`session` None), the same one, extended, at refresh."""
+    db, ttl = current_app.extensions["gridloop"].db, current_app.config["REFRESH_TOKEN_TTL"]
+    if session is None:
+        session = accounts.open_session(db, user.username, _now(), timedelta(seconds=ttl))
+    else:
+        accounts.extend_session(db, session, _now() + timedelta(seconds=ttl))
+    claims = {"sub": user.username, "sid": session}
     return {"access_token": _serializer(ACCESS_SALT).dumps(claims), "token_type": "Bearer",
             "expires_in": current_app.config["ACCESS_TOKEN_TTL"],
             "refresh_token": _serializer(REFRESH_SALT).dumps(claims),
-            "refresh_expires_in": current_app.config["REFRESH_TOKEN_TTL"], "roles": sorted(user.role_set)}
+            "refresh_expires_in": ttl, "roles": sorted(user.role_set)}
 
 
-def user_from_token(token: str, *, refresh: bool = False) -> accounts.User:
+def token_claims(token: str, *, refresh: bool = False) -> tuple[accounts.User, str]:
+    """The user and login session of a token. Refused (401) when the token is bad or old, the user is
+    gone or disabled, or the session was revoked (logout, disable, password reset): at once, not when
+    the access token runs out."""
     kind = "refresh" if refresh else "access"
     ttl = current_app.config["REFRESH_TOKEN_TTL" if refresh else "ACCESS_TOKEN_TTL"]
     try:
@@ -67,15 +83,23 @@ def user_from_token(token: str, *, refresh: bool = False) -> accounts.User:
         raise AuthError(401, "token_expired", f"the {kind} token has expired") from None
     except BadSignature:
         raise AuthError(401, "invalid_token", f"the {kind} token is not valid") from None
-    user = accounts.find_user(current_app.extensions["gridloop"].db, data.get("sub", ""))
+    db = current_app.extensions["gridloop"].db
+    user = accounts.find_user(db, data.get("sub", ""))
     if user is None or not user.active:  # deactivating a user revokes their tokens at once
         raise AuthError(401, "invalid_token", "the user no longer exists or is inactive")
-    return user
+    sid = data.get("sid")
+    if not isinstance(sid, str) or not accounts.session_active(db, sid, user.username):
+        raise AuthError(401, "invalid_token", f"the {kind} token's session has ended (logged out); log in again")
+    return user, sid
+
+
+def user_from_token(token: str, *, refresh: bool = False) -> accounts.User:
+    return token_claims(token, refresh=refresh)[0]
 
 
 def _principal_from_token(token: str) -> Principal:
-    user = user_from_token(token)
-    return Principal(user.username, user.role_set, user.scope, "user")
+    user, sid = token_claims(token)
+    return Principal(user.username, user.role_set, user.scope, "user", sid)
 
 
 def _principal_from_key(key: str) -> Principal:

@@ -278,12 +278,17 @@ def seed_demo_cmd() -> None:
     from workflows.demo_cases import seed_demo_cases
     from workflows.demo_seed import DEMO_ROSTER_DAYS, seed_demo
 
+    from .demo_logins import ensure_demo_logins
+
     settings = _settings()
     rt = _runtime(settings)
     s = seed_demo(rt.db, rt.clock.now(), days_on_duty=DEMO_ROSTER_DAYS)
+    logins = ensure_demo_logins(rt, s.tenant)
     cases = seed_demo_cases(rt, s.tenant, Path(settings.storage_dir))
     click.echo(f"tenant {s.tenant}: {s.grids} grids, {s.inspectors} inspectors, {s.supervisors} supervisors"
                f"{'' if s.seeded else ' (already there)'}; {cases} demo cases filed")
+    for login in logins:  # shown this once
+        click.echo(f"demo login {login.username} ({login.role} of {login.scope}): password {login.password}")
 
 
 @main.command("create-user")
@@ -304,6 +309,34 @@ def create_user(username: str, roles: tuple[str, ...], scope: str | None, displa
     except accounts.AccountError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"user {username} created with roles {', '.join(sorted(roles))}")
+
+
+@main.command("reset-password")
+@click.argument("username")
+@click.option("--generate", is_flag=True, help="generate a one-time password and print it (else: prompt)")
+@click.option("--password", envvar="GRIDLOOP_NEW_USER_PASSWORD", default=None, hidden=True)
+def reset_password_cmd(username: str, generate: bool, password: str | None) -> None:
+    """Set USERNAME's password (from the prompt, GRIDLOOP_NEW_USER_PASSWORD, or --generate); the
+    user's login sessions end. Audited like POST /api/v1/users/{id}/reset-password."""
+    from engine.errors import EngineError
+
+    from . import accounts
+    from .user_admin import reset_password
+
+    settings = _settings()
+    rt = _runtime(settings)
+    user = accounts.find_user(rt.db, username)
+    if user is None:
+        raise click.UsageError(f"user {username!r} does not exist")
+    if generate:
+        password = None
+    elif not password:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        _, generated = reset_password(rt, f"cli:{settings.operator}", user.id, password)
+    except EngineError as exc:
+        raise click.UsageError(exc.message) from None
+    click.echo(f"password of {username} reset" + (f": {generated} (shown once)" if generated else ""))
 
 
 @main.command("create-api-key")

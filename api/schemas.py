@@ -57,6 +57,14 @@ class RefreshSchema(Strict):
     refresh_token = fields.String(required=True, validate=validate.Length(min=10, max=2000))
 
 
+class LogoutSchema(Strict):
+    all_sessions = fields.Boolean(data_key="allSessions", load_default=False)
+
+
+class LoggedOutSchema(Schema):
+    sessions_ended = fields.Integer(data_key="sessionsEnded")
+
+
 # -- definitions ---------------------------------------------------------------------------------
 
 class DefinitionSchema(Schema):

@@ -25,6 +25,7 @@ from workflows.tenants import tenant_prefix
 from workflows.working_time import CalendarService, seed_from_package
 
 from . import database
+from .demo_logins import ensure_demo_logins
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,10 @@ def prepare_database(rt: Runtime, settings: Settings) -> None:
     if demo is not None and demo.seeded:
         log.info("demo tenant seeded", extra={"tenant": demo.tenant, "grids": demo.grids,
                                               "inspectors": demo.inspectors, "supervisors": demo.supervisors})
+    if demo is not None:
+        for login in ensure_demo_logins(rt, demo.tenant):
+            log.warning("created demo login %r (%s of %s) with a generated password (shown once): %s",
+                        login.username, login.role, login.scope, login.password)
     if settings.deploy_bundled:
         deploy_directory(rt, settings.bpmn_dir, actor="system:bundled")
     if demo is not None:  # after the deployment: they run through env_case

@@ -17,11 +17,12 @@ from notifications.queueing import open_incidents as open_notice_incidents
 from workflows.working_time import CHINA
 
 from .. import accounts, schemas
-from ..auth import issue_tokens, public, user_from_token
+from ..auth import current, issue_tokens, public, roles, token_claims
 from ..errors import error_body
-from ..http import answer, doc, json_body, runtime
+from ..http import answer, doc, json_body, optional_json_body, runtime
 from ..openapi import build_spec
 from ..ratelimit import FixedWindowLimiter, Rate, client_ip, shared_redis
+from ..user_admin import logout_user
 
 bp = Blueprint("system", __name__)
 
@@ -73,7 +74,20 @@ def _settings():
      response=schemas.TokenSchema)
 def refresh():
     args = json_body(schemas.RefreshSchema())
-    return answer(schemas.TokenSchema(), issue_tokens(user_from_token(args["refresh_token"], refresh=True)))
+    user, session = token_claims(args["refresh_token"], refresh=True)
+    return answer(schemas.TokenSchema(), issue_tokens(user, session))
+
+
+@bp.post("/api/v1/auth/logout")
+@roles("admin", "supervisor", "inspector", "leader")
+@doc("End the caller's login session: its access and refresh tokens stop working at once "
+     "(`allSessions: true`: every session of the caller, on every device)", body=schemas.LogoutSchema,
+     response=schemas.LoggedOutSchema)
+def logout():
+    args = optional_json_body(schemas.LogoutSchema())
+    p = current()
+    ended = logout_user(runtime(), p.name, None if args["all_sessions"] else p.session)
+    return answer(schemas.LoggedOutSchema(), {"sessions_ended": ended})
 
 
 def _counts() -> dict[str, int]:
