@@ -20,6 +20,7 @@ from .outgoing import MESSAGE_JOB, QUEUE
 from .readmodels import correlation_lock_key, deliver
 from .runtime import Runtime
 from .spiff_specs import find_task
+from .start_events import start_by_message
 
 MSG = Message.__table__
 SUB = MessageSubscription.__table__
@@ -64,7 +65,8 @@ def correlate(rt: Runtime, *, name: str, message_id: str, actor: str, correlatio
         if look["waiting"]:
             delivered = _deliver(rt, name, value, message_id, payload, actor)
         else:
-            delivered = _buffer(rt, name, value, message_id, payload, actor, ttl or rt.message_ttl)
+            delivered = (_start(rt, name, value, message_id, payload, actor)
+                         or _buffer(rt, name, value, message_id, payload, actor, ttl or rt.message_ttl))
         if delivered is not None:
             return delivered
     raise InvalidInput("the waiting instance kept changing; try again")  # pragma: no cover - a race thrice
@@ -102,6 +104,16 @@ def _deliver(rt: Runtime, name: str, value: str, message_id: str, payload: dict[
     except IntegrityError:  # the same message id, delivered concurrently: ours is the repeat
         return _seen(rt, message_id)
     return Correlated(message_id, "delivered", ch.instance.id)
+
+
+def _start(rt: Runtime, name: str, value: str, message_id: str, payload: dict[str, Any],
+           actor: str) -> Correlated | None:
+    """A message nothing waits for that a process starts on (start_events.py), or None."""
+    try:
+        started = start_by_message(rt, name=name, value=value, message_id=message_id, payload=payload, actor=actor)
+    except IntegrityError:  # the same message id, taken concurrently
+        return _seen(rt, message_id)
+    return None if started is None else Correlated(message_id, "delivered", started)
 
 
 def _buffer(rt: Runtime, name: str, value: str, message_id: str, payload: dict[str, Any],

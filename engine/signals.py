@@ -24,6 +24,7 @@ from .outgoing import QUEUE, SIGNAL_JOB
 from .readmodels import signal_names
 from .runtime import Runtime
 from .spiff_specs import find_task
+from .start_events import start_by_signal
 
 SIG = SignalSubscription.__table__
 DELIVERED = SignalDelivery.__table__
@@ -50,7 +51,9 @@ def broadcast(rt: Runtime, payload: dict[str, Any]) -> None:
     an operator retries an incident of one receiver)."""
     params = {"name": payload["signal"], "thrown_at": datetime.fromisoformat(payload["thrown_at"]),
               "sender": payload["sender"], "signal_id": payload["signal_id"]}
-    if payload.get("to"):
+    if payload.get("start_only"):  # an operator retries the starts that failed
+        receivers = []
+    elif payload.get("to"):
         receivers = [payload["to"]]
     else:
         tenant = payload.get("tenant")
@@ -62,6 +65,11 @@ def broadcast(rt: Runtime, payload: dict[str, Any]) -> None:
             _deliver(rt, instance_id, payload, params)
         except EngineError as exc:
             _incident(rt, instance_id, payload, exc)
+    if not payload.get("to"):
+        try:
+            start_by_signal(rt, payload)  # the processes that start on it (start_events.py)
+        except EngineError as exc:
+            _start_incident(rt, payload, exc)
 
 
 def _deliver(rt: Runtime, instance_id: str, payload: dict[str, Any], params: dict[str, Any]) -> None:
@@ -100,6 +108,17 @@ def _incident(rt: Runtime, instance_id: str, payload: dict[str, Any], exc: Engin
         job_incident(s, now, job=SIGNAL_JOB, queue=QUEUE, payload={**kept, "to": instance_id}, attempts=1,
                      instance_id=instance_id,
                      error=f"signal '{payload['signal']}' could not be delivered: {exc.message}")
+
+
+def _start_incident(rt: Runtime, payload: dict[str, Any], exc: EngineError) -> None:
+    """A process could not be started by the signal: an incident whose retry runs the starts alone
+    (those that did start are not started again)."""
+    now = rt.clock.now()
+    kept = {k: v for k, v in payload.items() if k not in ("outbox_id", "attempt", "retried_incident")}
+    with rt.db.transaction() as s:
+        job_incident(s, now, job=SIGNAL_JOB, queue=QUEUE, payload={**kept, "start_only": True}, attempts=1,
+                     instance_id=payload["sender"],
+                     error=f"signal '{payload['signal']}' could not start a process: {exc.message}")
 
 
 JOBS = {SIGNAL_JOB: broadcast}

@@ -16,8 +16,9 @@ bp = Blueprint("message", __name__, url_prefix="/api/v1/message")
 
 @bp.post("")
 @roles("system", "admin")
-@doc("Correlate a message by name and correlation value (or instance id); a repeated messageId from the same "
-     "sender is a no-op (ids are the sender's own: two systems may use the same id)",
+@doc("Correlate a message by name and correlation value (or instance id), or start the process whose message "
+     "start event waits for it; a repeated messageId from the same sender is a no-op (ids are the sender's own: "
+     "two systems may use the same id)",
      body=schemas.CorrelateSchema, response=schemas.CorrelatedSchema,
      also={202: "accepted and buffered: no instance waits for the message yet (status: buffered)"})
 def correlate():
