@@ -81,6 +81,9 @@ REFUSED = [
     ("script_import", "s", "import"),
     ("event_subprocess_cycle", "event_start", "cannot start on a timeCycle"),
     ("event_subprocess_error_noninterrupting", "event_start", "an error start event always interrupts"),
+    ("compensation", "undo_booking", "compensation is not supported"),
+    ("compensation", "undo", "compensation is not supported"),
+    ("compensation", "cancel_booking", "compensation handler (isForCompensation) is not supported"),
 ]
 
 
@@ -130,7 +133,7 @@ def test_each_element_runs_to_its_expected_end_state(rt, clock, users, case):
         assert sum(1 for e in events if e["action"] == "timer.fired") == case.fired
 
 
-@pytest.mark.parametrize(("key", "element", "words"), REFUSED, ids=[r[0] for r in REFUSED])
+@pytest.mark.parametrize(("key", "element", "words"), REFUSED, ids=[f"{r[0]}-{r[1]}" for r in REFUSED])
 def test_a_refused_element_is_answered_400_naming_it_and_why(users, key, element, words):
     r = _deploy(users, key)
     assert r.status_code == 400
