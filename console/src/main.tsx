@@ -8,6 +8,7 @@ import { CaseDetail } from './pages/CaseDetail';
 import { Cases } from './pages/Cases';
 import { Home } from './pages/Home';
 import { Login } from './pages/Login';
+import { MapPage } from './pages/Map';
 import { MobileTask, MyTasks } from './pages/Mobile';
 import { TaskPage } from './pages/TaskPage';
 import { failures, onQueue, pending, replay } from './queue';
@@ -19,6 +20,7 @@ const DESK = ['supervisor', 'admin', 'leader'];
 const NAV: { path: string; label: Key; roles: string[] }[] = [
   { path: '/', label: 'home', roles: DESK },
   { path: '/cases', label: 'cases', roles: [...DESK, 'inspector'] },
+  { path: '/map', label: 'map', roles: DESK },
   { path: '/m', label: 'myTasks', roles: ['inspector', 'supervisor', 'admin'] },
 ];
 
@@ -27,6 +29,7 @@ type Route = { pattern: string; roles: string[]; page: (p: Record<string, string
 const ROUTES: Route[] = [
   { pattern: '/', roles: DESK, page: (_p, _me, tenant) => <Home tenant={tenant} /> },
   { pattern: '/cases', roles: [...DESK, 'inspector'], page: (_p, _me, tenant) => <Cases tenant={tenant} /> },
+  { pattern: '/map', roles: DESK, page: (_p, me, tenant) => <MapPage tenant={tenant} me={me} /> },
   { pattern: '/cases/:id', roles: [...DESK, 'inspector'], page: (p) => <CaseDetail id={p.id} /> },
   { pattern: '/tasks/:id', roles: [...DESK, 'inspector'], page: (p) => <TaskPage id={p.id} /> },
   { pattern: '/m', roles: ['inspector', 'supervisor', 'admin'], page: () => <MyTasks /> },

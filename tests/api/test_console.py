@@ -83,3 +83,17 @@ def test_me_tells_the_console_who_is_calling(users, rt):
     assert users["admin"].get("/api/v1/me").get_json()["tenants"] == ["320700"]
     assert users["system"].get("/api/v1/me").status_code == 403
     assert users["anonymous"].get("/api/v1/me").status_code == 401
+
+
+def test_the_map_library_ships_with_the_console_and_names_no_address(client):
+    """Leaflet's code, CSS and marker images are in the console's own files (no CDN); its source names
+    many addresses in comments (dropped by minifying) and one in code (the attribution link, turned into
+    plain text by console/build.mjs), so the served bytes name none."""
+    page = client.get("/").get_data(as_text=True)
+    (script,) = re.findall(r'src="(/assets/app-[A-Z0-9]+\.js)"', page)
+    (styles,) = re.findall(r'href="(/assets/app-[A-Z0-9]+\.css)"', page)
+    js, css = client.get(script).get_data(), client.get(styles).get_data()
+    assert b"leaflet-container" in js and b".leaflet-container" in css  # Leaflet is bundled here
+    assert b"url(data:image/png;base64," in css  # its control and marker images, inline
+    assert b"leafletjs.com" not in js + css and b"openstreetmap" not in js + css
+    assert [u for u in EXTERNAL.findall(js + css) if not u.startswith(ALLOWED)] == []
