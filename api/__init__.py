@@ -22,8 +22,8 @@ log = logging.getLogger("gridloop.http")
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None, redis=None,
                calendar: CalendarService | None = None) -> Flask:
     """The API over `runtime` (built from `settings` when not given; tests pass their own)."""
-    from .views import calendar as calendar_views
     from .views import (
+        assessment,
         cases,
         categories,
         decisions,
@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         tasks,
         users,
     )
+    from .views import calendar as calendar_views
     from .views import readings as reading_views
     from .views import sources as source_views
     from .views import warnings as warning_views
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.extensions["gridloop.calendar"] = calendar or CalendarService(runtime.db)
     app.extensions["gridloop.grids"] = GridIndexCache(runtime.db)
     for module in (system, definitions, instances, tasks, messages, operations, calendar_views, grids, cases,
-                   enforcement, home, evidence, notifications, decisions, deployments, migrations):
+                   enforcement, home, evidence, notifications, decisions, deployments, migrations, assessment):
         app.register_blueprint(module.bp)
     app.register_blueprint(warning_views.bp)
     app.register_blueprint(reading_views.bp)

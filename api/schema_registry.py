@@ -6,6 +6,8 @@ from notifications import models as _notification_models  # noqa: F401
 from workflows import case_closing as _case_closing  # noqa: F401
 from workflows import cases as _cases  # noqa: F401
 from workflows import deferrals as _deferrals  # noqa: F401
+from workflows import evaluation_config as _evaluation_config  # noqa: F401
+from workflows import evaluations as _evaluations  # noqa: F401
 from workflows import evidence as _evidence  # noqa: F401
 from workflows import grids as _grids  # noqa: F401
 from workflows import monitoring_rules as _monitoring_rules  # noqa: F401

@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Integer, String, insert, select, update
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.db import Base, UTCDateTime
@@ -29,6 +29,9 @@ class CaseAssessment(Base):
     """One row per finished case, written once when its process ends."""
 
     __tablename__ = "case_assessment"
+    __table_args__ = (Index("ix_assessment_tenant_closed", "tenant", "closed_at"),
+                      Index("ix_assessment_tenant_due", "tenant", "due_at"),
+                      Index("ix_assessment_tenant_filed", "tenant", "filed_at"))
 
     case_id: Mapped[str] = mapped_column(ForeignKey("env_case.id"), primary_key=True)
     tenant: Mapped[str] = mapped_column(String(12))
@@ -58,6 +61,14 @@ class CaseAssessment(Base):
     occurrences: Mapped[int] = mapped_column(Integer, default=1)
     deferrals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # 缓办 approved
     deferred_seconds: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the clock stood still
+    # for the indicators (workflows/indicators.py): the handling deadline the case was due to close by
+    # (its last handling task's, extensions and 缓办 included), when handling last ended, and who
+    # reviewed, dispatched and verified it (the supervisor and dispatcher posts)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reviewer: Mapped[str | None] = mapped_column(String(200))
+    dispatcher: Mapped[str | None] = mapped_column(String(200))
+    verifier: Mapped[str | None] = mapped_column(String(200))
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
@@ -90,6 +101,7 @@ def close_case(conn, ended: InstanceEnded) -> None:
                          .order_by(HT.c.created_at)).mappings().all()
     on_time = {stage: stage_on_time([t for t in tasks if t["element_id"] == stage], ended) for stage in _STAGES}
     handlers = [t["completed_by"] for t in tasks if t["element_id"] == "handle" and t["status"] == "completed"]
+    handles = [t for t in tasks if t["element_id"] == "handle"]
     v = ended.variables
     fired = _timers_fired(conn, ended.instance_id)
     deferrals, deferred_seconds = deferred_totals(conn, case["id"])
@@ -110,7 +122,28 @@ def close_case(conn, ended: InstanceEnded) -> None:
         # reach the process data
         escalations=int(v.get("escalations") or 0) + fired["review_overdue"] + fired["dispatch_overdue"],
         reminders=fired["sign_reminder"] + fired["review_reminder"] + fired["dispatch_reminder"],
-        urges=fired["enforcement_overdue"], deferrals=deferrals, deferred_seconds=deferred_seconds))
+        urges=fired["enforcement_overdue"], deferrals=deferrals, deferred_seconds=deferred_seconds,
+        due_at=handling_deadline(tasks),
+        handled_at=handles[-1]["ended_at"] if handles and handles[-1]["status"] == "completed" else None,
+        reviewer=_last_by(tasks, "review"), dispatcher=_last_by(tasks, "dispatch"), verifier=_last_by(tasks, "verify")))
+
+
+def handling_deadline(tasks: list[Any]) -> datetime | None:
+    """When the case was due to be handled (结案期限): the first handling task's deadline, moved only
+    by an approved extension or a 缓办 (the handling task after them carries the new one). A rework
+    or an overdue escalation grants new time to finish but does not move what the case was due by."""
+    due, moved = None, False
+    for t in tasks:  # in the order they were created
+        if t["element_id"] == "handle" and (due is None or moved):
+            due, moved = t["due_at"], False
+        elif t["element_id"] in ("approve_extension", "deferred") and t["status"] == "completed":
+            moved = True
+    return due
+
+
+def _last_by(tasks: list[Any], stage: str) -> str | None:
+    done = [t["completed_by"] for t in tasks if t["element_id"] == stage and t["status"] == "completed"]
+    return done[-1] if done else None
 
 
 def _timers_fired(conn, instance_id: str) -> Counter[str]:
