@@ -58,9 +58,18 @@ export async function login(username: string, password: string): Promise<void> {
   save({ access: b.access_token, refresh: b.refresh_token, username, roles: b.roles || [] });
 }
 
-export function logout(): void {
+function dropSession(): void {
   save(null);
   onLoggedOut();
+}
+
+/** Log out: the server ends this login's session (its tokens stop at once), the tab forgets it. */
+export function logout(): void {
+  const s = session();
+  dropSession();
+  if (s) {
+    fetch('/api/v1/auth/logout', { method: 'POST', headers: { Authorization: `Bearer ${s.access}` } }).catch(() => {});
+  }
 }
 
 let refreshing: Promise<boolean> | null = null;
@@ -116,7 +125,7 @@ export async function request(path: string, call: Call = {}): Promise<Response> 
   if (r.status === 401 && session()) {
     if (await refresh()) r = await send();
     else {
-      logout();
+      dropSession();
       throw await errorOf(r);
     }
   }

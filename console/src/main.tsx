@@ -4,6 +4,7 @@ import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { api, hasRole, logout, Me, session, whenLoggedOut } from './api';
 import { Key, lang, onLang, setLang, t } from './i18n';
+import { Admin } from './pages/admin/Admin';
 import { CaseDetail } from './pages/CaseDetail';
 import { Cases } from './pages/Cases';
 import { Home } from './pages/Home';
@@ -22,6 +23,7 @@ const NAV: { path: string; label: Key; roles: string[] }[] = [
   { path: '/cases', label: 'cases', roles: [...DESK, 'inspector'] },
   { path: '/map', label: 'map', roles: DESK },
   { path: '/m', label: 'myTasks', roles: ['inspector', 'supervisor', 'admin'] },
+  { path: '/admin', label: 'admin', roles: ['admin'] },
 ];
 
 type Route = { pattern: string; roles: string[]; page: (p: Record<string, string>, me: Me, tenant: string) => any };
@@ -33,6 +35,8 @@ const ROUTES: Route[] = [
   { pattern: '/cases/:id', roles: [...DESK, 'inspector'], page: (p) => <CaseDetail id={p.id} /> },
   { pattern: '/tasks/:id', roles: [...DESK, 'inspector'], page: (p) => <TaskPage id={p.id} /> },
   { pattern: '/m', roles: ['inspector', 'supervisor', 'admin'], page: () => <MyTasks /> },
+  { pattern: '/admin', roles: ['admin'], page: (_p, _me, tenant) => <Admin tenant={tenant} /> },
+  { pattern: '/admin/:page', roles: ['admin'], page: (p, _me, tenant) => <Admin page={p.page} tenant={tenant} /> },
   { pattern: '/m/tasks/:id', roles: ['inspector', 'supervisor', 'admin'], page: (p, me) => <MobileTask id={p.id} me={me} /> },
 ];
 

@@ -1,0 +1,96 @@
+"""The administration console in headless Chromium against a real server with the demo city: an admin
+creates an inspector (a wrong scope refused at its field first; the generated password shown once,
+and it logs in on a phone), disables another user — whose open console loses its session and who
+cannot log in again — opens each administration page, and logs out, after which the old token is
+refused by the API too."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.api.test_closed_loop_http import point_in_first_unit
+from tests.browser.live_server import PASSWORD
+
+ADMIN_PAGES = ["grids", "duty", "categories", "calendar", "sources", "warning-policies", "incidents", "notices"]
+
+
+def _login(page, url: str, username: str, password: str) -> None:
+    page.goto(url + "/")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
+
+
+def test_admin_creates_an_inspector_and_disables_a_user_who_then_cannot_log_in(chromium, live, screenshots):
+    unit, _, _ = point_in_first_unit(live.runtime)
+    other_password = live.user("insp-leaving", ["inspector"], unit)
+    problems: list[str] = []
+
+    leaving = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
+    _login(leaving, live.url, "insp-leaving", other_password)
+    leaving.wait_for_url("**/m")
+
+    desk = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
+    admin = desk.new_page()
+    admin.on("pageerror", lambda e: problems.append(str(e)))
+    _login(admin, live.url, "admin", PASSWORD)
+    admin.get_by_role("link", name="系统管理").click()
+    admin.wait_for_url("**/admin")
+    admin.wait_for_selector("tr[data-user='insp-leaving']")
+    # the demo's logins are there, linked to the roster's people
+    assert admin.locator("tr[data-user='sup-320706']").count() == 1
+    assert admin.locator("tr[data-user='leader-320706']").count() == 1
+    admin.screenshot(path=str(screenshots / "admin-users.png"), full_page=True)
+
+    form = admin.locator("form[aria-labelledby=new-user]")
+    form.get_by_label("用户名").fill("wang-fang")
+    form.get_by_label("姓名").fill("王芳")
+    form.get_by_label("网格范围").fill("no-such-grid")
+    form.get_by_role("button", name="创建").click()
+    scope = form.locator("#u-scope[aria-invalid=true]")
+    scope.wait_for()
+    assert "no-such-grid" in form.locator("#u-scope-err").inner_text()
+    admin.screenshot(path=str(screenshots / "admin-user-refused.png"), full_page=True)
+    form.get_by_label("网格范围").fill(unit)
+    form.get_by_role("button", name="创建").click()
+    shown = admin.locator("[data-testid=one-time-password] code")
+    shown.wait_for()
+    new_password = shown.inner_text()
+    admin.wait_for_selector("tr[data-user='wang-fang']")
+    assert "网格员" in admin.locator("tr[data-user='wang-fang']").inner_text()
+    admin.screenshot(path=str(screenshots / "admin-user-created.png"), full_page=True)
+
+    row = admin.locator("tr[data-user='insp-leaving']")
+    row.get_by_role("button", name="停用").click()
+    admin.wait_for_selector("tr[data-user='insp-leaving'].inactive")
+    assert "已停用" in row.inner_text()
+    admin.screenshot(path=str(screenshots / "admin-user-disabled.png"), full_page=True)
+
+    leaving.reload()  # their open console: the session is over, back to the login form
+    leaving.get_by_role("button", name="登录").wait_for()
+    _login(leaving, live.url, "insp-leaving", other_password)
+    leaving.wait_for_selector("[role=alert]:has-text('登录失败')")
+    leaving.screenshot(path=str(screenshots / "admin-disabled-cannot-log-in.png"), full_page=True)
+
+    phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, locale="zh-CN").new_page()
+    _login(phone, live.url, "wang-fang", new_password)
+    phone.wait_for_url("**/m")
+
+    for name in ADMIN_PAGES:
+        admin.goto(f"{live.url}/admin/{name}")
+        admin.wait_for_selector("main h1")
+        admin.wait_for_load_state("networkidle")
+        assert admin.locator("main p.error").count() == 0, (name, admin.locator("main p.error").all_inner_texts())
+        admin.screenshot(path=str(screenshots / f"admin-{name}.png"), full_page=True)
+
+    token = admin.evaluate("JSON.parse(sessionStorage.getItem('gridloop.session')).access")
+    assert requests.get(f"{live.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10).ok
+    admin.get_by_role("button", name="退出").click()
+    admin.get_by_role("button", name="登录").wait_for()
+    for _ in range(50):  # the logout request is sent as the page forgets the token
+        refused = requests.get(f"{live.url}/api/v1/me", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        if refused.status_code == 401:
+            break
+        admin.wait_for_timeout(100)
+    assert refused.status_code == 401
+    assert problems == []
