@@ -30,9 +30,55 @@ const common = {
   plugins: [leafletOffline], loader: { '.png': 'dataurl' },  // Leaflet's CSS images (layers, marker) inline
 };
 
+// Web addresses in the diagram code that are neither namespaces nor the watermark: diagram-js names GitHub
+// issues in three developer warnings, and bpmn-js's SVG export (unused here) writes its web address into a
+// comment. None is ever fetched; the console names no other origin, so the build shortens them. The bpmn.io
+// watermark is left exactly as bpmn-js draws it: its licence forbids changing it (see tests/api/test_console.py).
+const SVG_EXPORT_NOTE = '<!-- created with bpmn-js / http://bpmn.io -->';
+const diagramAddresses = {
+  name: 'diagram-addresses',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]diagram-js[\\/]lib[\\/].*\.js$/ }, (args) => {
+      const src = fs.readFileSync(args.path, 'utf8');
+      if (!src.includes('https://github.com/bpmn-io/')) return undefined;
+      return { contents: src.replace(/https:\/\/github\.com\/bpmn-io\/diagram-js\/(issues|pull)\/(\d+)/g, 'diagram-js $1 #$2'), loader: 'js' };
+    });
+    build.onLoad({ filter: /[\\/]bpmn-js[\\/]lib[\\/]BaseViewer\.js$/ }, (args) => {
+      const src = fs.readFileSync(args.path, 'utf8');
+      if (!src.includes(SVG_EXPORT_NOTE)) throw new Error(`${args.path}: the SVG export's note changed; update build.mjs`);
+      return { contents: src.replace(SVG_EXPORT_NOTE, '<!-- created with bpmn-js -->'), loader: 'js' };
+    });
+  },
+};
+
+// bpmn-font offers its icon font in five formats; every browser the console supports reads woff2, and the
+// older formats carry the font tool's web address in their metadata. The build keeps woff2 only.
+const bpmnFontWoff2 = {
+  name: 'bpmn-font-woff2',
+  setup(build) {
+    build.onLoad({ filter: /[\\/]bpmn-font[\\/]css[\\/]bpmn\.css$/ }, (args) => {
+      const src = fs.readFileSync(args.path, 'utf8');
+      const woff2 = src.match(/url\('(\.\.\/font\/bpmn\.woff2\?\d+)'\)/);
+      const face = /src: url\('\.\.\/font\/bpmn\.eot\?\d+'\);\s*src:[^;]*;/;
+      if (!woff2 || !face.test(src)) throw new Error(`${args.path}: bpmn-font's @font-face changed; update build.mjs`);
+      return { contents: src.replace(face, `src: url('${woff2[1]}') format('woff2');`), loader: 'css' };
+    });
+  },
+};
+
+// The diagram bundle (bpmn-js with its CSS and icon font) is an entry of its own, loaded by the models
+// pages only: the app is told its file names, and neither 首页's first load nor the offline shell carries it.
+const diagram = await esbuild.build({
+  ...common, entryPoints: { modeler: 'src/modeler/diagram.ts' }, outdir: path.join(out, 'assets'),
+  entryNames: '[name]-[hash]', assetNames: '[name]-[hash]', format: 'esm', metafile: true,
+  plugins: [...(common.plugins || []), diagramAddresses, bpmnFontWoff2], loader: { ...common.loader, '.woff2': 'file' },
+});
+const diagramFiles = Object.keys(diagram.metafile.outputs).map((f) => '/assets/' + path.basename(f));
+const MODELER = { js: diagramFiles.find((f) => f.endsWith('.js')), css: diagramFiles.find((f) => f.endsWith('.css')) };
+
 const app = await esbuild.build({
   ...common, entryPoints: { app: 'src/main.tsx' }, outdir: path.join(out, 'assets'), entryNames: '[name]-[hash]',
-  format: 'esm', metafile: true,
+  format: 'esm', metafile: true, define: { ...common.define, __MODELER__: JSON.stringify(MODELER) },
 });
 const built = Object.keys(app.metafile.outputs).map((f) => '/assets/' + path.basename(f)).sort();
 const js = built.find((f) => f.endsWith('.js'));

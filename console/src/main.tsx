@@ -11,6 +11,9 @@ import { Home } from './pages/Home';
 import { Login } from './pages/Login';
 import { MapPage } from './pages/Map';
 import { MobileTask, MyTasks } from './pages/Mobile';
+import { ModelEdit } from './pages/ModelEdit';
+import { ModelHeat } from './pages/ModelHeat';
+import { Models } from './pages/Models';
 import { TaskPage } from './pages/TaskPage';
 import { failures, onQueue, pending, replay } from './queue';
 import { interceptLinks, match, navigate, useLocation } from './router';
@@ -23,6 +26,7 @@ const NAV: { path: string; label: Key; roles: string[] }[] = [
   { path: '/cases', label: 'cases', roles: [...DESK, 'inspector'] },
   { path: '/map', label: 'map', roles: DESK },
   { path: '/m', label: 'myTasks', roles: ['inspector', 'supervisor', 'admin'] },
+  { path: '/models', label: 'models', roles: ['admin', 'leader'] },
   { path: '/admin', label: 'admin', roles: ['admin'] },
 ];
 
@@ -35,10 +39,19 @@ const ROUTES: Route[] = [
   { pattern: '/cases/:id', roles: [...DESK, 'inspector'], page: (p) => <CaseDetail id={p.id} /> },
   { pattern: '/tasks/:id', roles: [...DESK, 'inspector'], page: (p) => <TaskPage id={p.id} /> },
   { pattern: '/m', roles: ['inspector', 'supervisor', 'admin'], page: () => <MyTasks /> },
+  { pattern: '/models', roles: ['admin', 'leader'], page: () => <Models /> },
+  { pattern: '/models/:id/edit', roles: ['admin'], page: (p) => <ModelEdit id={p.id} /> },
+  { pattern: '/models/:id/heatmap', roles: ['admin', 'leader'], page: (p) => <ModelHeat id={p.id} /> },
   { pattern: '/admin', roles: ['admin'], page: (_p, _me, tenant) => <Admin tenant={tenant} /> },
   { pattern: '/admin/:page', roles: ['admin'], page: (p, _me, tenant) => <Admin page={p.page} tenant={tenant} /> },
   { pattern: '/m/tasks/:id', roles: ['inspector', 'supervisor', 'admin'], page: (p, me) => <MobileTask id={p.id} me={me} /> },
 ];
+
+/** '/m' is current on '/m' and '/m/tasks/1', not on '/models'. */
+function current(nav: string, path: string): boolean {
+  const p = path.split('?')[0];
+  return nav === '/' ? p === '/' : p === nav || p.startsWith(nav + '/');
+}
 
 function useRerenderOn(subscribe: (f: () => void) => () => void): void {
   const [, set] = useState(0);
@@ -102,7 +115,7 @@ function App() {
         <nav aria-label="main">
           <ul>
             {NAV.filter((n) => me.roles.some((r) => n.roles.includes(r))).map((n) => (
-              <li key={n.path}><a href={n.path} aria-current={(n.path === '/' ? path === '/' : path.startsWith(n.path)) ? 'page' : undefined}>
+              <li key={n.path}><a href={n.path} aria-current={current(n.path, path) ? 'page' : undefined}>
                 {t(n.label)}</a></li>
             ))}
           </ul>

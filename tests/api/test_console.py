@@ -10,6 +10,28 @@ from api.views.console import ASSETS
 
 EXTERNAL = re.compile(rb"https?://[^\s\"'<>)]*")
 ALLOWED = (b"http://www.w3.org/",)  # XML namespaces (SVG, XHTML, MathML) are names, not addresses
+# The BPMN modeler (bpmn-js, in its own lazily loaded bundle) reads and writes BPMN XML: these are the
+# namespaces of BPMN 2.0, its diagram interchange and bpmn.io's colour extension, exactly; names, not addresses.
+BPMN_NAMESPACES = {
+    b"http://www.omg.org/spec/BPMN/20100524/MODEL", b"http://www.omg.org/spec/BPMN/20100524/DI",
+    b"http://www.omg.org/spec/DD/20100524/DC", b"http://www.omg.org/spec/DD/20100524/DI",
+    b"http://www.omg.org/spec/BPMN/non-normative/color/1.0", b"http://bpmn.io/schema/bpmn/biocolor/1.0",
+    b"http://bpmn.io/schema/bpmn",  # the targetNamespace of a new, empty diagram
+}
+# bpmn-js's licence: "The source code responsible for displaying the bpmn.io project watermark that links
+# back to https://bpmn.io as part of rendered diagrams MUST NOT be removed or changed." So the modeler
+# bundle keeps its three links to bpmn.io (the logo on the canvas and the notice it opens). They are links
+# a user may click (a new tab), never fetched: nothing loads from bpmn.io, and the CSP allows only 'self'.
+WATERMARK = re.compile(rb'<a href="https?://bpmn\.io" target="_blank"')
+WATERMARK_LINKS = 3
+
+
+def _external(path: str, body: bytes) -> list[bytes]:
+    if path.startswith("/assets/modeler-") and path.endswith(".js"):
+        assert len(WATERMARK.findall(body)) == WATERMARK_LINKS, "the bpmn.io watermark must be shipped unchanged"
+        body = WATERMARK.sub(b"", body)
+    return [u for u in EXTERNAL.findall(body)
+            if not u.startswith(ALLOWED) and not (path.startswith("/assets/modeler-") and u in BPMN_NAMESPACES)]
 
 
 def _served_paths(client) -> list[str]:
@@ -40,7 +62,7 @@ def test_no_served_file_names_an_external_url(client):
     for path in paths:
         r = client.get(path)
         assert r.status_code == 200, path
-        found = [u for u in EXTERNAL.findall(r.get_data()) if not u.startswith(ALLOWED)]
+        found = _external(path, r.get_data())
         assert found == [], f"{path} names {found}"
 
 
@@ -97,3 +119,16 @@ def test_the_map_library_ships_with_the_console_and_names_no_address(client):
     assert b"url(data:image/png;base64," in css  # its control and marker images, inline
     assert b"leafletjs.com" not in js + css and b"openstreetmap" not in js + css
     assert [u for u in EXTERNAL.findall(js + css) if not u.startswith(ALLOWED)] == []
+
+
+def test_the_modeler_is_its_own_bundle_loaded_by_the_models_pages_only(client):
+    """bpmn-js (about 0.6 MB) must not weigh on 首页's first load nor on the phone's offline shell."""
+    page = client.get("/").get_data(as_text=True)
+    (app,) = re.findall(r'src="(/assets/app-[A-Z0-9]+\.js)"', page)
+    app_js = client.get(app).data
+    modeler = sorted(p.name for p in (ASSETS / "assets").glob("modeler-*.js"))
+    assert len(modeler) == 1
+    assert b"bjs-powered-by" not in app_js and b"bpmn:definitions" not in app_js  # bpmn-js is not in the app
+    assert f"/assets/{modeler[0]}".encode() in app_js  # the app knows where to find it
+    assert b"/assets/modeler-" not in client.get("/sw.js").data  # nor is it cached for offline use
+    assert b"modeler-" not in client.get("/").data
