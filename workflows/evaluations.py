@@ -277,11 +277,11 @@ def set_config(db: Database, tenant: str, effective_from: date, body: Any, actor
     config = validate_config(body)
     with db.transaction() as s:
         published = s.scalar(select(AssessmentEvaluation.period).where(
-            AssessmentEvaluation.tenant == tenant, AssessmentEvaluation.period_from >= _local(effective_from))
-            .order_by(AssessmentEvaluation.period_from).limit(1))
+            AssessmentEvaluation.tenant == tenant, AssessmentEvaluation.period_to > _local(effective_from))
+            .order_by(AssessmentEvaluation.period_to.desc()).limit(1))
         if published is not None:
-            raise ConfigError({"effectiveFrom": [f"period {published} starts on or after it and is published: "
-                                                 "choose a date after the last published period's start"]})
+            raise ConfigError({"effectiveFrom": [f"falls in or before period {published}, which is published: "
+                                                 "choose a day after the last published period"]})
         row = AssessmentConfig(tenant=tenant, effective_from=effective_from, body=config, set_by=actor, set_at=now)
         s.add(row)
     return row

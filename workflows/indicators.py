@@ -188,7 +188,7 @@ def _open(conn: Any, tenant: str, p: Period, at: datetime, calendar: WorkCalenda
     """Cases still open now, as they stood at `at`."""
     cases = conn.execute(select(Case.id, Case.grid_code, Case.category, Case.source, Case.details,
                                 Case.created_at, Case.instance_id)
-                         .where(Case.tenant == tenant, Case.status == "open", Case.created_at < at)).all()
+                         .where(Case.tenant == tenant, Case.status == "open", Case.created_at <= at)).all()
     if not cases:
         return
     ht = HumanTask.__table__
@@ -196,7 +196,7 @@ def _open(conn: Any, tenant: str, p: Period, at: datetime, calendar: WorkCalenda
     for row in conn.execute(select(ht.c.instance_id, ht.c.element_id, ht.c.status, ht.c.due_at, ht.c.ended_at,
                                    ht.c.created_at, ht.c.assignee, ht.c.completed_by)
                             .join(Case.__table__, Case.instance_id == ht.c.instance_id)
-                            .where(Case.tenant == tenant, Case.status == "open", ht.c.created_at < at)
+                            .where(Case.tenant == tenant, Case.status == "open", ht.c.created_at <= at)
                             .order_by(ht.c.created_at)).mappings():
         t = dict(row)
         if t["ended_at"] is not None and t["ended_at"] > at:  # as it stood then: still open
