@@ -76,16 +76,32 @@ const diagram = await esbuild.build({
 const diagramFiles = Object.keys(diagram.metafile.outputs).map((f) => '/assets/' + path.basename(f));
 const MODELER = { js: diagramFiles.find((f) => f.endsWith('.js')), css: diagramFiles.find((f) => f.endsWith('.css')) };
 
+// Pages imported with import() (the process models) become chunks of their own; what the app imports
+// statically (its shared chunks) is the shell: linked by the page and cached by the service worker.
 const app = await esbuild.build({
   ...common, entryPoints: { app: 'src/main.tsx' }, outdir: path.join(out, 'assets'), entryNames: '[name]-[hash]',
-  format: 'esm', metafile: true, define: { ...common.define, __MODELER__: JSON.stringify(MODELER) },
+  chunkNames: '[name]-[hash]', splitting: true, format: 'esm', metafile: true,
+  define: { ...common.define, __MODELER__: JSON.stringify(MODELER) },
 });
-const built = Object.keys(app.metafile.outputs).map((f) => '/assets/' + path.basename(f)).sort();
-const js = built.find((f) => f.endsWith('.js'));
-const css = built.find((f) => f.endsWith('.css'));
+const outputs = app.metafile.outputs;
+const entry = Object.keys(outputs).find((f) => outputs[f].entryPoint === 'src/main.tsx');
+const statically = (f, seen = new Set()) => {
+  if (!seen.has(f)) {
+    seen.add(f);
+    for (const i of outputs[f].imports) if (i.kind === 'import-statement' && outputs[i.path]) statically(i.path, seen);
+  }
+  return seen;
+};
+const asset = (f) => '/assets/' + path.basename(f);
+const js = asset(entry);
+const css = asset(outputs[entry].cssBundle);
+const built = [...statically(entry)].map(asset).concat(css).sort();
 
 for (const name of fs.readdirSync('public')) fs.copyFileSync(path.join('public', name), path.join(out, name));
-const html = fs.readFileSync('public/index.html', 'utf8').replace('__JS__', js).replace('__CSS__', css);
+// The app's static chunks are fetched beside it, not after it has been parsed.
+const preload = built.filter((f) => f.endsWith('.js') && f !== js).map((f) => `<link rel="modulepreload" href="${f}">\n`).join('');
+const html = fs.readFileSync('public/index.html', 'utf8').replace('__JS__', js).replace('__CSS__', css)
+  .replace('<script type="module"', `${preload}<script type="module"`);
 fs.writeFileSync(path.join(out, 'index.html'), html);
 
 const shell = ['/', '/manifest.webmanifest', '/icon.svg', '/icon-192.png', ...built];

@@ -11,15 +11,18 @@ import { Home } from './pages/Home';
 import { Login } from './pages/Login';
 import { MapPage } from './pages/Map';
 import { MobileTask, MyTasks } from './pages/Mobile';
-import { ModelEdit } from './pages/ModelEdit';
-import { ModelHeat } from './pages/ModelHeat';
-import { Models } from './pages/Models';
 import { TaskPage } from './pages/TaskPage';
+import { lazyPage } from './lazy';
+import './pages/models.css';
 import { failures, onQueue, pending, replay } from './queue';
 import { interceptLinks, match, navigate, useLocation } from './router';
 import './styles.css';
 
 const DESK = ['supervisor', 'admin', 'leader'];
+// The process-model pages load on first visit (a chunk of their own); bpmn-js, later still, with the diagram.
+const Models = lazyPage(() => import('./pages/Models').then((m) => m.Models));
+const ModelEdit = lazyPage(() => import('./pages/ModelEdit').then((m) => m.ModelEdit));
+const ModelHeat = lazyPage(() => import('./pages/ModelHeat').then((m) => m.ModelHeat));
 
 const NAV: { path: string; label: Key; roles: string[] }[] = [
   { path: '/', label: 'home', roles: DESK },

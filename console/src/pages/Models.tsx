@@ -1,11 +1,10 @@
-// Process models: every key with its versions (latest, suspended, instances by status), and what an
+// Process models (styles in models.css, loaded with the app): every key with its versions (latest, suspended, instances by status), and what an
 // administrator may do with a version: edit it in the modeler, see its heat map, make it the latest
 // again (roll back), suspend or activate it — each with a reason for the audit — and migrate instances.
 import { useEffect, useState } from 'preact/hooks';
 import { api, hasRole } from '../api';
 import { when } from '../i18n';
 import { Migration } from './Migration';
-import './models.css';
 import { tm } from './models_i18n';
 
 export interface Definition {
