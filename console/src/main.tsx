@@ -9,7 +9,6 @@ import { CaseDetail } from './pages/CaseDetail';
 import { Cases } from './pages/Cases';
 import { Home } from './pages/Home';
 import { Login } from './pages/Login';
-import { MapPage } from './pages/Map';
 import { MobileTask, MyTasks } from './pages/Mobile';
 import { TaskPage } from './pages/TaskPage';
 import { lazyPage } from './lazy';
@@ -20,6 +19,7 @@ import './styles.css';
 
 const DESK = ['supervisor', 'admin', 'leader'];
 // The process-model pages load on first visit (a chunk of their own); bpmn-js, later still, with the diagram.
+const MapPage = lazyPage(() => import('./pages/Map').then((m) => m.MapPage));  // Leaflet: ~150 KB
 const Models = lazyPage(() => import('./pages/Models').then((m) => m.Models));
 const ModelEdit = lazyPage(() => import('./pages/ModelEdit').then((m) => m.ModelEdit));
 const ModelHeat = lazyPage(() => import('./pages/ModelHeat').then((m) => m.ModelHeat));

@@ -108,17 +108,20 @@ def test_me_tells_the_console_who_is_calling(users, rt):
 
 
 def test_the_map_library_ships_with_the_console_and_names_no_address(client):
-    """Leaflet's code, CSS and marker images are in the console's own files (no CDN); its source names
-    many addresses in comments (dropped by minifying) and one in code (the attribution link, turned into
-    plain text by console/build.mjs), so the served bytes name none."""
+    """Leaflet's code, CSS and marker images are in the console's own files (no CDN), its code in the
+    map page's chunk (loaded on first visit, not by 首页); its source names many addresses in comments
+    (dropped by minifying) and one in code (the attribution link, turned into plain text by
+    console/build.mjs), so the served bytes name none."""
     page = client.get("/").get_data(as_text=True)
     (script,) = re.findall(r'src="(/assets/app-[A-Z0-9]+\.js)"', page)
     (styles,) = re.findall(r'href="(/assets/app-[A-Z0-9]+\.css)"', page)
-    js, css = client.get(script).get_data(), client.get(styles).get_data()
-    assert b"leaflet-container" in js and b".leaflet-container" in css  # Leaflet is bundled here
-    assert b"url(data:image/png;base64," in css  # its control and marker images, inline
-    assert b"leafletjs.com" not in js + css and b"openstreetmap" not in js + css
-    assert [u for u in EXTERNAL.findall(js + css) if not u.startswith(ALLOWED)] == []
+    (chunk,) = [f"/assets/{p.name}" for p in (ASSETS / "assets").glob("Map-*.js")]
+    js, css, lazy = (client.get(path).get_data() for path in (script, styles, chunk))
+    assert b"leaflet-container" in lazy and b"leaflet-container" not in js  # Leaflet: the map's chunk only
+    assert b".leaflet-container" in css and b"url(data:image/png;base64," in css  # its CSS and images, inline
+    served = js + css + lazy
+    assert b"leafletjs.com" not in served and b"openstreetmap" not in served
+    assert [u for u in EXTERNAL.findall(served) if not u.startswith(ALLOWED)] == []
 
 
 def test_the_modeler_is_its_own_bundle_loaded_by_the_models_pages_only(client):

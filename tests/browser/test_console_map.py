@@ -30,6 +30,8 @@ def _login(page, url: str, username: str, password: str) -> None:
 
 
 def test_supervisor_finds_a_case_on_the_map_and_opens_it(chromium, live, screenshots):
+    from playwright.sync_api import expect  # here: without playwright the test is skipped, not an import error
+
     lon, lat = a_unit_without_demo_cases(live.runtime)
     password = live.user("sup-map", ["supervisor"], "3207")
     alarm = requests.post(f"{live.url}/api/v1/alarms", headers={"X-API-Key": live.api_key("map-feed")}, timeout=10,
@@ -67,6 +69,8 @@ def test_supervisor_finds_a_case_on_the_map_and_opens_it(chromium, live, screens
     popup = page.locator(".leaflet-popup")
     popup.wait_for()
     assert case_id in popup.inner_text()
+    expect(popup).to_have_css("opacity", "1")  # faded in
+    page.wait_for_load_state("networkidle")  # opening it panned the map to show it whole
     page.screenshot(path=str(screenshots / "map-popup.png"))
     popup.get_by_role("link", name="查看案卷").click()
     page.wait_for_url(f"**/cases/{case_id}")
