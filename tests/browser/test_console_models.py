@@ -119,6 +119,35 @@ def test_admin_edits_a_timer_deploys_version_2_and_sees_a_refused_edit_on_its_el
     page.screenshot(path=str(screenshots / "models-refused-on-element.png"), full_page=True)
     assert [d["version"] for d in _versions(live.url, api, "env_case")] == [1, 2]  # nothing deployed
 
+    # Migration: plan v1 → v2 and read each waiting element's verdict; execute when the plan allows.
+    page.get_by_role("link", name="返回流程模型").click()
+    section = page.locator("section[data-key=env_case]")
+    section.locator("[data-testid=migration-env_case] summary").click()
+    section.get_by_role("button", name="生成迁移计划").click()
+    plan = section.locator(".plan")
+    plan.wait_for()
+    expected = requests.post(f"{live.url}/api/v1/migration/plan", headers=api, timeout=10, json={
+        "sourceDefinitionId": v1["id"], "targetDefinitionId": v2["id"]}).json()
+    assert plan.get_attribute("data-valid") == str(expected["valid"]).lower()
+    assert plan.locator("tbody tr").count() == len(expected["elements"]) > 0
+    for element in expected["elements"]:
+        verdict = plan.locator("tbody tr", has=page.locator(f"th:text-is('{element['sourceElementId']}')"))
+        assert verdict.locator("td").nth(2).inner_text() == str(element["waiting"])
+    page.screenshot(path=str(screenshots / "models-migration-plan.png"), full_page=True)
+    if expected["valid"] and expected["instances"]:
+        plan.get_by_role("button", name="执行迁移").click()
+        plan.get_by_text("已迁移").wait_for()
+        stats = requests.get(f"{live.url}/api/v1/process-definition/{v2['id']}/statistics", headers=api, timeout=10)
+        assert stats.json()["counts"]["running"] >= expected["instances"]
+
+    # Roll back: v1 becomes the latest again, with a reason.
+    section.locator("tr[data-version='1']").get_by_role("button", name="设为当前版本（回退）").click()
+    page.get_by_label("原因").fill("v2's reminder comes too early; back to v1 while we look")
+    page.get_by_role("button", name="确认").click()
+    section.locator("tr[data-version='1'] .badge.latest").wait_for()
+    assert section.locator("tr[data-version='2'] .badge.latest").count() == 0
+    assert [d["latest"] for d in _versions(live.url, api, "env_case")] == [True, False]
+
     page.goto(f"{live.url}/models/{v1['id']}/heatmap")
     page.wait_for_selector("[data-testid=heatmap] .djs-container")
     page.wait_for_selector(".heat-table tbody tr")

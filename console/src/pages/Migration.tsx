@@ -76,7 +76,7 @@ export function Migration(props: { versions: Definition[]; onMigrated: () => voi
                   <th scope="row">{el.sourceElementId}</th><td>{el.type}</td>
                   <td>{el.targetElementId ?? tm('none')}{el.targetType && el.targetType !== el.type ? ` (${el.targetType})` : ''}</td>
                   <td>{el.waiting}</td>
-                  <td class="error">{el.problems.join('; ') || tm('none')}</td>
+                  <td class={el.problems.length ? 'error' : 'muted'}>{el.problems.join('; ') || tm('none')}</td>
                   <td class="muted">{el.notes.join('; ') || tm('none')}</td>
                 </tr>
               ))}
