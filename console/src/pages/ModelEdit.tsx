@@ -8,7 +8,7 @@ import { loadDiagram } from '../modeler/load';
 import type { Definition } from './Models';
 import { tm } from './models_i18n';
 
-interface Deployed { id: number; files: { name: string; processes: { key: string; version: number; created: boolean }[] }[] }
+interface Deployed { id: number; warnings?: Problem[]; files: { name: string; processes: { key: string; version: number; created: boolean }[] }[] }
 
 function Properties(props: { editor: Editor; selected: Selected | null }) {
   const s = props.selected;
@@ -84,7 +84,7 @@ export function ModelEdit(props: { id: string }) {
       const body: Deployed = await r.json();
       const p = body.files.flatMap((f) => f.processes).find((x) => x.key === def.key);
       editor.clearProblems();
-      setProblems(null);
+      setProblems(body.warnings?.length ? body.warnings : null);
       setResult({ ok: true, text: r.status === 201 ? tm('deployedAs', { v: p?.version ?? '?' }) : tm('unchanged', { v: p?.version ?? '?' }) });
     } catch (err) {
       if (err instanceof ApiError && Array.isArray((err.details as any).problems)) {
@@ -118,7 +118,7 @@ export function ModelEdit(props: { id: string }) {
           {result && <p role="status" class={result.ok ? 'notice' : 'error'} data-testid="deploy-result">{result.text}</p>}
           {problems && (
             <section aria-labelledby="problems-title" data-testid="problems">
-              <h2 id="problems-title">{tm('problemsOnDiagram')}</h2>
+              <h2 id="problems-title">{result?.ok ? tm('deployWarnings') : tm('problemsOnDiagram')}</h2>
               <ul class="problems">
                 {problems.map((p, i) => (
                   <li key={i} data-element={p.element || ''}>
