@@ -112,9 +112,16 @@ def _on_hold(conn: Any, case_ids: list[str], at: datetime) -> set[str]:
     return held
 
 
+_RECORD_COLUMNS = ("case_id", "grid_code", "category", "source", "inspector", "reviewer", "dispatcher", "verifier",
+                   "outcome", "filed_at", "closed_at", "due_at", "handled_at", "reviewed_on_time", "dispatched_on_time",
+                   "signed_on_time", "handled_on_time", "verified_on_time", "closed_on_time", "reworks", "returns",
+                   "extensions")
+
+
 def _finished(conn: Any, tenant: str, p: Period, at: datetime, rules: Rules) -> Iterator[CaseFact]:
     a = CaseAssessment.__table__
-    rows = conn.execute(select(a).where(a.c.tenant == tenant, a.c.outcome != "cancelled", or_(
+    columns = [a.c[name] for name in _RECORD_COLUMNS]
+    rows = conn.execute(select(*columns).where(a.c.tenant == tenant, a.c.outcome != "cancelled", or_(
         and_(a.c.closed_at >= p.start, a.c.closed_at < p.end),  # closed in the period
         and_(a.c.closed_at >= p.end, a.c.due_at < p.end),  # overdue and not closed at its end
         and_(a.c.filed_at >= p.start, a.c.filed_at < p.end)))).mappings().all()
