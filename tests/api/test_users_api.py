@@ -260,3 +260,28 @@ def test_a_token_without_a_session_is_refused(app, users, client):
     old = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=ACCESS_SALT).dumps({"sub": "admin"})
     r = client.get("/api/v1/me", headers={"Authorization": f"Bearer {old}"})
     assert r.status_code == 401 and r.get_json()["error"]["code"] == "invalid_token"
+
+
+def test_two_concurrent_creates_of_one_username_make_one_user_and_a_409(rt, app, users, city):
+    """Two admins' clients at the same moment: one 201, one 409 naming the username — never a 500."""
+    import threading
+
+    headers = users["admin"].headers
+    barrier, answers = threading.Barrier(2), []
+
+    def create(n: int) -> None:
+        client = app.test_client()
+        barrier.wait()
+        answers.append(client.post("/api/v1/users", headers=headers,
+                                   json=new_user(displayName=f"王芳 {n}", password="pass-word-1")))
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.status_code for r in answers) == [201, 409], [r.get_json() for r in answers]
+    refused = next(r for r in answers if r.status_code == 409)
+    assert "username" in refused.get_json()["error"]["fields"]
+    assert users["admin"].get("/api/v1/users?q=wangfang").get_json()["total"] == 1
+    assert audit_actions(rt) == ["user.created"]

@@ -94,3 +94,38 @@ def test_admin_creates_an_inspector_and_disables_a_user_who_then_cannot_log_in(c
         admin.wait_for_timeout(100)
     assert refused.status_code == 401
     assert problems == []
+
+
+def test_admin_changes_a_time_limit_and_a_warning_policy_with_errors_shown_first(chromium, live, screenshots):
+    problems: list[str] = []
+    admin = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
+    admin.on("pageerror", lambda e: problems.append(str(e)))
+    _login(admin, live.url, "admin", PASSWORD)
+    admin.wait_for_selector("header.top")
+    admin.goto(f"{live.url}/admin/categories")
+    admin.locator("tr:has-text('noise')").get_by_role("button", name="修改").click()
+    review = admin.locator("#tr-review")
+    review.fill("0")
+    admin.get_by_role("button", name="保存").click()
+    admin.wait_for_selector("#tr-review[aria-invalid=true]")
+    assert "527040" in admin.locator("#tr-review-err").inner_text()  # the limit, at its field
+    admin.screenshot(path=str(screenshots / "admin-time-limit-refused.png"), full_page=True)
+    review.fill("45")
+    admin.get_by_role("button", name="保存").click()
+    admin.wait_for_selector("tr:has-text('noise') td:has-text('45′')")
+    admin.screenshot(path=str(screenshots / "admin-time-limit-saved.png"), full_page=True)
+
+    admin.goto(f"{live.url}/admin/warning-policies")
+    form = admin.locator("form[aria-labelledby=new-policy]")
+    form.get_by_label("网格前缀").fill("320706")
+    form.get_by_label("确认时限（分钟）").fill("0")
+    form.get_by_role("button", name="添加").click()
+    form.locator("#wp-ackMinutes[aria-invalid=true]").wait_for()
+    form.get_by_label("确认时限（分钟）").fill("20")
+    form.get_by_role("button", name="添加").click()
+    row = admin.locator("tr:has-text('320706')")
+    row.wait_for()
+    admin.screenshot(path=str(screenshots / "admin-warning-policy.png"), full_page=True)
+    row.get_by_role("button", name="删除").click()
+    row.wait_for(state="detached")
+    assert problems == []

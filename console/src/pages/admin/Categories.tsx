@@ -27,7 +27,7 @@ function TimeRules(p: { code: string; onSaved: () => void }) {
       json: { stages, ...(from ? { effectiveFrom: new Date(from).toISOString() } : {}) } });
     if (ok) { setEdit({}); rules.reload(); p.onSaved(); }
   };
-  const stageBad = (st: string) => (s.errors.stages || []).some((m) => m.includes(`"${st}"`)) || undefined;
+  const stageErrors = (st: string): string[] => Object.values(s.nested.stages?.[st] || {}).flat().map(String);
   return (
     <form ref={s.root} class="admin-form" onSubmit={submit} noValidate aria-labelledby="rules-title">
       <h2 id="rules-title">{ta('timeRulesOf', { code: p.code })}</h2>
@@ -37,7 +37,9 @@ function TimeRules(p: { code: string; onSaved: () => void }) {
           <tr key={st}>
             <th scope="row"><label for={`tr-${st}`}>{ta(`stage_${st}` as any)}</label></th>
             <td><input id={`tr-${st}`} type="number" min={1} value={val(st).limitMinutes} onInput={set(st, 'limitMinutes')}
-                       aria-invalid={stageBad(st)} /></td>
+                       aria-invalid={stageErrors(st).length ? true : undefined}
+                       aria-describedby={stageErrors(st).length ? `tr-${st}-err` : undefined} />
+              {stageErrors(st).length > 0 && <p class="field-error" id={`tr-${st}-err`}>{stageErrors(st).join(' ')}</p>}</td>
             <td><select aria-label={`${ta(`stage_${st}` as any)} ${ta('clock')}`} value={val(st).clock} onChange={set(st, 'clock')}>
               <option value="working">{ta('clock_working')}</option><option value="natural">{ta('clock_natural')}</option>
             </select></td>
@@ -46,7 +48,7 @@ function TimeRules(p: { code: string; onSaved: () => void }) {
       </table>
       <Field id="tr-effectiveFrom" name="effectiveFrom" label={ta('effectiveFrom')} hint={ta('effectiveHint')} errors={s.errors}>
         {(a) => <input {...a} type="datetime-local" value={from} onInput={(e) => setFrom(value(e))} />}</Field>
-      <Problem problem={s.problem} errors={s.errors} shown={['effectiveFrom']} />
+      <Problem problem={s.problem} errors={s.errors} shown={['effectiveFrom', ...(s.nested.stages && typeof s.nested.stages === 'object' && !Array.isArray(s.nested.stages) ? ['stages'] : [])]} />
       <button type="submit" class="primary" disabled={s.busy || !Object.keys(edit).length}>{ta('save')}</button>
       <h3>{ta('ruleSets')}</h3>
       <ul>{rules.data.sets.map((x) => <li key={x.effectiveFrom}>{when(x.effectiveFrom)} — {x.setBy}: {

@@ -32,19 +32,21 @@ export function useLoad<T>(path: string | null, deps: unknown[] = []) {
 export function useSubmit() {
   const [busy, setBusy] = useState(false);
   const [errors, setErrors] = useState<Errors>({});
+  const [nested, setNested] = useState<Record<string, any>>({});  // the refusal's fields as sent (nested for items)
   const [problem, setProblem] = useState('');
   const root = useRef<HTMLFormElement>(null);
   const inFlight = useRef(false);
   async function send<T = any>(path: string, call: Call): Promise<T | undefined> {
     if (inFlight.current) return undefined;
     inFlight.current = true;
-    setBusy(true); setErrors({}); setProblem('');
+    setBusy(true); setErrors({}); setNested({}); setProblem('');
     try {
       return await api<T>(path, call);
     } catch (err) {
       if (err instanceof ApiError) {
         const fe = flat(err.fields);
         setErrors(fe);
+        setNested(err.fields);
         setProblem(err.message);
         setTimeout(() => root.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus(), 0);
       } else setProblem(String((err as Error).message || err));
@@ -54,7 +56,7 @@ export function useSubmit() {
       setBusy(false);
     }
   }
-  return { busy, errors, problem, root, send, setProblem };
+  return { busy, errors, nested, problem, root, send, setProblem };
 }
 
 /** A labelled control; `name` is the API's field name, so a 422 about it shows here. */
