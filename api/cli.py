@@ -73,7 +73,8 @@ def ingest() -> None:
     rt = _runtime(s)
     intake = intake_for(rt.db, rt.clock)  # with workflows.monitoring_rules.evaluate as a hook
     config = IngestConfig(host=s.ingest_host, port=s.ingest_port, idle_timeout_s=s.ingest_idle_timeout_s,
-                          max_connections=s.ingest_max_connections, max_length=s.ingest_max_frame)
+                          max_connections=s.ingest_max_connections, max_length=s.ingest_max_frame,
+                          lenient=not s.ingest_strict)
     server = IngestServer(config, authenticate=intake.verdict, sink=intake.store_packets)
 
     async def serve() -> None:

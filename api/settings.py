@@ -52,6 +52,7 @@ class Settings:
     ingest_idle_timeout_s: float = 300.0
     ingest_max_connections: int = 2000
     ingest_max_frame: int = 4096  # most bytes of a packet's data segment
+    ingest_strict: bool = False  # refuse what deployed loggers send beyond the standard (no CRLF, times with ms)
     reading_retention_days: int = 400
     admin_password: str = field(default="", repr=False)  # the first `admin`'s; empty: generated and logged once
     operator: str = "admin"  # who runs a CLI command ($USER): the actor of what `gridloop deploy` deploys
@@ -112,6 +113,7 @@ class Settings:
             ingest_idle_timeout_s=float(_env("INGEST_IDLE_TIMEOUT", str(d.ingest_idle_timeout_s))),
             ingest_max_connections=int(_env("INGEST_MAX_CONNECTIONS", str(d.ingest_max_connections))),
             ingest_max_frame=int(_env("INGEST_MAX_FRAME", str(d.ingest_max_frame))),
+            ingest_strict=_env("INGEST_STRICT", "false").lower() in ("1", "true", "yes"),
             reading_retention_days=int(_env("READING_RETENTION_DAYS", str(d.reading_retention_days))),
             admin_password=_env("ADMIN_PASSWORD", ""),
             operator=os.environ.get("USER") or d.operator,

@@ -12,12 +12,13 @@ without binary rounding and re-encodes to the same text.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from .errors import BadFieldError, NumberError
-from .times import parse_data_time
+from .times import parse_data_time, parse_data_time_lenient
 
 # Measured-value kinds (HJ 212-2017 §6.3.3, Appendix C): real-time, minute/hour/day statistics,
 # 折算 (reference-O2 corrected) variants, and equipment running state / running time.
@@ -53,6 +54,7 @@ class CP:
     data_time: datetime | None = None
     readings: tuple[Reading, ...] = ()
     extras: tuple[Pair, ...] = ()
+    deviations: tuple[str, ...] = ()  # what a lenient parse accepted beyond the standard
 
     def as_dict(self) -> dict[str, str]:
         """All keys with their raw text, in wire order (a repeated key keeps its last value)."""
@@ -70,9 +72,12 @@ def parse_number(text: str, field: str | None = None) -> Decimal:
     return Decimal(text)
 
 
-def parse_cp(body: str) -> CP:
-    """Parse the text between `CP=&&` and the closing `&&`."""
+def parse_cp(body: str, *, lenient: bool = False) -> CP:
+    """Parse the text between `CP=&&` and the closing `&&`. Lenient: a DataTime or SampleTime with
+    milliseconds (17 digits) is taken and noted in `deviations` as `time_millis`."""
     groups = _split(body)
+    time = _lenient_time if lenient else _strict_time
+    deviated: list[bool] = []
     data_time: datetime | None = None
     attributes: dict[str, dict[str, str]] = {}
     values: list[tuple[str, str, str]] = []
@@ -80,7 +85,7 @@ def parse_cp(body: str) -> CP:
     for group in groups:
         for key, text in group:
             if key == "DataTime":
-                data_time = parse_data_time(text)
+                data_time = time(text, "DataTime", deviated)
                 continue
             code, dash, kind = key.partition("-")
             if dash and code:
@@ -91,11 +96,27 @@ def parse_cp(body: str) -> CP:
                     attributes.setdefault(code, {})[kind] = text
                     continue
             extras.append((key, text))
-    qualifiers = {code: _qualifiers(code, attrs) for code, attrs in attributes.items()}
+    qualifiers = {code: _qualifiers(code, attrs, time, deviated) for code, attrs in attributes.items()}
     readings = tuple(
         _reading(code, kind, text, data_time, qualifiers.get(code, _NO_QUALIFIERS)) for code, kind, text in values
     )
-    return CP(groups=groups, data_time=data_time, readings=readings, extras=tuple(extras))
+    return CP(groups=groups, data_time=data_time, readings=readings, extras=tuple(extras),
+              deviations=(TIME_MILLIS,) if any(deviated) else ())
+
+
+TIME_MILLIS = "time_millis"
+_Time = Callable[[str, str, list[bool]], datetime]
+
+
+def _strict_time(text: str, what: str, _deviated: list[bool]) -> datetime:
+    return parse_data_time(text, what)
+
+
+def _lenient_time(text: str, what: str, deviated: list[bool]) -> datetime:
+    value, millis = parse_data_time_lenient(text, what)
+    if millis:
+        deviated.append(True)
+    return value
 
 
 def _split(body: str) -> tuple[tuple[Pair, ...], ...]:
@@ -124,11 +145,11 @@ def _reading(code: str, kind: str, text: str, data_time: datetime | None, qualif
     return Reading(code, kind, Decimal(text), flag, data_time, sample_time, eflag)
 
 
-def _qualifiers(code: str, attrs: dict[str, str]) -> _Qualifiers:
+def _qualifiers(code: str, attrs: dict[str, str], time: _Time, deviated: list[bool]) -> _Qualifiers:
     """(flag, sample time, eflag) of one code, validated once for all its readings."""
     flag = attrs.get("Flag")
     if flag is not None and not (len(flag) == 1 and flag.isascii() and flag.isalpha()):
         raise BadFieldError(f"{code}-Flag must be one letter, got {flag!r}", field=f"{code}-Flag")
     sample = attrs.get("SampleTime")
-    sample_time = parse_data_time(sample, f"{code}-SampleTime") if sample is not None else None
+    sample_time = time(sample, f"{code}-SampleTime", deviated) if sample is not None else None
     return flag, sample_time, attrs.get("EFlag")

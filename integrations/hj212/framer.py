@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
+from .crc import crc16
 from .errors import FramingError, PacketError, TooLongError
 from .packet import DEFAULT_MAX_LENGTH, MAX_DATA_LENGTH, OVERHEAD, Packet, parse
 
 _BLANK = frozenset(b" \t\r\n\x00")  # tolerated silently between packets
 _HASH = ord("#")
+_CR = ord("\r")
+_HEX4 = re.compile(rb"[0-9A-Fa-f]{4}")
 
 
 class Framer:
@@ -17,13 +22,20 @@ class Framer:
     a length) is refused and skipped up to the next CRLF or `##`, so at most one frame's worth of
     bytes is ever held between calls. A lost CRLF is detected when the length field does not fit
     and a second `##` sits inside the frame; the two packets are then cut apart there.
+
+    Lenient (as deployed loggers send): a frame whose declared length ends on a CRC that is right
+    is taken there when the bytes after it are not its CRLF (or, via `unterminated()`, when nothing
+    follows for a moment); the packet names `no_crlf` in its deviations. Times may carry
+    milliseconds.
     """
 
-    def __init__(self, *, max_length: int = DEFAULT_MAX_LENGTH, check_crc: bool = True) -> None:
+    def __init__(self, *, max_length: int = DEFAULT_MAX_LENGTH, check_crc: bool = True,
+                 lenient: bool = False) -> None:
         if not 0 <= max_length <= MAX_DATA_LENGTH:
             raise ValueError(f"max_length must be 0..{MAX_DATA_LENGTH}")
         self.max_length = max_length
         self.check_crc = check_crc
+        self.lenient = lenient
         self._buf = bytearray()
         self._skipping = False
 
@@ -53,8 +65,11 @@ class Framer:
         del buf[:pos]
         return out
 
-    def flush(self) -> list[PacketError]:
-        """At end of stream: refuse whatever incomplete frame is still buffered."""
+    def flush(self) -> list[Packet | PacketError]:
+        """At end of stream: refuse whatever incomplete frame is still buffered (lenient: a frame
+        complete but for its CRLF is taken)."""
+        if taken := self.unterminated():
+            return taken
         leftover, self._buf, self._skipping = bytes(self._buf), bytearray(), False
         if not leftover.strip(bytes(_BLANK)):
             return []
@@ -85,6 +100,11 @@ class Framer:
         if len(length) == 4 and int(length) > self.max_length:
             self._skipping = True
             return pos + 2, TooLongError(f"declared length {int(length)} exceeds the maximum of {self.max_length}")
+        if self.lenient and len(length) == 4:
+            end = pos + int(length) + OVERHEAD - 2
+            lone_cr = n == end + 1 and buf[end] == _CR  # its LF may be on the way
+            if n > end and buf[end : end + 2] != b"\r\n" and not lone_cr and self._crc_ends(buf, pos, end):
+                return end, self._parse(bytes(buf[pos:end]))  # bytes follow, and they are no CRLF: cut here
         crlf = buf.find(b"\r\n", pos + 2, pos + self.max_frame)
         if crlf == -1:
             if n - pos >= self.max_frame:
@@ -95,6 +115,32 @@ class Framer:
         if not _length_fits(frame) and (inner := frame.find(b"##", 2)) != -1:
             frame = frame[:inner]  # lost CRLF: refuse the first part, keep the second
         return pos + len(frame), self._parse(frame)
+
+    def unterminated(self) -> list[Packet | PacketError]:
+        """Lenient: the held bytes when they are exactly one frame ending at its CRC — a logger that
+        sends no CRLF and then waits for its answer. The listener calls this when nothing more has
+        arrived for a moment (a CRLF may still be on its way); otherwise nothing."""
+        buf = self._buf
+        pos = 0
+        while pos < len(buf) and buf[pos] in _BLANK:
+            pos += 1
+        length = bytes(buf[pos + 2 : pos + 6])
+        if not self.lenient or self._skipping or buf[pos : pos + 2] != b"##" or not (len(length) == 4
+                                                                                    and length.isdigit()):
+            return []
+        if pos + int(length) + OVERHEAD - 2 != len(buf) or not self._crc_ends(buf, pos, len(buf)):
+            return []
+        frame = bytes(buf[pos:])
+        buf.clear()
+        return [self._parse(frame)]
+
+    def _crc_ends(self, buf: bytearray, pos: int, end: int) -> bool:
+        """The four bytes before `end` are a CRC that is right for the body from `pos + 6` (so a
+        frame is never cut on a wrong declared length)."""
+        crc = bytes(buf[end - 4 : end])
+        if _HEX4.fullmatch(crc) is None:
+            return False
+        return not self.check_crc or int(crc, 16) == crc16(bytes(buf[pos + 6 : end - 4]))
 
     def _skip(self, buf: bytearray, pos: int) -> int:
         crlf = buf.find(b"\r\n", pos)
@@ -109,7 +155,7 @@ class Framer:
 
     def _parse(self, frame: bytes) -> Packet | PacketError:
         try:
-            return parse(frame, max_length=self.max_length, check_crc=self.check_crc)
+            return parse(frame, max_length=self.max_length, check_crc=self.check_crc, lenient=self.lenient)
         except PacketError as exc:
             return exc
 

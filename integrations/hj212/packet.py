@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from .cp import CP, parse_cp
@@ -49,6 +49,7 @@ class Packet:
     pno: int | None = None
     header_extras: tuple[tuple[str, str], ...] = ()
     segment: str = ""
+    deviations: tuple[str, ...] = ()  # what a lenient parse accepted beyond the standard
 
     @property
     def ack_wanted(self) -> bool:
@@ -66,17 +67,32 @@ class Packet:
         return self.flag.edition if self.flag is not None else "2005"
 
 
-def parse(frame: bytes | str, *, max_length: int = DEFAULT_MAX_LENGTH, check_crc: bool = True) -> Packet:
-    """Parse one complete frame (`##…\\r\\n`); raise a `PacketError` subclass on any refusal."""
+NO_CRLF = "no_crlf"
+
+
+def parse(frame: bytes | str, *, max_length: int = DEFAULT_MAX_LENGTH, check_crc: bool = True,
+          lenient: bool = False) -> Packet:
+    """Parse one complete frame (`##…\\r\\n`); raise a `PacketError` subclass on any refusal.
+
+    Lenient, as deployed loggers send: the frame may end at its CRC (a transport that frames each
+    message itself — MQTT, HTTP — or a logger that omits the CRLF), and times may carry
+    milliseconds. Each such deviation is named in `Packet.deviations`."""
     raw = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else bytes(frame)
+    if lenient and raw[-2:] != b"\r\n" and raw[:2] == b"##":
+        raw_crlf, deviation = raw + b"\r\n", (NO_CRLF,)
+    else:
+        raw_crlf, deviation = raw, ()
     try:
-        return _parse(raw, max_length, check_crc)
+        packet = _parse(raw_crlf, max_length, check_crc, lenient)
     except PacketError as exc:
         exc.raw = raw
         raise
+    if deviation:
+        return replace(packet, deviations=deviation + packet.deviations)
+    return packet
 
 
-def _parse(raw: bytes, max_length: int, check_crc: bool) -> Packet:
+def _parse(raw: bytes, max_length: int, check_crc: bool, lenient: bool) -> Packet:
     if len(raw) < OVERHEAD or raw[:2] != b"##" or raw[-2:] != b"\r\n":
         raise FramingError("a packet is ## + length + data segment + CRC + CRLF")
     length_field = raw[2:6]
@@ -97,10 +113,10 @@ def _parse(raw: bytes, max_length: int, check_crc: bool) -> Packet:
         segment = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise EncodingError(f"data segment is not UTF-8: {exc.reason} at byte {exc.start}") from None
-    return parse_segment(segment)
+    return parse_segment(segment, lenient=lenient)
 
 
-def parse_segment(segment: str) -> Packet:
+def parse_segment(segment: str, *, lenient: bool = False) -> Packet:
     """Parse a data segment (`QN=…;…;CP=&&…&&`) without framing, length or CRC."""
     start = segment.find("CP=&&")
     if start == -1:
@@ -126,12 +142,13 @@ def parse_segment(segment: str) -> Packet:
         raise MissingFieldError("PNUM and PNO come together", field="PNO" if pno is None else "PNUM")
     if pnum is not None and pno is not None and pno > pnum:
         raise NumberError(f"PNO {pno} exceeds PNUM {pnum}", field="PNO")
+    cp = parse_cp(body, lenient=lenient)
     return Packet(
         st=header["ST"],
         cn=header["CN"],
         pw=header["PW"],
         mn=header["MN"],
-        cp=parse_cp(body),
+        cp=cp,
         qn=qn,
         qn_time=parse_qn(qn) if qn is not None else None,
         flag=flag,
@@ -139,6 +156,7 @@ def parse_segment(segment: str) -> Packet:
         pno=pno,
         header_extras=tuple((k, v) for k, v in header.items() if k not in _KNOWN_HEADER),
         segment=segment,
+        deviations=cp.deviations,
     )
 
 

@@ -23,6 +23,15 @@ def parse_data_time(text: str, what: str = "DataTime") -> datetime:
     return _parse(text, what)
 
 
+def parse_data_time_lenient(text: str, what: str = "DataTime") -> tuple[datetime, bool]:
+    """Like `parse_data_time`, also taking yyyyMMddHHmmssSSS (milliseconds, as some loggers send a
+    DataTime); the flag says whether the text deviated that way."""
+    if len(text) == 17:
+        _digits(text, 17, what)
+        return parse_data_time(text[:14], what).replace(microsecond=int(text[14:]) * 1000), True
+    return parse_data_time(text, what), False
+
+
 def parse_qn(text: str) -> datetime:
     """Parse a QN (yyyyMMddHHmmssSSS) into an aware datetime in China time."""
     _digits(text, 17, "QN")

@@ -96,6 +96,8 @@ class IngestConfig:
     drain_timeout_s: float = 30.0  # on stop, the longest to wait for the queued packets to be stored
     metrics_interval_s: float = 60.0  # metrics logged this often (0: never)
     log_interval_s: float = 10.0  # at most one log line per kind of refusal this often
+    lenient: bool = True  # take what deployed loggers send beyond the standard (no CRLF, times with ms)
+    crlf_grace_s: float = 0.5  # lenient: a frame whole but for its CRLF is taken after this long
 
 
 @dataclass
@@ -131,9 +133,12 @@ class Metrics:
     acks_sent: int = 0  # 9014
     acks_lost: int = 0  # the connection was gone when the store finished
     answers_sent: int = 0  # 9011 refusals and 9013 heartbeat answers
+    # accepted packets that deviated from the standard: MN → deviation (no_crlf, time_millis) → count
+    deviations: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def snapshot(self) -> Metrics:
-        return Metrics(**{**asdict(self), "packet_errors": dict(self.packet_errors), "refused": dict(self.refused)})
+        return Metrics(**{**asdict(self), "packet_errors": dict(self.packet_errors), "refused": dict(self.refused),
+                          "deviations": {mn: dict(kinds) for mn, kinds in self.deviations.items()}})
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -290,25 +295,34 @@ class IngestServer:
         conn.task = asyncio.current_task()
         self._conns.add(conn)
         self._m.connections_accepted += 1
-        framer = Framer(max_length=cfg.max_length)
+        framer = Framer(max_length=cfg.max_length, lenient=cfg.lenient)
+        loop = asyncio.get_running_loop()
         try:
+            last_read = loop.time()
             while True:
+                # Lenient: a frame held whole but for its CRLF is taken after a short grace.
+                idle_left = cfg.idle_timeout_s - (loop.time() - last_read)
+                grace = cfg.lenient and framer.buffered > 0
                 try:
-                    async with asyncio.timeout(cfg.idle_timeout_s):
+                    async with asyncio.timeout(max(0.0, min(cfg.crlf_grace_s, idle_left) if grace else idle_left)):
                         chunk = await reader.read(cfg.read_size)
                 except TimeoutError:
-                    raise _Closing("closed_idle") from None
+                    if grace and (held := framer.unterminated()):
+                        await self._on_items(conn, held)
+                        continue
+                    if loop.time() - last_read >= cfg.idle_timeout_s:
+                        raise _Closing("closed_idle") from None
+                    continue
                 if not chunk:
                     break
+                last_read = loop.time()
                 self._m.bytes_received += len(chunk)
-                for item in framer.feed(chunk):
-                    if isinstance(item, PacketError):
-                        self._frame_refused(conn, item)
-                    else:
-                        conn.errors_in_row = 0
-                        await self._on_packet(conn, item)
-            for error in framer.flush():
-                self._frame_refused(conn, error, closing=True)
+                await self._on_items(conn, framer.feed(chunk))
+            for item in framer.flush():
+                if isinstance(item, PacketError):
+                    self._frame_refused(conn, item, closing=True)
+                else:
+                    await self._on_packet(conn, item)
         except _Closing as closing:
             setattr(self._m, closing.metric, getattr(self._m, closing.metric) + 1)
             if self._throttle(closing.metric) is not None:
@@ -324,6 +338,14 @@ class IngestServer:
             self._m.splits_evicted += conn.reassembler.evicted
             if not self._draining:  # when draining, `stop` closes it after the last acks
                 await self._close(conn)
+
+    async def _on_items(self, conn: _Connection, items: list[Packet | PacketError]) -> None:
+        for item in items:
+            if isinstance(item, PacketError):
+                self._frame_refused(conn, item)
+            else:
+                conn.errors_in_row = 0
+                await self._on_packet(conn, item)
 
     async def _close(self, conn: _Connection) -> None:
         self._conns.discard(conn)
@@ -349,6 +371,8 @@ class IngestServer:
         if verdict != ACCEPTED:
             self._refuse(conn, packet, verdict)
             return
+        if packet.deviations:
+            self._deviated(conn, packet)
         cn = packet.cn
         if cn == CN_HEARTBEAT:
             self._m.heartbeats += 1
@@ -383,6 +407,17 @@ class IngestServer:
         # wait for its ack, so lingering for more would only delay the acks.
         if self._queue.qsize() >= min(self.config.batch_size, max(1, len(self._conns))):
             self._full.set()
+
+    def _deviated(self, conn: _Connection, packet: Packet) -> None:
+        """Counted per source (only accepted ones, so the map is bounded by the register); the first
+        of each kind per source is logged, so an operator learns which devices deviate."""
+        kinds = self._m.deviations.setdefault(packet.mn, {})
+        for deviation in packet.deviations:
+            seen = kinds.get(deviation, 0)
+            kinds[deviation] = seen + 1
+            if not seen:
+                log.info("source deviates from HJ 212, accepted leniently",
+                         extra={"peer": conn.peer, "mn": packet.mn, "deviation": deviation})
 
     def _refuse(self, conn: _Connection, packet: Packet, verdict: str) -> None:
         self._m.refused[verdict] = self._m.refused.get(verdict, 0) + 1
