@@ -148,6 +148,31 @@ def test_admin_edits_a_timer_deploys_version_2_and_sees_a_refused_edit_on_its_el
     assert section.locator("tr[data-version='2'] .badge.latest").count() == 0
     assert [d["latest"] for d in _versions(live.url, api, "env_case")] == [True, False]
 
+    # A safe edit (a task renamed in the properties form) as version 3; v1's running cases move to it.
+    section.locator("tr[data-version='1']").get_by_role("link", name="编辑").click()
+    page.wait_for_selector("[data-testid=modeler] [data-element-id=verify]")
+    _select(page, "verify")
+    page.locator("#prop-name").fill("核查结案 Verify and close (renamed)")
+    page.locator("#prop-name").press("Tab")
+    page.get_by_role("button", name="部署为新版本").click()
+    page.locator("[data-testid=deploy-result]:has-text('已部署为第 3 版')").wait_for()
+    v3 = _versions(live.url, api, "env_case")[2]
+    page.get_by_role("link", name="返回流程模型").click()
+    section.locator("[data-testid=migration-env_case] summary").click()
+    section.get_by_label("从版本").select_option(label="v1")
+    section.get_by_label("到版本").select_option(label="v3")
+    section.get_by_role("button", name="生成迁移计划").click()
+    running = requests.get(f"{live.url}/api/v1/process-definition/{v1['id']}/statistics", headers=api,
+                           timeout=10).json()["counts"]["running"]
+    section.locator(".plan[data-valid=true]").wait_for()
+    assert section.locator(".plan [role=status]").inner_text() == f"计划可执行：{running} 个实例"
+    section.get_by_role("button", name="执行迁移").click()
+    section.get_by_text(f"已迁移 {running} 个，失败 0 个，剩余 0 个").wait_for()
+    page.screenshot(path=str(screenshots / "models-migrated.png"), full_page=True)
+    moved = requests.get(f"{live.url}/api/v1/process-definition/{v3['id']}/statistics", headers=api, timeout=10)
+    assert running > 0 and moved.json()["counts"]["running"] == running
+    section.locator("tr[data-version='1'] [data-testid=counts]:has-text('运行中 0')").wait_for()  # the list reloaded
+
     page.goto(f"{live.url}/models/{v1['id']}/heatmap")
     page.wait_for_selector("[data-testid=heatmap] .djs-container")
     page.wait_for_selector(".heat-table tbody tr")
