@@ -107,8 +107,6 @@ def prepare_database(rt: Runtime, settings: Settings) -> None:
 def ensure_admin(rt: Runtime, password: str = "") -> None:
     """On a fresh database, create `admin` so that a newcomer can log in. The password is `password`
     (GRIDLOOP_ADMIN_PASSWORD), or is generated and logged once."""
-    import secrets
-
     from sqlalchemy import func, select
 
     from . import accounts
@@ -116,7 +114,10 @@ def ensure_admin(rt: Runtime, password: str = "") -> None:
     with rt.db.session() as s:
         if s.scalar(select(func.count()).select_from(accounts.User)):
             return
-    chosen = password or secrets.token_urlsafe(12)
+    chosen = password or accounts.generate_password()  # passes the password policy
+    problem = accounts.password_problem("admin", chosen)
+    if problem:
+        raise accounts.AccountError(f"GRIDLOOP_ADMIN_PASSWORD is refused: {problem}")
     accounts.create_user(rt.db, rt.clock.now(), username="admin", password=chosen, roles=["admin"],
                          display_name="Administrator")
     if not password:

@@ -296,7 +296,7 @@ def prepare(url: str, password: str, storage_dir: Path) -> tuple[str, list[Unit]
     from api.wiring import make_runtime, prepare_database
     from workflows.people import Category
 
-    os.environ.setdefault("GRIDLOOP_ADMIN_PASSWORD", secrets.token_urlsafe(12))  # no generated one logged
+    os.environ.setdefault("GRIDLOOP_ADMIN_PASSWORD", "bench-" + secrets.token_urlsafe(12))  # no generated one logged
     settings = _settings(url, "", storage_dir=str(storage_dir))  # the demo cases upload photos
     rt = make_runtime(settings)
     try:
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     load_start = os.getloadavg()
     url, pg_url = args.database_url, _pg_url(args.database_url)
-    password = secrets.token_urlsafe(16)
+    password = "bench-" + secrets.token_urlsafe(16)  # letters and a "-": the password policy
     secret = secrets.token_hex(16)
     work_dir = Path(tempfile.mkdtemp(prefix="gridloop-bench-loop-"))
     procs = Processes(work_dir, log)

@@ -61,3 +61,16 @@ def test_reset_password_on_the_command_line(rt, demo, cli):
     weak = cli("reset-password", leader.username, GRIDLOOP_NEW_USER_PASSWORD="password")
     assert weak.exit_code == 2 and "two kinds" in weak.output
     assert cli("reset-password", "nobody", "--generate").exit_code == 2
+
+
+def test_generated_passwords_pass_the_policy_and_a_weak_admin_password_is_refused_by_name(rt):
+    from api.settings import Settings
+    from api.wiring import ensure_admin
+
+    assert accounts.password_problem("x", "abcdefghijklmnop") is not None  # letters only: token_urlsafe may give that
+    assert all(accounts.password_problem("admin", accounts.generate_password()) is None for _ in range(500))
+    with pytest.raises(accounts.AccountError, match="GRIDLOOP_ADMIN_PASSWORD"):
+        ensure_admin(rt, Settings(admin_password="onlyletters").admin_password)
+    assert accounts.find_user(rt.db, "admin") is None
+    ensure_admin(rt)
+    assert accounts.find_user(rt.db, "admin").active
