@@ -173,7 +173,7 @@ def test_admin_edits_a_timer_deploys_version_2_and_sees_a_refused_edit_on_its_el
     assert running > 0 and moved.json()["counts"]["running"] == running
     section.locator("tr[data-version='1'] [data-testid=counts]:has-text('运行中 0')").wait_for()  # the list reloaded
 
-    page.goto(f"{live.url}/models/{v1['id']}/heatmap")
+    page.goto(f"{live.url}/models/{v3['id']}/heatmap")  # the moved cases bring their task history
     page.wait_for_selector("[data-testid=heatmap] .djs-container")
     page.wait_for_selector(".heat-table tbody tr")
     page.screenshot(path=str(screenshots / "models-heatmap.png"), full_page=True)
