@@ -77,6 +77,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(duty.bp)
     app.register_blueprint(categories.bp)
     app.register_blueprint(users.bp)
+    from .views import case_photos, patrol
+
+    app.register_blueprint(patrol.bp)
+    app.register_blueprint(case_photos.bp)
     from .views import console, home_stream, map_layers, me, photo_files
 
     for module in (home_stream, photo_files, me, map_layers, console):  # the browser console and what it needs

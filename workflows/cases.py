@@ -8,6 +8,7 @@ version in three steps) gets it when its alarm comes again."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -105,15 +106,20 @@ class UnknownCategory(LookupError):
     pass
 
 
-def file_alarm(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intake:
-    """Turn an alarm into a case (or an occurrence of an open one) and start its process."""
+Attach = Callable[[Session, Case], None]
+
+
+def file_alarm(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str, attach: Attach | None = None) -> Intake:
+    """Turn an alarm into a case (or an occurrence of an open one) and start its process. `attach`
+    adds rows of the intake's own (a report's photos) to the case in the same transaction; a repeat
+    of the alarm attaches nothing, since its first delivery did."""
     try:
-        return _file(rt, index, alarm, actor)
+        return _file(rt, index, alarm, actor, attach)
     except IntegrityError:  # the same alarm, filed concurrently: the other request's case is ours too
-        return _file(rt, index, alarm, actor)
+        return _file(rt, index, alarm, actor, attach)
 
 
-def _file(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intake:
+def _file(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str, attach: Attach | None) -> Intake:
     with UnitOfWork(rt) as uow:
         s = uow.session
         existing = s.scalar(select(Case).join(CaseAlarm, CaseAlarm.case_id == Case.id)
@@ -126,6 +132,8 @@ def _file(rt: Runtime, index: GridIndex, alarm: Alarm, actor: str) -> Intake:
             intake, started = _new_or_occurrence(rt, s, index, alarm, actor, rt.clock.now())
             if started is not None:
                 uow.changed(started)
+            if attach is not None:
+                attach(s, intake.case)
         uow.commit()
     return intake
 

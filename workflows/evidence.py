@@ -86,28 +86,56 @@ def check_in(db: Database, now: datetime, place: Place, actor: str, lon: float, 
 def store_photo(db: Database, now: datetime, place: Place, actor: str, data: bytes, content_type: str,
                 storage: Path, max_bytes: int) -> Evidence:
     """Keep a photo under `storage/yyyy/mm/<sha256>.<ext>` (content-addressed: a re-upload is one file)."""
-    if content_type not in IMAGE_TYPES:
-        raise EvidenceError("file", f"photos must be {', '.join(IMAGE_TYPES)}", status=415)
-    if len(data) > max_bytes:
-        raise EvidenceError("file", f"the photo is larger than {max_bytes} bytes ({max_bytes / 2**20:.3g} MB)",
-                            status=413)
-    magic, ext = IMAGE_TYPES[content_type]
-    if not data.startswith(magic):
-        raise EvidenceError("file", f"the file is not a {content_type} image", status=415)
-    check_decodes(data, content_type)
+    check_photo(data, content_type, max_bytes)
+    row = photo_row(keep_photo_file(storage, now, data, content_type), place, actor, now)
+    with db.transaction() as s:
+        s.add(row)
+    return row
+
+
+@dataclass(frozen=True)
+class KeptPhoto:
+    sha256: str
+    content_type: str
+    size: int
+    path: str  # relative to the storage directory
+
+
+def check_photo(data: bytes, content_type: str, max_bytes: int, field: str = "file") -> None:
+    """Type, size, magic bytes and a full decode; EvidenceError naming `field` when any fails."""
+    try:
+        if content_type not in IMAGE_TYPES:
+            raise EvidenceError(field, f"photos must be {', '.join(IMAGE_TYPES)}", status=415)
+        if len(data) > max_bytes:
+            raise EvidenceError(field, f"the photo is larger than {max_bytes} bytes ({max_bytes / 2**20:.3g} MB)",
+                                status=413)
+        if not data.startswith(IMAGE_TYPES[content_type][0]):
+            raise EvidenceError(field, f"the file is not a {content_type} image", status=415)
+        check_decodes(data, content_type)
+    except EvidenceError as exc:
+        if exc.field != field:
+            raise EvidenceError(field, exc.message, exc.status) from None
+        raise
+
+
+def keep_photo_file(storage: Path, now: datetime, data: bytes, content_type: str) -> KeptPhoto:
+    """Write a checked photo's file once (a file nobody links to yet is harmless: the same bytes
+    sent again land on it)."""
     digest = hashlib.sha256(data).hexdigest()
-    relative = Path(f"{now:%Y}") / f"{now:%m}" / f"{digest}.{ext}"
+    relative = Path(f"{now:%Y}") / f"{now:%m}" / f"{digest}.{IMAGE_TYPES[content_type][1]}"
     target = storage / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists():
         partial = target.with_suffix(".part")
         partial.write_bytes(data)
         partial.replace(target)  # atomic: a reader never sees half a photo
-    row = Evidence(task_id=place.task_id, instance_id=place.instance_id, kind="photo", sha256=digest,
-                   content_type=content_type, size=len(data), path=str(relative), created_by=actor, created_at=now)
-    with db.transaction() as s:
-        s.add(row)
-    return row
+    return KeptPhoto(digest, content_type, len(data), str(relative))
+
+
+def photo_row(kept: KeptPhoto, place: Place, actor: str, now: datetime) -> Evidence:
+    return Evidence(task_id=place.task_id, instance_id=place.instance_id, kind="photo", sha256=kept.sha256,
+                    content_type=kept.content_type, size=kept.size, path=kept.path, created_by=actor,
+                    created_at=now)
 
 
 def check_decodes(data: bytes, content_type: str) -> None:
@@ -137,3 +165,10 @@ def missing_evidence(db: Database, task_id: str, element_id: str) -> list[str]:
         kinds = dict(s.execute(select(Evidence.kind, func.count()).where(Evidence.task_id == task_id)
                                .group_by(Evidence.kind)).all())
     return [f"a {kind}" for kind in ("checkin", "photo") if not kinds.get(kind)]
+
+
+def case_photos(db: Database, instance_id: str) -> list[Evidence]:
+    """Every photo of a case's instance: those it was reported with and its tasks' (on site), oldest first."""
+    with db.session() as s:
+        return list(s.scalars(select(Evidence).where(Evidence.instance_id == instance_id, Evidence.kind == "photo")
+                              .order_by(Evidence.id)))

@@ -102,6 +102,7 @@ def reporters(s: Session, case: Case) -> list[Mapping[str, Any]]:
                                               .order_by(CaseAlarm.id)) if (d or {}).get("reporter")]
     if not found and (case.details or {}).get("reporter"):  # a case filed before alarms were recorded
         found = [case.details["reporter"]]
+    found = [r for r in found if isinstance(r, Mapping)]  # an inspector's patrol report names a username: staff
     unique: dict[tuple, Mapping[str, Any]] = {}
     for r in found:
         unique.setdefault((r.get("phone"), r.get("openid")), r)

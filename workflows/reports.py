@@ -29,7 +29,7 @@ from engine.errors import Conflict, InvalidInput, NotFound
 from engine.models import HumanTask
 from engine.runtime import Runtime
 
-from .cases import Alarm, Case, CaseAlarm, Intake, file_alarm
+from .cases import Alarm, Attach, Case, CaseAlarm, Intake, file_alarm
 from .evidence import Evidence, Place, store_photo
 from .grids import Grid, GridIndex
 from .people import Category
@@ -101,7 +101,7 @@ def file_report(rt: Runtime, index: GridIndex, report: Report, actor: str,
     alarm = Alarm(tenant=report.tenant, source="citizen", external_id=report.request_id, category=report.category,
                   occurred_at=report.received_at, lon=report.lon, lat=report.lat, description=report.description,
                   details=details)
-    intake = _join_nearby(rt, alarm, policy) if report.lon is not None and report.lat is not None else None
+    intake = join_nearby(rt, alarm, policy) if report.lon is not None and report.lat is not None else None
     if intake is None:
         intake = file_alarm(rt, index, alarm, actor)
         if intake.outcome == "filed" and report.lon is None and report.address:
@@ -123,9 +123,10 @@ def _report_details(report: Report) -> dict[str, Any]:
             if photo else None}
 
 
-def _join_nearby(rt: Runtime, alarm: Alarm, policy: DuplicatePolicy) -> Intake | None:
+def join_nearby(rt: Runtime, alarm: Alarm, policy: DuplicatePolicy, attach: Attach | None = None) -> Intake | None:
     """Record `alarm` as an occurrence of the nearest open case of its category within the policy's
-    radius and window, in one transaction with that case locked; None when there is none."""
+    radius and window, in one transaction with that case locked (and `attach`'s rows); None when
+    there is none."""
     now = rt.clock.now()
     with rt.db.transaction() as s:
         if s.scalar(select(CaseAlarm.id).where(CaseAlarm.source == alarm.source,
@@ -140,6 +141,8 @@ def _join_nearby(rt: Runtime, alarm: Alarm, policy: DuplicatePolicy) -> Intake |
         s.add(CaseAlarm(case_id=case.id, source=alarm.source, external_id=alarm.external_id,
                         occurred_at=alarm.occurred_at, received_at=now,
                         details={**(alarm.details or {}), "joined": True}))
+        if attach is not None:
+            attach(s, case)
     return Intake(case, "occurrence")
 
 
