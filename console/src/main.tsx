@@ -10,6 +10,7 @@ import { Cases } from './pages/Cases';
 import { Home } from './pages/Home';
 import { Login } from './pages/Login';
 import { MobileTask, MyTasks } from './pages/Mobile';
+import { ReportProblem } from './pages/Report';
 import { TaskPage } from './pages/TaskPage';
 import { lazyPage } from './lazy';
 import './pages/models.css';
@@ -48,6 +49,7 @@ const ROUTES: Route[] = [
   { pattern: '/admin', roles: ['admin'], page: (_p, _me, tenant) => <Admin tenant={tenant} /> },
   { pattern: '/admin/:page', roles: ['admin'], page: (p, _me, tenant) => <Admin page={p.page} tenant={tenant} /> },
   { pattern: '/m/tasks/:id', roles: ['inspector', 'supervisor', 'admin'], page: (p, me) => <MobileTask id={p.id} me={me} /> },
+  { pattern: '/m/report', roles: ['inspector'], page: (_p, me, tenant) => <ReportProblem me={me} tenant={tenant} /> },
 ];
 
 /** '/m' is current on '/m' and '/m/tasks/1', not on '/models'. */
