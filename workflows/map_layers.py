@@ -53,7 +53,8 @@ def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at else None
 
 
-def _stage(elements: list[str]) -> str:
+def stage_of(elements: list[str]) -> str:
+    """A case's stage: the first of its open tasks in the loop's order (WAITING when none is open)."""
     if not elements:
         return WAITING
     return min(elements, key=lambda e: (STAGE_ORDER.index(e) if e in STAGE_ORDER else len(STAGE_ORDER), e))
@@ -82,7 +83,7 @@ def open_cases(db: Database, viewer: Viewer, tenant: str, bbox: BBox | None, now
         dues = [due for _, due in open_tasks if due is not None]
         features.append(_point(c.lon, c.lat, c.id, {
             "kind": "case", "caseId": c.id, "category": c.category, "source": c.source, "urgent": c.urgent,
-            "grid": c.grid_code, "stage": _stage([e for e, _ in open_tasks]),
+            "grid": c.grid_code, "stage": stage_of([e for e, _ in open_tasks]),
             "tasks": sorted(e for e, _ in open_tasks), "overdue": any(due < now for due in dues),
             "due": _iso(min(dues, default=None)), "deferredUntil": _iso(c.deferred_until)}))
     return Points(features, truncated, unplaced)
