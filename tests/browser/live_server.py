@@ -19,11 +19,12 @@ PASSWORD = "console-test-password"
 class LiveServer:
     """`with LiveServer(tmp) as srv:` — srv.url is the origin; srv.runtime the engine behind it."""
 
-    def __init__(self, directory: Path, database_url: str | None = None) -> None:
+    def __init__(self, directory: Path, database_url: str | None = None, **settings) -> None:
+        """`settings`: further Settings fields (e.g. enforcement_url and enforcement_secret)."""
         self.settings = Settings(database_url=database_url or f"sqlite:///{directory / 'gridloop.db'}",
                                  secret_key="console-tests", seed_demo=True, deploy_bundled=True,
                                  storage_dir=str(directory / "uploads"), admin_password=PASSWORD,
-                                 log_json=False)
+                                 log_json=False, **settings)
         self.app = create_app(self.settings)
         self.runtime = self.app.extensions["gridloop"]
         self._server = None
