@@ -101,18 +101,34 @@ export function jsonWrite(path: string, json: unknown, label: string, key = newK
            body: new TextEncoder().encode(JSON.stringify(json)).buffer as ArrayBuffer };
 }
 
-/** A multipart body built byte by byte, so that a retry resends exactly these bytes. */
-export async function photoWrite(path: string, photo: Blob, name: string, label: string): Promise<Omit<Pending, 'id'>> {
+export interface FilePart { field: string; blob: Blob; name: string }
+
+/** A multipart body built byte by byte (form fields, then files), so that a retry resends exactly these bytes. */
+export async function formWrite(path: string, fields: Record<string, string>, files: FilePart[], label: string,
+                                key = newKey()): Promise<Omit<Pending, 'id'>> {
   const boundary = `gridloop-${newKey()}`;
   const enc = new TextEncoder();
-  const head = enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\n`
-    + `Content-Type: ${photo.type}\r\n\r\n`);
-  const tail = enc.encode(`\r\n--${boundary}--\r\n`);
-  const data = new Uint8Array(await photo.arrayBuffer());
-  const body = new Uint8Array(head.length + data.length + tail.length);
-  body.set(head, 0);
-  body.set(data, head.length);
-  body.set(tail, head.length + data.length);
-  return { path, method: 'POST', contentType: `multipart/form-data; boundary=${boundary}`, key: newKey(), label,
+  const chunks: Uint8Array[] = [];
+  for (const [name, value] of Object.entries(fields)) {
+    chunks.push(enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`));
+  }
+  for (const f of files) {
+    chunks.push(enc.encode(`--${boundary}\r\nContent-Disposition: form-data; name="${f.field}"; filename="${f.name}"\r\n`
+      + `Content-Type: ${f.blob.type}\r\n\r\n`));
+    chunks.push(new Uint8Array(await f.blob.arrayBuffer()));
+    chunks.push(enc.encode('\r\n'));
+  }
+  chunks.push(enc.encode(`--${boundary}--\r\n`));
+  const body = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    body.set(c, at);
+    at += c.length;
+  }
+  return { path, method: 'POST', contentType: `multipart/form-data; boundary=${boundary}`, key, label,
            body: body.buffer };
+}
+
+export function photoWrite(path: string, photo: Blob, name: string, label: string): Promise<Omit<Pending, 'id'>> {
+  return formWrite(path, {}, [{ field: 'file', blob: photo, name }], label);
 }

@@ -1,7 +1,8 @@
-// One case: facts, stages, the timeline told in words, limits, deferrals and on-site photos (full size
-// in a dialog), and the open tasks the caller may act on.
-import { useEffect, useRef, useState } from 'preact/hooks';
-import { api, imageUrl } from '../api';
+// One case: facts, stages, the timeline told in words, limits, deferrals and its photos (reported
+// and on-site, full size in a dialog), and the open tasks the caller may act on.
+import { useEffect, useState } from 'preact/hooks';
+import { api } from '../api';
+import { CasePhotos } from '../components/CasePhotos';
 import { Key, t, when } from '../i18n';
 
 interface Stage { task: string; name: string | null; status: string; assignee: string | null; completedBy: string | null;
@@ -15,7 +16,6 @@ interface CaseBody {
   deferrals?: { reason: string; requestedBy: string | null; approvedBy: string | null; until: string;
     startedAt: string; endedAt: string | null }[];
 }
-interface Photo { id: number; kind: string; taskId: string; taskName: string; createdBy: string; created: string; url?: string }
 
 function sentence(e: Event_, names: Record<string, string>): string {
   const key = `t.${e.action}` as Key;
@@ -27,40 +27,12 @@ function sentence(e: Event_, names: Record<string, string>): string {
 
 export function CaseDetail(props: { id: string }) {
   const [c, setCase] = useState<CaseBody | null>(null);
-  const [photos, setPhotos] = useState<Photo[]>([]);
   const [problem, setProblem] = useState('');
-  const [big, setBig] = useState<Photo | null>(null);
-  const dialog = useRef<HTMLDialogElement>(null);
 
   useEffect(() => {
-    let urls: string[] = [];
     setCase(null);
-    (async () => {
-      const body = await api<CaseBody>(`/cases/${encodeURIComponent(props.id)}`);
-      setCase(body);
-      if (!body.processInstanceId) return;
-      const pid = encodeURIComponent(body.processInstanceId);
-      const lists = await Promise.all(['open', 'completed'].map((s) =>
-        api<{ items: { id: string; name: string }[] }>(`/task?processInstanceId=${pid}&status=${s}&limit=100`)));
-      const tasks = lists.flatMap((l) => l.items);
-      const found: Photo[] = [];
-      for (const task of tasks) {
-        const ev = await api<Photo[]>(`/task/${task.id}/evidence`).catch(() => []);
-        for (const p of ev.filter((x) => x.kind === 'photo')) {
-          const url = await imageUrl(`/task/${task.id}/evidence/${p.id}/file`);
-          urls.push(url);
-          found.push({ ...p, taskId: task.id, taskName: task.name, url });
-        }
-      }
-      setPhotos(found);
-    })().catch((e) => setProblem(e.message));
-    return () => { urls.forEach((u) => URL.revokeObjectURL(u)); urls = []; };
+    api<CaseBody>(`/cases/${encodeURIComponent(props.id)}`).then(setCase).catch((e) => setProblem(e.message));
   }, [props.id]);
-
-  useEffect(() => {
-    if (big) dialog.current?.showModal();
-    else dialog.current?.close();
-  }, [big]);
 
   if (problem) return <p class="error" role="alert">{t('error', { msg: problem })}</p>;
   if (!c) return <p role="status">{t('loading')}</p>;
@@ -106,20 +78,7 @@ export function CaseDetail(props: { id: string }) {
           ))}
         </tbody>
       </table>
-      <h2>{t('photos')}</h2>
-      {photos.length === 0 ? <p class="muted">{t('noPhotos')}</p> : (
-        <ul class="photos">
-          {photos.map((p, i) => (
-            <li key={p.id}>
-              <button type="button" class="thumb" onClick={() => setBig(p)}
-                      aria-label={t('photoOf', { n: i + 1, task: p.taskName })}>
-                <img src={p.url} alt={t('photoOf', { n: i + 1, task: p.taskName })} />
-              </button>
-              <span class="meta">{p.createdBy} · {when(p.created)}</span>
-            </li>
-          ))}
-        </ul>
-      )}
+      <CasePhotos caseId={c.id} />
       <h2>{t('limits')}</h2>
       <ul class="limits">
         {Object.entries(c.limits || {}).map(([stage, l]) => (
@@ -136,10 +95,6 @@ export function CaseDetail(props: { id: string }) {
           ))}</ul>
         </>
       )}
-      <dialog ref={dialog} class="photo-dialog" onClose={() => setBig(null)} aria-label={t('photos')}>
-        {big && <img src={big.url} alt={big.taskName} class="full" />}
-        <form method="dialog"><button type="submit" autoFocus>{t('close')}</button></form>
-      </dialog>
     </section>
   );
 }

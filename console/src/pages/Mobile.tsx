@@ -1,12 +1,13 @@
 // The inspector's phone: my tasks; sign for, check in with the browser's position, photos made
 // smaller in the browser, and the handling form. Writes go through the offline queue.
 import { useEffect, useState } from 'preact/hooks';
-import { api, ApiError, Me } from '../api';
+import { api, ApiError, hasRole, Me } from '../api';
 import { TaskForm } from '../components/TaskForm';
 import { t, when } from '../i18n';
 import { photoWrite, jsonWrite, write } from '../queue';
 import { navigate } from '../router';
 import { shrink } from '../photo';
+import { rt } from './report_i18n';
 import type { Task } from './TaskPage';
 
 export function MyTasks() {
@@ -22,6 +23,7 @@ export function MyTasks() {
   return (
     <section aria-labelledby="my-title" class="mobile">
       <h1 id="my-title">{t('myTasks')}</h1>
+      {hasRole('inspector') && <a class="button big" href="/m/report">{rt('reportProblem')}</a>}
       {tasks.length === 0 ? <p class="muted">{t('noTasks')}</p> : (
         <ul class="cards">
           {tasks.map((task) => {

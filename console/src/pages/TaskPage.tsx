@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api';
+import { CasePhotos } from '../components/CasePhotos';
 import { TaskForm } from '../components/TaskForm';
 import { t, when } from '../i18n';
 import { navigate, query } from '../router';
@@ -30,6 +31,7 @@ export function TaskPage(props: { id: string }) {
       {task.status === 'open'
         ? <TaskForm taskId={task.id} onDone={() => navigate(caseId ? `/cases/${encodeURIComponent(caseId)}` : '/')} />
         : <p>{t('done')}</p>}
+      {caseId && <CasePhotos caseId={caseId} />}
     </section>
   );
 }
