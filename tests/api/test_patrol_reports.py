@@ -6,6 +6,7 @@ files one case. Fixtures are those of the full-loop test (tests/api/test_closed_
 from __future__ import annotations
 
 import io
+import threading
 
 import pytest
 import shapely
@@ -253,3 +254,27 @@ def test_an_inspector_without_a_grid_cannot_report(world, clock):
     nowhere = login(rt, client, clock, "insp-nowhere", ["inspector"], None)
     assert report(nowhere, lon, lat).status_code == 403
     assert counts(rt) == (0, 0, 0)
+
+
+def test_two_submits_of_one_write_at_the_same_moment_file_one_case(patrol):
+    """The phone sent it, lost the connection, and its queue replayed it while the first was still in
+    progress: one acts, the other is told so (409) or answered the stored reply; one case either way."""
+    rt, client, inspector, _sup, (_unit, lon, lat) = patrol
+    barrier, answers = threading.Barrier(2), []
+    body, content_type = multipart({"tenant": "320700", "category": "noise", "lon": str(lon), "lat": str(lat),
+                                    "description": "同时提交"}, [(JPEG, "image/jpeg")])
+
+    def send() -> None:
+        own = client.application.test_client()
+        barrier.wait()
+        answers.append(own.post("/api/v1/reports", data=body, content_type=content_type,
+                                headers={**inspector.headers, "Idempotency-Key": "twice-at-once"}))
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses in ([201, 201], [201, 409]), [a.get_json() for a in answers]
+    assert counts(rt) == (1, 1, 1)
