@@ -77,9 +77,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(duty.bp)
     app.register_blueprint(categories.bp)
     app.register_blueprint(users.bp)
-    from .views import case_photos, patrol
+    from .views import case_photos, patrol, patrol_plans
 
     app.register_blueprint(patrol.bp)
+    app.register_blueprint(patrol_plans.bp)
     app.register_blueprint(case_photos.bp)
     from .views import console, home_stream, map_layers, me, photo_files
 

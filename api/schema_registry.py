@@ -11,6 +11,9 @@ from workflows import evaluations as _evaluations  # noqa: F401
 from workflows import evidence as _evidence  # noqa: F401
 from workflows import grids as _grids  # noqa: F401
 from workflows import monitoring_rules as _monitoring_rules  # noqa: F401
+from workflows import patrol_plans as _patrol_plans  # noqa: F401
+from workflows import patrol_rounds as _patrol_rounds  # noqa: F401
+from workflows import patrol_targets as _patrol_targets  # noqa: F401
 from workflows import people as _people  # noqa: F401
 from workflows import readings as _readings  # noqa: F401
 from workflows import sources as _sources  # noqa: F401

@@ -29,19 +29,22 @@ from engine.models import HumanTask
 from .case_closing import CaseAssessment, handling_deadline, task_on_time
 from .cases import Case
 from .deferrals import CaseDeferral
+from .patrol_coverage import misses
 from .time_rules import ClockKind
 from .working_time import WorkCalendar
 
 COUNTERS = ("due", "closed", "closed_on_time", "handled", "handled_on_time", "overdue", "reworked", "returned",
             "extended", "deferred", "deferred_excluded", "signed", "signed_on_time", "verified", "verified_on_time",
             "dispatched", "dispatched_on_time", "decided", "decided_on_time", "invalid", "merged", "filed",
-            "reports", "valid_reports")
+            "reports", "valid_reports", "missed")
 # counters of each post's own work (a case's review counts for its reviewer, its handling for its inspector)
 _REVIEW = ("decided", "decided_on_time", "invalid", "merged", "filed")
 _DISPATCH = ("dispatched", "dispatched_on_time", "returned")
 _VERIFY = ("verified", "verified_on_time", "closed", "closed_on_time", "due")
 _REPORT = ("reports", "valid_reports")
-_INSPECTOR = tuple(c for c in COUNTERS if c not in _REVIEW + _DISPATCH + ("verified", "verified_on_time") + _REPORT)
+_MISSED = ("missed",)
+_INSPECTOR = tuple(c for c in COUNTERS
+                   if c not in _REVIEW + _DISPATCH + ("verified", "verified_on_time") + _REPORT + _MISSED)
 
 # rates: name → (numerator, denominator, 中文); scored values are these ×100 (or their complement)
 RATES: dict[str, tuple[str, str, str]] = {
@@ -57,8 +60,8 @@ RATES: dict[str, tuple[str, str, str]] = {
     "on_time_dispatch_rate": ("dispatched_on_time", "dispatched", "按时派遣率"),
     "valid_report_rate": ("valid_reports", "reports", "有效上报率"),
 }
-MISSED = "missed_rate"  # 漏报率 = 漏报数/立案数 needs patrol data (patrol plans and check-ins)
-MISSED_UNAVAILABLE = "not available: 漏报 needs patrol plans and check-ins, which GridLoop does not record yet"
+MISSED = "missed_rate"  # 漏报率 = 漏报数 / (漏报数 + 有效上报数), 漏报 as workflows/patrol_coverage.py defines it
+MISSED_UNAVAILABLE = "null where a group has neither a valid patrol report nor a 漏报 (workflows/patrol_coverage.py)"
 SCORED = (*[r for r in RATES if r not in ("rework_rate", "overdue_rate")], "rework_free_rate", "overdue_free_rate",
           "accurate_filing_rate", "accurate_dispatch_rate", "not_missed_rate", "filed_score", "dispatch_score")
 DIMENSIONS = ("tenant", "department", "category", "source", "post:inspector", "post:supervisor",
@@ -93,13 +96,19 @@ class CaseFact:
     verifier: str | None = None
     reporter: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    missed_by: tuple[str, ...] = ()  # the inspectors whose patrol it was on (漏报), when it is 立案
 
 
 def case_facts(conn: Any, tenant: str, period: Period, now: datetime, calendar: WorkCalendar,
                rules: Rules = Rules()) -> list[CaseFact]:
     """Every case the period counts, finished ones from their records and open ones live."""
     at = min(period.end, now)
-    return [*_finished(conn, tenant, period, at, rules), *_open(conn, tenant, period, at, calendar, rules)]
+    facts = [*_finished(conn, tenant, period, at, rules), *_open(conn, tenant, period, at, calendar, rules)]
+    missed = misses(conn, tenant, period.start, at)
+    for fact in facts:
+        if fact.counts.get("filed") and fact.case_id in missed:
+            fact.counts["missed"], fact.missed_by = 1, tuple(missed[fact.case_id])
+    return facts
 
 
 def _on_hold(conn: Any, case_ids: list[str], at: datetime) -> set[str]:
@@ -310,7 +319,7 @@ def group_keys(fact: CaseFact, dims: tuple[str, ...], regions: dict[str, dict[st
     post = posts[0]
     share: list[tuple[str | None, tuple[str, ...]]]
     if post == "post:inspector":
-        share = [(fact.inspector, _INSPECTOR), (fact.reporter, _REPORT)]
+        share = [(fact.inspector, _INSPECTOR), (fact.reporter, _REPORT), *((m, _MISSED) for m in fact.missed_by)]
     elif post == "post:supervisor":
         share = [(fact.reviewer, _REVIEW), (fact.verifier, _VERIFY)]
     else:
@@ -357,5 +366,5 @@ def rates(counts: dict[str, int]) -> dict[str, float | None]:
     out = {name: percent(counts[num], counts[den]) for name, (num, den, _) in RATES.items()}
     out["accurate_filing_rate"] = percent(counts["decided"] - counts["invalid"], counts["decided"])
     out["accurate_dispatch_rate"] = percent(counts["dispatched"] - counts["returned"], counts["dispatched"])
-    out[MISSED] = None
+    out[MISSED] = percent(counts["missed"], counts["missed"] + counts["valid_reports"])
     return out

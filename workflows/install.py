@@ -16,6 +16,7 @@ from .grids import GridIndexCache
 from .monitoring_rules import FILE_ALARM, AlarmFiler
 from .notices import PLAN, NoticePlanner
 from .operations import register_operations
+from .patrol_rounds import register as register_patrol
 from .references import register as register_references
 from .warnings import install as install_warnings
 from .working_time import WorkCalendar
@@ -24,6 +25,7 @@ from .working_time import WorkCalendar
 def install(rt: Runtime, *, calendar: Callable[[], WorkCalendar], enforcement: EnforcementClient | None = None,
             quiet: QuietHours | None = None, public_url: str = "") -> None:
     register_operations(rt.registry, calendar=calendar, enforcement=enforcement)
+    register_patrol(rt)
     rt.add_job(PLAN, NoticePlanner(quiet or QuietHours(), public_url))
     rt.add_job(FILE_ALARM, AlarmFiler(GridIndexCache(rt.db)))
     install_warnings(rt)

@@ -11,6 +11,7 @@ from werkzeug.exceptions import BadRequest
 
 from engine import instances
 from engine.errors import NotAllowed
+from workflows import patrol_rounds
 from workflows.evidence import Evidence, EvidenceError, Place, check_in, store_photo
 
 from ..auth import current, roles
@@ -60,14 +61,20 @@ def _refused(exc: EvidenceError):
 @bp.post("/<task_id>/checkin")
 @roles(*WORKERS)
 @idempotent
-@doc("Check in on site: the position must be inside the task's grid (within the tolerance)",
+@doc("Check in on site: the position must be inside the task's grid (within the tolerance); for a patrol visit, "
+     "within the tolerance of the target's point (a night check between 18:00 and 06:00)",
      body=CheckinSchema, response=EvidenceView, status=201)
 def checkin(task_id: str):
     args = json_body(CheckinSchema())
     settings, rt = current_app.config["GRIDLOOP_SETTINGS"], runtime()
+    place = _place(task_id)
     try:
-        row = check_in(rt.db, rt.clock.now(), _place(task_id), current().name, args["lon"], args["lat"],
-                       settings.checkin_tolerance_m)
+        if patrol_rounds.visit_of(rt, place.instance_id) is not None:  # a patrol visit: at the target's point
+            row = patrol_rounds.check_in_at_target(rt, place.task_id, place.instance_id, current().name,
+                                                   args["lon"], args["lat"], settings.checkin_tolerance_m)
+        else:
+            row = check_in(rt.db, rt.clock.now(), place, current().name, args["lon"], args["lat"],
+                           settings.checkin_tolerance_m)
     except EvidenceError as exc:
         return _refused(exc)
     return jsonify(EvidenceView().dump(row)), 201

@@ -10,6 +10,7 @@ from engine.form_schema import json_schema
 from engine.models import HumanTask
 from engine.tasks import TaskQuery
 from engine.visibility import task_visible
+from workflows import patrol_rounds
 from workflows.evidence import missing_evidence
 from workflows.references import assignable
 
@@ -143,6 +144,10 @@ def complete(task_id: str):
         missing = missing_evidence(runtime().db, task_id, ht.element_id)
         if missing:
             raise ValidationError({"evidence": [f"the task needs {' and '.join(missing)} first"]})
+    if ht.element_id == patrol_rounds.VISIT_TASK:
+        lacking = patrol_rounds.missing_for_visit(runtime(), ht.instance_id, args["variables"])
+        if lacking:
+            raise ValidationError({"evidence": [f"the visit needs {' and '.join(lacking)} first"]})
     p = current()
     return answer(schemas.TaskSchema(), tasks.complete(runtime(), task_id, p.name, args["variables"],
                                                        force=p.has("admin"), viewer=p.viewer))

@@ -1,0 +1,186 @@
+"""Patrol (网格巡查) over HTTP on a controlled clock, PostgreSQL and SQLite: the daily round opens each
+slot's visits once with two schedulers; a check-in counts only near the target; coverage and 漏报
+hand-computed; plans refused by field; roles.
+
+30 September 2026 is a Wednesday; every-two-days slots count from 2026-01-01, so 30 Sep – 1 Oct is one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from api import accounts
+from engine import definitions, start_timers
+from engine.queues import ManualJobQueue
+from engine.scheduler import Scheduler
+from tests.api import test_closed_loop_http as full_loop
+from tests.api.conftest import Caller
+from tests.api.test_closed_loop_http import login, point_in_first_unit
+from tests.api.test_loop_variants import file_case
+from tests.engine.support import other_process, run_together
+from workflows.install import install
+from workflows.patrol_rounds import PatrolTask
+from workflows.people import Person
+from workflows.working_time import CalendarService
+
+world = full_loop.world
+BPMN = full_loop.MODEL.parent
+MIDNIGHT_SEP30 = datetime(2026, 9, 29, 16, 0, tzinfo=UTC)  # 30 Sep 00:00 China time
+SEC = timedelta(seconds=1)
+
+
+def setup_patrol(rt, client, clock, plans=None):
+    for name in ("patrol_visit.bpmn", "patrol_round.bpmn"):
+        definitions.deploy(rt, (BPMN / name).read_bytes(), "admin")
+    admin = login(rt, client, clock, "padmin", ["admin"], None)
+    unit, lon, lat = point_in_first_unit(rt)
+    if plans is not None:
+        r = admin.put("/api/v1/patrol/plans", json={"tenant": "320700", "plans": plans})
+        assert r.status_code == 200, r.get_json()
+    r = admin.post("/api/v1/patrol/targets", json={"tenant": "320700", "code": "E-1", "name": "某化工厂",
+                                                    "targetClass": "key", "lon": lon, "lat": lat})
+    assert r.status_code == 201, r.get_json()
+    assert r.get_json()["grid"] == unit
+    return admin, r.get_json()
+
+
+UNIT_ONLY = [{"gridLevel": "unit", "targetClass": "key", "cadence": "every_2_days"}]
+
+
+def visits(rt):
+    with rt.db.session() as s:
+        return list(s.scalars(select(PatrolTask).order_by(PatrolTask.slot_start, PatrolTask.grid_level)))
+
+
+def inspector_of(rt, client, clock, task: PatrolTask) -> Caller:
+    with rt.db.session() as s:
+        grid = s.scalar(select(Person.grid_code).where(Person.username == task.inspector))
+    return login(rt, client, clock, task.inspector, ["inspector"], grid)
+
+
+def the_visit_task(caller: Caller, task: PatrolTask) -> dict:
+    r = caller.get(f"/api/v1/task?processInstanceId={task.instance_id}")
+    (ht,) = r.get_json()["items"]
+    return ht
+
+
+def test_the_default_plans_open_each_slot_once_with_two_schedulers(world, clock):
+    rt, client, _ = world
+    setup_patrol(rt, client, clock)
+    clock.set(MIDNIGHT_SEP30 + SEC)
+    with other_process(rt) as other:
+        install(other, calendar=CalendarService(other.db).calendar)
+        a, b = Scheduler(rt, ManualJobQueue(rt)), Scheduler(other, ManualJobQueue(other))
+        results = run_together([a.tick, b.tick])
+        assert [k for k, _ in results] == ["ok", "ok"], results
+        assert sorted(r.started for _, r in results) == [0, 1]
+    # a key target: the district weekly, the town twice weekly and at night monthly, the unit every 2 days
+    assert sorted((v.grid_level, v.cadence, v.night) for v in visits(rt)) == [
+        ("district", "week", False), ("town", "month", True), ("town", "week", False),
+        ("unit", "every_2_days", False)]
+    assert start_timers.fire_due(rt)[0] == 0  # the same day again: nothing
+    clock.set(MIDNIGHT_SEP30 + timedelta(days=1) + SEC)  # Thursday 1 October: a new half-week and month
+    assert start_timers.fire_due(rt)[0] == 1
+    new = [v for v in visits(rt) if v.slot_start >= MIDNIGHT_SEP30 + timedelta(days=1)]
+    assert sorted((v.grid_level, v.cadence, v.night) for v in new) == [("town", "month", True),
+                                                                        ("town", "week", False)]
+    assert len(visits(rt)) == 6
+
+
+def test_a_visit_checked_in_at_the_target_is_on_time_and_covered(world, clock):
+    rt, client, _ = world
+    admin, target = setup_patrol(rt, client, clock, UNIT_ONLY)
+    clock.set(MIDNIGHT_SEP30 + SEC)
+    assert start_timers.fire_due(rt)[0] == 1
+    (task,) = visits(rt)
+    assert task.slot_end == MIDNIGHT_SEP30 + timedelta(days=2) and task.inspector
+    me = inspector_of(rt, client, clock, task)
+    ht = the_visit_task(me, task)
+    assert ht["assignee"] == task.inspector and ht["taskDefinitionKey"] == "visit"
+    clock.advance(timedelta(hours=10))
+    r = me.post(f"/api/v1/task/{ht['id']}/complete", json={"variables": {"finding": "none"}})
+    assert r.status_code == 422 and "check-in" in str(r.get_json())
+    far = me.post(f"/api/v1/task/{ht['id']}/checkin", json={"lon": target["lon"] + 0.002, "lat": target["lat"]})
+    assert far.status_code == 422 and "lon" in far.get_json()["error"]["fields"]  # ~190 m away
+    near = me.post(f"/api/v1/task/{ht['id']}/checkin", json={"lon": target["lon"] + 0.0003, "lat": target["lat"]})
+    assert near.status_code == 201, near.get_json()
+    r = me.post(f"/api/v1/task/{ht['id']}/complete", json={"variables": {"finding": "none", "note": "正常"}})
+    assert r.status_code == 200, r.get_json()
+    (task,) = visits(rt)
+    assert (task.status, task.on_time, task.visited_at) == ("visited", True, clock.now())
+    # October: the visit due 2 Oct 00:00 (China) counts there; the next slot (2–3 Oct) is not open yet
+    cov = admin.get("/api/v1/patrol/coverage?tenant=320700&period=2026-10").get_json()
+    assert cov["rows"] == [{"inspector": task.inspector, "grid": task.grid_code, "due": 1, "onTime": 1, "late": 0,
+                            "missed": 0, "open": 0, "overdue": 0, "coverageRate": 100.0}]
+    mine = me.get("/api/v1/patrol/coverage?tenant=320700&period=2026-10").get_json()["rows"]
+    assert [r["inspector"] for r in mine] == [task.inspector]
+
+
+def test_an_unvisited_slot_is_late_then_missed(world, clock):
+    rt, client, _ = world
+    admin, _target = setup_patrol(rt, client, clock, UNIT_ONLY)
+    clock.set(MIDNIGHT_SEP30 + SEC)
+    start_timers.fire_due(rt)
+    (first,) = visits(rt)
+    clock.set(first.close_at + SEC)  # 2 days of grace after the slot's end
+    Scheduler(rt, ManualJobQueue(rt)).tick()
+    statuses = {v.slot_start: v.status for v in visits(rt)}
+    assert statuses[first.slot_start] == "missed"
+    cov = admin.get("/api/v1/patrol/coverage?tenant=320700&period=2026-10").get_json()["rows"]
+    mine = [r for r in cov if r["grid"] == first.grid_code and r["inspector"] == first.inspector]
+    assert mine[0]["due"] >= 1 and mine[0]["missed"] == 1 and mine[0]["onTime"] == 0
+
+
+def test_a_citizen_case_at_the_target_is_missed_unless_the_inspector_reported_first(world, clock):
+    rt, client, _ = world
+    admin, target = setup_patrol(rt, client, clock, UNIT_ONLY)
+    clock.set(MIDNIGHT_SEP30 + SEC)
+    start_timers.fire_due(rt)
+    (task,) = visits(rt)
+    system = Caller(client, {"X-API-Key": accounts.create_api_key(rt.db, clock.now(), name="feed",
+                                                                   roles=["system"])}, "system")
+    clock.advance(timedelta(hours=2))
+    other = file_case(system, clock, "M-1", lon=target["lon"] + 0.001, lat=target["lat"])  # ~95 m away
+    clock.advance(timedelta(hours=1))
+    file_case(system, clock, "M-far", lon=target["lon"] + 0.01, lat=target["lat"])  # ~950 m: not at the target
+    misses = admin.get("/api/v1/patrol/misses?tenant=320700&period=2026-09").get_json()["items"]
+    assert misses == [{"caseId": other["id"], "inspectors": [task.inspector]}]
+    with rt.db.session() as s:  # the inspector's own report of the place, earlier in the slot, clears it
+        from workflows.cases import Case
+        case = s.get(Case, other["id"])
+        s.add(Case(**{**{c.key: getattr(case, c.key) for c in Case.__table__.c}, "id": "PATROL-1",
+                      "source": "patrol", "external_id": "P-1", "details": {"reporter": task.inspector},
+                      "created_at": case.created_at - timedelta(minutes=30), "instance_id": None}))
+        s.commit()
+    assert admin.get("/api/v1/patrol/misses?tenant=320700&period=2026-09").get_json()["items"] == []
+
+
+def test_bad_plans_are_refused_by_field_and_roles_are_kept(world, clock):
+    rt, client, _ = world
+    admin, _t = setup_patrol(rt, client, clock)
+    bad = admin.put("/api/v1/patrol/plans", json={"tenant": "320700", "plans": [
+        {"gridLevel": "unit", "targetClass": "key", "cadence": "fortnightly"},
+        {"gridLevel": "town", "targetClass": "key", "cadence": "every_2_days", "times": 3},
+        {"gridLevel": "city", "targetClass": "key", "cadence": "week"}]})
+    assert bad.status_code == 422
+    fields = bad.get_json()["error"]["fields"]["plans"]
+    assert set(fields) == {"0", "1", "2"} and "cadence" in fields["0"] and "times" in fields["1"] \
+        and "gridLevel" in fields["2"]
+    dup = admin.put("/api/v1/patrol/plans", json={"tenant": "320700", "plans": UNIT_ONLY * 2})
+    assert dup.status_code == 422 and "1" in dup.get_json()["error"]["fields"]["plans"]
+    got = admin.get("/api/v1/patrol/plans?tenant=320700").get_json()
+    assert got["defaults"] is True and len(got["plans"]) == 9  # nothing stored
+    sup = login(rt, client, clock, "psup", ["supervisor"], "3207")
+    assert sup.get("/api/v1/patrol/plans?tenant=320700").status_code == 200
+    assert sup.put("/api/v1/patrol/plans", json={"tenant": "320700", "plans": []}).status_code == 403
+    unit, lon, lat = point_in_first_unit(rt)
+    insp = login(rt, client, clock, "pinsp", ["inspector"], unit)
+    assert insp.get("/api/v1/patrol/plans?tenant=320700").status_code == 403
+    assert insp.post("/api/v1/patrol/targets", json={"tenant": "320700", "code": "X", "name": "x",
+                                                     "targetClass": "key", "lon": lon, "lat": lat}).status_code == 403
+    dup_target = admin.post("/api/v1/patrol/targets", json={"tenant": "320700", "code": "E-1", "name": "x",
+                                                             "targetClass": "key", "lon": lon, "lat": lat})
+    assert dup_target.status_code == 409
+    with rt.db.session() as s:
+        assert s.scalar(select(func.count()).select_from(PatrolTask)) == 0
