@@ -82,6 +82,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(patrol.bp)
     app.register_blueprint(patrol_plans.bp)
     app.register_blueprint(case_photos.bp)
+    from .views import statistics
+
+    app.register_blueprint(statistics.bp)
     from .views import console, home_stream, map_layers, me, photo_files
 
     for module in (home_stream, photo_files, me, map_layers, console):  # the browser console and what it needs

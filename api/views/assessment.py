@@ -14,6 +14,8 @@ from workflows.indicators import DIMENSIONS
 from workflows.working_time import CHINA
 
 from ..auth import current, roles
+from ..export_tables import assessment_table
+from ..exports import ExportArgs, file_response, wanted
 from ..http import doc, json_body, query_args, runtime
 from ..schemas import Strict
 from .grids import TENANT
@@ -44,7 +46,7 @@ def _calendar():
     return current_app.extensions["gridloop.calendar"].calendar()
 
 
-class IndicatorArgs(Strict):
+class IndicatorArgs(ExportArgs):
     tenant = fields.String(required=True, validate=TENANT)
     period = fields.String(validate=validate.Length(min=4, max=10),
                            metadata={"description": "a month (2026-09), a quarter (2026-Q3) or a year (2026)"})
@@ -107,6 +109,10 @@ def get_indicators():
     rt = runtime()
     body = evaluations.evaluate(rt.db, _calendar(), args["tenant"], _period(args), by, rt.clock.now(),
                                 viewer=viewer, grid=args.get("grid"))
+    fmt = wanted(args)
+    if fmt != "json":  # a file of the groups (api/exports.py)
+        name = f"indicators-{body['tenant']}-{body['period'].replace('/', '_')}-{'_'.join(by).replace(':', '-')}"
+        return file_response(fmt, args["lang"], name, *assessment_table(body, args["lang"]))
     return jsonify(body)
 
 
@@ -168,12 +174,18 @@ def list_evaluations():
 
 @bp.get("/evaluations/<int:evaluation_id>")
 @roles(*READERS)
-@doc("A published evaluation: its figures as published (as much as the caller may see) and its configuration")
+@doc("A published evaluation: its figures as published (as much as the caller may see) and its configuration; "
+     "`format=csv|xlsx` for its groups as a file", query=ExportArgs)
 def get_evaluation(evaluation_id: int):
+    args = query_args(ExportArgs())
     db = runtime().db
     row = evaluations.get_evaluation(db, evaluation_id)
-    return jsonify({**EvaluationSummary().dump(row), "config": row.config,
-                    "figures": evaluations.visible_figures(db, row, current().viewer)})
+    figures = evaluations.visible_figures(db, row, current().viewer)
+    fmt = wanted(args)
+    if fmt != "json":
+        name = f"evaluation-{row.id}-{row.tenant}-{row.period.replace('/', '_')}"
+        return file_response(fmt, args["lang"], name, *assessment_table(figures, args["lang"]))
+    return jsonify({**EvaluationSummary().dump(row), "config": row.config, "figures": figures})
 
 
 @bp.get("/evaluations/<int:evaluation_id>/reproduction")
