@@ -154,6 +154,13 @@ def open_session(db: Database, username: str, now: datetime, lifetime: timedelta
     return sid
 
 
+def purge_sessions(db: Database, now: datetime) -> int:
+    """Forget sessions whose refresh token has expired (housekeeping: a user who never logs in again
+    would otherwise keep their rows)."""
+    with db.transaction() as s:
+        return s.execute(delete(LoginSession).where(LoginSession.expires_at < now)).rowcount or 0
+
+
 def session_active(db: Database, sid: str, username: str) -> bool:
     """Not revoked (how long a token lives is its own signed timestamp's business; `expires_at` only
     tells when the row may be forgotten)."""

@@ -61,6 +61,7 @@ def chores(rt: Runtime, settings: Settings) -> list[Callable[[], object]]:
     from workflows.monitoring_rules import check_offline
     from workflows.readings import purge_older_than
 
+    from .accounts import purge_sessions
     from .idempotency import purge
 
     def offline() -> int:
@@ -78,7 +79,7 @@ def chores(rt: Runtime, settings: Settings) -> list[Callable[[], object]]:
             log.info("readings purged", extra={"deleted": deleted, "retention_days": settings.reading_retention_days})
         return deleted
 
-    return [lambda: purge(rt), offline, old_readings]
+    return [lambda: purge(rt), offline, old_readings, lambda: purge_sessions(rt.db, rt.clock.now())]
 
 
 def prepare_database(rt: Runtime, settings: Settings) -> None:

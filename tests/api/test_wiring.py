@@ -15,7 +15,8 @@ def test_a_fresh_database_gets_everything_a_newcomer_needs(db, tmp_path):
     prepare_database(rt, settings)
     prepare_database(rt, settings)  # a restart changes nothing
     keys = {(d.key, d.version) for d in definitions.list_definitions(rt)}
-    assert keys == {("alarm_review", 1), ("env_case", 1), ("graded_warning", 1)}
+    assert keys == {("alarm_review", 1), ("env_case", 1), ("graded_warning", 1), ("patrol_round", 1),
+                    ("patrol_visit", 1)}
     from engine import decisions
 
     assert [(d.key, d.version) for d in decisions.list_definitions(rt)] == [("alarm_severity", 1)]
@@ -75,10 +76,31 @@ def test_the_schedulers_chores_purge_old_readings_hourly_and_raise_offline_alarm
         store_readings(s, [ReadingRow(mn="MN-1", pollutant="a21026", cn="2051", kind="Avg", value=Decimal(1),
                                       flag="N", data_time=at, received_at=at)
                            for at in (now - timedelta(days=31), now - timedelta(days=1))])
-    idempotency_purge, offline, old_readings = chores(rt, settings)
+    idempotency_purge, offline, old_readings, _sessions = chores(rt, settings)
     assert offline() == 1 and old_readings() == 1
     assert old_readings() == 0  # not again within the hour
     with db.session() as s:
         assert [r.data_time for r in s.scalars(select(StoredReading))] == [now - timedelta(days=1)]
         assert s.scalar(select(OutboxEntry.job)) == "alarm.file"
     idempotency_purge()
+
+
+def test_the_schedulers_chores_forget_login_sessions_whose_refresh_token_expired(db, clock):
+    from datetime import timedelta
+
+    from api.accounts import LoginSession, open_session, revoke_sessions
+    from api.wiring import chores
+
+    settings = Settings(database_url=db.url, secret_key="x")
+    rt = make_runtime(settings, db=db, clock=clock)
+    ended = open_session(db, "old", clock.now(), timedelta(days=1))
+    revoked = open_session(db, "gone", clock.now(), timedelta(days=30))
+    with db.transaction() as s:
+        revoke_sessions(s, "gone", clock.now())
+    clock.advance(timedelta(days=2))
+    current = open_session(db, "new", clock.now(), timedelta(days=1))
+    *_, sessions = chores(rt, settings)
+    assert sessions() == 1
+    with db.session() as s:
+        assert sorted(s.scalars(select(LoginSession.id))) == sorted([revoked, current])
+    assert ended not in (revoked, current)
