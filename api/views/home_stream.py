@@ -103,7 +103,9 @@ def _serializer() -> URLSafeTimedSerializer:
      body=TicketBody, response=TicketView, status=201)
 def stream_ticket():
     args = json_body(TicketBody())
-    ticket = _serializer().dumps({"sub": current().name, "tenant": args["tenant"], "n": secrets.token_urlsafe(16)})
+    me = current()
+    ticket = _serializer().dumps({"sub": me.name, "sid": me.session, "tenant": args["tenant"],
+                                  "n": secrets.token_urlsafe(16)})
     return jsonify(TicketView().dump({"ticket": ticket, "expires_in": TICKET_TTL_S,
                                       "url": f"/api/v1/home/stream?ticket={ticket}"})), 201
 
@@ -117,6 +119,9 @@ def stream():
     user = accounts.find_user(runtime().db, claims["sub"])
     if user is None or not user.active or not user.role_set.intersection(HOME_ROLES):
         raise AuthError(401, "invalid_token", "the user no longer exists, is inactive or lost the role")
+    login = _Login(user.username, claims.get("sid"))
+    if not login.active(runtime()):
+        raise AuthError(401, "invalid_token", "the session the ticket was issued to has ended; log in again")
     streams: _Streams = current_app.extensions["gridloop.home_streams"]
     if not streams.slots.acquire(blocking=False):
         resp = error_body(503, "busy", f"this process already serves {MAX_STREAMS} live streams; poll /home")
@@ -124,7 +129,7 @@ def stream():
         return resp
 
     viewer = Principal(user.username, user.role_set, user.scope).viewer
-    body = _Started(_events(runtime(), viewer, claims["tenant"], streams))
+    body = _Started(_events(runtime(), viewer, claims["tenant"], streams, login))
     return Response(body, mimetype="text/event-stream",
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
@@ -158,7 +163,18 @@ def _redeem(ticket: str) -> dict:
     return claims
 
 
-def _events(rt: Runtime, viewer: Viewer, tenant: str, streams: _Streams) -> Iterator[str]:
+class _Login:
+    """Whose stream it is: checked again whenever the lists are recomputed, so a logout, a disabled
+    user or a password reset ends an open stream within REFRESH_S, not only its reconnect."""
+
+    def __init__(self, username: str, session: str | None) -> None:
+        self.username, self.session = username, session
+
+    def active(self, rt: Runtime) -> bool:
+        return self.session is None or accounts.session_active(rt.db, self.session, self.username)
+
+
+def _events(rt: Runtime, viewer: Viewer, tenant: str, streams: _Streams, login: _Login) -> Iterator[str]:
     """`retry:` then the lists at once, then again each time they change; a comment keeps proxies open."""
     started = last_sent_at = last_refresh = time.monotonic()
     try:
@@ -168,6 +184,9 @@ def _events(rt: Runtime, viewer: Viewer, tenant: str, streams: _Streams) -> Iter
             now = time.monotonic()
             latest = _counter(rt)
             if sent is None or latest != counter or now - last_refresh >= REFRESH_S:
+                if sent is not None and not login.active(rt):
+                    yield "event: ended\ndata: {}\n\n"
+                    return
                 counter, last_refresh = latest, now
                 lists = home_lists(rt, viewer, tenant, LIST_LIMIT)
                 if lists != sent:

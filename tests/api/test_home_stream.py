@@ -28,12 +28,12 @@ def _alarm(rt, client, clock, external_id: str):
 
 
 class Stream:
-    """Reads 'home' events off a streamed test response (its generator runs as it is read)."""
+    """Reads events off a streamed test response (its generator runs as it is read)."""
 
     def __init__(self, response) -> None:
         self.response, self.chunks, self.buffer = response, iter(response.response), ""
 
-    def next_events(self, wanted: int) -> list[dict]:
+    def next_events(self, wanted: int, kind: str = "home") -> list[dict]:
         out: list[dict] = []
         while len(out) < wanted:
             self.buffer += next(self.chunks).decode()  # the stream ends (StopIteration) after MAX_LIFE_S
@@ -41,7 +41,7 @@ class Stream:
                 block, self.buffer = self.buffer.split("\n\n", 1)
                 fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line
                               and not line.startswith(":"))
-                if fields.get("event") == "home":
+                if fields.get("event") == kind:
                     out.append(json.loads(fields["data"]))
         return out
 
@@ -123,6 +123,23 @@ def test_an_expired_ticket_or_a_deactivated_user_is_refused(world, clock, app_se
     with rt.db.transaction() as s:
         s.execute(update(accounts.User).where(accounts.User.username == "sup2").values(active=False))
     assert client.get(ticket["url"]).status_code == 401
+
+
+def test_logging_out_ends_an_open_stream_and_its_ticket(world, clock):
+    rt, client, _fake = world
+    sup = login(rt, client, clock, "city-sup", ["supervisor"], "3207")
+    unused = _ticket(sup)
+    stream = client.get(_ticket(sup)["url"], buffered=False)
+    try:
+        events = Stream(stream)
+        events.next_events(1)
+        assert sup.post("/api/v1/auth/logout", json={}).status_code in (200, 204)
+        assert events.next_events(1, kind="ended") == [{}]  # the logout's audit event woke the check
+        assert list(events.chunks) == []  # and nothing follows
+    finally:
+        stream.close()
+    r = client.get(unused["url"])
+    assert r.status_code == 401 and "session" in r.get_json()["error"]["message"]
 
 
 def test_a_process_serves_a_bounded_number_of_streams(world, clock):

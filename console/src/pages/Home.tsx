@@ -48,6 +48,8 @@ function useHomeLists(tenant: string): [Lists | null, Mode] {
           setLists(JSON.parse((e as MessageEvent).data));
         });
         es.addEventListener('bye', () => { es.close(); source = null; connect(); });
+        // the session ended (logout, disabled): asking for a new ticket answers 401, which logs out here too
+        es.addEventListener('ended', () => { es.close(); source = null; connect(); });
         es.onerror = () => {
           es.close();
           source = null;
