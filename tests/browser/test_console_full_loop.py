@@ -215,6 +215,7 @@ def test_every_role_and_the_whole_loop_then_a_patrol_report(chromium, loop_serve
     reported.locator("a").click()
     sup.wait_for_selector("form.task-form")
     sup.wait_for_selector(".photos li[data-task=report] img")
+    assert sup.locator("[data-testid=case-description]").inner_text() == "巡查发现河道旁倾倒建筑垃圾"
     assert sup.evaluate("document.querySelector('.photos li[data-task=report] img').naturalWidth") == 1600
     shot(sup, "17-review-patrol-report")
     case = requests.get(f"{live.url}/api/v1/cases/{patrol_id}", timeout=10,

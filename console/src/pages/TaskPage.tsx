@@ -10,13 +10,19 @@ export interface Task {
   candidateRole: string | null; candidateScope: string | null; due: string | null; status: string; created: string;
 }
 
+interface CaseFacts { category: string; source: string; description: string | null }
+
 export function TaskPage(props: { id: string }) {
   const [task, setTask] = useState<Task | null>(null);
+  const [facts, setFacts] = useState<CaseFacts | null>(null);
   const [problem, setProblem] = useState('');
   const caseId = query().get('case');
   useEffect(() => {
     api<Task>(`/task/${encodeURIComponent(props.id)}`).then(setTask).catch((e) => setProblem(e.message));
   }, [props.id]);
+  useEffect(() => {  // what was reported, beside the form that decides on it
+    if (caseId) api<CaseFacts>(`/cases/${encodeURIComponent(caseId)}`).then(setFacts).catch(() => setFacts(null));
+  }, [caseId]);
   if (problem) return <p class="error" role="alert">{t('error', { msg: problem })}</p>;
   if (!task) return <p role="status">{t('loading')}</p>;
   const late = task.due && new Date(task.due).getTime() < Date.now();
@@ -27,6 +33,8 @@ export function TaskPage(props: { id: string }) {
         <dt>{t('task')}</dt><dd>{task.name}</dd>
         <dt>{t('due')}</dt><dd class={late ? 'late' : ''}>{when(task.due)}{late && ` (${t('overdueBadge')})`}</dd>
         <dt>{t('grid')}</dt><dd>{task.candidateScope || '—'}</dd>
+        {facts && <><dt>{t('category')}</dt><dd>{facts.category}</dd><dt>{t('source')}</dt><dd>{facts.source}</dd></>}
+        {facts?.description && <><dt>{t('description')}</dt><dd data-testid="case-description">{facts.description}</dd></>}
       </dl>
       {task.status === 'open'
         ? <TaskForm taskId={task.id} onDone={() => navigate(caseId ? `/cases/${encodeURIComponent(caseId)}` : '/')} />
