@@ -16,6 +16,7 @@ from engine.queues import ManualJobQueue
 from engine.scheduler import Scheduler
 from tests.api import test_closed_loop_http as full_loop
 from tests.api.conftest import Caller
+from tests.api.images import JPEG
 from tests.api.test_closed_loop_http import login, point_in_first_unit
 from tests.api.test_loop_variants import file_case
 from tests.engine.support import other_process, run_together
@@ -184,3 +185,91 @@ def test_bad_plans_are_refused_by_field_and_roles_are_kept(world, clock):
     assert dup_target.status_code == 409
     with rt.db.session() as s:
         assert s.scalar(select(func.count()).select_from(PatrolTask)) == 0
+
+
+def test_a_problem_found_on_a_visit_is_filed_through_the_patrol_intake_and_linked(world, clock):
+    from tests.api.test_patrol_reports import multipart
+    from workflows.patrol_rounds import PatrolFinding
+
+    rt, client, _ = world
+    _admin, target = setup_patrol(rt, client, clock, UNIT_ONLY)
+    clock.set(MIDNIGHT_SEP30 + SEC)
+    start_timers.fire_due(rt)
+    (task,) = visits(rt)
+    me = inspector_of(rt, client, clock, task)
+    ht = the_visit_task(me, task)
+    clock.advance(timedelta(hours=9))
+    assert me.post(f"/api/v1/task/{ht['id']}/checkin", json={"lon": target["lon"], "lat": target["lat"]}
+                   ).status_code == 201
+    early = me.post(f"/api/v1/task/{ht['id']}/complete", json={"variables": {"finding": "problem"}})
+    assert early.status_code == 422 and "filed" in str(early.get_json())  # nothing filed yet
+
+    def finding(caller, patrol_task_id):
+        body, ctype = multipart({"tenant": "320700", "category": "solid_waste", "lon": str(target["lon"]),
+                                 "lat": str(target["lat"]), "description": "厂区外堆放危废"},
+                                [(JPEG, "image/jpeg")])
+        return caller.post(f"/api/v1/patrol/tasks/{patrol_task_id}/findings", data=body, content_type=ctype)
+
+    sup = login(rt, client, clock, "psup2", ["supervisor"], "3207")
+    assert finding(sup, task.id).status_code == 403  # inspectors report from patrol
+    assert finding(me, "0" * 32).status_code == 404
+    r = finding(me, task.id)
+    assert r.status_code == 201, r.get_json()
+    case = r.get_json()
+    assert (case["source"], case["outcome"], case["patrolTaskId"]) == ("patrol", "filed", task.id)
+    done = me.post(f"/api/v1/task/{ht['id']}/complete", json={"variables": {"finding": "problem"}})
+    assert done.status_code == 200, done.get_json()
+    with rt.db.session() as s:
+        links = s.scalars(select(PatrolFinding)).all()
+    assert [(f.patrol_task_id, f.case_id) for f in links] == [(task.id, case["id"])]
+    (task,) = visits(rt)
+    assert (task.status, task.finding) == ("visited", "problem")
+    assert finding(me, task.id).status_code == 422  # the visit is over
+
+
+def test_a_night_check_is_checked_in_at_night_only(world, clock):
+    rt, client, _ = world
+    _admin, target = setup_patrol(rt, client, clock, [{"gridLevel": "unit", "targetClass": "key",
+                                                       "cadence": "month", "night": True}])
+    clock.set(MIDNIGHT_SEP30 + SEC)
+    start_timers.fire_due(rt)
+    (task,) = visits(rt)
+    assert task.night and task.slot_end == datetime(2026, 9, 30, 16, 0, tzinfo=UTC)  # September's end
+    me = inspector_of(rt, client, clock, task)
+    ht = the_visit_task(me, task)
+    clock.set(datetime(2026, 9, 30, 4, 0, tzinfo=UTC))  # 12:00 China time
+    day = me.post(f"/api/v1/task/{ht['id']}/checkin", json={"lon": target["lon"], "lat": target["lat"]})
+    assert day.status_code == 422 and "task" in day.get_json()["error"]["fields"]
+    clock.set(datetime(2026, 9, 30, 13, 0, tzinfo=UTC))  # 21:00
+    assert me.post(f"/api/v1/task/{ht['id']}/checkin", json={"lon": target["lon"], "lat": target["lat"]}
+                   ).status_code == 201
+    assert me.post(f"/api/v1/task/{ht['id']}/complete", json={"variables": {"finding": "none"}}).status_code == 200
+    (task,) = visits(rt)
+    assert (task.status, task.on_time) == ("visited", True)
+
+
+def test_a_valid_case_missed_on_patrol_counts_in_the_inspectors_missed_rate(world, clock):
+    from tests.api.test_loop_variants import complete
+
+    rt, client, _ = world
+    admin, target = setup_patrol(rt, client, clock, UNIT_ONLY)
+    clock.set(MIDNIGHT_SEP30 + SEC)
+    start_timers.fire_due(rt)
+    (task,) = visits(rt)
+    system = Caller(client, {"X-API-Key": accounts.create_api_key(rt.db, clock.now(), name="feed2",
+                                                                   roles=["system"])}, "system")
+    clock.advance(timedelta(hours=3))
+    case = file_case(system, clock, "M-2", lon=target["lon"], lat=target["lat"])
+    sup = login(rt, client, clock, "city-sup", ["supervisor"], "3207")
+    url = "/api/v1/assessment/indicators?tenant=320700&period=2026-09&by=post:inspector"
+
+    def row_of(who):
+        groups = admin.get(url).get_json()["groups"]
+        return next((g for g in groups if g["key"]["post:inspector"] == who), None)
+
+    assert row_of(task.inspector) is None  # not yet 立案: it is still in review
+    clock.advance(timedelta(minutes=5))
+    complete(sup, case["processInstanceId"], "review", review_result="valid")
+    row = row_of(task.inspector)
+    assert row["counts"]["missed"] == 1 and row["counts"]["valid_reports"] == 0
+    assert row["rates"]["missed_rate"] == 100.0 and row["components"]["not_missed_rate"] == 0.0
