@@ -15,8 +15,10 @@ that is no longer waiting takes none. Taking the caller's lock inside the child'
 would lock child before caller, against the order above.
 
 Data: without a data input in the called process's ioSpecification, the child starts with all of the
-task's data; with inputs, with exactly those (a missing one fails the call). On return, the child's
-final data (or only its declared data outputs) is merged over the task's data.
+task's data; with inputs, with exactly those (a missing one fails the call). On return, a child that
+got all of the task's data (no inputs) and declares no outputs hands back its final data as the task's
+data, as SpiffWorkflow does: a variable it deleted is gone. Otherwise its final data (or only its
+declared data outputs) is merged over the task's data.
 
 Cancelling a call activity (its caller cancelled, an interrupting boundary event) cancels the running
 child in the same change, and the child its own children. A child cannot be cancelled on its own while
@@ -205,8 +207,10 @@ def report(change: Change) -> None:
         "element_id": row.parent_element_id, "return_id": f"{row.id}:{row.revision}", "events": change.escaped,
         "completed": completed}
     if completed:
-        outputs = getattr(change.workflow.spec.io_specification, "data_outputs", None)
+        io = change.workflow.spec.io_specification
+        outputs = getattr(io, "data_outputs", None)
         payload["outputs"] = [v.bpmn_id for v in outputs] if outputs else None
+        payload["replaces"] = not outputs and not getattr(io, "data_inputs", None)  # it had all the caller's
         payload["variables"] = json.loads(json.dumps(workflow_data(change.workflow), default=str))
     change.add_job(QUEUE, RETURN_JOB, payload)
     change.record("call.returned", parent=row.parent_instance_id, completed=completed,
@@ -230,7 +234,10 @@ def child_returned(rt: Runtime, payload: dict[str, Any]) -> None:
             if payload["completed"]:
                 ch.run_engine()  # an interrupting boundary event that caught an event goes first
                 if task.state == TaskState.STARTED:
-                    task.data.update(_data_out(payload))
+                    if payload.get("replaces"):  # a return queued before this key existed merges, as it did
+                        task.data = _data_out(payload)
+                    else:
+                        task.data.update(_data_out(payload))
                     task.complete()
                     ch.record("call.completed", task_id=str(task.id), element_id=payload["element_id"],
                               child=payload["child_id"])

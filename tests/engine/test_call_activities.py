@@ -268,3 +268,28 @@ def test_data_inputs_and_outputs_of_the_called_process_map_what_crosses(rt):
     assert (data["total"], data["other"], "secret" in data) == (6, "kept here", False)
     with pytest.raises(ProcessError, match="amount"):
         _start_parent(rt, other="no amount")  # a missing data input fails the call, and saves nothing
+
+
+def test_a_variable_the_called_process_deletes_is_gone_from_the_caller_as_in_spiffworkflow(rt):
+    # No ioSpecification: the child works on all of the caller's data and hands it back whole.
+    definitions.deploy(rt, process("tidy", start(), script("s", "del scratch\nadded = keep + 1"), user("look"), end(),
+                                   seq("start", "s", "look", "end")), "admin")
+    definitions.deploy(rt, parent(called="tidy"), "admin")
+    pid = _start_parent(rt, keep=1, scratch="temporary")
+    complete(rt, only_child(rt, pid).id, "look", "starter")
+    settle(rt)
+    data = instances.variables(rt, pid)
+    assert (data["keep"], data["added"], "scratch" in data) == (1, 2, False)
+
+
+def test_with_data_inputs_and_no_outputs_the_callers_other_variables_stay(rt):
+    io = ('<bpmn:ioSpecification><bpmn:dataInput id="amount"/>'
+          "<bpmn:inputSet><bpmn:dataInputRefs>amount</bpmn:dataInputRefs></bpmn:inputSet>"
+          "<bpmn:outputSet/></bpmn:ioSpecification>")
+    definitions.deploy(rt, process("counter", io, start(), script("s", "total = amount + 1"), end(),
+                                   seq("start", "s", "end")), "admin")
+    definitions.deploy(rt, parent(called="counter"), "admin")
+    pid = _start_parent(rt, amount=3, other="kept here")
+    settle(rt)
+    data = instances.variables(rt, pid)
+    assert (data["total"], data["other"]) == (4, "kept here")
