@@ -26,10 +26,10 @@ from typing import Any
 from sqlalchemy import select
 
 from .cases import Case
-from .patrol_rounds import PatrolTask, distance_m
+from .patrol_rounds import NEAR_M, PatrolTask, distance_m
 from .patrol_targets import PatrolTarget
 
-MISS_RADIUS_M = 300.0
+MISS_RADIUS_M = NEAR_M
 PATROL = "patrol"
 
 

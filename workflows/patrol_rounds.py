@@ -35,6 +35,7 @@ from engine.models import ProcessDefinition
 from engine.operations import OperationContext
 from engine.runtime import Runtime
 
+from .cases import Case
 from .evidence import Evidence, EvidenceError
 from .grids import Grid
 from .patrol_plans import Plan, at_night, plans_of, slot
@@ -47,6 +48,7 @@ VISIT_TASK = "visit"
 FINDINGS = ("none", "problem", "target_closed")
 STATUSES = ("open", "visited", "missed", "cancelled")
 MAX_GRACE = timedelta(days=7)
+NEAR_M = 300.0  # a case this close to a target is at the target (a finding of the visit; 漏报 in patrol_coverage)
 METERS_PER_DEGREE = 111_320.0
 PD = ProcessDefinition.__table__
 
@@ -293,10 +295,22 @@ def missing_for_visit(rt: Runtime, instance_id: str, variables: Mapping[str, Any
     with rt.db.read() as conn:
         lacking = [] if _first_checkin(conn, instance_id, task.night) else [
             "a check-in at the target" + (" at night" if task.night else "")]
-        if variables.get("finding") == "problem" and conn.execute(
-                select(PatrolFinding.id).where(PatrolFinding.patrol_task_id == task.id).limit(1)).first() is None:
-            lacking.append("a problem filed from the visit (POST /patrol/tasks/{id}/findings)")
+        if variables.get("finding") == "problem" and not _reported(conn, task, _target):
+            lacking.append("a problem filed from the visit (POST /patrol/tasks/{id}/findings, or POST /reports at "
+                           "the target)")
     return lacking
+
+
+def _reported(conn: Any, task: Any, target: Any) -> bool:
+    """A case filed from the visit, or a patrol report of its inspector at the target since the slot began
+    (the phone's 上报问题 page files through POST /reports)."""
+    if conn.execute(select(PatrolFinding.id).where(PatrolFinding.patrol_task_id == task.id).limit(1)).first():
+        return True
+    rows = conn.execute(select(Case.lon, Case.lat, Case.details).where(
+        Case.tenant == task.tenant, Case.source == "patrol", Case.created_at >= task.slot_start,
+        Case.lon.is_not(None)))
+    return any((r.details or {}).get("reporter") == task.inspector
+               and distance_m(r.lon, r.lat, target.lon, target.lat) <= NEAR_M for r in rows)
 
 
 def record_finding(rt: Runtime, patrol_task_id: str, case_id: str, outcome: str, actor: str, lon: float,

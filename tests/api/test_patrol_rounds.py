@@ -273,3 +273,24 @@ def test_a_valid_case_missed_on_patrol_counts_in_the_inspectors_missed_rate(worl
     row = row_of(task.inspector)
     assert row["counts"]["missed"] == 1 and row["counts"]["valid_reports"] == 0
     assert row["rates"]["missed_rate"] == 100.0 and row["components"]["not_missed_rate"] == 0.0
+
+
+def test_a_problem_reported_at_the_target_from_the_phone_page_completes_the_visit(world, clock):
+    from tests.api.test_patrol_reports import report
+
+    rt, client, _ = world
+    _admin, target = setup_patrol(rt, client, clock, UNIT_ONLY)
+    clock.set(MIDNIGHT_SEP30 + SEC)
+    start_timers.fire_due(rt)
+    (task,) = visits(rt)
+    me = inspector_of(rt, client, clock, task)
+    ht = the_visit_task(me, task)
+    clock.advance(timedelta(hours=9))
+    me.post(f"/api/v1/task/{ht['id']}/checkin", json={"lon": target["lon"], "lat": target["lat"]})
+    far = report(me, target["lon"] + 0.0045, target["lat"])  # ~430 m away, still in the unit: not at the target
+    assert far.status_code == 201, far.get_json()
+    assert me.post(f"/api/v1/task/{ht['id']}/complete",
+                   json={"variables": {"finding": "problem"}}).status_code == 422
+    assert report(me, target["lon"], target["lat"], category="air.exceedance").status_code == 201
+    assert me.post(f"/api/v1/task/{ht['id']}/complete",
+                   json={"variables": {"finding": "problem"}}).status_code == 200
