@@ -91,18 +91,43 @@ def ingest() -> None:
 @main.command()
 @click.argument("queues", nargs=-1)
 def worker(queues: tuple[str, ...]) -> None:
-    """An RQ worker for the given queues (default: engine notify integrations)."""
-    from redis import Redis
-    from rq import Worker
-
+    """An RQ worker for the given queues (default: engine notify integrations). GRIDLOOP_WORKER_MODE=simple
+    runs jobs in a long-lived child process, replaced after GRIDLOOP_WORKER_MAX_JOBS jobs, past
+    GRIDLOOP_WORKER_MAX_RSS_MB, after a timed-out job or when its watchdog ends it; fork: RQ's stock
+    worker, a forked work horse per job."""
     from engine import worker as engine_worker
 
     s = _settings()
     if not s.redis_url:
         raise click.UsageError("GRIDLOOP_REDIS_URL is not set; the embedded `gridloop run` needs no worker")
+    names = list(queues or ("engine", "notify", "integrations"))
+    if s.worker_mode == "fork":
+        from redis import Redis
+        from rq import Worker
+
+        engine_worker.bind(_runtime(s))
+        Worker(names, connection=Redis.from_url(s.redis_url)).work(with_scheduler=False, logging_level=s.log_level)
+        return
+    from engine.rq_worker import EXIT_HUNG
+    from engine.supervisor import supervise
+
+    from . import wiring  # noqa: F401  (imported once here, shared by every child)
+
+    raise SystemExit(supervise(lambda: _long_lived_worker(s, names), respawn_at_once=frozenset({0, EXIT_HUNG})))
+
+
+def _long_lived_worker(s: Settings, queues: list[str]) -> int:
+    """One child of `gridloop worker` in simple mode: its own runtime and Redis connection."""
+    from redis import Redis
+
+    from engine import worker as engine_worker
+    from engine.rq_worker import LongLivedWorker, Recycle
+
     engine_worker.bind(_runtime(s))
-    conn = Redis.from_url(s.redis_url)
-    Worker(list(queues or ("engine", "notify", "integrations")), connection=conn).work(with_scheduler=False)
+    recycle = Recycle(max_jobs=s.worker_max_jobs, max_rss_mb=s.worker_max_rss_mb)
+    LongLivedWorker(queues, connection=Redis.from_url(s.redis_url), recycle=recycle).work(
+        with_scheduler=False, logging_level=s.log_level)
+    return 0
 
 
 @main.command()

@@ -11,6 +11,7 @@ from pathlib import Path
 from notifications.config import NotifySettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+WORKER_MODES = ("simple", "fork")
 
 
 def _env(name: str, default: str) -> str:
@@ -41,6 +42,9 @@ class Settings:
     max_request_bytes: int = 4 * 1024 * 1024
     web_workers: int = 2
     job_threads: int = 2
+    worker_mode: str = "simple"  # `gridloop worker`: "simple" runs jobs in a long-lived process; "fork": one per job
+    worker_max_jobs: int = 1000  # simple mode: the process exits after this many jobs and a fresh one takes over
+    worker_max_rss_mb: int = 512  # ... or once its resident memory passes this after a job (0: no limit)
     storage_dir: str = "var/uploads"
     max_photo_bytes: int = 8 * 1024 * 1024
     checkin_tolerance_m: float = 50.0
@@ -75,6 +79,12 @@ class Settings:
         if not re.fullmatch(r"[A-Za-z0-9]{1,16}", self.map_tiles_subdomains):
             raise ValueError(f"GRIDLOOP_MAP_TILES_SUBDOMAINS must be 1 to 16 letters or digits: "
                              f"{self.map_tiles_subdomains!r}")
+        if self.worker_mode not in WORKER_MODES:
+            raise ValueError(f"GRIDLOOP_WORKER_MODE must be one of {', '.join(WORKER_MODES)}: {self.worker_mode!r}")
+        if self.worker_max_jobs < 1:
+            raise ValueError(f"GRIDLOOP_WORKER_MAX_JOBS must be at least 1: {self.worker_max_jobs}")
+        if self.worker_max_rss_mb < 0:
+            raise ValueError(f"GRIDLOOP_WORKER_MAX_RSS_MB must be 0 (no limit) or more: {self.worker_max_rss_mb}")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -102,6 +112,9 @@ class Settings:
             max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(d.max_request_bytes))),
             web_workers=int(_env("WEB_WORKERS", str(d.web_workers))),
             job_threads=int(_env("JOB_THREADS", str(d.job_threads))),
+            worker_mode=_env("WORKER_MODE", d.worker_mode).lower(),
+            worker_max_jobs=int(_env("WORKER_MAX_JOBS", str(d.worker_max_jobs))),
+            worker_max_rss_mb=int(_env("WORKER_MAX_RSS_MB", str(d.worker_max_rss_mb))),
             storage_dir=_env("STORAGE_DIR", d.storage_dir),
             max_photo_bytes=int(_env("MAX_PHOTO_BYTES", str(d.max_photo_bytes))),
             checkin_tolerance_m=float(_env("CHECKIN_TOLERANCE_M", str(d.checkin_tolerance_m))),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from api.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,3 +35,20 @@ def test_no_other_module_reads_the_environment():
                                                            "notifications")
                    for p in (ROOT / folder).rglob("*.py") if reads.search(p.read_text()))
     assert set(found) <= READERS, found
+
+
+def test_the_worker_mode_and_its_limits_come_from_the_environment_and_bad_ones_are_refused(monkeypatch):
+    monkeypatch.setenv("GRIDLOOP_SECRET_KEY", "x")
+    s = Settings.from_env()
+    assert (s.worker_mode, s.worker_max_jobs, s.worker_max_rss_mb) == ("simple", 1000, 512)
+    for name, value in (("GRIDLOOP_WORKER_MODE", "FORK"), ("GRIDLOOP_WORKER_MAX_JOBS", "50"),
+                        ("GRIDLOOP_WORKER_MAX_RSS_MB", "0")):
+        monkeypatch.setenv(name, value)
+    s = Settings.from_env()
+    assert (s.worker_mode, s.worker_max_jobs, s.worker_max_rss_mb) == ("fork", 50, 0)
+    for name, value in (("GRIDLOOP_WORKER_MODE", "threads"), ("GRIDLOOP_WORKER_MAX_JOBS", "0"),
+                        ("GRIDLOOP_WORKER_MAX_RSS_MB", "-1")):
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            with pytest.raises(ValueError, match=name):
+                Settings.from_env()

@@ -1,5 +1,5 @@
-"""Notices survive the failures of real processes: an RQ worker killed with SIGKILL while the
-provider holds its request, and a Redis server stopped (losing the jobs it held) and restarted."""
+"""Notices survive the failures of real processes: an RQ worker (long-lived or forking) killed with
+SIGKILL while the provider holds its request, and a Redis server stopped (losing the jobs it held) and restarted."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from rq import SimpleWorker
 from sqlalchemy import select
 
 from engine import outbox
 from engine import worker as engine_worker
 from engine.clock import SystemClock
 from engine.queues import RQJobQueue
+from engine.rq_worker import LongLivedWorker, Recycle
 from engine.runtime import Runtime
 from notifications.delivery import DeliveryPolicy
 from notifications.install import install
@@ -53,13 +53,15 @@ def status(rt: Runtime, notification_id: str) -> str:
         return s.scalar(select(Notification.status).where(Notification.id == notification_id))
 
 
-def test_a_worker_killed_mid_send_is_replaced_and_the_notice_arrives_once(pg, redis_conn):  # noqa: F811
+@pytest.mark.parametrize("worker_mode", ["simple", "fork"])
+def test_a_worker_killed_mid_send_is_replaced_and_the_notice_arrives_once(pg, redis_conn, worker_mode):  # noqa: F811
     lease = timedelta(seconds=3)
     rt = Runtime(db=pg, clock=SystemClock(), job_lease=lease)
     with FakeWeChatWork("corp", "secret", users={"wx-1"}) as fake:
         (nid,) = queue(rt, "kill-1")
         env = {**os.environ, "GRIDLOOP_DATABASE_URL": pg.url, "GRIDLOOP_REDIS_URL": REDIS_URL,
                "GRIDLOOP_SECRET_KEY": "x", "GRIDLOOP_JOB_LEASE": str(int(lease.total_seconds())),
+               "GRIDLOOP_WORKER_MODE": worker_mode,
                "GRIDLOOP_NOTIFY_WECOM_CORP_ID": "corp", "GRIDLOOP_NOTIFY_WECOM_SECRET": "secret",
                "GRIDLOOP_NOTIFY_WECOM_AGENT_ID": "1000002", "GRIDLOOP_NOTIFY_WECOM_BASE_URL": fake.url}
 
@@ -80,7 +82,7 @@ def test_a_worker_killed_mid_send_is_replaced_and_the_notice_arrives_once(pg, re
             first = start_worker()
             assert outbox.relay(rt, RQJobQueue(redis_conn)) == 1
             assert fake.held.wait(60), "the first worker never reached the provider"
-            kill_tree(first.pid)  # the worker and its work horse (RQ puts it in a group of its own), mid-request
+            kill_tree(first.pid)  # the worker and its child (simple) or work horse (fork), mid-request
             first.wait(10)
             release.set()
             assert status(rt, nid) == "sending" and len(fake.messages) == 1
@@ -150,7 +152,7 @@ def test_redis_stopped_and_restarted_loses_no_notice(pg, clock):
             assert outbox.sweep_expired_leases(rt, rt.job_lease) == 1  # the one Redis lost, handed out again
             assert outbox.relay(rt, RQJobQueue(conn)) == 2  # with the one made while Redis was down
             engine_worker.bind(rt)
-            SimpleWorker(["notify"], connection=conn).work(burst=True)
+            LongLivedWorker(["notify"], connection=conn, recycle=Recycle()).work(burst=True)  # as `gridloop worker`
         finally:
             server.kill()
             server.wait(10)

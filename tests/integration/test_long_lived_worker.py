@@ -1,0 +1,174 @@
+"""`gridloop worker` in simple mode (jobs in a long-lived process, no fork per job) keeps what the fork
+gave: a hanging job is stopped and the next one runs, a failing job leaves the worker working, and
+the process makes way for a fresh one after N jobs or past its memory limit without losing or
+repeating a job. Real `gridloop worker` processes on the test Redis; jobs from tests/integration/worker_jobs.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from rq import Queue
+from rq.job import JobStatus
+from rq.registry import StartedJobRegistry
+
+from engine.rq_worker import Recycle, Watchdog, hard_deadline_s
+from tests.conftest import REDIS_URL
+from tests.integration.test_notice_delivery_faults import GRIDLOOP, kill_tree
+from tests.integration.test_rq_and_scheduler import redis_conn, wait_for  # noqa: F401  (fixture)
+
+QUEUE = "worker-test"
+ROOT = Path(__file__).resolve().parents[2]  # so that the worker can import the test jobs
+JOBS = "tests.integration.worker_jobs."
+
+
+@pytest.fixture
+def start_worker(pg, redis_conn, tmp_path):  # noqa: F811
+    """Start `gridloop worker worker-test` (simple mode) with extra GRIDLOOP_* settings; every one
+    started is killed with its children afterwards."""
+    started: list[subprocess.Popen] = []
+
+    def start(**settings: str) -> subprocess.Popen:
+        env = {**os.environ, "GRIDLOOP_DATABASE_URL": pg.url, "GRIDLOOP_REDIS_URL": REDIS_URL,
+               "GRIDLOOP_SECRET_KEY": "x", "GRIDLOOP_WORKER_MODE": "simple", "PYTHONPATH": str(ROOT),
+               **{f"GRIDLOOP_{k.upper()}": v for k, v in settings.items()}}
+        log = (tmp_path / f"worker{len(started)}.log").open("w")
+        started.append(subprocess.Popen([str(GRIDLOOP), "worker", QUEUE], env=env, start_new_session=True,
+                                        stdout=log, stderr=subprocess.STDOUT))
+        return started[-1]
+
+    yield start
+    for p in started:
+        kill_tree(p.pid)
+        p.wait(10)
+
+
+@pytest.fixture
+def out(tmp_path) -> str:
+    return str(tmp_path / "ran.txt")
+
+
+def lines(out: str) -> list[tuple[str, str, int]]:
+    """(tag, event, pid) of every line the jobs wrote."""
+    try:
+        text = Path(out).read_text()
+    except FileNotFoundError:
+        return []
+    return [(tag, event, int(pid)) for tag, event, pid in (line.split() for line in text.splitlines())]
+
+
+def pid_of(out: str, tag: str, event: str = "ran") -> int:
+    (pid,) = [p for t, e, p in lines(out) if (t, e) == (tag, event)]
+    return pid
+
+
+def ran(out: str, *tags: str) -> bool:
+    done = {t for t, e, _ in lines(out) if e == "ran"}
+    return all(t in done for t in tags)
+
+
+def gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists()
+
+
+def test_a_hanging_job_is_stopped_by_its_timeout_and_the_next_job_runs(start_worker, redis_conn, out):  # noqa: F811
+    q = Queue(QUEUE, connection=redis_conn)
+    hung = q.enqueue(JOBS + "hang", out, "hung", job_timeout=1)
+    q.enqueue(JOBS + "record", out, "next")
+    worker = start_worker()
+    wait_for(lambda: ran(out, "next"), timeout=60)
+    assert hung.get_status(refresh=True) == JobStatus.FAILED
+    assert "JobTimeoutException" in hung.latest_result().exc_string
+    assert pid_of(out, "next") != pid_of(out, "hung", "started")  # the interrupted process made way
+    assert gone(pid_of(out, "hung", "started"))
+    assert worker.poll() is None
+
+
+def test_a_job_that_swallows_the_timeout_is_ended_by_the_watchdog(start_worker, redis_conn, out):  # noqa: F811
+    q = Queue(QUEUE, connection=redis_conn)
+    stubborn = q.enqueue(JOBS + "hang_and_swallow_the_timeout", out, "stubborn", job_timeout=1)
+    q.enqueue(JOBS + "record", out, "next")
+    worker = start_worker()
+    wait_for(lambda: ran(out, "next"), timeout=60)
+    hung_pid = pid_of(out, "stubborn", "started")
+    assert gone(hung_pid) and pid_of(out, "next") != hung_pid
+    assert [t for t, e, _ in lines(out) if e == "started"] == ["stubborn"]  # not re-run by RQ: the lease does that
+    assert stubborn.get_status(refresh=True) != JobStatus.FINISHED
+    assert worker.poll() is None
+
+
+def test_a_failing_job_leaves_the_worker_process_working(start_worker, redis_conn, out):  # noqa: F811
+    q = Queue(QUEUE, connection=redis_conn)
+    failing = q.enqueue(JOBS + "fail", out, "failing")
+    q.enqueue(JOBS + "record", out, "next")
+    worker = start_worker()
+    wait_for(lambda: ran(out, "next"), timeout=60)
+    assert failing.get_status(refresh=True) == JobStatus.FAILED
+    assert "this job fails" in failing.latest_result().exc_string
+    assert pid_of(out, "next") == pid_of(out, "failing", "started")  # the same process went on
+    assert worker.poll() is None
+
+
+def test_the_process_is_replaced_after_max_jobs_and_no_job_is_lost_or_run_twice(start_worker, redis_conn,  # noqa: F811
+                                                                                 out):
+    q = Queue(QUEUE, connection=redis_conn)
+    tags = [f"job{i}" for i in range(10)]
+    jobs = [q.enqueue(JOBS + "record", out, tag) for tag in tags]
+    worker = start_worker(worker_max_jobs="3")
+    wait_for(lambda: ran(out, *tags), timeout=90)
+    wait_for(lambda: q.count == 0 and StartedJobRegistry(QUEUE, connection=redis_conn).count == 0)
+    assert [t for t, _, _ in lines(out)] == tags  # each once, in order
+    assert sorted(Counter(p for _, _, p in lines(out)).values()) == [1, 3, 3, 3]
+    assert all(j.get_status(refresh=True) == JobStatus.FINISHED for j in jobs)
+    assert worker.poll() is None
+
+
+def test_the_process_is_replaced_past_its_memory_limit(start_worker, redis_conn, out):  # noqa: F811
+    q = Queue(QUEUE, connection=redis_conn)
+    for tag in ("a", "b", "c"):
+        q.enqueue(JOBS + "record", out, tag)
+    worker = start_worker(worker_max_rss_mb="1")  # every process is past 1 MB after its first job
+    wait_for(lambda: ran(out, "a", "b", "c"), timeout=90)
+    assert len({p for _, _, p in lines(out)}) == 3
+    assert worker.poll() is None
+
+
+def test_sigterm_lets_the_job_in_hand_finish_and_stops_the_worker(start_worker, redis_conn, out):  # noqa: F811
+    q = Queue(QUEUE, connection=redis_conn)
+    q.enqueue(JOBS + "slow", out, "slow", 2)
+    q.enqueue(JOBS + "record", out, "later")
+    worker = start_worker()
+    wait_for(lambda: lines(out), timeout=60)  # the slow job has started
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    assert ran(out, "slow") and not ran(out, "later")
+    assert gone(pid_of(out, "slow")) and q.count == 1  # the later job waits for the next worker
+
+
+def test_recycle_reasons():
+    limits = Recycle(max_jobs=3, max_rss_mb=100)
+    assert limits.reason(2, 99 * 1024 * 1024) is None
+    assert "3 jobs" in limits.reason(3, None)
+    assert "101 MB" in limits.reason(1, 101 * 1024 * 1024)
+    assert Recycle(max_jobs=3, max_rss_mb=0).reason(1, 10**12) is None
+    assert hard_deadline_s(1) == 2 and hard_deadline_s(300) == 450  # inside a lease of twice the timeout
+
+
+def test_the_watchdog_calls_out_an_overrun_and_not_a_disarmed_job():
+    overran: list[str] = []
+    called = threading.Event()
+    dog = Watchdog(on_overrun=lambda job_id: (overran.append(job_id), called.set()))
+    dog.start()
+    try:
+        dog.arm("done-in-time", 60)
+        dog.disarm()
+        dog.arm("late", 0.05)
+        assert called.wait(10)
+        assert overran == ["late"]
+    finally:
+        dog.stop()
