@@ -113,7 +113,7 @@ export function MobileTask(props: { id: string; me: Me }) {
 
   if (!task) return problem ? <p class="error" role="alert">{problem}</p> : <p role="status">{t('loading')}</p>;
   const isSign = task.taskDefinitionKey === 'sign_for';
-  const onSite = task.taskDefinitionKey === 'handle';
+  const onSite = task.taskDefinitionKey === 'handle' || task.taskDefinitionKey === 'visit'; // a patrol visit: at its target
   const late = !!task.due && new Date(task.due).getTime() < Date.now();
   return (
     <section aria-labelledby="mt-title" class="mobile">
@@ -123,6 +123,7 @@ export function MobileTask(props: { id: string; me: Me }) {
         {typeof vars.case_id === 'string' && <><dt>{t('case')}</dt><dd>{vars.case_id}</dd></>}
         {typeof vars.category === 'string' && <><dt>{t('category')}</dt><dd>{vars.category}</dd></>}
         {typeof vars.description === 'string' && <><dt>{t('description')}</dt><dd>{vars.description}</dd></>}
+        {typeof vars.target_name === 'string' && <><dt>{t('patrolTarget')}</dt><dd>{vars.target_name}</dd></>}
         <dt>{t('due')}</dt><dd class={late ? 'late' : ''}>{when(task.due)}</dd>
       </dl>
       {note && <p class="note" role="status">{note}</p>}
