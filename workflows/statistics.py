@@ -7,9 +7,10 @@ or late), invalid, merged, or still open (overdue when an open task is past due)
 period indicators (应结案数 with carried-over cases) are workflows/indicators.py; nothing here
 re-judges on time: a finished case's verdict is its assessment record's.
 
-Fast at a million cases without a pre-aggregated table: finished cases are grouped in SQL over
-case_assessment through its (tenant, filed_at) index and never loaded; open cases, a few percent,
-are read one by one with their tasks through a partial index on the open ones (bench/stats.py).
+Without a pre-aggregated table (measured by bench/stats.py, see the README): finished cases are
+grouped in SQL over case_assessment through its (tenant, filed_at) index and never loaded; open
+cases, a few percent, are read with their tasks (their JSON details only when the inspector
+matters).
 Who sees what: admins and leaders the tenant, supervisors their grid subtree, inspectors the cases
 they handle."""
 
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Date, cast, func, literal, select
 from sqlalchemy import case as when
-from sqlalchemy import func, select
 
 from engine.db import Database
 from engine.errors import InvalidInput, NotFound
@@ -130,7 +131,7 @@ def _subtree(grids: dict[str, _GridNode], top: str) -> set[str]:
 
 def _local_day(column: Any, dialect: str) -> Any:
     if dialect == "postgresql":
-        return func.to_char(func.timezone("Asia/Shanghai", column), "YYYY-MM-DD")
+        return cast(func.timezone("Asia/Shanghai", column), Date)
     return func.strftime("%Y-%m-%d", column, "+8 hours")  # SQLite keeps UTC as naive text
 
 
@@ -192,8 +193,11 @@ def _open(conn: Any, q: Query, viewer: Viewer, start: datetime, end: datetime, n
             conds.append(column == value)
     if subtree is not None:
         conds.append(Case.grid_code.in_(sorted(subtree)))
+    # the JSON details only when the inspector matters (routing's choice, before any task names one)
+    who = q.by == "inspector" or q.inspector is not None or not (viewer.oversees or viewer.sees_all)
+    details = Case.details if who else literal(None).label("details")
     cases = conn.execute(select(Case.id, Case.grid_code, Case.category, Case.source, Case.created_at,
-                                Case.instance_id, Case.details).where(*conds)).all()
+                                Case.instance_id, details).where(*conds)).all()
     ht = HumanTask.__table__
     tasks: dict[str, list[Any]] = {}
     ids = [c.instance_id for c in cases if c.instance_id]
@@ -204,7 +208,7 @@ def _open(conn: Any, q: Query, viewer: Viewer, start: datetime, end: datetime, n
             tasks.setdefault(t.instance_id, []).append(t)
     for c in cases:
         mine = tasks.get(c.instance_id, [])
-        inspector = _inspector(mine, c.details or {})
+        inspector = _inspector(mine, c.details or {}) if who else None
         if q.inspector is not None and inspector != q.inspector:
             continue
         if not (viewer.oversees or viewer.sees_all) and inspector != viewer.name:
@@ -283,7 +287,9 @@ def statistics(db: Database, q: Query, viewer: Viewer, now: datetime) -> dict[st
         for parts in (_finished(conn, q, viewer, period.start, period.end, subtree),
                       _open(conn, q, viewer, period.start, period.end, now, subtree)):
             for value, counts in parts:
-                key = _bucket(date.fromisoformat(value), q.by) if q.by in TIME_BUCKETS and value else value
+                if q.by in TIME_BUCKETS and value:  # a date (PostgreSQL) or its ISO text (SQLite)
+                    value = _bucket(value if isinstance(value, date) else date.fromisoformat(value), q.by)
+                key = value
                 total = raw.setdefault(key, _empty())
                 for name, n in counts.items():
                     total[name] += n
