@@ -13,6 +13,7 @@ import { MobileTask, MyTasks } from './pages/Mobile';
 import { ReportProblem } from './pages/Report';
 import { TaskPage } from './pages/TaskPage';
 import { lazyPage } from './lazy';
+import './pages/dashboard/dashboard.css';
 import './pages/models.css';
 import { failures, onQueue, pending, replay } from './queue';
 import { interceptLinks, match, navigate, useLocation } from './router';
@@ -24,11 +25,13 @@ const MapPage = lazyPage(() => import('./pages/Map').then((m) => m.MapPage));  /
 const Models = lazyPage(() => import('./pages/Models').then((m) => m.Models));
 const ModelEdit = lazyPage(() => import('./pages/ModelEdit').then((m) => m.ModelEdit));
 const ModelHeat = lazyPage(() => import('./pages/ModelHeat').then((m) => m.ModelHeat));
+const Dashboard = lazyPage(() => import('./pages/dashboard/Dashboard').then((m) => m.Dashboard));  // ECharts
 
 const NAV: { path: string; label: Key; roles: string[] }[] = [
   { path: '/', label: 'home', roles: DESK },
   { path: '/cases', label: 'cases', roles: [...DESK, 'inspector'] },
   { path: '/map', label: 'map', roles: DESK },
+  { path: '/dashboard', label: 'dashboard', roles: DESK },
   { path: '/m', label: 'myTasks', roles: ['inspector', 'supervisor', 'admin'] },
   { path: '/models', label: 'models', roles: ['admin', 'leader'] },
   { path: '/admin', label: 'admin', roles: ['admin'] },
@@ -40,6 +43,7 @@ const ROUTES: Route[] = [
   { pattern: '/', roles: DESK, page: (_p, _me, tenant) => <Home tenant={tenant} /> },
   { pattern: '/cases', roles: [...DESK, 'inspector'], page: (_p, _me, tenant) => <Cases tenant={tenant} /> },
   { pattern: '/map', roles: DESK, page: (_p, me, tenant) => <MapPage tenant={tenant} me={me} /> },
+  { pattern: '/dashboard', roles: DESK, page: (_p, _me, tenant) => <Dashboard tenant={tenant} /> },
   { pattern: '/cases/:id', roles: [...DESK, 'inspector'], page: (p) => <CaseDetail id={p.id} /> },
   { pattern: '/tasks/:id', roles: [...DESK, 'inspector'], page: (p) => <TaskPage id={p.id} /> },
   { pattern: '/m', roles: ['inspector', 'supervisor', 'admin'], page: () => <MyTasks /> },

@@ -142,3 +142,18 @@ def test_the_modeler_is_its_own_bundle_loaded_by_the_models_pages_only(client):
     assert [n.split("-")[0] for n in pages] == ["ModelEdit", "ModelHeat", "Models"]
     assert not any(n.encode() in shell or n.encode() in page.encode() for n in pages)
     assert all(f'import("./{n}")'.encode() in app_js for n in pages)  # imported when first visited
+
+
+def test_echarts_is_in_the_dashboard_chunk_only_and_names_no_address(client):
+    """The leaders' dashboard draws with ECharts (tree-shaken through echarts/core): its code is in the
+    dashboard's chunk, loaded on first visit, and neither in the app script, 首页's page nor the shell."""
+    page = client.get("/").get_data(as_text=True)
+    (app,) = re.findall(r'src="(/assets/app-[A-Z0-9]+\.js)"', page)
+    app_js = client.get(app).data
+    (chunk,) = sorted(p.name for p in (ASSETS / "assets").glob("Dashboard-*.js"))
+    dashboard = client.get(f"/assets/{chunk}").data
+    assert b"echarts" in dashboard.lower() and b"echarts" not in app_js.lower()
+    assert f'import("./{chunk}")'.encode() in app_js
+    shell = client.get("/sw.js").data
+    assert chunk.encode() not in shell and chunk.encode() not in page.encode()
+    assert [u for u in EXTERNAL.findall(dashboard) if not u.startswith(ALLOWED)] == []
