@@ -11,6 +11,8 @@ from datetime import timedelta
 
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import SignalEventDefinition
+from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
@@ -329,6 +331,10 @@ def _lint_event(element: str, definition) -> Iterator[Problem]:
         if isinstance(inner, TimerEventDefinition):
             yield from _lint_timer(element, inner)
             inner_timers.append(inner)
+        elif isinstance(inner, MessageEventDefinition | SignalEventDefinition) and not inner.name:
+            kind = "message" if isinstance(inner, MessageEventDefinition) else "signal"
+            yield Problem(element, f"the {kind} event has no {kind} name: give it a {kind}Ref to a bpmn:{kind} "
+                                   f"with a name (or name the event itself, which SpiffWorkflow then uses)")
     if not isinstance(definition, MultipleEventDefinition):
         return
     if any(isinstance(t, CycleTimerEventDefinition) for t in inner_timers):
