@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -112,6 +113,8 @@ def run_guarded(model: Model, *, sandbox: bool = True, seconds: float = 30,
 
     def child() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)  # the models' scripts print (the library's own engine lets them): not into the JSON
         try:
             send.send(run(model, sandbox=sandbox))
         except BaseException as exc:  # MemoryError, RecursionError...
