@@ -139,8 +139,16 @@ def test_a_leader_reads_the_dashboard_drills_into_a_district_and_exports_csv(chr
 
     assessment = page.locator("[data-testid=assessment]")
     assessment.scroll_into_view_if_needed()
+    month = end[:7]  # the demo's cases are this month's
+    assessment.get_by_label("考核期间").fill(month)
     assessment.get_by_label("评价对象").select_option("region:district")
-    page.wait_for_timeout(500)
+    groups = _api(live, token, f"/assessment/indicators?tenant=320700&period={month}&by=region:district")["groups"]
+    assert groups, "the demo's closed case is due this month"
+    page.wait_for_function(f"document.querySelectorAll('[data-testid=assessment-groups] tbody tr').length == {len(groups)}")
+    shown = [[c.text_content() for c in r.locator("th, td").all()]
+             for r in page.locator("[data-testid=assessment-groups] tbody tr").all()]
+    assert [(r[0], int(r[1]), int(r[2])) for r in shown] == [
+        (g["key"]["region:district"], g["counts"]["due"], g["counts"]["closed"]) for g in groups]
     page.screenshot(path=str(screenshots / "dashboard-assessment.png"), full_page=True)
     assert not problems, problems
     assert not elsewhere, elsewhere
