@@ -42,8 +42,7 @@ class PatrolPlansIn(Strict):
     plans = fields.List(fields.Dict(), required=True)
 
 
-class PatrolTargetIn(Strict):
-    tenant = fields.String(required=True, validate=TENANT)
+class PatrolTargetItem(Strict):
     code = fields.String(required=True, validate=validate.Length(min=1, max=64))
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
     target_class = fields.String(data_key="targetClass", required=True,
@@ -53,6 +52,10 @@ class PatrolTargetIn(Strict):
     grid = fields.String(validate=validate.Length(min=1, max=40))
     source_mn = fields.String(data_key="sourceMn", validate=validate.Length(min=1, max=64))
     active = fields.Boolean(load_default=True)
+
+
+class PatrolTargetIn(PatrolTargetItem):
+    tenant = fields.String(required=True, validate=TENANT)
 
 
 class PatrolTargetPatch(Strict):
@@ -67,7 +70,7 @@ class PatrolTargetPatch(Strict):
 
 class PatrolImportIn(Strict):
     tenant = fields.String(required=True, validate=TENANT)
-    items = fields.List(fields.Nested(PatrolTargetIn(exclude=("tenant",))), validate=validate.Length(max=5000))
+    items = fields.List(fields.Nested(PatrolTargetItem), validate=validate.Length(max=5000))
     from_sources = fields.Boolean(data_key="fromSources", load_default=False)
     target_class = fields.String(data_key="targetClass", load_default="key",
                                  validate=validate.OneOf(patrol_plans.TARGET_CLASSES))

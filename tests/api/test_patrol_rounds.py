@@ -294,3 +294,25 @@ def test_a_problem_reported_at_the_target_from_the_phone_page_completes_the_visi
     assert report(me, target["lon"], target["lat"], category="air.exceedance").status_code == 201
     assert me.post(f"/api/v1/task/{ht['id']}/complete",
                    json={"variables": {"finding": "problem"}}).status_code == 200
+
+
+def test_targets_import_all_or_nothing_and_move_with_their_point(world, clock):
+    rt, client, _ = world
+    admin, target = setup_patrol(rt, client, clock, UNIT_ONLY)
+    item = {"code": "E-2", "name": "某印染厂", "targetClass": "complained", "lon": target["lon"], "lat": target["lat"]}
+    bad = admin.post("/api/v1/patrol/targets/import", json={"tenant": "320700", "items": [
+        item, {**item, "code": "E-3", "lon": 100.0, "lat": 20.0}, {**item, "code": "E-1"}]})
+    assert bad.status_code == 422
+    fields = bad.get_json()["error"]["fields"]
+    assert "items.1.lon" in fields and "items.2.code" in fields
+    listed = admin.get("/api/v1/patrol/targets?tenant=320700").get_json()
+    assert listed["total"] == 1  # nothing imported
+    ok = admin.post("/api/v1/patrol/targets/import", json={"tenant": "320700", "items": [item]})
+    assert ok.status_code == 201 and [t["code"] for t in ok.get_json()] == ["E-2"]
+    moved = admin._call("patch", f"/api/v1/patrol/targets/{target['id']}", json={"lon": 100.0, "lat": 20.0})
+    assert moved.status_code == 422 and "lon" in moved.get_json()["error"]["fields"]
+    off = admin._call("patch", f"/api/v1/patrol/targets/{target['id']}", json={"active": False})
+    assert off.status_code == 200 and off.get_json()["active"] is False
+    clock.set(MIDNIGHT_SEP30 + SEC)
+    start_timers.fire_due(rt)
+    assert [v.target_id for v in visits(rt)] == []  # E-1 inactive; E-2 complained: no plan for it here
