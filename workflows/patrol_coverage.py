@@ -77,17 +77,19 @@ def coverage(conn: Any, tenant: str, start: datetime, end: datetime, now: dateti
 
 def misses(conn: Any, tenant: str, start: datetime, end: datetime) -> dict[str, list[str]]:
     """The cases filed in [start, end) that are 漏报, each with the inspectors it counts against."""
-    cases = conn.execute(select(Case.id, Case.source_ref, Case.lon, Case.lat, Case.created_at).where(
-        Case.tenant == tenant, Case.source != PATROL, Case.created_at >= start, Case.created_at < end)).all()
-    if not cases:
-        return {}
     t, g = PatrolTask.__table__, PatrolTarget.__table__
     visits = conn.execute(select(t.c.inspector, t.c.slot_start, t.c.slot_end, g.c.lon, g.c.lat, g.c.source_mn)
                           .join(g, g.c.id == t.c.target_id)
                           .where(t.c.tenant == tenant, t.c.slot_start < end, t.c.slot_end > start,
                                  t.c.inspector.is_not(None), t.c.status != "cancelled")).all()
-    if not visits:
+    if not visits:  # a city without patrol reads no cases
         return {}
+    by_cell: dict[tuple[int, int], list[Any]] = defaultdict(list)
+    by_source: dict[str, list[Any]] = defaultdict(list)
+    for v in visits:
+        by_cell[_cell(v.lon, v.lat)].append(v)
+        if v.source_mn:
+            by_source[v.source_mn].append(v)
     earliest = min(v.slot_start for v in visits)
     reports: dict[str, list[Any]] = defaultdict(list)
     for r in conn.execute(select(Case.details, Case.lon, Case.lat, Case.created_at).where(
@@ -96,18 +98,32 @@ def misses(conn: Any, tenant: str, start: datetime, end: datetime) -> dict[str, 
         if reporter and r.lon is not None:
             reports[str(reporter)].append(r)
     out: dict[str, list[str]] = {}
-    for case in cases:
+    for case in conn.execute(select(Case.id, Case.source_ref, Case.lon, Case.lat, Case.created_at).where(
+            Case.tenant == tenant, Case.source != PATROL, Case.created_at >= start, Case.created_at < end)):
+        near = by_source.get(case.source_ref or "", []) + ([] if case.lon is None else [
+            v for cell in _around(case.lon, case.lat) for v in by_cell.get(cell, ())
+            if distance_m(case.lon, case.lat, v.lon, v.lat) <= MISS_RADIUS_M])
         against: list[str] = []
-        for v in visits:
+        for v in near:
             if v.inspector in against or not (v.slot_start <= case.created_at < v.slot_end):
                 continue
-            at_target = (v.source_mn is not None and case.source_ref == v.source_mn) or (
-                case.lon is not None and distance_m(case.lon, case.lat, v.lon, v.lat) <= MISS_RADIUS_M)
-            if at_target and not _reported_first(reports.get(v.inspector, ()), v, case.created_at):
+            if not _reported_first(reports.get(v.inspector, ()), v, case.created_at):
                 against.append(v.inspector)
         if against:
             out[case.id] = sorted(against)
     return out
+
+
+CELL_DEG = 0.01  # ≥ 300 m in both directions up to 70° latitude, so a radius spans at most the 3×3 cells around
+
+
+def _cell(lon: float, lat: float) -> tuple[int, int]:
+    return int(lon // CELL_DEG), int(lat // CELL_DEG)
+
+
+def _around(lon: float, lat: float) -> list[tuple[int, int]]:
+    x, y = _cell(lon, lat)
+    return [(x + dx, y + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)]
 
 
 def _reported_first(reports: Any, visit: Any, before: datetime) -> bool:
