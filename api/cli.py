@@ -302,6 +302,7 @@ def seed_demo_cmd() -> None:
     """Load the demo tenant 320700 (synthetic grids, people on duty, categories) and, once env_case is
     deployed, a few cases in different stages; idempotent."""
     from workflows.demo_cases import seed_demo_cases
+    from workflows.demo_patrol import seed_demo_targets
     from workflows.demo_seed import DEMO_ROSTER_DAYS, seed_demo
 
     from .demo_logins import ensure_demo_logins
@@ -311,8 +312,9 @@ def seed_demo_cmd() -> None:
     s = seed_demo(rt.db, rt.clock.now(), days_on_duty=DEMO_ROSTER_DAYS)
     logins = ensure_demo_logins(rt, s.tenant)
     cases = seed_demo_cases(rt, s.tenant, Path(settings.storage_dir))
+    targets = seed_demo_targets(rt, s.tenant)
     click.echo(f"tenant {s.tenant}: {s.grids} grids, {s.inspectors} inspectors, {s.supervisors} supervisors"
-               f"{'' if s.seeded else ' (already there)'}; {cases} demo cases filed")
+               f"{'' if s.seeded else ' (already there)'}; {cases} demo cases filed; {targets} patrol targets added")
     for login in logins:  # shown this once
         click.echo(f"demo login {login.username} ({login.role} of {login.scope}): password {login.password}")
 

@@ -18,6 +18,7 @@ from notifications.config import build_providers
 from notifications.delivery import DeliveryPolicy
 from notifications.install import install as install_notifications
 from workflows.demo_cases import seed_demo_cases
+from workflows.demo_patrol import seed_demo_targets
 from workflows.demo_seed import DEMO_ROSTER_DAYS, seed_demo
 from workflows.install import install
 from workflows.notices import contacts as notice_contacts
@@ -103,6 +104,9 @@ def prepare_database(rt: Runtime, settings: Settings) -> None:
         cases = seed_demo_cases(rt, demo.tenant, Path(settings.storage_dir))
         if cases:
             log.info("demo cases filed", extra={"tenant": demo.tenant, "cases": cases})
+        targets = seed_demo_targets(rt, demo.tenant)
+        if targets:
+            log.info("demo patrol targets added", extra={"tenant": demo.tenant, "targets": targets})
 
 
 def ensure_admin(rt: Runtime, password: str = "") -> None:

@@ -316,3 +316,25 @@ def test_targets_import_all_or_nothing_and_move_with_their_point(world, clock):
     clock.set(MIDNIGHT_SEP30 + SEC)
     start_timers.fire_due(rt)
     assert [v.target_id for v in visits(rt)] == []  # E-1 inactive; E-2 complained: no plan for it here
+
+
+def test_the_demo_city_gets_targets_and_every_visit_of_its_first_round_an_inspector(world, clock):
+    from workflows.demo_patrol import seed_demo_targets
+    from workflows.grids import Grid
+
+    rt, _client, _ = world
+    for name in ("patrol_visit.bpmn", "patrol_round.bpmn"):
+        definitions.deploy(rt, (BPMN / name).read_bytes(), "admin")
+    with rt.db.session() as s:
+        towns = s.scalar(select(func.count(func.distinct(Grid.parent_code))).where(Grid.level == "unit"))
+    added = seed_demo_targets(rt, "320700")
+    assert towns <= added <= 2 * towns
+    assert seed_demo_targets(rt, "320700") == 0  # idempotent
+    clock.set(MIDNIGHT_SEP30 + SEC)
+    assert start_timers.fire_due(rt)[0] == 1
+    opened = visits(rt)
+    complained = added - towns  # a key enterprise in every town, a complained-about place where it has 2 units
+    # by the default plans a key target is visited by the district, the town (and at night) and the unit,
+    # a complained-about place by the district, the town and the unit
+    assert len(opened) == 4 * towns + 3 * complained
+    assert all(v.inspector for v in opened)  # at night: the district's duty inspector, else the grid's own
