@@ -10,7 +10,8 @@ each slot wants one visit. Twice a week is Monday–Wednesday and Thursday–Sun
 A tenant without plans of its own patrols by the defaults, which are DOMAIN.md's practice (承德:
 county level weekly and town level twice a week for key and complained-about targets, town level
 every half month for the others, village level every two days; 三河: a night check (18:00–06:00)
-by the town level once a month, here of each key target). `PUT /patrol/plans` replaces the set."""
+by the town level once a month, here of each key target). `PUT /patrol/plans` replaces the set,
+on the system audit chain (`patrol.plans_replaced`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from sqlalchemy import Boolean, Integer, String, UniqueConstraint, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
+from engine import audit
 from engine.db import Base, UTCDateTime
 from engine.runtime import Runtime
 
@@ -162,4 +164,7 @@ def replace_plans(rt: Runtime, tenant: str, plans: list[Plan], actor: str) -> li
         s.execute(delete(PatrolPlan).where(PatrolPlan.tenant == tenant))
         s.add_all([PatrolPlan(tenant=tenant, grid_level=p.grid_level, target_class=p.target_class, cadence=p.cadence,
                               times=p.times, night=p.night, updated_by=actor, updated_at=now) for p in plans])
+        audit.append_system(rt.db, s, [audit.AuditDraft(
+            action="patrol.plans_replaced", actor=actor, at=now,
+            details={"tenant": tenant, "plans": [p.as_json() for p in plans]})])
     return plans or list(DEFAULT_PLANS)

@@ -172,6 +172,12 @@ def test_bad_plans_are_refused_by_field_and_roles_are_kept(world, clock):
     assert dup.status_code == 422 and "1" in dup.get_json()["error"]["fields"]["plans"]
     got = admin.get("/api/v1/patrol/plans?tenant=320700").get_json()
     assert got["defaults"] is True and len(got["plans"]) == 9  # nothing stored
+    ok = admin.put("/api/v1/patrol/plans", json={"tenant": "320700", "plans": UNIT_ONLY})
+    assert ok.status_code == 200 and ok.get_json()["defaults"] is False
+    with rt.db.session() as s:
+        from engine.models import AuditEvent
+        (event,) = s.scalars(select(AuditEvent).where(AuditEvent.action == "patrol.plans_replaced")).all()
+    assert event.actor == "padmin" and event.details["plans"][0]["cadence"] == "every_2_days"
     sup = login(rt, client, clock, "psup", ["supervisor"], "3207")
     assert sup.get("/api/v1/patrol/plans?tenant=320700").status_code == 200
     assert sup.put("/api/v1/patrol/plans", json={"tenant": "320700", "plans": []}).status_code == 403
