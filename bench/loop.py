@@ -1,6 +1,6 @@
 """Closed loops over HTTP against the production processes: concurrent clients, PostgreSQL, Redis.
 
-    python -m bench.loop [--clients N] [--loops N] [--closed N] [--quick]
+    python -m bench.loop [--clients N] [--loops N] [--closed N] [--worker-mode simple|fork] [--quick]
 
 Prints ONE JSON line on stdout (progress goes to stderr).
 
@@ -8,7 +8,8 @@ Setup: the database `gridloop_bench_loop` on 127.0.0.1 is dropped and re-created
 (holiday calendar, demo tenant 320700) and the bundled models are deployed, in this process (what
 `gridloop run` does on start; `gridloop web` does not). Redis db 10 is flushed. Then, as
 subprocesses with GRIDLOOP_* variables: `gridloop web` (gunicorn, GRIDLOOP_WEB_WORKERS workers x 8
-threads), --rq-workers `gridloop worker` (RQ) and one `gridloop scheduler`, with GRIDLOOP_ENFORCEMENT_URL
+threads), --rq-workers `gridloop worker` (RQ; GRIDLOOP_WORKER_MODE from --worker-mode: a long-lived
+process, or a work horse forked per job) and one `gridloop scheduler`, with GRIDLOOP_ENFORCEMENT_URL
 pointing at a fake enforcement system served by this process. Users: one city supervisor
 (`bench-sup`, scope 3207) and, per client, the inspector the case is routed to (the demo roster's
 `insp-<unit>`), created with api.accounts; the alarms come with a system API key.
@@ -361,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--web-workers", type=int, default=2, help="gunicorn workers of `gridloop web` (default 2, "
                                                               "GRIDLOOP_WEB_WORKERS' default)")
     ap.add_argument("--rq-workers", type=int, default=1, help="`gridloop worker` processes (default 1)")
+    ap.add_argument("--worker-mode", choices=("simple", "fork"), default="simple",
+                    help="GRIDLOOP_WORKER_MODE of the workers (default simple: no fork per job)")
     ap.add_argument("--photo-kb", type=int, default=64, help="size of each uploaded photo (default 64 KiB)")
     ap.add_argument("--quick", action="store_true", help="a small smoke run")
     add_scratch_options(ap, "GRIDLOOP_BENCH_LOOP", DEFAULT_URL, DEFAULT_REDIS)
@@ -405,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
                    "GRIDLOOP_ENFORCEMENT_SECRET": secret, "GRIDLOOP_STORAGE_DIR": str(work_dir / "uploads"),
                    "GRIDLOOP_SEED_DEMO": "false", "GRIDLOOP_DEPLOY_BUNDLED": "false"}
             env["GRIDLOOP_WEB_WORKERS"] = str(args.web_workers)
+            env["GRIDLOOP_WORKER_MODE"] = args.worker_mode
             procs.start("web", gridloop_argv("web"), env)
             for i in range(args.rq_workers):
                 procs.start(f"worker{i}", gridloop_argv("worker"), env)
@@ -490,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
             "failure_samples": bench.failures[:5],
             "pushes_received": sink.pushes,
             "server": {"web_workers": args.web_workers, "threads_per_web_worker": 8, "rq_workers": args.rq_workers,
-                       "schedulers": 1},
+                       "worker_mode": args.worker_mode, "schedulers": 1},
             "bulk_insert": bulk,
             **counts,
             "photo_bytes": bench.photo_bytes,

@@ -1,13 +1,15 @@
 """Notification delivery throughput and lag: outbox → scheduler relay → RQ → `notify.deliver` → provider.
 
-    python -m bench.notify [--notices N] [--batch N] [--workers 1,2] [--quick]
+    python -m bench.notify [--notices N] [--batch N] [--workers 1,2] [--worker-modes simple,fork] [--quick]
 
 Prints ONE JSON line on stdout (progress goes to stderr).
 
 Setup, for each worker count (1, then 2): the database `gridloop_bench_notify` on 127.0.0.1 is
 dropped, re-created and migrated (api.database.upgrade); Redis db 11 is flushed. Subprocesses with
 GRIDLOOP_* variables: one `gridloop scheduler` (relays the outbox to RQ) and K `gridloop worker
-notify` (stock RQ workers: a forked work horse per job). GRIDLOOP_NOTIFY_TWILIO_* point the real
+notify` (GRIDLOOP_WORKER_MODE from --worker-modes: `simple`, the default, runs jobs in a long-lived
+process; `fork` is RQ's stock worker, a forked work horse per job; each mode is a run of its own,
+keyed `<mode>_<K>w`, so both can be compared in the same invocation). GRIDLOOP_NOTIFY_TWILIO_* point the real
 TwilioSms provider (official SDK, base-URL override) at FakeTwilio from tests/notifications/fakes.py,
 run in a child process of this one; GRIDLOOP_NOTIFY_PUBLIC_URL is set so that every send carries
 its notification id in the StatusCallback URL, which is how the fake attributes each request
@@ -58,7 +60,8 @@ DATA = {"case_no": "BENCH-0001", "category": "废气", "address": "南京市玄�
 
 NOTES = (
     "Real path: a `gridloop scheduler` subprocess relays outbox rows (FOR UPDATE SKIP LOCKED, up to 200 "
-    "per tick) to RQ; each `gridloop worker notify` forks a work horse per job, which claims the "
+    "per tick) to RQ; each `gridloop worker notify` runs the job (in its long-lived process in mode simple, in a "
+    "work horse forked per job in mode fork), which claims the "
     "notification (transaction 1), sends through TwilioSms (twilio SDK) to the fake over loopback HTTP, "
     "and records `sent` + outbox done (transaction 2). The bench commits like the notice.plan job "
     "(queue_notices; its outbox rows NOTIFY the scheduler on commit). notices_per_s = burst drain rate "
@@ -198,7 +201,8 @@ def rq_times(redis_conn) -> dict[str, tuple[float | None, float | None, float | 
 
 # -- one run ---------------------------------------------------------------------------------------
 
-def run(args: argparse.Namespace, workers: int, fake: FakeProvider, auth_token: str, work_dir: Path) -> dict[str, Any]:
+def run(args: argparse.Namespace, workers: int, mode: str, fake: FakeProvider, auth_token: str,
+        work_dir: Path) -> dict[str, Any]:
     import redis
     from rq import Queue
     from sqlalchemy import func, select
@@ -206,17 +210,18 @@ def run(args: argparse.Namespace, workers: int, fake: FakeProvider, auth_token: 
     from engine.models import OutboxEntry
     from notifications.models import NotificationEvent
 
-    log.info("-- %d worker(s): re-create %s, flush %s", workers, args.database_url, args.redis_url)
+    log.info("-- %d %s worker(s): re-create %s, flush %s", workers, mode, args.database_url, args.redis_url)
     recreate_database(args.database_url, migrate=True)
     rconn = redis.Redis.from_url(args.redis_url)
     rconn.flushdb()
     fake.take()  # forget anything of an earlier run
-    log_dir = work_dir / f"{workers}w"
+    log_dir = work_dir / f"{mode}_{workers}w"
     log_dir.mkdir()
     procs = Processes(log_dir, log)
     producer = Producer(args.database_url)
     try:
         env = process_env(args.database_url, args.redis_url, fake.url, auth_token)
+        env["GRIDLOOP_WORKER_MODE"] = mode
         procs.start("scheduler", gridloop_argv("scheduler"), env)
         for i in range(workers):
             procs.start(f"worker{i}", gridloop_argv("worker", "notify"), env)
@@ -304,7 +309,7 @@ def run(args: argparse.Namespace, workers: int, fake: FakeProvider, auth_token: 
 
     lag_as_is, lag_woken, lag_burst = lag(paced["as_is"]), lag(paced["woken"]), lag(burst)
     result = {
-        "workers": workers,
+        "workers": workers, "worker_mode": mode,
         "notices_per_s": round((len(burst_arrived) - 1) / drain, 2) if drain > 0 else None,
         "notices_per_s_from_first_commit": round(len(burst_arrived) / wall, 2),
         "burst_wall_s": round(wall, 2), "burst_first_arrival_s": round(burst_arrived[0] - commits[burst[0]], 2),
@@ -334,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                                                             "transaction (default notices/4, at most 100)")
     ap.add_argument("--paced-load", type=float, default=0.5, help="paced rate as a fraction of the burst's")
     ap.add_argument("--workers", default="1,2", help="RQ worker counts to run (default 1,2)")
+    ap.add_argument("--worker-modes", default="simple", help="GRIDLOOP_WORKER_MODE of the workers, one run each "
+                                                             "(default simple; simple,fork compares them)")
     ap.add_argument("--grace", type=float, default=1.0, help="seconds to wait for late duplicates (default 1)")
     ap.add_argument("--quick", action="store_true", help="200 notices")
     add_scratch_options(ap, "GRIDLOOP_BENCH_NOTIFY", DEFAULT_URL, DEFAULT_REDIS)
@@ -343,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.paced is None:
         args.paced = max(20, min(100, args.notices // 4))
     worker_counts = [int(x) for x in args.workers.split(",") if x.strip()]
+    modes = [m.strip() for m in args.worker_modes.split(",") if m.strip()]
+    if not modes or any(m not in ("simple", "fork") for m in modes):
+        ap.error("--worker-modes: a comma-separated list of simple and fork")
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
     interrupt_on_sigterm()
@@ -355,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, dict[str, Any]] = {}
     try:
         log.info("fake Twilio on %s; logs in %s", fake.url, work_dir)
-        for k in worker_counts:
-            runs[f"{k}w"] = run(args, k, fake, auth_token, work_dir)
+        for mode in modes:
+            for k in worker_counts:
+                runs[f"{mode}_{k}w"] = run(args, k, mode, fake, auth_token, work_dir)
     finally:
         fake.close()
 
