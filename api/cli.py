@@ -103,10 +103,12 @@ def worker(queues: tuple[str, ...]) -> None:
     names = list(queues or ("engine", "notify", "integrations"))
     if s.worker_mode == "fork":
         from redis import Redis
-        from rq import Worker
+
+        from engine.rq_worker import ForkingWorker
 
         engine_worker.bind(_runtime(s))
-        Worker(names, connection=Redis.from_url(s.redis_url)).work(with_scheduler=False, logging_level=s.log_level)
+        ForkingWorker(names, connection=Redis.from_url(s.redis_url)).work(with_scheduler=False,
+                                                                          logging_level=s.log_level)
         return
     from engine.rq_worker import EXIT_HUNG
     from engine.supervisor import supervise

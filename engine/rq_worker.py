@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rq import SimpleWorker
+from rq import SimpleWorker, Worker
 from rq.timeouts import JobTimeoutException
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,24 @@ class Watchdog:
                 self._on_overrun(job_id)
 
 
-class LongLivedWorker(SimpleWorker):
+class PromptCommandChannel:
+    """RQ's subscribe, but polling the worker's command channel every second instead of every minute:
+    redis-py 8's PubSubWorkerThread.stop() waits for the poll to return, which held every exit of a
+    worker (a SIGTERM, each recycle) for up to 60 s."""
+
+    def subscribe(self) -> None:
+        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=1, daemon=True,
+                                                       exception_handler=self._pubsub_exception_handler)
+
+
+class ForkingWorker(PromptCommandChannel, Worker):
+    """RQ's stock worker (a work horse forked per job): GRIDLOOP_WORKER_MODE=fork."""
+
+
+class LongLivedWorker(PromptCommandChannel, SimpleWorker):
     """SimpleWorker (jobs in this process, SIGALRM timeouts) that stops between jobs when it should
     make way for a fresh process, and has a watchdog for jobs the timeout cannot stop."""
 
@@ -130,15 +147,6 @@ class LongLivedWorker(SimpleWorker):
             return super().work(*args, **kwargs)
         finally:
             self.watchdog.stop()
-
-    def subscribe(self) -> None:
-        """RQ's, but polling the command channel every second instead of every minute: redis-py 8's
-        stop() waits for the poll to return, which held each exit (each recycle) for up to 60 s."""
-        self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
-        self.pubsub = self.connection.pubsub()
-        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
-        self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=1, daemon=True,
-                                                       exception_handler=self._pubsub_exception_handler)
 
     def execute_job(self, job, queue) -> None:
         timeout = job.timeout or self.queue_class.DEFAULT_TIMEOUT

@@ -138,11 +138,12 @@ def test_the_process_is_replaced_past_its_memory_limit(start_worker, redis_conn,
     assert worker.poll() is None
 
 
-def test_sigterm_lets_the_job_in_hand_finish_and_stops_the_worker(start_worker, redis_conn, out):  # noqa: F811
+@pytest.mark.parametrize("mode", ["simple", "fork"])
+def test_sigterm_lets_the_job_in_hand_finish_and_stops_the_worker(start_worker, redis_conn, out, mode):  # noqa: F811
     q = Queue(QUEUE, connection=redis_conn)
     q.enqueue(JOBS + "slow", out, "slow", 2)
     q.enqueue(JOBS + "record", out, "later")
-    worker = start_worker()
+    worker = start_worker(worker_mode=mode)
     wait_for(lambda: lines(out), timeout=60)  # the slow job has started
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0
