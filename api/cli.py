@@ -94,7 +94,8 @@ def worker(queues: tuple[str, ...]) -> None:
     """An RQ worker for the given queues (default: engine notify integrations). GRIDLOOP_WORKER_MODE=simple
     runs jobs in a long-lived child process, replaced after GRIDLOOP_WORKER_MAX_JOBS jobs, past
     GRIDLOOP_WORKER_MAX_RSS_MB, after a timed-out job or when its watchdog ends it; fork: RQ's stock
-    worker, a forked work horse per job."""
+    worker, a forked work horse per job. RQ logs each job by id, not with its arguments (payloads may
+    carry a case's or a citizen's data)."""
     from engine import worker as engine_worker
 
     s = _settings()
@@ -107,8 +108,8 @@ def worker(queues: tuple[str, ...]) -> None:
         from engine.rq_worker import ForkingWorker
 
         engine_worker.bind(_runtime(s))
-        ForkingWorker(names, connection=Redis.from_url(s.redis_url)).work(with_scheduler=False,
-                                                                          logging_level=s.log_level)
+        ForkingWorker(names, connection=Redis.from_url(s.redis_url), log_job_description=False).work(
+            with_scheduler=False, logging_level=s.log_level)
         return
     from engine.rq_worker import EXIT_HUNG
     from engine.supervisor import supervise
@@ -127,7 +128,7 @@ def _long_lived_worker(s: Settings, queues: list[str]) -> int:
 
     engine_worker.bind(_runtime(s))
     recycle = Recycle(max_jobs=s.worker_max_jobs, max_rss_mb=s.worker_max_rss_mb)
-    LongLivedWorker(queues, connection=Redis.from_url(s.redis_url), recycle=recycle).work(
+    LongLivedWorker(queues, connection=Redis.from_url(s.redis_url), recycle=recycle, log_job_description=False).work(
         with_scheduler=False, logging_level=s.log_level)
     return 0
 

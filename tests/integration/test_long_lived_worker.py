@@ -173,3 +173,24 @@ def test_the_watchdog_calls_out_an_overrun_and_not_a_disarmed_job():
         assert overran == ["late"]
     finally:
         dog.stop()
+
+
+@pytest.mark.parametrize("spiff_level", [None, "info"])
+def test_the_worker_process_keeps_spiffworkflow_task_records_out_of_its_log_by_default(
+        start_worker, redis_conn, out, tmp_path, spiff_level):  # noqa: F811
+    """Each task state change calls SpiffWorkflow's loggers at INFO with the task's data (here a
+    phone number); `gridloop worker` configures them like every entry point, so at the defaults
+    none is written — GRIDLOOP_LOG_LEVEL_SPIFF=info turns them back on, phone and all. RQ names the
+    job by id only: its arguments (here the phone) are not logged either."""
+    phone = "13800138000"
+    Queue(QUEUE, connection=redis_conn).enqueue(JOBS + "run_a_workflow", out, "spiff", phone)
+    worker = start_worker(**({"log_level_spiff": spiff_level} if spiff_level else {}))
+    wait_for(lambda: ran(out, "spiff"), timeout=60)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    log = (tmp_path / "worker0.log").read_text()
+    spiff_lines = [line for line in log.splitlines() if '"logger": "spiff.' in line]
+    if spiff_level is None:
+        assert spiff_lines == [] and phone not in log
+    else:
+        assert any("State changed" in line for line in spiff_lines) and phone in log

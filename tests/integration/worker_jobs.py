@@ -39,3 +39,27 @@ def slow(path: str, tag: str, seconds: float) -> None:
     note(path, tag, "started")
     time.sleep(seconds)
     note(path, tag)
+
+
+STRAIGHT_THROUGH = b"""<?xml version="1.0"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
+  <bpmn:process id="straight" isExecutable="true">
+    <bpmn:startEvent id="s"/><bpmn:sequenceFlow id="a" sourceRef="s" targetRef="e"/><bpmn:endEvent id="e"/>
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+def run_a_workflow(path: str, tag: str, phone: str) -> None:
+    """Runs a workflow through SpiffWorkflow itself: every task state change calls its loggers."""
+    from SpiffWorkflow.bpmn import BpmnWorkflow
+    from SpiffWorkflow.bpmn.parser import BpmnParser
+
+    parser = BpmnParser()
+    parser.add_bpmn_str(STRAIGHT_THROUGH)
+    workflow = BpmnWorkflow(parser.get_spec("straight"))
+    workflow.data["reporter_phone"] = phone
+    for task in workflow.get_tasks():
+        task.data["reporter_phone"] = phone
+    workflow.do_engine_steps()
+    assert workflow.completed
+    note(path, tag)
