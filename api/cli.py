@@ -128,9 +128,10 @@ def _long_lived_worker(s: Settings, queues: list[str]) -> int:
 
     engine_worker.bind(_runtime(s))
     recycle = Recycle(max_jobs=s.worker_max_jobs, max_rss_mb=s.worker_max_rss_mb)
-    LongLivedWorker(queues, connection=Redis.from_url(s.redis_url), recycle=recycle, log_job_description=False).work(
-        with_scheduler=False, logging_level=s.log_level)
-    return 0
+    worker = LongLivedWorker(queues, connection=Redis.from_url(s.redis_url), recycle=recycle,
+                             log_job_description=False)
+    worker.work(with_scheduler=False, logging_level=s.log_level)
+    return worker.exit_code
 
 
 @main.command()

@@ -139,7 +139,18 @@ class LongLivedWorker(PromptCommandChannel, SimpleWorker):
         self.watchdog = watchdog or Watchdog()
         self.jobs_done = 0
         self.recycle_reason: str | None = None
+        self.stop_signalled = False
         self.push_exc_handler(self._note_timeout)
+
+    @property
+    def exit_code(self) -> int:
+        """After `work`: 0 when it stopped as asked (recycled, SIGTERM/SIGINT), 1 when RQ's loop gave up
+        (Redis lost, an error of its own), so the supervisor backs off instead of respawning at once."""
+        return 0 if self.recycle_reason or self.stop_signalled else 1
+
+    def handle_warm_shutdown_request(self) -> None:
+        self.stop_signalled = True
+        super().handle_warm_shutdown_request()
 
     def work(self, *args, **kwargs) -> bool:
         self.watchdog.start()

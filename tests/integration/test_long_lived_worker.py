@@ -6,6 +6,7 @@ repeating a job. Real `gridloop worker` processes on the test Redis; jobs from t
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -13,13 +14,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from redis import Redis
 from rq import Queue
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 
-from engine.rq_worker import Recycle, Watchdog, hard_deadline_s
+from engine.rq_worker import LongLivedWorker, Recycle, Watchdog, hard_deadline_s
 from tests.conftest import REDIS_URL
-from tests.integration.test_notice_delivery_faults import GRIDLOOP, kill_tree
+from tests.integration.test_notice_delivery_faults import GRIDLOOP, free_port, kill_tree, start_redis
 from tests.integration.test_rq_and_scheduler import redis_conn, wait_for  # noqa: F401  (fixture)
 
 QUEUE = "worker-test"
@@ -194,3 +196,37 @@ def test_the_worker_process_keeps_spiffworkflow_task_records_out_of_its_log_by_d
         assert spiff_lines == [] and phone not in log
     else:
         assert any("State changed" in line for line in spiff_lines) and phone in log
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs the redis-server binary")
+def test_the_worker_outlives_a_redis_restart(start_worker, out, tmp_path):
+    """Redis killed under an idle worker: RQ's loop retries its connection; jobs run again once Redis
+    is back."""
+    port = free_port()
+    server = start_redis(port)
+    try:
+        conn = Redis(port=port)
+        worker = start_worker(redis_url=f"redis://127.0.0.1:{port}/0")
+        Queue(QUEUE, connection=conn).enqueue(JOBS + "record", out, "before")
+        wait_for(lambda: ran(out, "before"), timeout=60)
+        server.kill()
+        server.wait(10)
+        log = tmp_path / "worker0.log"
+        wait_for(lambda: "could not connect to Redis" in log.read_text(), timeout=60)
+        server = start_redis(port)
+        Queue(QUEUE, connection=conn).enqueue(JOBS + "record", out, "after")
+        wait_for(lambda: ran(out, "after"), timeout=90)
+        assert worker.poll() is None
+    finally:
+        server.kill()
+        server.wait(10)
+
+
+def test_the_exit_code_tells_the_supervisor_whether_to_back_off(redis_conn):  # noqa: F811
+    worker = LongLivedWorker([QUEUE], connection=redis_conn, recycle=Recycle())
+    assert worker.exit_code == 1  # RQ's loop ended on its own (Redis lost, an error of its own)
+    worker.recycle_reason = "3 jobs done"
+    assert worker.exit_code == 0
+    worker = LongLivedWorker([QUEUE], connection=redis_conn, recycle=Recycle())
+    worker.handle_warm_shutdown_request()  # what RQ calls on SIGTERM/SIGINT
+    assert worker.exit_code == 0
