@@ -2,7 +2,8 @@
 (the fork and the horse's set-up cost about 60 ms a job). What the fork gave is kept:
 
 - A job past its RQ timeout is interrupted by SIGALRM in this (main) thread — RQ's
-  UnixSignalDeathPenalty, as SimpleWorker uses — and fails. The process then finishes between jobs:
+  UnixSignalDeathPenalty, as SimpleWorker uses — and fails (or, when it catches the exception, as
+  service calls do to retry, ends as it decides). Either way the process then finishes between jobs:
   an exception raised at an arbitrary point may have left a connection or a library half-way, so a
   fresh process takes the next job.
 - A job that never gets back to Python to see that exception (it swallows it, or blocks in C with the
@@ -23,9 +24,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from rq import SimpleWorker, Worker
-from rq.timeouts import JobTimeoutException
+from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,21 @@ class Watchdog:
                 self._on_overrun(job_id)
 
 
+class NotingDeathPenalty(UnixSignalDeathPenalty):
+    """RQ's SIGALRM timeout that also tells its worker when it fired: a job may catch the exception
+    (an operation's `except Exception` turns it into a retry) and end normally, and the process should
+    still make way for a fresh one."""
+
+    def __init__(self, timeout, exception=JobTimeoutException, *, on_fire: Callable[[str], None], **kwargs) -> None:
+        super().__init__(timeout, exception, **kwargs)
+        self._on_fire = on_fire
+        self._job_id = str(kwargs.get("job_id") or "")
+
+    def handle_death_penalty(self, signum, frame) -> None:
+        self._on_fire(self._job_id)
+        super().handle_death_penalty(signum, frame)
+
+
 class PromptCommandChannel:
     """RQ's subscribe, but polling the worker's command channel every second instead of every minute:
     redis-py 8's PubSubWorkerThread.stop() waits for the poll to return, which held every exit of a
@@ -140,7 +157,7 @@ class LongLivedWorker(PromptCommandChannel, SimpleWorker):
         self.jobs_done = 0
         self.recycle_reason: str | None = None
         self.stop_signalled = False
-        self.push_exc_handler(self._note_timeout)
+        self.death_penalty_class = partial(NotingDeathPenalty, on_fire=self._timed_out)  # type: ignore[assignment]
 
     @property
     def exit_code(self) -> int:
@@ -173,7 +190,5 @@ class LongLivedWorker(PromptCommandChannel, SimpleWorker):
             self.log.info("Worker %s: making way for a fresh process: %s", self.name, self.recycle_reason)
             self._stop_requested = True  # RQ's loop stops before taking another job
 
-    def _note_timeout(self, job, exc_type, exc_value, traceback) -> bool:
-        if exc_type is not None and issubclass(exc_type, JobTimeoutException):
-            self.recycle_reason = f"job {job.id} timed out"
-        return True  # go on to RQ's own handling (the job goes to the failed registry)
+    def _timed_out(self, job_id: str) -> None:
+        self.recycle_reason = self.recycle_reason or f"job {job_id} timed out"

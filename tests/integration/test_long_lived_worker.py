@@ -91,6 +91,18 @@ def test_a_hanging_job_is_stopped_by_its_timeout_and_the_next_job_runs(start_wor
     assert worker.poll() is None
 
 
+def test_a_job_that_catches_its_timeout_and_returns_still_gets_a_fresh_process(
+        start_worker, redis_conn, out):  # noqa: F811
+    q = Queue(QUEUE, connection=redis_conn)
+    catching = q.enqueue(JOBS + "catch_the_timeout", out, "catching", job_timeout=1)
+    q.enqueue(JOBS + "record", out, "next")
+    worker = start_worker()
+    wait_for(lambda: ran(out, "next"), timeout=60)
+    assert catching.get_status(refresh=True) == JobStatus.FINISHED  # as far as RQ knows, it went well
+    assert pid_of(out, "catching", "caught") == pid_of(out, "catching", "started") != pid_of(out, "next")
+    assert worker.poll() is None
+
+
 def test_a_job_that_swallows_the_timeout_is_ended_by_the_watchdog(start_worker, redis_conn, out):  # noqa: F811
     q = Queue(QUEUE, connection=redis_conn)
     stubborn = q.enqueue(JOBS + "hang_and_swallow_the_timeout", out, "stubborn", job_timeout=1)

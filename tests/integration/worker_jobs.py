@@ -30,6 +30,16 @@ def hang_and_swallow_the_timeout(path: str, tag: str) -> None:
             time.sleep(3600)
 
 
+def catch_the_timeout(path: str, tag: str) -> None:
+    """A job that turns RQ's timeout into an outcome of its own and returns (as an operation's
+    `except Exception` turns it into a retry)."""
+    note(path, tag, "started")
+    try:
+        time.sleep(3600)
+    except Exception:
+        note(path, tag, "caught")
+
+
 def fail(path: str, tag: str) -> None:
     note(path, tag, "started")
     raise ValueError("this job fails")
