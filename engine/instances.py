@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from .change import Change, after_commit, change_instance, new_instance
 from .db import Prepared, given, page
 from .endings import workflow_data
 from .errors import Conflict, InvalidInput, NotFound
+from .forms import Form
 from .models import AuditEvent, HumanTask, MessageSubscription, ProcessDefinition, ProcessInstance, from_row
 from .runtime import Runtime
 from .tasks import check_variables
@@ -190,6 +192,13 @@ def history(rt: Runtime, instance_id: str) -> list[AuditEvent]:
     with rt.db.session() as s:
         return list(s.scalars(select(AuditEvent).where(AuditEvent.instance_id == instance_id)
                               .order_by(AuditEvent.id)))
+
+
+def forms(rt: Runtime, instance_id: str) -> Mapping[str, Form]:
+    """The typed forms of the instance's version, by element id (what its tasks were completed with)."""
+    with rt.db.read() as conn:
+        definition_id = conn.execute(select(PI.c.definition_id).where(PI.c.id == instance_id)).scalar_one()
+        return rt.specs.get(rt.db, definition_id, session=conn).forms
 
 
 def subscriptions(rt: Runtime, instance_id: str) -> list[MessageSubscription]:

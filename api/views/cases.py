@@ -9,6 +9,7 @@ from sqlalchemy import select
 from engine import instances
 from engine.db import given, page
 from engine.errors import InvalidInput, NotFound
+from engine.forms import Form, FormField
 from engine.visibility import grid_filter
 from workflows import urging
 from workflows.case_closing import COUNTERS, OUTCOMES, CaseAssessment, task_on_time
@@ -134,7 +135,9 @@ def get_case(case_id: str):
     body = CaseView().dump(case)
     if case.instance_id:
         rt = runtime()
-        body["timeline"] = [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "element": e.element_id}
+        forms = instances.forms(rt, case.instance_id)
+        body["timeline"] = [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "element": e.element_id,
+                             "said": _said(e.action, e.details or {}, forms.get(e.element_id or ""))}
                             for e in instances.history(rt, case.instance_id)]
         body["openTasks"] = schemas.TaskSchema(many=True).dump(instances.open_tasks(rt, case.instance_id))
         status = instances.get(rt, case.instance_id).status
@@ -149,6 +152,37 @@ def get_case(case_id: str):
     body["limits"] = {stage: {"limitMinutes": minutes, "clock": clock}
                       for stage, (minutes, clock) in (case.details or {}).get("limits", {}).items()}
     return jsonify(body)
+
+
+def _said(action: str, details: dict, form: Form | None) -> list[dict]:
+    """What an event decided, for the timeline to tell in words: the labelled fields a task was
+    completed with (who it was dispatched to, the finding…), a message's payload (the enforcement
+    decision and fine), an urge's note. Empty values and unlabelled fields are left out."""
+    if action == "task.completed":
+        values = (details.get("after") or {}).get("variables") or {}
+        if form is None:
+            return []
+        return [_labelled(f, values[f.name]) for f in form.fields
+                if f.label and not _blank(values.get(f.name))]
+    if action in ("message.correlated", "message.delivered"):
+        payload = details.get("payload")
+        items = payload.items() if isinstance(payload, dict) else ()
+        return [{"name": k, "value": v} for k, v in items if not _blank(v) and isinstance(v, str | int | float)]
+    if action == "case.urged" and not _blank(details.get("note")):
+        return [{"name": "note", "value": details["note"]}]
+    return []
+
+
+def _labelled(f: FormField, value: object) -> dict:
+    said: dict = {"name": f.name, "label": f.label, "labelEn": f.label_en or f.label, "value": value}
+    option = next((o for o in f.options if o.value == value), None)
+    if option is not None and option.label:
+        said["valueLabel"], said["valueLabelEn"] = option.label, option.label_en or option.label
+    return said
+
+
+def _blank(value: object) -> bool:
+    return value is None or value == "" or value == [] or value == {}
 
 
 def _stage(t, process_status: str, now) -> dict:

@@ -3,11 +3,12 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api';
 import { CasePhotos } from '../components/CasePhotos';
-import { Key, t, when } from '../i18n';
+import { Key, lang, t, when } from '../i18n';
 
 interface Stage { task: string; name: string | null; status: string; assignee: string | null; completedBy: string | null;
   started: string; due: string | null; ended: string | null; onTime: boolean | null }
-interface Event_ { at: string; actor: string; action: string; element: string | null }
+interface Said { name: string; value: unknown; label?: string; labelEn?: string; valueLabel?: string; valueLabelEn?: string }
+interface Event_ { at: string; actor: string; action: string; element: string | null; said?: Said[] }
 interface CaseBody {
   id: string; category: string; grid: string; source: string; status: string; outcome: string | null; urgent: boolean;
   description: string | null; processInstanceId: string | null; deferredUntil: string | null; routeReason: string;
@@ -23,6 +24,19 @@ function sentence(e: Event_, names: Record<string, string>): string {
                  el: (e.element && names[e.element]) || e.element || '', action: e.action };
   const known = t(key, vars);
   return known === key ? t('t.other', vars) : known;
+}
+
+/** What an event decided, in words: "甄别结论：有效；派遣给网格员：…", the enforcement decision and fine. */
+function decided(said: Said[] | undefined): string {
+  if (!said?.length) return '';
+  const en = lang() === 'en';
+  return said.map((s) => {
+    const key = `said.${s.name}` as Key;
+    const name = (en ? s.labelEn : s.label) || (t(key) === key ? s.name : t(key));
+    const value = (en ? s.valueLabelEn : s.valueLabel) || (typeof s.value === 'boolean'
+      ? (s.value ? t('yes') : t('no')) : String(s.value));
+    return `${name}：${value}`;
+  }).join('；');
 }
 
 export function CaseDetail(props: { id: string }) {
@@ -61,7 +75,8 @@ export function CaseDetail(props: { id: string }) {
       <h2>{t('timeline')}</h2>
       <ol class="timeline">
         {(c.timeline || []).map((e, i) => (
-          <li key={i}><time dateTime={e.at}>{when(e.at)}</time> {sentence(e, names)}</li>
+          <li key={i}><time dateTime={e.at}>{when(e.at)}</time> {sentence(e, names)}
+            {!!e.said?.length && <span class="said"> — {decided(e.said)}</span>}</li>
         ))}
       </ol>
       <h2>{t('stages')}</h2>
