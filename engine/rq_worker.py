@@ -157,6 +157,8 @@ class LongLivedWorker(PromptCommandChannel, SimpleWorker):
         self.jobs_done = 0
         self.recycle_reason: str | None = None
         self.stop_signalled = False
+        self._plain_heartbeat_at: float | None = None
+        self._state_written: str | None = None
         self.death_penalty_class = partial(NotingDeathPenalty, on_fire=self._timed_out)  # type: ignore[assignment]
 
     @property
@@ -189,6 +191,25 @@ class LongLivedWorker(PromptCommandChannel, SimpleWorker):
         if self.recycle_reason and not self._stop_requested:
             self.log.info("Worker %s: making way for a fresh process: %s", self.name, self.recycle_reason)
             self._stop_requested = True  # RQ's loop stops before taking another job
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+        """RQ's, but a plain heartbeat (the idle TTL, three round trips) within a second of another
+        plain one is left out: RQ's loop sends three around each job, and a key that lives for minutes
+        needs one. A heartbeat with a job's TTL, or inside a pipeline, is always sent."""
+        plain = timeout is None and pipeline is None
+        at = time.monotonic()
+        if plain and self._plain_heartbeat_at is not None and at - self._plain_heartbeat_at < 1.0:
+            return
+        super().heartbeat(timeout, pipeline)
+        self._plain_heartbeat_at = at if plain else None
+
+    def set_state(self, state: str, pipeline=None) -> None:
+        """RQ's, without writing the state it already wrote last (idle after a job, idle again before
+        the next dequeue)."""
+        if pipeline is None and state == self._state_written:
+            return
+        super().set_state(state, pipeline)
+        self._state_written = state if pipeline is None else None
 
     def _timed_out(self, job_id: str) -> None:
         self.recycle_reason = self.recycle_reason or f"job {job_id} timed out"

@@ -242,3 +242,31 @@ def test_the_exit_code_tells_the_supervisor_whether_to_back_off(redis_conn):  # 
     worker = LongLivedWorker([QUEUE], connection=redis_conn, recycle=Recycle())
     worker.handle_warm_shutdown_request()  # what RQ calls on SIGTERM/SIGINT
     assert worker.exit_code == 0
+
+
+def test_a_plain_heartbeat_right_after_another_is_left_out_but_never_one_with_a_job_ttl(redis_conn):  # noqa: F811
+    worker = LongLivedWorker([QUEUE], connection=redis_conn, recycle=Recycle())
+    worker.heartbeat()
+    assert redis_conn.ttl(worker.key) > 400  # worker_ttl + 60
+    redis_conn.hset(worker.key, "last_heartbeat", "marker")
+    worker.heartbeat()  # within a second of the last plain one: left out
+    assert redis_conn.hget(worker.key, "last_heartbeat") == b"marker"
+    with redis_conn.pipeline() as pipeline:  # what RQ does as a job starts: the job's TTL
+        worker.heartbeat(70, pipeline=pipeline)
+        pipeline.execute()
+    assert redis_conn.ttl(worker.key) <= 70
+    worker.heartbeat()  # after a job's TTL a plain one is sent again, however soon
+    assert redis_conn.ttl(worker.key) > 400
+
+
+def test_the_same_state_is_not_written_twice_in_a_row(redis_conn):  # noqa: F811
+    worker = LongLivedWorker([QUEUE], connection=redis_conn, recycle=Recycle())
+    worker.set_state("idle")
+    redis_conn.hset(worker.key, "state", "marker")
+    worker.set_state("idle")
+    assert redis_conn.hget(worker.key, "state") == b"marker"
+    with redis_conn.pipeline() as pipeline:
+        worker.set_state("busy", pipeline=pipeline)
+        pipeline.execute()
+    worker.set_state("idle")
+    assert redis_conn.hget(worker.key, "state") == b"idle"
