@@ -117,7 +117,9 @@ export function TaskForm(props: { taskId: string; queued?: boolean; onDone: (que
         const elsewhere = Object.entries(fe).filter(([k]) => !(k in props_) || !shown(k));
         setProblem([Object.keys(fe).length ? t('fixErrors') : err.message,
                     ...elsewhere.map(([k, m]) => `${k}: ${m.join(' ')}`)].join(' — '));
-        setTimeout(() => root.current?.querySelector<HTMLElement>('[aria-invalid="true"]')?.focus(), 0);
+        // the control itself: a refused choice marks its fieldset too, which cannot take focus
+        setTimeout(() => root.current?.querySelector<HTMLElement>(
+          ':is(input, select, textarea)[aria-invalid="true"]')?.focus(), 0);
       } else {
         setProblem(String((err as Error).message || err));
       }

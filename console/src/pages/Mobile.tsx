@@ -74,8 +74,10 @@ export function MobileTask(props: { id: string; me: Me }) {
       setNote(await f());
       reload();
     } catch (e) {
-      setProblem(e instanceof ApiError
-        ? [e.message, ...Object.values(e.fields).flat().map(String)].join(' — ') : String((e as Error).message || e));
+      setNote(''); // not "locating…" or "uploading…" beside the refusal
+      setProblem(e instanceof ApiError  // each words once: a refusal's message often is its field's
+        ? [...new Set([e.message, ...Object.values(e.fields).flat().map(String)])].join(' — ')
+        : String((e as Error).message || e));
     } finally {
       setBusy(false);
     }

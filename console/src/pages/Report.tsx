@@ -5,6 +5,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, Me } from '../api';
 import { shrink } from '../photo';
+import { t } from '../i18n';
 import { formWrite, write } from '../queue';
 import { rt } from './report_i18n';
 
@@ -130,7 +131,7 @@ export function ReportProblem(props: { me: Me; tenant: string }) {
   const invalid = (name: string) => (errors[name] ? { 'aria-invalid': true, 'aria-describedby': `err-${name}` } : {});
   return (
     <section aria-labelledby="report-title" class="mobile report">
-      <p><a href="/m">← {rt('reportProblem')}</a></p>
+      <p><a href="/m">← {t('myTasks')}</a></p>
       <h1 id="report-title">{rt('reportProblem')}</h1>
       <p class="muted">{rt('reportIntro')}</p>
       {note && <p class="note" role="status">{note}{filed && <> · <a href={`/cases/${encodeURIComponent(filed.id)}`}>{rt('viewCase')}</a></>}</p>}

@@ -146,7 +146,7 @@ export function Users() {
             {list.data.items.map((u) => (
               <tr key={u.id} data-user={u.username} class={u.active ? undefined : 'inactive'}>
                 <td>{u.username}</td><td>{u.displayName || '—'}</td>
-                <td>{u.roles.map((r) => ta(`role_${r}` as any)).join('、')}</td><td>{u.scope || ta('everywhere')}</td>
+                <td>{u.roles.map((r) => ta(`role_${r}` as any)).join('、')}</td><td>{u.scope || (u.roles.some((r) => r === 'admin' || r === 'leader') ? ta('everywhere') : ta('assignedOnly'))}</td>
                 <td>{u.person ? `${u.person.name} (#${u.person.id})` : '—'}</td>
                 <td>{u.active ? ta('active') : ta('disabled')}</td><td>{when(u.createdAt)}</td>
                 <td class="actions">
