@@ -88,11 +88,30 @@ GRADED_WARNING = ModelContract(
     messages=(NeedsMessage(WARNING_ACK, "workflows/warnings.py acknowledges a group with it"),),
 )
 
+PATROL_ROUND = ModelContract(
+    key="patrol_round",
+    operations=(NeedsOperation("patrol.open_round", "each run opens the visits now due (workflows/patrol_rounds.py)"),),
+)
+
+PATROL_VISIT = ModelContract(
+    key="patrol_visit",
+    elements=(_user("visit", "api/views/tasks.py checks a visit's check-in against its target (not the grid)",
+                    "workflows/patrol_rounds.py links findings to it"),),
+    fields=(
+        NeedsField("visit", "finding", "enum", "workflows/patrol_rounds.py asks for a patrol case on a problem",
+                   options=("problem",)),
+    ),
+    operations=(
+        NeedsOperation("patrol.visited", "a finished visit is recorded for coverage (workflows/patrol_rounds.py)"),
+        NeedsOperation("patrol.missed", "a visit past its slot is recorded as missed (workflows/patrol_rounds.py)"),
+    ),
+)
+
 # alarm_review: nothing in workflows/ or api/ starts it or reads its elements (it is the smallest loop
 # GridLoop ships, for administrators to start from); its contract is empty on purpose.
 ALARM_REVIEW = ModelContract(key="alarm_review")
 
-CONTRACTS = (ENV_CASE, GRADED_WARNING, ALARM_REVIEW)
+CONTRACTS = (ENV_CASE, GRADED_WARNING, ALARM_REVIEW, PATROL_ROUND, PATROL_VISIT)
 
 
 def register(contracts: ModelContracts) -> None:

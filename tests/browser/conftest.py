@@ -54,3 +54,15 @@ def live(tmp_path_factory) -> Iterator[LiveServer]:
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
+
+
+def wait_until(page, js: str, timeout_ms: int = 15_000) -> None:
+    """Poll a JavaScript function (a string "() => …") until it returns true. Not
+    page.wait_for_function: that compiles its predicate with eval in the page, which the console's
+    Content-Security-Policy (script-src 'self') refuses; page.evaluate is not subject to it."""
+    waited = 0
+    while not page.evaluate(js):
+        if waited >= timeout_ms:
+            raise AssertionError(f"still false after {timeout_ms} ms: {js}")
+        page.wait_for_timeout(100)
+        waited += 100

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from api import user_admin
 from api.accounts import User
+from tests.browser.conftest import wait_until
 
 DISTRICT = "320706"  # 海州区, the demo logins' district
 
@@ -75,11 +76,11 @@ def test_a_leader_reads_the_dashboard_drills_into_a_district_and_exports_csv(chr
     page.locator("[data-testid=kpi-filed]").wait_for(timeout=20_000)
     for chart in ("grid", "rates", "stage", "source", "category", "trend"):
         page.locator(f"[data-testid=chart-{chart}] canvas").wait_for(timeout=15_000)
-        page.wait_for_function(f"""() => {{
+        wait_until(page, f"""() => {{
             const c = document.querySelector('[data-testid=chart-{chart}] canvas');
             const px = c && c.width && c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             return px && px.some((v, i) => i % 4 === 3 && v !== 0);
-        }}""", timeout=15_000)
+        }}""")
         assert _canvas_drawn(page, f"chart-{chart}"), chart
 
     start = page.locator("input[type=date]").first.input_value()
@@ -144,7 +145,8 @@ def test_a_leader_reads_the_dashboard_drills_into_a_district_and_exports_csv(chr
     assessment.get_by_label("评价对象").select_option("region:district")
     groups = _api(live, token, f"/assessment/indicators?tenant=320700&period={month}&by=region:district")["groups"]
     assert groups, "the demo's closed case is due this month"
-    page.wait_for_function(f"document.querySelectorAll('[data-testid=assessment-groups] tbody tr').length == {len(groups)}")
+    rows = "document.querySelectorAll('[data-testid=assessment-groups] tbody tr').length"
+    wait_until(page, f"() => {rows} == {len(groups)}")
     shown = [[c.text_content() for c in r.locator("th, td").all()]
              for r in page.locator("[data-testid=assessment-groups] tbody tr").all()]
     assert [(r[0], int(r[1]), int(r[2])) for r in shown] == [

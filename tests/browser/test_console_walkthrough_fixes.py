@@ -9,6 +9,7 @@ from __future__ import annotations
 import requests
 
 from tests.api.test_closed_loop_http import point_in_first_unit
+from tests.browser.conftest import wait_until
 from tests.browser.live_server import PASSWORD
 
 PHONE = {"width": 390, "height": 844}
@@ -66,7 +67,7 @@ def test_refused_choice_focus_checkin_refusal_report_back_link(chromium, live, s
     page.wait_for_selector("form.task-form")
     page.get_by_role("button", name="提交").click()
     page.wait_for_selector("fieldset[aria-invalid=true] .field-error")
-    page.wait_for_function("document.activeElement && document.activeElement.name === 'review_result'")
+    wait_until(page, "() => !!document.activeElement && document.activeElement.name === 'review_result'")
     assert page.evaluate("document.activeElement.type") == "radio"
     desk.close()
 

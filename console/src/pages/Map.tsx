@@ -145,7 +145,11 @@ export function MapPage(props: { tenant: string; me: Me }) {
     const container = map.getContainer();
     container.setAttribute('role', 'application');
     container.setAttribute('aria-label', t('mapCanvas'));
-    map.on('moveend', load);
+    // a popup opening near the edge pans the map to show itself whole: reloading then would redraw
+    // the layers and close it, so that one move keeps what is drawn
+    let autoPanning = false;
+    map.on('autopanstart', () => { autoPanning = true; });
+    map.on('moveend', () => { if (autoPanning) autoPanning = false; else load(); });
     // the city's outline decides the first view; every later view is the user's
     api<Collection>(`/grids/geojson?tenant=${encodeURIComponent(props.tenant)}&level=city&zoom=8`).then((c) => {
       const bounds = L.geoJSON(c as any).getBounds();
