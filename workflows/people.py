@@ -16,10 +16,12 @@ SEES_ALL = ("admin", "leader", "system")
 
 
 def staff_viewer(name: str, roles: frozenset[str], scope: str | None) -> Viewer:
-    """What someone with these roles may see (engine.visibility): admins, leaders and systems
-    everything; supervisors every task in their grid; inspectors the tasks offered to them there."""
-    return Viewer(name, roles, scope, sees_all=bool(roles.intersection(SEES_ALL)),
-                  oversees="supervisor" in roles)
+    """What someone with these roles may see (engine.visibility): admins and systems everything;
+    leaders everything, or — a district's or town's leader, given a scope — everything in their grid;
+    supervisors every task in their grid; inspectors the tasks offered to them there."""
+    scoped_leader = "leader" in roles and bool(scope)
+    everything = roles.intersection(SEES_ALL) - ({"leader"} if scoped_leader else set())
+    return Viewer(name, roles, scope, sees_all=bool(everything), oversees="supervisor" in roles or scoped_leader)
 
 
 class Department(Base):

@@ -74,3 +74,24 @@ def test_generated_passwords_pass_the_policy_and_a_weak_admin_password_is_refuse
     assert accounts.find_user(rt.db, "admin") is None
     ensure_admin(rt)
     assert accounts.find_user(rt.db, "admin").active
+
+
+def test_the_district_leader_sees_the_district_and_a_leader_without_scope_the_city(rt, demo, app, client):
+    from workflows.grids import Grid
+
+    leader, *_ = ensure_demo_logins(rt, demo)
+    accounts.create_user(rt.db, rt.clock.now(), username="city-leader", password="Leader-pass-1",
+                         roles=["leader"], scope=None, hash_method="pbkdf2:sha256:1000")
+
+    def grids(username, password):
+        token = client.post("/api/v1/auth/token", json={"username": username, "password": password}).get_json()
+        r = client.get(f"/api/v1/grids/geojson?tenant={demo}&level=district",
+                       headers={"Authorization": f"Bearer {token['access_token']}"})
+        assert r.status_code == 200, r.get_json()
+        return {f["properties"]["code"] for f in r.get_json()["features"]}
+
+    with rt.db.session() as s:
+        districts = set(s.scalars(select(Grid.code).where(Grid.tenant == demo, Grid.level == "district")))
+    assert len(districts) > 1
+    assert grids("city-leader", "Leader-pass-1") == districts
+    assert grids(leader.username, leader.password) == {"320706"}
