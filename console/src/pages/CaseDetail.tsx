@@ -1,7 +1,7 @@
 // One case: facts, stages, the timeline told in words, limits, deferrals and its photos (reported
 // and on-site, full size in a dialog), and the open tasks the caller may act on.
 import { useEffect, useState } from 'preact/hooks';
-import { api } from '../api';
+import { ApiError, api, hasRole } from '../api';
 import { CasePhotos } from '../components/CasePhotos';
 import { Key, lang, t, when } from '../i18n';
 
@@ -39,6 +39,40 @@ function decided(said: Said[] | undefined): string {
   }).join('；');
 }
 
+/** 督办: a note to everyone working on the open case; the answer says who was told and who could not be. */
+function Urge(props: { caseId: string }) {
+  const [note, setNote] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [said, setSaid] = useState('');
+  const [refused, setRefused] = useState('');
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    if (busy) return;
+    setBusy(true); setRefused(''); setSaid('');
+    try {
+      const r = await api<{ notified: unknown[]; notNotified: { user: string; reason: string }[] }>(
+        `/cases/${encodeURIComponent(props.caseId)}/urge`,
+        { method: 'POST', json: { note }, headers: { 'Idempotency-Key': crypto.randomUUID() } });
+      setSaid(t('urged', { n: r.notified.length, missing: r.notNotified.map((m) => `${m.user}（${m.reason}）`).join('、') || '—' }));
+      setNote('');
+    } catch (err) {
+      setRefused(err instanceof ApiError ? err.message : String(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  return (
+    <form class="urge" onSubmit={submit}>
+      <label for="urge-note">{t('urgeNote')}</label>
+      <textarea id="urge-note" required maxLength={1000} value={note} aria-invalid={!!refused}
+        onInput={(e) => setNote((e.target as HTMLTextAreaElement).value)} />
+      {refused && <p class="error" role="alert">{refused}</p>}
+      {said && <p role="status">{said}</p>}
+      <button class="button" type="submit" disabled={busy || !note.trim()}>{t('urge')}</button>
+    </form>
+  );
+}
+
 export function CaseDetail(props: { id: string }) {
   const [c, setCase] = useState<CaseBody | null>(null);
   const [problem, setProblem] = useState('');
@@ -72,6 +106,7 @@ export function CaseDetail(props: { id: string }) {
           ))}
         </ul>
       )}
+      {c.status === 'open' && hasRole('supervisor', 'leader') && <Urge caseId={c.id} />}
       <h2>{t('timeline')}</h2>
       <ol class="timeline">
         {(c.timeline || []).map((e, i) => (

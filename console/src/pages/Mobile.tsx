@@ -48,7 +48,7 @@ interface Evidence { id: number; kind: string; lon: number | null; lat: number |
 
 function position(): Promise<GeolocationPosition> {
   return new Promise((resolve, reject) => navigator.geolocation.getCurrentPosition(resolve, reject,
-    { enableHighAccuracy: true, timeout: 20_000, maximumAge: 30_000 }));
+    { enableHighAccuracy: true, timeout: 20_000, maximumAge: 0 })); // a check-in proves where one is now
 }
 
 export function MobileTask(props: { id: string; me: Me }) {
