@@ -1,5 +1,6 @@
 // The API on the same origin, with the same bearer-token login. The tokens live in sessionStorage
 // (gone with the tab); an expired access token is renewed once with the refresh token.
+import { localError, localFields } from './errors_i18n';
 
 export interface Session {
   access: string;
@@ -33,10 +34,14 @@ function save(s: Session | null): void {
   else sessionStorage.removeItem(KEY);
 }
 
+/** A refusal; `message` and `fields` are in the reader's language (errors_i18n), `serverMessage` as sent. */
 export class ApiError extends Error {
+  public serverMessage: string;
   constructor(public status: number, public code: string, message: string,
               public fields: Record<string, unknown> = {}, public details: Record<string, unknown> = {}) {
-    super(message);
+    super(localError(code, message));
+    this.serverMessage = message;
+    this.fields = localFields(fields);
   }
 }
 

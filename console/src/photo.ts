@@ -1,5 +1,7 @@
 // A photo made smaller in the browser before it is sent: at most MAX_SIDE pixels on its long side
 // and under the server's byte limit, as a JPEG.
+import { localMessage } from './errors_i18n';
+
 const MAX_SIDE = 1920;
 
 function load(file: Blob): Promise<HTMLImageElement> {
@@ -7,7 +9,7 @@ function load(file: Blob): Promise<HTMLImageElement> {
     const img = new Image();
     const url = URL.createObjectURL(file);
     img.onload = () => { URL.revokeObjectURL(url); resolve(img); };
-    img.onerror = () => { URL.revokeObjectURL(url); reject(new Error('not an image')); };
+    img.onerror = () => { URL.revokeObjectURL(url); reject(new Error(localMessage('not an image'))); };
     img.src = url;
   });
 }

@@ -108,7 +108,8 @@ def test_admin_changes_a_time_limit_and_a_warning_policy_with_errors_shown_first
     review.fill("0")
     admin.get_by_role("button", name="保存").click()
     admin.wait_for_selector("#tr-review[aria-invalid=true]")
-    assert "527040" in admin.locator("#tr-review-err").inner_text()  # the limit, at its field
+    limit = admin.locator("#tr-review-err").inner_text()
+    assert "527040" in limit and "不小于 1" in limit, limit  # the limits, at its field, in Chinese
     admin.screenshot(path=str(screenshots / "admin-time-limit-refused.png"), full_page=True)
     review.fill("45")
     admin.get_by_role("button", name="保存").click()

@@ -67,6 +67,7 @@ def test_refused_choice_focus_checkin_refusal_report_back_link(chromium, live, s
     page.wait_for_selector("form.task-form")
     page.get_by_role("button", name="提交").click()
     page.wait_for_selector("fieldset[aria-invalid=true] .field-error")
+    assert page.locator("fieldset[aria-invalid=true] .field-error").first.inner_text() == "必填"  # not "required"
     wait_until(page, "() => !!document.activeElement && document.activeElement.name === 'review_result'")
     assert page.evaluate("document.activeElement.type") == "radio"
     desk.close()
@@ -88,8 +89,8 @@ def test_refused_choice_focus_checkin_refusal_report_back_link(chromium, live, s
     error = m.locator("p.error[role=alert]")
     error.wait_for(timeout=30_000)
     text = error.inner_text()
-    assert "outside grid" in text
-    assert text.count("outside grid") == 1, text
+    assert "签到位置在网格" in text and "之外" in text and "outside grid" not in text, text  # in the reader's language
+    assert text.count("签到位置在网格") == 1, text
     assert m.locator("p.note").count() == 0  # "定位中…" gone with the refusal
     assert requests.get(f"{live.url}/api/v1/task/{handle['id']}/evidence", headers=insp, timeout=10).json() == []
     m.screenshot(path=str(screenshots / "walk-checkin-refused.png"), full_page=True)

@@ -2,6 +2,7 @@
 // POST /task/{id}/complete; a 422's field errors are shown next to their fields.
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
+import { fieldMessages } from '../errors_i18n';
 import { label, t } from '../i18n';
 import { jsonWrite, newKey, write } from '../queue';
 import { holds } from '../rules';
@@ -38,7 +39,7 @@ function flatErrors(fields: Record<string, unknown>): Errors {
   const out: Errors = {};
   for (const [k, v] of Object.entries(src)) {
     if (k === 'variables' && typeof v === 'object' && !Array.isArray(v)) continue;
-    out[k] = Array.isArray(v) ? v.map(String) : [typeof v === 'string' ? v : JSON.stringify(v)];
+    out[k] = fieldMessages(v);
   }
   return out;
 }

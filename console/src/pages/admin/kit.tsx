@@ -3,16 +3,15 @@
 import { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError, Call } from '../../api';
+import { fieldMessages } from '../../errors_i18n';
 import { ta } from './strings';
 
 export type Errors = Record<string, string[]>;
 
-/** marshmallow's {name: [messages]} (nested for list items) as one line per top-level field. */
+/** marshmallow's {name: [messages]} (nested for list items: "第 2 项（date）：…") as text per top-level field. */
 export function flat(fields: Record<string, unknown>): Errors {
   const out: Errors = {};
-  for (const [k, v] of Object.entries(fields)) {
-    out[k] = Array.isArray(v) ? v.map(String) : [typeof v === 'string' ? v : JSON.stringify(v)];
-  }
+  for (const [k, v] of Object.entries(fields)) out[k] = fieldMessages(v);
   return out;
 }
 

@@ -1,0 +1,168 @@
+// The server's refusals in the reader's language. The API answers in English ({error: {code, message,
+// fields}}); in zh-CN a message is translated by its stable `code` when the code says everything, else by
+// the pattern of its words (marshmallow's messages, the form checks, evidence, references), keeping its
+// parameters (the value, the limit, the field). A message no rule knows is shown as it came.
+import { lang } from './i18n';
+
+/** Codes whose message has no parameters: the code alone says it. */
+const CODES: Record<string, string> = {
+  invalid_credentials: '用户名或密码错误',
+  validation_failed: '请求中有字段不正确',
+  unauthenticated: '请先登录',
+  token_expired: '登录已过期，请重新登录',
+  invalid_token: '登录已失效，请重新登录',
+  invalid_api_key: 'API 密钥无效',
+  too_many_attempts: '尝试次数过多，请稍后再试',
+  conflict: '与已有数据冲突',
+  invalid_value: '有值超出范围或无法保存（过长或含非法字符）',
+  unavailable: '服务暂时不可用，请稍后再试',
+  busy: '系统繁忙，请稍后再试',
+  internal_error: '发生意外错误，已记录',
+  invalid_model: 'BPMN 模型未通过检查',
+  idempotency_key_reused: '该请求标识已用于另一个请求',
+};
+
+const KINDS: Record<string, string> = {
+  date: '日期', datetime: '日期时间', time: '时间', integer: '整数', number: '数字', string: '文本',
+  boolean: '是/否', 'email address': '电子邮箱', url: '网址', uuid: 'UUID', list: '列表', 'mapping type': '对象',
+  tuple: '列表', 'IPv4 address': 'IPv4 地址', 'IP address': 'IP 地址', timedelta: '时长', decimal: '数字',
+};
+
+const OPS: Record<string, string> = {
+  'greater than or equal to': '不小于', 'greater than': '大于', 'less than or equal to': '不大于', 'less than': '小于',
+};
+
+const op = (words: string) => OPS[words] || words;
+const kind = (words: string) => KINDS[words] || KINDS[words.toLowerCase()] || words;
+
+type Rule = [RegExp, (...m: string[]) => string];
+
+/** zh-CN for the field and refusal messages the API sends; the first match wins. */
+const RULES: Rule[] = [
+  // marshmallow
+  [/^Missing data for required field\.$/, () => '缺少必填字段'],
+  [/^Field may not be null\.$/, () => '不能为空'],
+  [/^Unknown field\.$/, () => '未知字段'],
+  [/^Invalid input type\.$/, () => '输入类型不正确'],
+  [/^Invalid value\.$/, () => '值不正确'],
+  [/^Not a valid (.+?)\.$/, (k) => `不是有效的${kind(k)}`],
+  [/^Shorter than minimum length (\S+)\.$/, (n) => `长度不能少于 ${n}`],
+  [/^Longer than maximum length (\S+)\.$/, (n) => `长度不能超过 ${n}`],
+  [/^Length must be between (\S+) and (\S+)\.$/, (a, b) => `长度须在 ${a} 到 ${b} 之间`],
+  [/^Length must be (\S+)\.$/, (n) => `长度须为 ${n}`],
+  [/^Must be (greater than(?: or equal to)?) (\S+) and (less than(?: or equal to)?) (\S+)\.$/,
+    (o1, a, o2, b) => `须${op(o1)} ${a} 且${op(o2)} ${b}`],
+  [/^Must be ((?:greater|less) than(?: or equal to)?) (\S+)\.$/, (o, n) => `须${op(o)} ${n}`],
+  [/^Must be one of: (.+)\.$/, (c) => `须为以下之一：${c}`],
+  [/^Must be equal to (.+)\.$/, (v) => `须等于 ${v}`],
+  [/^String does not match expected pattern\.$/, () => '格式不正确'],
+  [/^Not a valid datetime or timezone-aware\.?$/, () => '须为带时区的日期时间'],
+  [/^Not a valid aware datetime\.$/, () => '须为带时区的日期时间'],
+  // the form checks (engine/forms.py)
+  [/^required$/, () => '必填'],
+  [/^required when (.+)$/, (c) => `当 ${c} 时必填`],
+  [/^only allowed when (.+)$/, (c) => `仅当 ${c} 时可填`],
+  [/^must be one of: (.+) \(got (.+)\)$/, (c, v) => `须为以下之一：${c}（收到 ${v}）`],
+  [/^must be at most (\S+) characters \(got (\S+)\)$/, (n, g) => `不能超过 ${n} 个字（现为 ${g}）`],
+  [/^must be at least (\S+) characters$/, (n) => `不能少于 ${n} 个字`],
+  [/^must be at least (\S+)$/, (n) => `不能小于 ${n}`],
+  [/^must be at most (\S+)$/, (n) => `不能大于 ${n}`],
+  [/^must be text, not (.+)$/, (k) => `须为文本（收到 ${k}）`],
+  [/^must be true or false, not (.+)$/, (k) => `须为是或否（收到 ${k}）`],
+  [/^must be a number, not (.+)$/, (k) => `须为数字（收到 ${k}）`],
+  [/^must be a finite number$/, () => '须为有限的数字'],
+  [/^must be a whole number$/, () => '须为整数'],
+  [/^must be a date and time in ISO 8601, e\.g\. (\S+)$/, (e) => `须为 ISO 8601 日期时间，例如 ${e}`],
+  [/^needs a UTC offset, e\.g\. (\S+)$/, (e) => `须带时区偏移，例如 ${e}`],
+  [/^must be between the years (\d+) and (\d+)$/, (a, b) => `年份须在 ${a} 到 ${b} 之间`],
+  [/^does not have the expected form \((.+)\)$/, (p) => `格式不符（${p}）`],
+  [/^must be later than now \((.+)\)$/, (n) => `须晚于当前时间（${n}）`],
+  [/^the form has invalid fields \((.+)\)$/s, (s) => `表单有字段不正确（${s}）`],
+  // references, evidence, photos, roles
+  [/^there is no grid (.+)$/, (g) => `没有网格 ${g}`],
+  [/^grid (\S+) is unknown$/, (g) => `网格 ${g} 不存在`],
+  [/^the check-in is (\S+) m outside grid (\S+) \(tolerance (\S+) m\)$/,
+    (d, g, tol) => `签到位置在网格 ${g} 之外 ${d} 米（允许 ${tol} 米），请到网格内再签到`],
+  [/^the check-in is (\S+) m from (.+) \(tolerance (\S+) m\)$/,
+    (d, at, tol) => `签到位置距 ${at} ${d} 米（允许 ${tol} 米）`],
+  [/^a night check is checked in between 18:00 and 06:00$/, () => '夜查须在 18:00 至 06:00 之间签到'],
+  [/^evidence needs an open task of an instance with a grid$/, () => '只有办理中且属于某网格的任务才能上传现场证据'],
+  [/^only whoever works on the task may add evidence to it$/, () => '只有任务的办理人可以上传现场证据'],
+  [/^not an image$/, () => '不是图片'],
+  [/^the file is not an? (\S+) image$/, (t) => `文件不是 ${t} 图片`],
+  [/^photos must be (.+)$/, (t) => `照片须为 ${t}`],
+  [/^the photo is larger than (\d+) bytes \((\S+) MB\)$/, (_b, mb) => `照片超过 ${mb} MB`],
+  [/^photo (\d+): (.+)$/s, (n, m) => `第 ${n} 张照片：${zhMessage(m)}`],
+  [/^this endpoint needs one of the roles: (.+)$/, (r) => `需要以下角色之一：${r}`],
+];
+
+function zhMessage(message: string): string {
+  for (const [re, make] of RULES) {
+    const m = re.exec(message);
+    if (m) return make(...m.slice(1));
+  }
+  return message;
+}
+
+/** One message in the reader's language (unchanged in English or when no rule knows it). */
+export function localMessage(message: string): string {
+  return lang() === 'en' ? message : zhMessage(message);
+}
+
+/** A refusal's headline: by its code when the code says it all, else by its words. */
+export function localError(code: string, message: string): string {
+  if (lang() === 'en') return message;
+  return CODES[code] ?? zhMessage(message);
+}
+
+/** marshmallow's fields ({name: [messages]}, nested for list items) with every message localized. */
+export function localFields(fields: unknown): any {
+  if (typeof fields === 'string') return localMessage(fields);
+  if (Array.isArray(fields)) return fields.map(localFields);
+  if (fields && typeof fields === 'object') {
+    return Object.fromEntries(Object.entries(fields).map(([k, v]) => [k, localFields(v)]));
+  }
+  return fields;
+}
+
+/** The names of list items' fields the console sends (a day's date and name), in Chinese. */
+const ITEM_FIELDS: Record<string, string> = { date: '日期', name: '名称' };
+
+/** A place in a list (items counted from 1, as people count): "第 2 行" / "line 2". */
+function position(index: number, unit: 'line' | 'item'): string {
+  if (lang() === 'en') return `${unit} ${index}`;
+  return unit === 'line' ? `第 ${index} 行` : `第 ${index} 项`;
+}
+
+/** One field's errors as readable lines. A nested value (a list's items by index, an item's fields)
+ * becomes "第 2 行（date）：不是有效的日期"; `lineOf` maps an item's index to what the reader counts
+ * (e.g. the textarea line it came from), by default index + 1. */
+export function fieldMessages(value: unknown, unit: 'line' | 'item' = 'item',
+                              lineOf: (index: number) => number = (i) => i + 1): string[] {
+  if (value === undefined || value === null) return [];
+  if (typeof value === 'string') return [value];
+  if (Array.isArray(value)) return value.flatMap((v) => fieldMessages(v, unit, lineOf));
+  if (typeof value !== 'object') return [String(value)];
+  const sep = lang() === 'en' ? ': ' : '：';
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    const inner = nestedMessages(v);
+    const where = /^\d+$/.test(k) ? position(lineOf(Number(k)), unit) : k;
+    out.push(...inner.map(([sub, m]) => {
+      const label = !sub ? where : lang() === 'en' ? `${where} (${sub})` : `${where}（${ITEM_FIELDS[sub] ?? sub}）`;
+      return `${label}${sep}${m}`;
+    }));
+  }
+  return out;
+}
+
+/** [sub-field path, message] pairs of a nested value ('' for messages of the value itself). */
+function nestedMessages(v: unknown, path = ''): [string, string][] {
+  if (typeof v === 'string') return [[path, v]];
+  if (Array.isArray(v)) return v.flatMap((x) => nestedMessages(x, path));
+  if (v && typeof v === 'object') {
+    return Object.entries(v as Record<string, unknown>)
+      .flatMap(([k, x]) => nestedMessages(x, path ? `${path}.${k}` : k));
+  }
+  return v === undefined || v === null ? [] : [[path, String(v)]];
+}
