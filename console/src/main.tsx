@@ -46,7 +46,7 @@ const ROUTES: Route[] = [
   { pattern: '/dashboard', roles: DESK, page: (_p, _me, tenant) => <Dashboard tenant={tenant} /> },
   { pattern: '/cases/:id', roles: [...DESK, 'inspector'], page: (p) => <CaseDetail id={p.id} /> },
   { pattern: '/tasks/:id', roles: [...DESK, 'inspector'], page: (p) => <TaskPage id={p.id} /> },
-  { pattern: '/m', roles: ['inspector', 'supervisor', 'admin'], page: () => <MyTasks /> },
+  { pattern: '/m', roles: ['inspector', 'supervisor', 'admin'], page: (_p, _me, tenant) => <MyTasks tenant={tenant} /> },
   { pattern: '/models', roles: ['admin', 'leader'], page: () => <Models /> },
   { pattern: '/models/:id/edit', roles: ['admin'], page: (p) => <ModelEdit id={p.id} /> },
   { pattern: '/models/:id/heatmap', roles: ['admin', 'leader'], page: (p) => <ModelHeat id={p.id} /> },

@@ -11,8 +11,11 @@ import random
 
 import requests
 from PIL import Image
+from sqlalchemy import select
 
 from tests.api.test_closed_loop_http import point_in_first_unit
+from workflows.grids import Grid
+from workflows.people import Category
 
 PHONE = {"width": 390, "height": 844}
 
@@ -33,8 +36,18 @@ def _login(page, url: str, username: str, password: str) -> None:
     page.get_by_role("button", name="登录").click()
 
 
+def _names(live, unit: str) -> tuple[str, str]:
+    """The names the console should show for the unit grid and air.exceedance."""
+    with live.runtime.db.session() as s:
+        grid = s.scalar(select(Grid.name).where(Grid.code == unit, Grid.valid_to.is_(None)))
+        category = s.scalar(select(Category.name).where(Category.code == "air.exceedance"))
+    assert grid and category and grid != unit
+    return grid, category
+
+
 def test_alarm_reviewed_dispatched_handled_on_a_phone_and_its_photo_seen(chromium, live, screenshots, tmp_path):
     unit, lon, lat = point_in_first_unit(live.runtime)
+    grid_name, category_name = _names(live, unit)
     sup_password = live.user("sup-console", ["supervisor"], "3207")
     insp_password = live.user("insp-console", ["inspector"], unit)
     key = live.api_key()
@@ -50,11 +63,14 @@ def test_alarm_reviewed_dispatched_handled_on_a_phone_and_its_photo_seen(chromiu
 
     alarm = requests.post(f"{live.url}/api/v1/alarms", headers={"X-API-Key": key}, timeout=10, json={
         "tenant": "320700", "source": "monitoring", "externalId": "BROWSER-1", "sourceRef": "MN-B1",
-        "category": "air.exceedance", "occurredAt": "2026-01-01T08:00:00+08:00", "lon": lon, "lat": lat})
+        "category": "air.exceedance", "occurredAt": "2026-01-01T08:00:00+08:00", "lon": lon, "lat": lat,
+        "description": "烟囱冒黑烟"})
     assert alarm.status_code == 201, alarm.text
     case_id = alarm.json()["id"]
     item = sup.locator(f"[data-list=alarms] li:has-text('{case_id}')")
     item.wait_for(timeout=15_000)
+    item.locator(f".cat:has-text('{category_name}')").wait_for(timeout=15_000)  # names, not codes
+    assert "air.exceedance" not in item.inner_text() and grid_name in item.inner_text()
     assert sup.evaluate("window.__sameDocument") is True
     assert item.locator(".badge.new").count() == 1
     sup.screenshot(path=str(screenshots / "02-home-new-alarm.png"), full_page=True)
@@ -86,6 +102,7 @@ def test_alarm_reviewed_dispatched_handled_on_a_phone_and_its_photo_seen(chromiu
     insp.wait_for_url("**/m")
     sign = insp.locator("a[data-task=sign_for]")
     sign.wait_for(timeout=15_000)
+    insp.locator(f"a[data-task=sign_for] .meta:has-text('{grid_name}')").wait_for(timeout=15_000)
     insp.screenshot(path=str(screenshots / "05-phone-my-tasks.png"), full_page=True)
     sign.click()
     insp.get_by_role("button", name="签收").click()
@@ -93,6 +110,11 @@ def test_alarm_reviewed_dispatched_handled_on_a_phone_and_its_photo_seen(chromiu
     handle = insp.locator("a[data-task=handle]")
     handle.wait_for(timeout=15_000)
     handle.click()
+    where = insp.locator("[data-testid=task-location]")  # where to go and what was reported
+    where.wait_for(timeout=15_000)
+    insp.locator(f"[data-testid=task-location]:has-text('{grid_name}')").wait_for(timeout=15_000)
+    assert f"{lon:.5f}, {lat:.5f}" in where.inner_text()
+    assert insp.locator("[data-testid=task-description]").inner_text() == "烟囱冒黑烟"
     insp.get_by_role("button", name="现场签到").click()
     insp.wait_for_selector(".evidence-list li:has-text('已签到')")
     photo = tmp_path / "site.jpg"
@@ -110,6 +132,13 @@ def test_alarm_reviewed_dispatched_handled_on_a_phone_and_its_photo_seen(chromiu
     thumb.wait_for(timeout=15_000)
     assert sup.evaluate("document.querySelector('.photos img').naturalWidth") > 0
     sup.screenshot(path=str(screenshots / "07-case-detail.png"), full_page=True)
+    sup.locator(f"dl.facts dd:has-text('{category_name}')").wait_for(timeout=15_000)
+    facts = sup.locator("dl.facts").inner_text()
+    assert grid_name in facts and "在线监测" in facts and "办理中" in facts
+    assert "air.exceedance" not in facts and "monitoring" not in facts
+    limits = sup.locator("ul.limits").inner_text()
+    assert "派遣" in limits and "核查" in limits
+    assert not any(key in limits for key in ("sign_for", "handle", "feedback", "verify", "review"))
     sup.locator(".photos button.thumb").first.click()
     full = sup.locator("dialog.photo-dialog img.full")
     full.wait_for()
@@ -122,6 +151,9 @@ def test_alarm_reviewed_dispatched_handled_on_a_phone_and_its_photo_seen(chromiu
 
     sup.get_by_role("link", name="案卷", exact=True).click()
     sup.wait_for_selector("table.cases")
+    row = sup.locator(f"table.cases tr:has-text('{case_id}')")
+    row.locator(f"td:has-text('{category_name}')").wait_for(timeout=15_000)
+    assert grid_name in row.inner_text() and "monitoring" not in row.inner_text()
     sup.screenshot(path=str(screenshots / "09-cases.png"), full_page=True)
     sup.get_by_label("语言").select_option("en")
     sup.wait_for_selector("h1:has-text('Cases')")

@@ -4,13 +4,14 @@ import { useEffect, useState } from 'preact/hooks';
 import { ApiError, api, hasRole } from '../api';
 import { CasePhotos } from '../components/CasePhotos';
 import { Key, lang, t, when } from '../i18n';
+import { byStageOrder, categoryName, gridName, limitStageLabel, sourceLabel, statusText, useNames } from '../names';
 
 interface Stage { task: string; name: string | null; status: string; assignee: string | null; completedBy: string | null;
   started: string; due: string | null; ended: string | null; onTime: boolean | null }
 interface Said { name: string; value: unknown; label?: string; labelEn?: string; valueLabel?: string; valueLabelEn?: string }
 interface Event_ { at: string; actor: string; action: string; element: string | null; said?: Said[] }
 interface CaseBody {
-  id: string; category: string; grid: string; source: string; status: string; outcome: string | null; urgent: boolean;
+  id: string; tenant: string; category: string; grid: string; source: string; status: string; outcome: string | null; urgent: boolean;
   description: string | null; processInstanceId: string | null; deferredUntil: string | null; routeReason: string;
   stages?: Stage[]; timeline?: Event_[]; openTasks?: { id: string; name: string; taskDefinitionKey: string }[];
   limits: Record<string, { limitMinutes: number; clock: string }>;
@@ -76,6 +77,7 @@ function Urge(props: { caseId: string }) {
 export function CaseDetail(props: { id: string }) {
   const [c, setCase] = useState<CaseBody | null>(null);
   const [problem, setProblem] = useState('');
+  const codes = useNames(c?.tenant);
 
   useEffect(() => {
     setCase(null);
@@ -91,10 +93,10 @@ export function CaseDetail(props: { id: string }) {
       <p><a href="/cases">← {t('cases')}</a></p>
       <h1 id="case-title">{t('case')} {c.id} {c.urgent && <span class="badge urgent">{t('urgent')}</span>}</h1>
       <dl class="facts">
-        <dt>{t('category')}</dt><dd>{c.category}</dd>
-        <dt>{t('grid')}</dt><dd>{c.grid}</dd>
-        <dt>{t('source')}</dt><dd>{c.source}</dd>
-        <dt>{t('status')}</dt><dd>{c.status === 'open' ? t('openStatus') : t('closedStatus')}{c.outcome ? ` · ${c.outcome}` : ''}</dd>
+        <dt>{t('category')}</dt><dd>{categoryName(codes, c.category)}</dd>
+        <dt>{t('grid')}</dt><dd>{gridName(codes, c.grid)}</dd>
+        <dt>{t('source')}</dt><dd>{sourceLabel(c.source)}</dd>
+        <dt>{t('status')}</dt><dd>{statusText(c.status, c.outcome)}</dd>
         {c.description && <><dt>{t('description')}</dt><dd>{c.description}</dd></>}
         {c.deferredUntil && <><dt>{t('deferred')}</dt><dd>→ {when(c.deferredUntil)}</dd></>}
       </dl>
@@ -131,8 +133,8 @@ export function CaseDetail(props: { id: string }) {
       <CasePhotos caseId={c.id} />
       <h2>{t('limits')}</h2>
       <ul class="limits">
-        {Object.entries(c.limits || {}).map(([stage, l]) => (
-          <li key={stage}>{names[stage] || stage}: {t('minutes', { n: l.limitMinutes })} ({t(l.clock === 'working' ? 'working' : 'natural')})</li>
+        {Object.entries(c.limits || {}).sort(([a], [b]) => byStageOrder(a, b)).map(([stage, l]) => (
+          <li key={stage}>{limitStageLabel(stage)}: {t('minutes', { n: l.limitMinutes })} ({t(l.clock === 'working' ? 'working' : 'natural')})</li>
         ))}
       </ul>
       {!!c.deferrals?.length && (

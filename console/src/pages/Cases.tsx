@@ -2,6 +2,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api';
 import { label, t, when } from '../i18n';
+import { categoryName, gridName, sourceLabel, statusText, useNames } from '../names';
 import { navigate, query } from '../router';
 
 interface CaseRow {
@@ -23,6 +24,7 @@ export function Cases(props: { tenant: string }) {
   const [categories, setCategories] = useState<{ code: string; name?: unknown; label?: unknown }[]>([]);
   const [problem, setProblem] = useState('');
   const search = location.search;
+  const names = useNames(props.tenant);
 
   useEffect(() => {
     api<any>(`/categories?tenant=${props.tenant}`)
@@ -84,8 +86,8 @@ export function Cases(props: { tenant: string }) {
                 <tr key={c.id}>
                   <td><a href={`/cases/${encodeURIComponent(c.id)}`}>{c.id}</a>
                     {c.urgent && <span class="badge urgent">{t('urgent')}</span>}</td>
-                  <td>{c.category}</td><td>{c.grid}</td><td>{c.source}</td>
-                  <td>{c.status === 'open' ? t('openStatus') : t('closedStatus')}{c.outcome ? ` · ${c.outcome}` : ''}
+                  <td>{categoryName(names, c.category)}</td><td>{gridName(names, c.grid)}</td><td>{sourceLabel(c.source)}</td>
+                  <td>{statusText(c.status, c.outcome)}
                     {c.deferredUntil && <span class="badge deferred">{t('deferred')} → {when(c.deferredUntil)}</span>}</td>
                   <td>{when(c.lastSeen)}</td>
                 </tr>

@@ -3,6 +3,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api } from '../api';
 import { Key, t, when } from '../i18n';
+import { categoryName, gridName, useNames } from '../names';
 
 interface Item {
   taskId: string; task: string; assignee: string | null; due: string | null; caseId: string; category: string;
@@ -71,6 +72,7 @@ function useHomeLists(tenant: string): [Lists | null, Mode] {
 
 export function Home(props: { tenant: string }) {
   const [lists, mode] = useHomeLists(props.tenant);
+  const names = useNames(props.tenant);
   const seen = useRef<Set<string> | null>(null);
   const fresh = new Set<string>();
   if (lists) {
@@ -102,13 +104,13 @@ export function Home(props: { tenant: string }) {
                       return (
                         <li key={i.taskId} class={`item${late ? ' overdue' : ''}${fresh.has(i.taskId) ? ' fresh' : ''}`}>
                           <a href={`/tasks/${i.taskId}?case=${encodeURIComponent(i.caseId)}`}
-                             aria-label={`${t('open')} ${i.caseId} ${i.category}`}>
+                             aria-label={`${t('open')} ${i.caseId} ${categoryName(names, i.category)}`}>
                             <span class="case-id">{i.caseId}</span>
-                            <span class="cat">{i.category}</span>
+                            <span class="cat">{categoryName(names, i.category)}</span>
                             {i.urgent && <span class="badge urgent">{t('urgent')}</span>}
                             {late && <span class="badge late">{t('overdueBadge')}</span>}
                             {fresh.has(i.taskId) && <span class="badge new">{t('newBadge')}</span>}
-                            <span class="meta">{i.grid} · {t('due')} {when(i.due)}
+                            <span class="meta">{gridName(names, i.grid)} · {t('due')} {when(i.due)}
                               {i.deferredUntil && ` · ${t('deferred')} → ${when(i.deferredUntil)}`}</span>
                           </a>
                         </li>

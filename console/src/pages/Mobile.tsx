@@ -4,15 +4,17 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, hasRole, Me } from '../api';
 import { TaskForm } from '../components/TaskForm';
 import { t, when } from '../i18n';
+import { categoryName, gridName, useNames } from '../names';
 import { photoWrite, jsonWrite, write } from '../queue';
 import { navigate } from '../router';
 import { shrink } from '../photo';
 import { rt } from './report_i18n';
 import type { Task } from './TaskPage';
 
-export function MyTasks() {
+export function MyTasks(props: { tenant: string }) {
   const [tasks, setTasks] = useState<Task[] | null>(null);
   const [problem, setProblem] = useState('');
+  const names = useNames(props.tenant);
   useEffect(() => {
     api<{ items: Task[] }>('/task?status=open&sort=due&limit=50').then((p) => setTasks(p.items))
       .catch((e) => setProblem(e.message));
@@ -33,7 +35,7 @@ export function MyTasks() {
                 <a href={`/m/tasks/${task.id}`} data-task={task.taskDefinitionKey}>
                   <strong>{task.name}</strong>
                   {late && <span class="badge late">{t('overdueBadge')}</span>}
-                  <span class="meta">{task.candidateScope} · {t('due')} {when(task.due)}</span>
+                  <span class="meta">{gridName(names, task.candidateScope)} · {t('due')} {when(task.due)}</span>
                 </a>
               </li>
             );
@@ -43,6 +45,10 @@ export function MyTasks() {
     </section>
   );
 }
+
+/** What the phone needs of the task's case: what was reported and where. */
+interface CaseFacts { id: string; tenant: string; category: string; grid: string; description: string | null;
+  lon: number | null; lat: number | null }
 
 interface Evidence { id: number; kind: string; lon: number | null; lat: number | null; size: number | null }
 
@@ -54,6 +60,7 @@ function position(): Promise<GeolocationPosition> {
 export function MobileTask(props: { id: string; me: Me }) {
   const [task, setTask] = useState<Task | null>(null);
   const [vars, setVars] = useState<Record<string, unknown>>({});
+  const [facts, setFacts] = useState<CaseFacts | null>(null);
   const [evidence, setEvidence] = useState<Evidence[]>([]);
   const [note, setNote] = useState('');
   const [problem, setProblem] = useState('');
@@ -62,7 +69,13 @@ export function MobileTask(props: { id: string; me: Me }) {
   const reload = () => api<Evidence[]>(`${path}/evidence`).then(setEvidence).catch(() => {});
   useEffect(() => {
     api<Task>(path).then(setTask).catch((e) => setProblem(e.message));
-    api<Record<string, unknown>>(`${path}/variables`).then(setVars).catch(() => setVars({}));
+    setFacts(null);
+    api<Record<string, unknown>>(`${path}/variables`).then((v) => {
+      setVars(v);
+      if (typeof v.case_id === 'string') {  // the case says what was reported and where to go
+        api<CaseFacts>(`/cases/${encodeURIComponent(v.case_id)}`).then(setFacts).catch(() => setFacts(null));
+      }
+    }).catch(() => setVars({}));
     reload();
   }, [props.id]);
 
@@ -113,9 +126,11 @@ export function MobileTask(props: { id: string; me: Me }) {
     });
   };
 
+  const names = useNames(facts?.tenant);
   if (!task) return problem ? <p class="error" role="alert">{problem}</p> : <p role="status">{t('loading')}</p>;
   const isSign = task.taskDefinitionKey === 'sign_for';
   const onSite = task.taskDefinitionKey === 'handle' || task.taskDefinitionKey === 'visit'; // a patrol visit: at its target
+  const category = typeof vars.category === 'string' ? vars.category : facts?.category;
   const late = !!task.due && new Date(task.due).getTime() < Date.now();
   return (
     <section aria-labelledby="mt-title" class="mobile">
@@ -123,8 +138,12 @@ export function MobileTask(props: { id: string; me: Me }) {
       <h1 id="mt-title">{task.name}</h1>
       <dl class="facts">
         {typeof vars.case_id === 'string' && <><dt>{t('case')}</dt><dd>{vars.case_id}</dd></>}
-        {typeof vars.category === 'string' && <><dt>{t('category')}</dt><dd>{vars.category}</dd></>}
-        {typeof vars.description === 'string' && <><dt>{t('description')}</dt><dd>{vars.description}</dd></>}
+        {category && <><dt>{t('category')}</dt><dd>{categoryName(names, category)}</dd></>}
+        {(facts?.description || typeof vars.description === 'string') && (
+          <><dt>{t('description')}</dt><dd data-testid="task-description">{facts?.description || String(vars.description)}</dd></>)}
+        {facts && <><dt>{t('location')}</dt><dd data-testid="task-location">{gridName(names, facts.grid)}
+          {facts.lon !== null && facts.lat !== null
+            ? ` (${facts.lon.toFixed(5)}, ${facts.lat.toFixed(5)})` : ` · ${t('noLocation')}`}</dd></>}
         {typeof vars.target_name === 'string' && <><dt>{t('patrolTarget')}</dt><dd>{vars.target_name}</dd></>}
         <dt>{t('due')}</dt><dd class={late ? 'late' : ''}>{when(task.due)}</dd>
       </dl>

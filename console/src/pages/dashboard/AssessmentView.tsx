@@ -4,6 +4,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../../api';
 import { when } from '../../i18n';
+import { gridName, useNames } from '../../names';
 import { ExportButtons } from './download';
 import { DKey, td } from './i18n';
 
@@ -23,7 +24,8 @@ function lastMonth(): string {
   return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}`;
 }
 
-function Groups(props: { groups: Group[]; testid: string }) {
+function Groups(props: { groups: Group[]; testid: string; tenant: string }) {
+  const names = useNames(props.tenant);
   if (!props.groups.length) return <p class="muted">{td('none')}</p>;
   return (
     <table data-testid={props.testid}>
@@ -31,9 +33,10 @@ function Groups(props: { groups: Group[]; testid: string }) {
         {RATES.map((k) => <th scope="col" key={k}>{td(k)}</th>)}<th scope="col">{td('score')}</th><th scope="col">{td('grade')}</th></tr></thead>
       <tbody>
         {props.groups.map((g) => {
-          const name = Object.values(g.key).join(' · ');
+          const code = Object.values(g.key).join(' · ');
+          const name = Object.values(g.key).map((v) => gridName(names, v)).join(' · ');
           return (
-            <tr key={name}><th scope="row">{name}</th>{COLS.map((k) => <td key={k}>{g.counts[k]}</td>)}
+            <tr key={code}><th scope="row">{name}</th>{COLS.map((k) => <td key={k}>{g.counts[k]}</td>)}
               {RATES.map((k) => <td key={k}>{pct(g.rates[k])}</td>)}<td>{g.score ?? '—'}</td><td>{g.grade ?? '—'}</td></tr>
           );
         })}
@@ -71,7 +74,7 @@ export function AssessmentView(props: { tenant: string }) {
           {Object.entries(BY).map(([v, k]) => <option key={v} value={v}>{td(k)}</option>)}</select></label>
       </form>
       {problem && <p class="error" role="alert">{problem}</p>}
-      {groups && <Groups groups={groups} testid="assessment-groups" />}
+      {groups && <Groups groups={groups} testid="assessment-groups" tenant={props.tenant} />}
       <h3>{td('published')}</h3>
       {published.length === 0 ? <p class="muted">{td('none')}</p> : (
         <form onSubmit={(e) => e.preventDefault()}>
@@ -81,7 +84,7 @@ export function AssessmentView(props: { tenant: string }) {
           {chosen !== null && <ExportButtons path={`/assessment/evaluations/${chosen}`} what={td('published')} />}
         </form>
       )}
-      {shown && <Groups groups={shown} testid="evaluation-groups" />}
+      {shown && <Groups groups={shown} testid="evaluation-groups" tenant={props.tenant} />}
     </section>
   );
 }
