@@ -58,8 +58,14 @@ def _canvas_drawn(page, testid: str) -> bool:
 
 
 def test_a_leader_reads_the_dashboard_drills_into_a_district_and_exports_csv(chromium, live, screenshots):
-    password = _demo_leader_password(live)
-    token = requests.post(f"{live.url}/api/v1/auth/token", json={"username": "leader-320706", "password": password},
+    # the city's leader (no scope) starts from the city; the demo's 海州区 leader from the district only
+    district_token = requests.post(f"{live.url}/api/v1/auth/token", timeout=10, json={
+        "username": "leader-320706", "password": _demo_leader_password(live)}).json()["access_token"]
+    start_of_year = "2026-01-01"
+    top = _api(live, district_token, f"/statistics/cases?tenant=320700&from={start_of_year}&to=2026-12-31&by=grid")
+    assert [r["key"] for r in top["rows"]] == [DISTRICT]
+    password = live.user("city-leader", ["leader"], None)
+    token = requests.post(f"{live.url}/api/v1/auth/token", json={"username": "city-leader", "password": password},
                           timeout=10).json()["access_token"]
 
     desk = chromium.new_context(viewport={"width": 1400, "height": 1000}, locale="zh-CN", accept_downloads=True)
@@ -69,7 +75,7 @@ def test_a_leader_reads_the_dashboard_drills_into_a_district_and_exports_csv(chr
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("request", lambda r: None if r.url.startswith((live.url, "data:", "blob:")) else elsewhere.append(r.url))
     page.goto(live.url + "/")
-    page.get_by_label("用户名").fill("leader-320706")
+    page.get_by_label("用户名").fill("city-leader")
     page.get_by_label("密码").fill(password)
     page.get_by_role("button", name="登录").click()
     page.get_by_role("link", name="统计分析", exact=True).click()
