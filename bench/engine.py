@@ -49,6 +49,7 @@ DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gridloop_bench"
 PROCESS_KEY = "reference_loop"
 STEP_KINDS = ("start", "complete_review", "complete_handle", "job", "correlate", "complete_verify")
 STEPS_PER_LOOP = len(STEP_KINDS)
+COMMITS_PER_LOOP = 7  # the six steps and the outbox relay each commit once
 WAIT_STATES = ("after_start", "after_review", "after_handle", "after_job", "after_correlate")
 POLL_TIMEOUT_S = 30.0
 
@@ -63,7 +64,12 @@ NOTES = (
     "end). With 2 workers a relay may pick up the other worker's outbox row; a worker then waits for "
     "its own job to be done by the other before it correlates (no buffered messages). raw = the same "
     "process in memory with SpiffWorkflow only: same parsed spec, sandboxed script engine, sync "
-    "result for both operations, no DB, no serialization. SystemClock; timers never fire."
+    "result for both operations, no DB, no serialization. SystemClock; timers never fire. "
+    "db_floor = the database alone: 7 commits per loop on one connection, each locking and rewriting a "
+    "state row of the loop's average size and appending one audit row. wal_syncs_per_loop = pg_stat_wal's "
+    "wal_sync over the 1-worker run / loops (cluster-wide: other databases' work counts too). "
+    "The workflow cache keeps each worker's committed workflows by instance (a hit skips deserializing "
+    "the state); --compare-cache runs the 1-worker loops again with it off."
 )
 
 
@@ -75,11 +81,12 @@ def register_reference_operations(rt) -> None:
     rt.registry.register("ref.push", lambda p, c: {"pushed": p["case_id"]}, is_async=True)
 
 
-def make_runtime(url: str):
+def make_runtime(url: str, workflow_cache: int = 512):
     from engine.db import Database
     from engine.runtime import Runtime
+    from engine.workflow_cache import WorkflowCache
 
-    rt = Runtime(db=Database(url))
+    rt = Runtime(db=Database(url), workflows=WorkflowCache(workflow_cache))
     register_reference_operations(rt)
     return rt
 
@@ -213,11 +220,11 @@ def backend_cpu_s(pids: set[int]) -> float | None:
     return total / tick if pids else None
 
 
-def _worker(url: str, index: int, loops: int, warmup: int, tag: str, barrier, results) -> None:
+def _worker(url: str, index: int, loops: int, warmup: int, tag: str, barrier, results, cache: int) -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING,
                         format=f"%(asctime)s w{index} %(levelname)s %(name)s: %(message)s")
     try:
-        rt = make_runtime(url)
+        rt = make_runtime(url, cache)
         backends = track_backends(rt.db)
         warm = Driver(rt, f"{tag}-w{index}-warm")
         for i in range(warmup):
@@ -225,15 +232,20 @@ def _worker(url: str, index: int, loops: int, warmup: int, tag: str, barrier, re
         drv = Driver(rt, f"{tag}-w{index}")
         barrier.wait(timeout=120)
         pg0, cpu0 = backend_cpu_s(backends), time.process_time()
+        hits0, misses0 = rt.workflows.hits, rt.workflows.misses
+        wal0 = wal_syncs(rt.db)
         t0 = time.monotonic()
         for i in range(loops):
             drv.loop(i)
         t1 = time.monotonic()
         cpu1, pg1 = time.process_time(), backend_cpu_s(backends)
+        wal1 = wal_syncs(rt.db)
+        hits, misses = rt.workflows.hits - hits0, rt.workflows.misses - misses0
         rt.db.dispose()
         results.put({"index": index, "start": t0, "end": t1, "loops": loops, "latency": drv.latency,
                      "relay_ms": drv.relay_ms, "jobs_run": drv.jobs_run, "waited": drv.waited,
-                     "cpu_python_s": cpu1 - cpu0,
+                     "cpu_python_s": cpu1 - cpu0, "cache_hit_ratio": hits / max(1, hits + misses),
+                     "wal_syncs": None if wal0 is None or wal1 is None else wal1 - wal0,
                      "cpu_postgres_s": None if pg0 is None or pg1 is None else pg1 - pg0})
     except BaseException as exc:  # report, never hang the parent
         log.exception("worker %s failed", index)
@@ -242,11 +254,22 @@ def _worker(url: str, index: int, loops: int, warmup: int, tag: str, barrier, re
         results.put({"index": index, "error": f"{type(exc).__name__}: {exc}"})
 
 
-def run_durable(url: str, workers: int, loops: int, warmup: int, tag: str) -> dict[str, Any]:
+def wal_syncs(db) -> int | None:
+    """WAL flushes of the whole cluster so far (pg_stat_wal, PostgreSQL 14+); None if unreadable."""
+    from sqlalchemy import text
+
+    try:
+        with db.engine.connect() as conn:
+            return int(conn.execute(text("SELECT wal_sync FROM pg_stat_wal")).scalar_one())
+    except Exception:
+        return None
+
+
+def run_durable(url: str, workers: int, loops: int, warmup: int, tag: str, cache: int = 512) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(workers)
     results = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(url, i, loops, warmup, tag, barrier, results),
+    procs = [ctx.Process(target=_worker, args=(url, i, loops, warmup, tag, barrier, results, cache),
                          name=f"bench-w{i}") for i in range(workers)]
     for p in procs:
         p.start()
@@ -280,6 +303,9 @@ def run_durable(url: str, workers: int, loops: int, warmup: int, tag: str) -> di
             "waited": sum(r["waited"] for r in out),
             "per_worker_loops_per_s": [r["loops"] / (r["end"] - r["start"]) for r in out],
             "cpu_python_ms_per_loop": 1000 * sum(r["cpu_python_s"] for r in out) / total,
+            "cache_hit_ratio": statistics.mean(r["cache_hit_ratio"] for r in out),
+            "wal_syncs_per_loop": (None if any(r["wal_syncs"] is None for r in out)
+                                   else max(r["wal_syncs"] for r in out) / total),
             "cpu_postgres_ms_per_loop": (None if any(r["cpu_postgres_s"] is None for r in out)
                                          else 1000 * sum(r["cpu_postgres_s"] for r in out) / total)}
 
@@ -368,6 +394,44 @@ def probe(url: str, loops: int, tag: str) -> dict[str, Any]:
     }
 
 
+# -- the database's own rate ------------------------------------------------------------------------
+
+def run_db_floor(url: str, commits_per_loop: int, state_bytes: int, min_seconds: float) -> dict[str, Any]:
+    """The database's ceiling for this loop: `commits_per_loop` transactions back to back on one
+    connection, each locking and rewriting one state row of `state_bytes` and appending one audit row
+    (what every step of a loop writes at the least), with no engine at all."""
+    from sqlalchemy import text
+
+    from engine.db import Database
+
+    db = Database(url)
+    state = "x" * state_bytes
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE IF NOT EXISTS bench_floor (id int PRIMARY KEY, state text, rev int)"))
+            conn.execute(text("CREATE TABLE IF NOT EXISTS bench_floor_log (id bigserial PRIMARY KEY, at timestamptz,"
+                              " details text)"))
+            conn.execute(text("INSERT INTO bench_floor VALUES (1, '', 0) ON CONFLICT (id) DO NOTHING"))
+        raw = db.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            n, t0 = 0, time.perf_counter()
+            while True:
+                for _ in range(commits_per_loop):
+                    cur.execute("SELECT rev FROM bench_floor WHERE id = 1 FOR UPDATE")
+                    cur.execute("UPDATE bench_floor SET state = %s, rev = rev + 1 WHERE id = 1", (state,))
+                    cur.execute("INSERT INTO bench_floor_log (at, details) VALUES (now(), %s)", ("step",))
+                    raw.commit()
+                n += 1
+                elapsed = time.perf_counter() - t0
+                if elapsed >= min_seconds and n >= 20:
+                    return {"loops": n, "wall_s": elapsed, "loops_per_s": n / elapsed}
+        finally:
+            raw.close()
+    finally:
+        db.dispose()
+
+
 # -- raw in-memory SpiffWorkflow ------------------------------------------------------------------
 
 def run_raw(min_seconds: float, min_loops: int, warmup: int) -> dict[str, Any]:
@@ -442,6 +506,10 @@ def main(argv: list[str] | None = None) -> int:
     add_scratch_options(ap, "GRIDLOOP_BENCH", DEFAULT_URL)
     ap.add_argument("--raw-seconds", type=float, default=3.0, help="minimum raw in-memory measuring time")
     ap.add_argument("--probe-loops", type=int, default=5, help="loops used to measure state sizes")
+    ap.add_argument("--workflow-cache", type=int, default=512,
+                    help="workflows kept per worker (engine.workflow_cache; 0: off, as before it existed)")
+    ap.add_argument("--compare-cache", action="store_true",
+                    help="also run the 1-worker loops with the cache off, in the same run")
     args = ap.parse_args(argv)
     # The library logs every task state change at INFO: keep the root at WARNING (as in the workers)
     # so that the raw run measured here is not slowed by logging; only our own logger says more.
@@ -456,14 +524,22 @@ def main(argv: list[str] | None = None) -> int:
     for workers in (1, 2):
         recreate_database(url)
         log.info("durable run: %d worker(s) x %d loops (+%d warm-up)", workers, args.loops, args.warmup)
-        runs[workers] = run_durable(url, workers, args.loops, args.warmup, f"{tag}-{workers}w")
+        runs[workers] = run_durable(url, workers, args.loops, args.warmup, f"{tag}-{workers}w", args.workflow_cache)
         log.info("  %.1f loops/s, %.1f steps/s (wall %.1fs, waited %d)", runs[workers]["loops_per_s"],
                  runs[workers]["steps_per_s"], runs[workers]["wall_s"], runs[workers]["waited"])
+    uncached = None
+    if args.compare_cache:
+        recreate_database(url)
+        log.info("durable run, cache off: 1 worker x %d loops", args.loops)
+        uncached = run_durable(url, 1, args.loops, args.warmup, f"{tag}-nocache", 0)
     log.info("probing state sizes")
     pr = probe(url, args.probe_loops, f"{tag}-probe")
     log.info("raw in-memory run")
     raw = run_raw(args.raw_seconds, min_loops=200, warmup=20)
     log.info("  %.1f loops/s", raw["loops_per_s"])
+    log.info("the database's own rate")
+    floor = run_db_floor(url, COMMITS_PER_LOOP, pr["state_bytes_avg"], args.raw_seconds)
+    log.info("  %.1f loops/s", floor["loops_per_s"])
 
     one = runs[1]
     all_lat = [x for k in STEP_KINDS for x in one["latency"][k]]
@@ -489,7 +565,15 @@ def main(argv: list[str] | None = None) -> int:
         "raw_loops_per_s": rnd(raw["loops_per_s"]),
         "ratio_vs_raw": rnd(one["loops_per_s"] / raw["loops_per_s"], 4),
         "ratio_vs_raw_2w": rnd(runs[2]["loops_per_s"] / raw["loops_per_s"], 4),
-        "target_ratio": 0.15,
+        "ratio_vs_raw_cache_off": rnd(uncached["loops_per_s"] / raw["loops_per_s"], 4) if uncached else None,
+        "durable_loops_per_s_1w_cache_off": rnd(uncached["loops_per_s"]) if uncached else None,
+        "cpu_python_ms_per_loop_cache_off": rnd(uncached["cpu_python_ms_per_loop"]) if uncached else None,
+        "workflow_cache": {"size": args.workflow_cache, "hit_ratio_1w": rnd(one["cache_hit_ratio"], 3),
+                           "hit_ratio_2w": rnd(runs[2]["cache_hit_ratio"], 3)},
+        "wal_syncs_per_loop_1w": rnd(one["wal_syncs_per_loop"]) if one["wal_syncs_per_loop"] is not None else None,
+        "db_floor_loops_per_s": rnd(floor["loops_per_s"]),
+        "ratio_vs_db_floor": rnd(one["loops_per_s"] / floor["loops_per_s"], 4),
+        "target_ratio": 0.20,
         "loops": {"per_worker": args.loops, "warmup_per_worker": args.warmup, "durable_1w": one["loops"],
                   "durable_2w": runs[2]["loops"], "raw": raw["loops"], "waited_2w": runs[2]["waited"]},
         "wall_s": {"durable_1w": rnd(one["wall_s"]), "durable_2w": rnd(runs[2]["wall_s"]), "raw": rnd(raw["wall_s"]),

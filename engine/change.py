@@ -223,6 +223,7 @@ def change_instance(rt: Runtime, instance_id: str, actor: str, *, lock: Lock | N
     may find the instance another way in the same single statement (through a task, a subscription)."""
     with rt.db.begin() as conn, change_in(rt, conn, instance_id, actor, lock=lock, not_found=not_found) as change:
         yield change
+    keep_workflow(rt, change)
     after_commit(rt, change)
 
 
@@ -238,7 +239,9 @@ def change_in(rt: Runtime, conn: Connection, instance_id: str, actor: str, *, lo
         raise NotFound(not_found or f"process instance {instance_id} does not exist")
     row = from_row(ProcessInstance, found[0])
     model = rt.specs.get(rt.db, row.definition_id, session=conn)
-    workflow = rt.serializer.loads(row.state, model.spec, model.subprocess_specs)
+    workflow = rt.workflows.take(row.id, row.revision, row.definition_id)  # checked under the lock just taken
+    if workflow is None:
+        workflow = rt.serializer.loads(row.state, model.spec, model.subprocess_specs)
     change = Change(rt=rt, conn=conn, instance=row, workflow=workflow, actor=actor, now=rt.clock.now(),
                     model=model)
     try:
@@ -336,6 +339,13 @@ def _write(change: Change, rows: list[dict[str, Any]]) -> None:
             db.run(conn, audit.INSERT, rows)
         if change.outbox_rows or change.woke_earlier:
             db.notify(conn, WAKEUP_CHANNEL)
+
+
+def keep_workflow(rt: Runtime, change: Change) -> None:
+    """After the commit of `change`: its workflow is the instance's state at the revision it wrote."""
+    row = change.instance
+    if row.status == "running":  # an ended instance does not change again
+        rt.workflows.put(row.id, row.revision, row.definition_id, change.workflow)
 
 
 def after_commit(rt: Runtime, change: Change) -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from . import definitions
 from .calls import refuse_direct_cancel
-from .change import Change, after_commit, change_instance, new_instance
+from .change import Change, after_commit, change_instance, keep_workflow, new_instance
 from .db import Prepared, given, page
 from .endings import workflow_data
 from .errors import Conflict, InvalidInput, NotFound
@@ -58,6 +58,7 @@ def start(rt: Runtime, *, actor: str, key: str | None = None, definition_id: int
         if existing is None:
             raise
         return Started(existing, created=False)
+    keep_workflow(rt, ch)
     after_commit(rt, ch)
     return Started(ch.instance, created=True)
 

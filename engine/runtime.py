@@ -21,6 +21,7 @@ from .operations import OperationRegistry
 from .parsing import ParsedModel, parse_model
 from .references import ReferenceKinds
 from .serialization import StateSerializer
+from .workflow_cache import WorkflowCache
 
 JobHandler = Callable[["Runtime", dict[str, Any]], None]
 
@@ -70,6 +71,8 @@ class Runtime:
     job_lease: timedelta = timedelta(minutes=10)  # longer than any job may run (RQ job timeout: 5 min)
     specs: SpecCache = field(default_factory=SpecCache)
     serializer: StateSerializer = field(default_factory=StateSerializer)
+    # Committed workflows by instance, so the next change of one skips deserializing it (workflow_cache.py).
+    workflows: WorkflowCache = field(default_factory=WorkflowCache)
     job_handlers: dict[str, JobHandler] = field(default_factory=dict)
     # Called after a commit that created outbox rows or moved a wake-up time earlier. The embedded
     # runner uses it to relay at once; with PostgreSQL, NOTIFY does the same across processes.
