@@ -19,6 +19,7 @@ from workflows.grids import GridIndex
 from workflows.patrol_rounds import PatrolTask
 from workflows.tenants import works_in
 
+from .. import schemas
 from ..auth import current, roles
 from ..errors import error_body
 from ..http import doc, json_body, query_args, runtime
@@ -174,7 +175,7 @@ def put_plans():
 @bp.get("/targets")
 @roles(*STAFF)
 @doc("Patrol targets of the tenant in the caller's area, by code, paged", query=PatrolTargetArgs,
-     response=PatrolTargetView, many=True)
+     response=schemas.page_of(PatrolTargetView, "PatrolTargetPage"))
 def list_targets():
     args = query_args(PatrolTargetArgs())
     _tenant_for(args["tenant"])
