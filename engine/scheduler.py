@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 SCHEDULER_LOCK_KEY = 0x6772_6964_0003
 HOUSEKEEPING_EVERY = timedelta(seconds=60)
-BATCH = 200  # timers fired / rows relayed per pass; a full batch means more is due at once
+BATCH = 200  # timers fired (one transaction) / rows relayed per pass; a full batch means more is due at once
 IDLE_FLOOR_S = 0.05  # a pass that moved nothing while something is due waits this long (no hot spin)
 LEADER_CHECK_S = 1.0  # how often the active scheduler checks its lock connection and its loop
 HEARTBEAT_KEY = "gridloop:scheduler:last_tick"  # Redis: when the active scheduler last completed a tick
@@ -141,13 +141,13 @@ class Scheduler:
         run chores when due; return when to come back. Run by the loop, it stops between steps once
         the lead is lost."""
         started, next_start = start_timers.fire_due(self.rt, BATCH)
-        fired = timers.fire_due(self.rt, BATCH) if self._may_go_on() else 0
+        fired, taken = timers.fire_batch(self.rt, BATCH) if self._may_go_on() else (0, 0)
         relayed = outbox.relay(self.rt, self.queue, BATCH) if self._may_go_on() else 0
         expired = messages.expire(self.rt) if self._may_go_on() else 0
         if self._may_go_on() and time.monotonic() - self._last_housekeeping >= self.housekeeping_every.total_seconds():
             self._last_housekeeping = time.monotonic()
             self._chores()
-        more = fired >= BATCH or relayed >= BATCH or started >= BATCH
+        more = taken >= BATCH or relayed >= BATCH or started >= BATCH
         return TickResult(fired, relayed, expired, self._next_run(more=more, next_start=next_start), started)
 
     def _chores(self) -> None:

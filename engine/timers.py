@@ -9,7 +9,7 @@ import logging
 from datetime import datetime, timedelta
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import false, select
 
 from .models import ProcessInstance
 from .spiff_specs import deadline_of, timer_element, waiting_timers
@@ -43,35 +43,79 @@ def _waiting_timers(workflow) -> dict[tuple[str, str], tuple[str, str]]:
     return out
 
 
+PI = ProcessInstance.__table__
+# The running, unsuspended instances past their deadline, earliest first: the partial index
+# ix_instance_due holds exactly these (its predicate spells `suspended = false`, as this does).
+_MAY_FIRE = (PI.c.status == "running", PI.c.suspended == false())
+
+
+def _due(now: datetime, limit: int):
+    return (select(PI.c.id).where(PI.c.next_wakeup_at < now, *_MAY_FIRE)
+            .order_by(PI.c.next_wakeup_at).limit(limit))
+
+
 def due_instances(rt, now: datetime, limit: int = 200) -> list[str]:
-    with rt.db.session() as s:
-        return list(s.scalars(
-            select(ProcessInstance.id)
-            .where(ProcessInstance.next_wakeup_at < now, ProcessInstance.status == "running",
-                   ProcessInstance.suspended.is_(False))  # a suspended instance keeps its deadline for later
-            .order_by(ProcessInstance.next_wakeup_at).limit(limit)
-        ))
+    with rt.db.read() as conn:
+        return list(conn.scalars(_due(now, limit)))
 
 
 def fire_instance(rt, instance_id: str) -> list[str]:
-    """Fire the due timers of one instance; returns the elements fired (empty if not due any more).
-    SpiffWorkflow fires only once the deadline is strictly in the past; so do we."""
+    """Fire the due timers of one instance in its own transaction; returns the elements fired (empty
+    if not due any more). SpiffWorkflow fires only once the deadline is strictly in the past; so do we."""
     from .change import Abandon, change_instance
 
     try:
         with change_instance(rt, instance_id, actor="scheduler") as ch:
-            row = ch.instance
-            if (row.status != "running" or row.suspended or row.next_wakeup_at is None
-                    or row.next_wakeup_at >= ch.now):
-                raise Abandon  # another scheduler got here first, or the instance moved on (or was suspended)
-            waiting = _waiting_timers(ch.workflow)
-            ch.run_engine()
-            fired = _fired(ch.workflow, waiting, set(ch.ran))
-            if fired:
-                ch.record("timer.fired", elements=fired, deadline=row.next_wakeup_at.isoformat())
+            fired = _fire(ch)
     except Abandon:
         return []
     return fired
+
+
+def _fire(ch) -> list[str]:
+    """The firing, inside a change: re-checks the deadline under the instance lock (raises Abandon
+    when another scheduler got here first, the instance moved on or was suspended)."""
+    from .change import Abandon
+
+    row = ch.instance
+    if row.status != "running" or row.suspended or row.next_wakeup_at is None or row.next_wakeup_at >= ch.now:
+        raise Abandon
+    waiting = _waiting_timers(ch.workflow)
+    ch.run_engine()
+    fired = _fired(ch.workflow, waiting, set(ch.ran))
+    if fired:
+        ch.record("timer.fired", elements=fired, deadline=row.next_wakeup_at.isoformat())
+    return fired
+
+
+def fire_batch(rt, limit: int = 200) -> tuple[int, int]:
+    """Fire up to `limit` due instances in one transaction; returns (instances whose timers fired,
+    instances taken). The batch locks its rows in one statement, skipping rows another scheduler or
+    a user's change holds (PostgreSQL; SQLite holds the write lock), then runs for each exactly the
+    change `fire_instance` runs: the same re-check under the lock, the same writes. Only the commit
+    is shared, so either every change of the batch is kept or none is. A batch that fails for any
+    reason rolls back whole and its instances are fired one transaction each, which isolates
+    the broken one (it is parked as an incident) and fires the others."""
+    from .change import Abandon, after_commit, change_in
+
+    changes, fired = [], 0
+    try:
+        with rt.db.begin() as conn:
+            ids = list(conn.scalars(_due(rt.clock.now(), limit).with_for_update(skip_locked=True)))
+            for instance_id in ids:
+                try:
+                    with change_in(rt, conn, instance_id, actor="scheduler") as ch:
+                        fired += bool(_fire(ch))
+                except Abandon:
+                    continue
+                changes.append(ch)
+    except Exception:
+        log.warning("a batch of due timers failed; firing its instances one by one", exc_info=True)
+        ids = due_instances(rt, rt.clock.now(), limit)
+        return _fire_each(rt, ids), len(ids)
+    for ch in changes:
+        after_commit(rt, ch)
+    return fired, len(ids)
 
 
 def _fired(workflow, waiting: dict[tuple[str, str], tuple[str, str]], ran: set[str]) -> list[str]:
@@ -94,9 +138,13 @@ def _fired(workflow, waiting: dict[tuple[str, str], tuple[str, str]], ran: set[s
 
 
 def fire_due(rt, limit: int = 200) -> int:
-    """Fire every instance due now; returns how many instances had timers fire."""
+    """Fire the instances due now (up to `limit`, in one batch); returns how many had timers fire."""
+    return fire_batch(rt, limit)[0]
+
+
+def _fire_each(rt, instance_ids: list[str]) -> int:
     fired = 0
-    for instance_id in due_instances(rt, rt.clock.now(), limit):
+    for instance_id in instance_ids:
         try:
             if fire_instance(rt, instance_id):
                 fired += 1
@@ -128,10 +176,8 @@ def park(rt, instance_id: str, error: str) -> None:
 
 def earliest_wakeup(rt) -> datetime | None:
     with rt.db.session() as s:
-        return s.scalar(select(ProcessInstance.next_wakeup_at)
-                        .where(ProcessInstance.status == "running", ProcessInstance.next_wakeup_at.is_not(None),
-                               ProcessInstance.suspended.is_(False))
-                        .order_by(ProcessInstance.next_wakeup_at).limit(1))
+        return s.scalar(select(PI.c.next_wakeup_at).where(PI.c.next_wakeup_at.is_not(None), *_MAY_FIRE)
+                        .order_by(PI.c.next_wakeup_at).limit(1))
 
 
 WAKE_SLACK = timedelta(milliseconds=5)  # SpiffWorkflow fires only when deadline < now (strict)
