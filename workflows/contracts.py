@@ -11,8 +11,8 @@ from __future__ import annotations
 from engine.contracts import ModelContract, ModelContracts, NeedsElement, NeedsField, NeedsMessage, NeedsOperation
 
 from .cases import CASE_PROCESS
-from .warnings import MESSAGE as WARNING_ACK
-from .warnings import PROCESS as WARNING_PROCESS
+from .warning_models import MESSAGE as WARNING_ACK
+from .warning_models import PROCESS as WARNING_PROCESS
 
 ASSESSMENT = "workflows/case_closing.py counts it for assessment"
 HOME = "api/views/home.py lists the open tasks of this stage"

@@ -11,7 +11,7 @@ from engine.errors import InvalidInput, NotFound
 from engine.runtime import Runtime
 from engine.unit_of_work import UnitOfWork
 
-from .warnings import LEVELS, NOTIFY_LEVELS, NOTIFY_POSTS, WarningPolicy
+from .warning_models import LEVELS, NOTIFY_LEVELS, NOTIFY_POSTS, WarningPolicy
 
 
 @dataclass(frozen=True)

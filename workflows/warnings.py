@@ -21,7 +21,6 @@ import base64
 import hashlib
 import hmac
 import math
-import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,226 +28,38 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    Boolean,
     Connection,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    UniqueConstraint,
     insert,
     select,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from engine import definitions, messages, outbox
 from engine.change import new_instance
-from engine.db import Base, UTCDateTime
 from engine.endings import InstanceEnded
 from engine.errors import Conflict, NotFound
-from engine.models import BigId
 from engine.operations import OperationContext
 from engine.runtime import Runtime
 from engine.unit_of_work import UnitOfWork
 from notifications.receipts import acknowledge_instance
 
-from .grids import Grid
-from .people import Person
-from .routing import on_duty
+from .warning_models import (
+    GROUP_ID,
+    LEVELS,
+    MESSAGE,
+    PROCESS,
+    TRACK,
+    TRACK_QUEUE,
+    TRACKED,
+    E,
+    G,
+    GradedWarning,
+    W,
+    WarningEvent,
+    WarningGroup,
+)
+from .warning_plans import lineage, plan_groups
 from .working_time import CHINA
-
-PROCESS = "graded_warning"
-MESSAGE = "warning_ack"
-TRACK = "warning.track"
-TRACK_QUEUE = "engine"
-LEVELS = (1, 2, 3, 4)  # Ⅰ (most severe) … Ⅳ
-DEFAULT_ACK_MINUTES = {1: 15, 2: 30, 3: 60, 4: 120}
-NOTIFY_POSTS = ("supervisor", "inspector", "leader")
-NOTIFY_LEVELS = ("grid", "town", "district", "city")  # grid: the warning's own grid; else its ancestor
-STATUSES = ("open", "acknowledged", "escalated", "expired")
-GROUP_STATUSES = ("open", "escalated", "acknowledged", "expired", "cancelled")
-TRACKED = ("renotified", "escalated")
-GROUP_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-class WarningPolicy(Base):
-    """Who is told of a warning of `level` in grids under `grid_prefix`, and how long they have.
-    Several rows with the same (tenant, level, grid_prefix) are several recipient groups."""
-
-    __tablename__ = "warning_policy"
-    __table_args__ = (Index("ix_warning_policy_lookup", "tenant", "level"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    tenant: Mapped[str] = mapped_column(String(12))
-    level: Mapped[int] = mapped_column(Integer)  # 1–4
-    grid_prefix: Mapped[str | None] = mapped_column(String(40))  # None: every grid of the tenant
-    notify_level: Mapped[str] = mapped_column(String(10), default="grid")  # NOTIFY_LEVELS
-    notify_post: Mapped[str] = mapped_column(String(20), default="supervisor")  # NOTIFY_POSTS
-    ack_minutes: Mapped[int] = mapped_column(Integer)  # the deadline of each attempt
-    renotify: Mapped[bool] = mapped_column(Boolean, default=True)  # remind once before escalating
-
-
-class GradedWarning(Base):
-    __tablename__ = "env_warning"
-    __table_args__ = (
-        Index("ix_warning_grid", "tenant", "grid_code", "status"),
-        Index("ix_warning_created", "tenant", "created_at"),
-    )
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    tenant: Mapped[str] = mapped_column(String(12))
-    level: Mapped[int] = mapped_column(Integer)
-    grid_code: Mapped[str] = mapped_column(String(40))
-    source: Mapped[str | None] = mapped_column(String(100))  # the emitting source: an outlet MN, a station id
-    station: Mapped[str] = mapped_column(String(200))  # its name, as the notice shows it
-    pollutant: Mapped[str] = mapped_column(String(100))
-    value: Mapped[float] = mapped_column(Float)
-    unit: Mapped[str] = mapped_column(String(20))
-    limit: Mapped[float] = mapped_column("limit_value", Float)
-    observed_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(20))  # STATUSES, over all its groups
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    created_by: Mapped[str] = mapped_column(String(200))
-    # the acknowledgement that made the warning acknowledged (every group's is on the group)
-    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
-    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class WarningGroup(Base):
-    """One recipient group of a warning and its `graded_warning` process."""
-
-    __tablename__ = "warning_group"
-    __table_args__ = (UniqueConstraint("warning_id", "seq", name="uq_warning_group_seq"),)
-
-    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # business key and ack correlation value
-    warning_id: Mapped[str] = mapped_column(ForeignKey("env_warning.id"), index=True)
-    seq: Mapped[int] = mapped_column(Integer)
-    scope: Mapped[str] = mapped_column(String(40))  # the grid whose people are told first
-    post: Mapped[str] = mapped_column(String(20))
-    recipient: Mapped[str | None] = mapped_column(String(100))  # one person (inspector, leader); None: supervisors
-    policy: Mapped[str] = mapped_column(String(200))  # why these people: "policy 7", "default", a fallback
-    ack_minutes: Mapped[int] = mapped_column(Integer)
-    renotify: Mapped[bool] = mapped_column(Boolean)
-    escalation_scopes: Mapped[list[str]] = mapped_column(JSON)  # the levels above, up to the city
-    current_scope: Mapped[str] = mapped_column(String(40))  # the level told last
-    escalations: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(20))  # GROUP_STATUSES
-    instance_id: Mapped[str | None] = mapped_column(String(36), index=True)
-    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
-    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    ack_via: Mapped[str | None] = mapped_column(String(10))  # api | link
-    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
-class WarningEvent(Base):
-    """The warning's timeline: raised, renotified, escalated, acknowledged, expired, cancelled."""
-
-    __tablename__ = "warning_event"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(120), unique=True)  # what recorded it: a repeat records nothing
-    warning_id: Mapped[str] = mapped_column(ForeignKey("env_warning.id"), index=True)
-    group_id: Mapped[str | None] = mapped_column(String(32))
-    kind: Mapped[str] = mapped_column(String(20))
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-    actor: Mapped[str] = mapped_column(String(200))
-    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
-
-
-W, G, E = GradedWarning.__table__, WarningGroup.__table__, WarningEvent.__table__
-
-
-# -- who is told ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class GroupPlan:
-    scope: str
-    post: str
-    recipient: str | None
-    ack_minutes: int
-    renotify: bool
-    escalation_scopes: list[str]
-    policy: str
-
-
-class UnknownGrid(LookupError):
-    pass
-
-
-def lineage(s: Session, tenant: str, code: str) -> list[tuple[str, str]]:
-    """(code, level) from the grid up to the city, current rows; UnknownGrid if it is not one."""
-    chain: list[tuple[str, str]] = []
-    current: str | None = code
-    while current is not None and len(chain) <= len(NOTIFY_LEVELS):
-        row = s.execute(select(Grid.code, Grid.level, Grid.parent_code).where(
-            Grid.tenant == tenant, Grid.code == current, Grid.valid_to.is_(None))).first()
-        if row is None:
-            if not chain:
-                raise UnknownGrid(code)
-            break
-        chain.append((row.code, row.level))
-        current = row.parent_code
-    return chain
-
-
-def policies_for(s: Session, tenant: str, level: int, grid: str) -> list[WarningPolicy]:
-    """The tenant's rows for `level` with the longest grid prefix that `grid` starts with."""
-    rows = [p for p in s.scalars(select(WarningPolicy).where(WarningPolicy.tenant == tenant,
-                                                             WarningPolicy.level == level).order_by(WarningPolicy.id))
-            if grid.startswith(p.grid_prefix or "")]
-    best = max((len(p.grid_prefix or "") for p in rows), default=0)
-    return [p for p in rows if len(p.grid_prefix or "") == best]
-
-
-def default_policy(level: int) -> list[tuple[str, str, int, bool, str]]:
-    """(notify level, post, minutes, renotify, why): the grid's supervisors; for I and II also the
-    district's."""
-    levels = ["grid", "district"] if level <= 2 else ["grid"]
-    return [(at, "supervisor", DEFAULT_ACK_MINUTES[level], True, "default") for at in levels]
-
-
-def plan_groups(s: Session, tenant: str, level: int, chain: Sequence[tuple[str, str]],
-                at: datetime) -> list[GroupPlan]:
-    """The recipient groups of a warning in `chain[0]` (see `lineage`)."""
-    rows = policies_for(s, tenant, level, chain[0][0])
-    specs = ([(p.notify_level, p.notify_post, p.ack_minutes, p.renotify, f"policy {p.id}") for p in rows]
-             or default_policy(level))
-    plans: list[GroupPlan] = []
-    seen: set[tuple[str, str, str | None]] = set()
-    for notify_level, post, minutes, renotify, why in specs:
-        start = 0 if notify_level == "grid" else next(
-            (i for i, (_code, lvl) in enumerate(chain) if lvl == notify_level), None)
-        if start is None:  # e.g. a district level for a warning of the city itself
-            continue
-        for plan in _groups_at(s, chain[start:], post, minutes, renotify, why, at):
-            if (plan.scope, plan.post, plan.recipient) not in seen:
-                seen.add((plan.scope, plan.post, plan.recipient))
-                plans.append(plan)
-    return plans
-
-
-def _groups_at(s: Session, chain: Sequence[tuple[str, str]], post: str, minutes: int, renotify: bool, why: str,
-               at: datetime) -> list[GroupPlan]:
-    codes = [code for code, _level in chain]
-    staffed = set(s.scalars(select(Person.grid_code).where(Person.grid_code.in_(codes), Person.post == "supervisor",
-                                                           Person.active.is_(True))))
-    if post != "supervisor":
-        people = on_duty(s, grid_code=codes[0], category="", at=at, post=post) or list(s.scalars(
-            select(Person.username).where(Person.grid_code == codes[0], Person.post == post, Person.active.is_(True),
-                                          Person.username.is_not(None)).order_by(Person.username)))
-        if people:
-            above = [c for c in codes[1:] if c in staffed]
-            return [GroupPlan(codes[0], post, name, minutes, renotify, above, why) for name in people]
-        why = f"{why}; no {post} in {codes[0]}, its supervisors instead"
-    # notify.send climbs from a grid without supervisors to its parent: start where it will land,
-    # so that the first escalation reaches new people
-    first = next((i for i, c in enumerate(codes) if c in staffed), len(codes) - 1)
-    return [GroupPlan(codes[first], "supervisor", None, minutes, renotify,
-                      [c for c in codes[first + 1:] if c in staffed], why)]
-
 
 # -- raising ------------------------------------------------------------------------------------
 

@@ -23,15 +23,10 @@ from engine.visibility import grid_filter, grid_visible
 from notifications.models import Notification
 from notifications.templates import warning_level
 from workflows import warning_policies
+from workflows.warning_models import NOTIFY_LEVELS, NOTIFY_POSTS, STATUSES, GradedWarning, WarningEvent, WarningGroup
+from workflows.warning_plans import UnknownGrid
 from workflows.warning_policies import NewPolicy
 from workflows.warnings import (
-    NOTIFY_LEVELS,
-    NOTIFY_POSTS,
-    STATUSES,
-    GradedWarning,
-    UnknownGrid,
-    WarningEvent,
-    WarningGroup,
     WarningInput,
     ack_token,
     acknowledge,

@@ -18,7 +18,8 @@ from notifications.models import Notification
 from tests.api.conftest import PASSWORD, Caller
 from workflows.demo_seed import seed_demo
 from workflows.install import install
-from workflows.warnings import WarningGroup, ack_token
+from workflows.warning_models import WarningGroup
+from workflows.warnings import ack_token
 from workflows.working_time import CalendarService, seed_from_package
 
 MODEL = Path(__file__).resolve().parents[2] / "bpmn" / "graded_warning.bpmn"

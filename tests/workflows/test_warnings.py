@@ -12,12 +12,9 @@ from sqlalchemy import select, update
 from engine import definitions, instances, outbox, timers
 from engine.queues import ManualJobQueue
 from notifications.models import Notification
+from workflows.warning_models import GradedWarning, WarningEvent, WarningGroup, WarningPolicy
 from workflows.warnings import (
-    GradedWarning,
-    WarningEvent,
-    WarningGroup,
     WarningInput,
-    WarningPolicy,
     ack_token,
     acknowledge,
     group_of_token,
@@ -238,7 +235,7 @@ def test_a_repeated_track_job_records_nothing_twice(wrt, clock):
 
 
 def test_unknown_grid_and_bad_level_are_refused(wrt):
-    from workflows.warnings import UnknownGrid
+    from workflows.warning_plans import UnknownGrid
 
     with pytest.raises(UnknownGrid):
         raise_(wrt, grid="999999")
@@ -291,7 +288,7 @@ def test_an_acknowledged_groups_notices_are_marked_acknowledged(wrt, clock):
 
 def test_a_suspended_warning_model_takes_no_new_warnings_and_nothing_is_written(wrt):
     from engine.errors import Conflict
-    from workflows.warnings import GradedWarning
+    from workflows.warning_models import GradedWarning
 
     d = definitions.latest(wrt, "graded_warning")
     definitions.suspend(wrt, d.id, "admin", "editing the model")
