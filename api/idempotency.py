@@ -44,8 +44,25 @@ class IdempotencyRecord(Base):
 def _fingerprint() -> str:
     h = hashlib.sha256()
     h.update(f"{request.method} {request.path}\n".encode())
-    h.update(request.get_data(cache=True))
+    if request.mimetype == "multipart/form-data":
+        _multipart_content(h)
+    else:
+        h.update(request.get_data(cache=True))
     return h.hexdigest()
+
+
+def _multipart_content(h) -> None:
+    """A form's fields and files, not its bytes: a client's retry picks a new random boundary, and
+    that is still the same request."""
+    for name, value in sorted(request.form.items(multi=True)):
+        h.update(f"field {name}={value}\n".encode())
+    for name, upload in sorted(request.files.items(multi=True), key=lambda item: (item[0], item[1].filename or "")):
+        digest = hashlib.sha256()
+        stream = upload.stream
+        while chunk := stream.read(1 << 16):
+            digest.update(chunk)
+        stream.seek(0)
+        h.update(f"file {name} {upload.filename} {upload.mimetype} {digest.hexdigest()}\n".encode())
 
 
 def idempotent(view: Callable) -> Callable:

@@ -252,3 +252,38 @@ def test_urging_a_case_tells_the_inspector_working_on_it(world, clock):
         (n,) = s.scalars(select(Notification).where(Notification.kind == "urge")).all()
     assert (n.recipient, n.case_id) == (f"insp-{unit}", case["id"])
     assert "群众反映强烈" in n.text and "leader" in n.text
+
+
+def _multipart(boundary: str, data: bytes, name: str) -> bytes:
+    return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
+            f"Content-Type: image/jpeg\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+
+
+def test_a_retried_photo_upload_with_a_new_multipart_boundary_is_the_same_request(world, clock):
+    """A phone's retry re-encodes the form with a new random boundary: it is replayed, not refused
+    as a reused Idempotency-Key (the chaos run lost loops to that); another photo under the key is."""
+    rt, client, _fake = world
+    _unit, lon, lat = point_in_first_unit(rt)
+    system = Caller(client, {"X-API-Key": accounts.create_api_key(rt.db, clock.now(), name="m",
+                                                                   roles=["system"])}, "system")
+    sup = login(rt, client, clock, "city-sup", ["supervisor"], "3207")
+    case = system.post("/api/v1/alarms", json={"tenant": "320700", "source": "monitoring", "externalId": "E-1",
+                                               "category": "noise", "occurredAt": clock.now().isoformat(),
+                                               "lon": lon, "lat": lat}).get_json()
+    review = sup.get(f"/api/v1/task?processInstanceId={case['processInstanceId']}").get_json()["items"][0]
+    url = f"/api/v1/task/{review['id']}"
+    assert sup.post(f"{url}/checkin", json={"lon": lon, "lat": lat}).status_code == 201
+
+    def upload(boundary: str, name: str, data: bytes = JPEG):
+        return sup.post(f"{url}/photos", data=_multipart(boundary, data, name), headers={
+            "Idempotency-Key": "photo-1", "Content-Type": f"multipart/form-data; boundary={boundary}"})
+
+    first = upload("first-boundary", "site.jpg")
+    again = upload("another-boundary", "site.jpg")
+    assert first.status_code == again.status_code == 201
+    assert again.headers.get("Idempotent-Replayed") == "true" and again.get_json() == first.get_json()
+    assert [e["kind"] for e in sup.get(f"{url}/evidence").get_json()].count("photo") == 1
+    other = upload("third-boundary", "other.jpg")
+    assert other.status_code == 422 and other.get_json()["error"]["code"] == "idempotency_key_reused"
+    changed = upload("fourth-boundary", "site.jpg", JPEG[:-2] + b"\x00\xff\xd9")
+    assert changed.status_code == 422
