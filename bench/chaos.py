@@ -286,7 +286,12 @@ def run(args) -> tuple[dict[str, Any], bool]:
         password, secret = "bench-" + secrets.token_urlsafe(16), secrets.token_hex(16)
         auth_token = secrets.token_hex(16)
         log.info("private PostgreSQL on %d, Redis on %d (%s): migrate, seed, deploy", pg.port, redis_.port, base_dir)
-        api_key, units, _categories = prepare(url, password, base_dir / "uploads")
+        kept = os.environ.get("GRIDLOOP_ADMIN_PASSWORD")  # prepare sets it: leave a test session's env as it was
+        try:
+            api_key, units, _categories = prepare(url, password, base_dir / "uploads")
+        finally:
+            if kept is None:
+                os.environ.pop("GRIDLOOP_ADMIN_PASSWORD", None)
         reachable_staff(url, "+8613800138000")
         sink = CountingEnforcement(secret)
         fake = FakeProvider(ACCOUNT_SID, auth_token)
