@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.message import MessageEventDefin
 from SpiffWorkflow.bpmn.specs.event_definitions.multiple import MultipleEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import CycleTimerEventDefinition, TimerEventDefinition
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 from SpiffWorkflow.exceptions import SpiffWorkflowException
 
 from .form_xml import forms_of
@@ -40,6 +42,8 @@ from .spiff_specs import ServiceTask as OperationTask
 MAX_BPMN_BYTES = 2 * 1024 * 1024
 MIN_CYCLE = timedelta(minutes=1)
 MAX_ELEMENTS = 2000  # flow nodes per process: a bound on what one transaction may have to walk
+MAX_PLANNED_TASKS = 20_000  # tasks SpiffWorkflow may plan for a new instance (the reference loop: under 100)
+MAX_PLAN_SECONDS = 5.0  # CPU time planning a new instance may take at deploy
 # No external entities, no network, no huge trees: say so explicitly rather than rely on defaults.
 SAFE_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, remove_comments=False)
 # User-task properties evaluated as expressions over the process variables (formKey is a plain name).
@@ -264,16 +268,55 @@ def _dangling_flows(root) -> Iterator[Problem]:
 
 
 def _plannable(spec, subprocess_specs: dict) -> list[Problem]:
-    """SpiffWorkflow plans the whole flow when an instance is created; a loop that does not pass
-    through a gateway makes that recurse without end. Refuse such a model here, not at run time."""
-    from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
-
+    """SpiffWorkflow plans the whole flow when an instance is created: a loop that does not pass
+    through a gateway makes that recurse without end, and parallel split/join pairs in a row double
+    the plan with each pair. Refuse such a model here, not at run time, and without planning more
+    than MAX_PLANNED_TASKS tasks or for longer than MAX_PLAN_SECONDS of CPU."""
     try:
-        BpmnWorkflow(spec, subprocess_specs)
+        _PlanningWorkflow(spec, subprocess_specs)
     except RecursionError:
         return [Problem(None, "the flow loops back without passing through a gateway; add an exclusive "
                               "gateway to the loop")]
+    except PlanTooLarge as exc:
+        return [Problem(None, str(exc))]
     return []
+
+
+class PlanTooLarge(Exception):
+    """Planning a new instance of the model went past its bound (tasks or CPU time)."""
+
+
+class _PlanBudget(dict):
+    """The task table of a workflow being planned at deploy: refuses to grow past the bounds."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        planned = len(self)
+        if planned > MAX_PLANNED_TASKS:
+            raise PlanTooLarge(f"the model is too large to plan: a new instance would have more than "
+                               f"{MAX_PLANNED_TASKS:,} tasks planned (parallel split/join pairs in a row double the "
+                               "plan with each pair; nest them or join fewer branches at a time)")
+        if planned % 256 == 0 and time.thread_time() > self.deadline:
+            raise PlanTooLarge(f"the model is too large to plan: planning a new instance took more than "
+                               f"{MAX_PLAN_SECONDS:g} s of CPU ({planned:,} tasks so far)")
+
+
+class _PlanningWorkflow(BpmnWorkflow):
+    """A BpmnWorkflow whose task table is a _PlanBudget (the library fills `tasks` while it plans)."""
+
+    @property
+    def tasks(self) -> dict:
+        return self._tasks
+
+    @tasks.setter
+    def tasks(self, value: dict) -> None:
+        budget = _PlanBudget(time.thread_time() + MAX_PLAN_SECONDS)
+        budget.update(value)
+        self._tasks = budget
 
 
 def _executable_process(parser: GridLoopParser) -> str:

@@ -4,6 +4,7 @@ re-attached from the per-version spec cache on load (about 2.5x smaller and fast
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from copy import copy
 from typing import Any
 from uuid import UUID
@@ -16,9 +17,14 @@ from SpiffWorkflow.spiff.serializer.config import SPIFF_CONFIG
 from SpiffWorkflow.task import Task
 from SpiffWorkflow.util.task import TaskState
 
+from .errors import ProcessError
+from .sandbox import OverBudget, json_size
 from .spiff_specs import ClockedCycle, ClockedDuration, ClockedTimeDate
 
 STATE_FORMAT = 1
+# The JSON the task data of one instance may take in its saved state. A condition can still grow
+# data in place (`items.append(...)`): measured, stopping at the budget, before anything is encoded.
+MAX_STATE_DATA_BYTES = 64_000_000
 
 # Task ids are converted between text and UUID about four times per task per load and per save
 # (key, id, parent, children), and the conversions are the bulk of the work; both are memoised
@@ -137,6 +143,28 @@ class SpeclessWorkflowConverter(BpmnWorkflowConverter):
         return workflow
 
 
+def _check_data_size(dct: dict[str, Any]) -> None:
+    """Refuse a state whose task data (full data and deltas, as written) passes MAX_STATE_DATA_BYTES."""
+    left, memo = MAX_STATE_DATA_BYTES, {}
+    try:
+        for data in _data_parts(dct):
+            left -= json_size(data, left, compact=True, lenient=True, memo=memo)
+    except OverBudget:
+        left = -1
+    if left < 0:
+        raise ProcessError(f"the instance's data would take more than {MAX_STATE_DATA_BYTES:,} bytes as JSON (the "
+                           "state budget; shared references counted each time): a script or condition grew it")
+
+
+def _data_parts(dct: dict[str, Any]) -> Iterator[Any]:
+    yield dct.get("data")
+    for task in (dct.get("tasks") or {}).values():
+        yield task.get("data")
+        yield (task.get("delta") or {}).get("updates")
+    for sub in (dct.get("subprocesses") or {}).values():
+        yield from _data_parts(sub)
+
+
 class StateSerializer:
     """Turns a workflow into a JSON string and back, given the spec it runs on."""
 
@@ -150,6 +178,7 @@ class StateSerializer:
 
     def dumps(self, workflow: BpmnWorkflow) -> str:
         dct = self._registry.convert(workflow)
+        _check_data_size(dct)
         dct["format"] = STATE_FORMAT
         return json.dumps(dct, separators=(",", ":"), default=str)
 
