@@ -1,5 +1,5 @@
 """`gridloop` — one command for the processes (run, web, worker, scheduler) and the chores
-(db upgrade, deploy, calendar, create-user, create-api-key). Configuration comes from GRIDLOOP_* variables."""
+(db upgrade, deploy, calendar, create-user, create-api-key, audit). Configuration comes from GRIDLOOP_* variables."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from .cli_audit import audit_group
 from .logs import configure_logging
 from .settings import Settings
 
@@ -28,6 +29,9 @@ def _runtime(settings: Settings):
 @click.group()
 def main() -> None:
     """GridLoop: closed-loop environmental supervision on BPMN."""
+
+
+main.add_command(audit_group)
 
 
 @main.command()

@@ -399,9 +399,3 @@ class IncidentListArgs(PageArgs):
     status = fields.String(load_default="open", validate=validate.OneOf(["open", "resolved"]))
     instance_id = fields.String(data_key="processInstanceId")
 
-
-class ChainReportSchema(Schema):
-    ok = fields.Boolean()
-    checked = fields.Integer()
-    first_broken_id = fields.Integer(data_key="firstBrokenId", allow_none=True)
-    reason = fields.String(allow_none=True)

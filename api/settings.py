@@ -12,6 +12,7 @@ from notifications.config import NotifySettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORKER_MODES = ("simple", "fork")
+AUDIT_KEY_MIN_CHARS = 32
 
 
 def _env(name: str, default: str) -> str:
@@ -23,6 +24,10 @@ class Settings:
     database_url: str = "sqlite:///var/gridloop.db"
     redis_url: str = ""  # empty: the embedded in-process job runner
     secret_key: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+    # The audit trail's HMAC key (engine/audit) and the retired keys verification still accepts.
+    audit_key: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
+    audit_retired_keys: tuple[str, ...] = field(default=(), repr=False)
+    audit_checkpoint_interval_s: int = 300  # the scheduler signs the chain heads this often (0: never)
     access_token_ttl_s: int = 3600
     refresh_token_ttl_s: int = 14 * 86400
     host: str = "127.0.0.1"
@@ -83,16 +88,26 @@ class Settings:
             raise ValueError(f"GRIDLOOP_WORKER_MODE must be one of {', '.join(WORKER_MODES)}: {self.worker_mode!r}")
         if self.worker_max_jobs < 1:
             raise ValueError(f"GRIDLOOP_WORKER_MAX_JOBS must be at least 1: {self.worker_max_jobs}")
+        for key in (self.audit_key, *self.audit_retired_keys):
+            if len(key) < AUDIT_KEY_MIN_CHARS:
+                raise ValueError(f"an audit key (GRIDLOOP_AUDIT_KEY, its file or a retired key) must have at least "
+                                 f"{AUDIT_KEY_MIN_CHARS} characters")
+        if self.audit_checkpoint_interval_s < 0:
+            raise ValueError("GRIDLOOP_AUDIT_CHECKPOINT_INTERVAL must be 0 (never) or more seconds")
         if self.worker_max_rss_mb < 0:
             raise ValueError(f"GRIDLOOP_WORKER_MAX_RSS_MB must be 0 (no limit) or more: {self.worker_max_rss_mb}")
 
     @classmethod
     def from_env(cls) -> Settings:
         d = cls()
+        audit_key, audit_retired = _audit_keys()
         return cls(
             database_url=_env("DATABASE_URL", d.database_url),
             redis_url=_env("REDIS_URL", d.redis_url),
             secret_key=_env("SECRET_KEY", "") or _stable_dev_secret(),
+            audit_key=audit_key,
+            audit_retired_keys=audit_retired,
+            audit_checkpoint_interval_s=int(_env("AUDIT_CHECKPOINT_INTERVAL", str(d.audit_checkpoint_interval_s))),
             access_token_ttl_s=int(_env("ACCESS_TOKEN_TTL", str(d.access_token_ttl_s))),
             refresh_token_ttl_s=int(_env("REFRESH_TOKEN_TTL", str(d.refresh_token_ttl_s))),
             host=_env("HOST", d.host),
@@ -176,10 +191,26 @@ def _flag(value: str) -> bool | None:
     return None if value == "" else value.lower() in ("1", "true", "yes")
 
 
-def _stable_dev_secret() -> str:
+def _audit_keys() -> tuple[str, tuple[str, ...]]:
+    """The audit key and the retired ones: GRIDLOOP_AUDIT_KEY (+ GRIDLOOP_AUDIT_RETIRED_KEYS, comma-
+    separated), or a key file (GRIDLOOP_AUDIT_KEY_FILE, default var/audit_key, generated on first
+    use): one key per line, the first signs new events, the others are retired."""
+    key = _env("AUDIT_KEY", "")
+    if key:
+        return key, tuple(k.strip() for k in _env("AUDIT_RETIRED_KEYS", "").split(",") if k.strip())
+    file = _env("AUDIT_KEY_FILE", "")
+    text = Path(file).read_text() if file else _stable_dev_secret("audit_key")
+    keys = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    if not keys:
+        raise ValueError(f"the audit key file {file} holds no key")
+    return keys[0], tuple(keys[1:])
+
+
+def _stable_dev_secret(name: str = "secret_key") -> str:
     """Without GRIDLOOP_SECRET_KEY, keep one random secret in var/ so tokens survive restarts of the
-    embedded server. Production sets the variable (the same value on every web process)."""
-    path = Path("var") / "secret_key"  # beside the embedded database (sqlite:///var/gridloop.db)
+    embedded server. Production sets the variable (the same value on every web process). The same
+    for the audit key (var/audit_key)."""
+    path = Path("var") / name  # beside the embedded database (sqlite:///var/gridloop.db)
     if path.exists():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)

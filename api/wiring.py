@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from engine import decisions, definitions
+from engine import audit, decisions, definitions
 from engine.clock import Clock, SystemClock
 from engine.db import Database
 from engine.parsing import ModelError
@@ -44,7 +44,8 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
     """The engine runtime with the domain's operations registered (they read `calendar`)."""
     rt = Runtime(db=db or make_database(settings), clock=clock or SystemClock(),
                  message_ttl=timedelta(seconds=settings.message_ttl_s),
-                 job_lease=timedelta(seconds=settings.job_lease_s), tenant_of=tenant_prefix)
+                 job_lease=timedelta(seconds=settings.job_lease_s), tenant_of=tenant_prefix,
+                 audit_keys=audit.AuditKeys.of(settings.audit_key, settings.audit_retired_keys))
     calendar = calendar or CalendarService(rt.db)
     notify = settings.notify
     install(rt, calendar=calendar.calendar,
@@ -80,11 +81,22 @@ def chores(rt: Runtime, settings: Settings) -> list[Callable[[], object]]:
             log.info("readings purged", extra={"deleted": deleted, "retention_days": settings.reading_retention_days})
         return deleted
 
-    return [lambda: purge(rt), offline, old_readings, lambda: purge_sessions(rt.db, rt.clock.now())]
+    last_checkpoint = [time.monotonic()]
+
+    def audit_checkpoint() -> int:  # signs the chain heads that moved (engine/audit/store.py)
+        interval = settings.audit_checkpoint_interval_s
+        if interval <= 0 or time.monotonic() - last_checkpoint[0] < interval:
+            return 0
+        last_checkpoint[0] = time.monotonic()
+        return 1 if audit.take_checkpoint(rt.db, rt.audit_keys, "scheduler", rt.clock.now()) else 0
+
+    return [lambda: purge(rt), offline, old_readings, lambda: purge_sessions(rt.db, rt.clock.now()),
+            audit_checkpoint]
 
 
 def prepare_database(rt: Runtime, settings: Settings) -> None:
-    """Migrate the schema and deploy the bundled models (an identical file keeps its version)."""
+    """Migrate the schema and deploy the bundled models (an identical file keeps its version); then
+    sign an audit checkpoint (the first one seals the events written before the trail had a key)."""
     database.upgrade(rt.db)
     ensure_admin(rt, settings.admin_password)
     seeded = seed_from_package(rt.db, rt.clock.now())
@@ -107,6 +119,7 @@ def prepare_database(rt: Runtime, settings: Settings) -> None:
         targets = seed_demo_targets(rt, demo.tenant)
         if targets:
             log.info("demo patrol targets added", extra={"tenant": demo.tenant, "targets": targets})
+    audit.take_checkpoint(rt.db, rt.audit_keys, "system:startup", rt.clock.now())
 
 
 def ensure_admin(rt: Runtime, password: str = "") -> None:

@@ -226,7 +226,7 @@ def store(rt: Runtime, parsed: list[ParsedFile], actor: str, name: str | None = 
                     deployment = None
                 if scheduled:
                     rt.db.notify(s, WAKEUP_CHANNEL)
-                audit.append_system(rt.db, s, drafts)
+                audit.append_system(rt, s, drafts)
             for d in done:
                 rt.specs.put(d.definition.id, d.model)
             for pf in parsed:

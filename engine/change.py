@@ -298,7 +298,8 @@ def finish(change: Change) -> None:
             first.setdefault("ran", change.ran)
         if before_status != row.status:
             first.setdefault("status", {"before": before_status, "after": row.status})
-    rows, row.audit_head = audit.chain_rows(row.id, row.audit_head or audit.GENESIS, change.drafts)
+    rows, row.audit_head = audit.chain_rows(change.rt.audit_keys, row.id, row.audit_head or audit.GENESIS,
+                                            change.drafts)
     change.woke_earlier = row.next_wakeup_at is not None and (
         before_wakeup is None or row.next_wakeup_at < before_wakeup)
     if change._session is not None:
@@ -329,6 +330,7 @@ def _write(change: Change, rows: list[dict[str, Any]]) -> None:
     conn, db, row = change.conn, change.rt.db, change.instance
     if change.is_new:  # on its own: a clashing business key is an IntegrityError, which start() expects
         db.run(conn, _INSERT, {c.key: getattr(row, c.key) for c in PI.c})
+        audit.anchor_instances(change.rt, conn, [row.id], change.actor, change.now)
     with db.pipeline(conn):
         for stmt, params in change.deferred:
             db.run(conn, stmt, params)

@@ -73,7 +73,7 @@ def store(rt: Runtime, s, parsed: list[ParsedDecision], raw: bytes, actor: str, 
     if drafts is not None:
         drafts.extend(mine)
     elif mine:
-        audit.append_system(rt.db, s, mine)
+        audit.append_system(rt, s, mine)
     return stored
 
 

@@ -142,6 +142,6 @@ def _locked(s, definition_id: int) -> ProcessDefinition:
 
 
 def _audit(rt: Runtime, s, d: ProcessDefinition, action: str, actor: str, reason: str, **more: object) -> None:
-    audit.append_system(rt.db, s, [audit.AuditDraft(
+    audit.append_system(rt, s, [audit.AuditDraft(
         action=action, actor=actor, at=rt.clock.now(),
         details={"key": d.key, "version": d.version, "definition_id": d.id, "reason": reason, **more})])

@@ -47,9 +47,9 @@ def retry(rt: Runtime, incident_id: int, actor: str) -> Incident:
                                  task_id=inc.task_id, element_id=inc.element_id,
                                  details={"incident": inc.id, "operation": inc.operation})
         if row is not None:
-            audit.append_to_instance(s, row, [draft])
+            audit.append_to_instance(rt, s, row, [draft])
         else:
-            audit.append_system(rt.db, s, [draft])
+            audit.append_system(rt, s, [draft])
     if started is not None:
         after_commit(rt, started)
     rt.wake()

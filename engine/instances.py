@@ -126,7 +126,7 @@ def annotate(rt: Runtime, instance_id: str, actor: str, action: str, **details: 
 
     with rt.db.transaction() as s:
         row = locked_instance(s, instance_id)
-        audit.append_to_instance(s, row, [audit.AuditDraft(action=action, actor=actor, at=rt.clock.now(),
+        audit.append_to_instance(rt, s, row, [audit.AuditDraft(action=action, actor=actor, at=rt.clock.now(),
                                                            instance_id=instance_id, details=details)])
 
 
@@ -225,7 +225,7 @@ def definition_of(rt: Runtime, row: ProcessInstance) -> ProcessDefinition:
     return definitions.get(rt, row.definition_id)
 
 
-def annotate_in(session: Session, instance_id: str, actor: str, action: str, at: datetime,
+def annotate_in(rt: Runtime, session: Session, instance_id: str, actor: str, action: str, at: datetime,
                 **details: Any) -> ProcessInstance:
     """`annotate` inside the caller's transaction (a use case that writes more with it): locks the
     instance, appends the event, and answers the locked row; the caller commits or rolls back."""
@@ -233,6 +233,6 @@ def annotate_in(session: Session, instance_id: str, actor: str, action: str, at:
     from .change import locked_instance
 
     row = locked_instance(session, instance_id)
-    audit.append_to_instance(session, row, [audit.AuditDraft(action=action, actor=actor, at=at,
-                                                             instance_id=instance_id, details=details)])
+    audit.append_to_instance(rt, session, row, [audit.AuditDraft(action=action, actor=actor, at=at,
+                                                                 instance_id=instance_id, details=details)])
     return row

@@ -118,7 +118,7 @@ def record_failure(rt: Runtime, payload: dict[str, Any], error: str) -> None:
             retry = {k: v for k, v in payload.items() if k != "outbox_id"}
             outbox.add(s, now, queue=op.queue, job="service_call",
                        payload={**retry, "attempt": attempt + 1, "last_error": error}, available_at=now + delay)
-            _audit(s, row, now, "service.retry_scheduled", payload, error, retry_at=(now + delay).isoformat())
+            _audit(rt, s, row, now, "service.retry_scheduled", payload, error, retry_at=(now + delay).isoformat())
     except _AlreadyRecorded:
         return
     rt.wake()
@@ -153,11 +153,12 @@ def _incident(rt: Runtime, payload: dict[str, Any], error: str, now) -> None:
         s.add(Incident(kind="service_task", instance_id=payload["instance_id"], task_id=payload["task_id"],
                        element_id=payload["element_id"], operation=payload["operation"], message=error,
                        attempts=payload.get("attempt", 1), payload=kept, status="open", created_at=now))
-        _audit(s, row, now, "incident.raised", payload, error)
+        _audit(rt, s, row, now, "incident.raised", payload, error)
 
 
-def _audit(s, row: ProcessInstance, now, action: str, payload: dict[str, Any], error: str, **extra: Any) -> None:
-    audit.append_to_instance(s, row, [audit.AuditDraft(
+def _audit(rt: Runtime, s, row: ProcessInstance, now, action: str, payload: dict[str, Any], error: str,
+           **extra: Any) -> None:
+    audit.append_to_instance(rt, s, row, [audit.AuditDraft(
         action=action, actor=f"operation:{payload['operation']}", at=now, instance_id=row.id,
         task_id=payload["task_id"], element_id=payload["element_id"],
         details={"operation": payload["operation"], "attempt": payload.get("attempt", 1), "error": error, **extra})])

@@ -130,7 +130,7 @@ def _buffer(rt: Runtime, name: str, value: str, message_id: str, payload: dict[s
             s.add(Message(id=message_id, message_name=name, correlation_value=value, payload=payload,
                           status="buffered", received_at=now, expires_at=now + ttl, sender=actor))
             s.flush()
-            audit.append_system(rt.db, s, [audit.AuditDraft(
+            audit.append_system(rt, s, [audit.AuditDraft(
                 action="message.buffered", actor=actor, at=now,
                 details={"message": name, "message_id": message_id, "correlation": value,
                          "expires_at": (now + ttl).isoformat()})])

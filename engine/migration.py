@@ -228,7 +228,7 @@ def migrate_one(rt: Runtime, p: _Prepared, instance_id: str, names: Mapping[str,
             "after": {"definitionId": p.target.id, "version": p.target.version},
             "mapping": {k: v for k, v in mapping.items() if k}, "overrides": dict(overrides)})
         _rename_calls(rt, conn, instance_id, mapping, p.source_model)
-        rows, head = audit.chain_rows(instance_id, row["audit_head"] or audit.GENESIS, [draft])
+        rows, head = audit.chain_rows(rt.audit_keys, instance_id, row["audit_head"] or audit.GENESIS, [draft])
         rt.db.run(conn, _MOVE, {"row_id": instance_id, "definition_id": p.target.id, "state": state,
                                 "revision": (row["revision"] or 0) + 1, "updated_at": now, "audit_head": head})
         rt.db.run(conn, audit.INSERT, rows)

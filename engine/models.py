@@ -261,6 +261,34 @@ class AuditEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str | None] = mapped_column(String(16))  # the HMAC key's id; None: plain SHA-256 (legacy)
+
+
+class AuditChainHead(Base):
+    """The last event of a chain that has no instance row to keep its head (`system`, `anchor`), so
+    that events cut off its end are detected (engine/audit)."""
+
+    __tablename__ = "audit_chain_head"
+
+    chain: Mapped[str] = mapped_column(String(36), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(64))  # its lock serialises the chain's appends
+
+
+class AuditCheckpoint(Base):
+    """A signed record of chain heads (those that moved since the previous checkpoint), chained to the
+    previous checkpoint: events cut off a chain after it was taken are detected (engine/audit)."""
+
+    __tablename__ = "audit_checkpoint"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    taken_by: Mapped[str] = mapped_column(String(200))
+    max_event_id: Mapped[int] = mapped_column(BigInteger)  # the newest event it saw
+    legacy_until: Mapped[int] = mapped_column(BigInteger)  # the newest unkeyed event at the first checkpoint
+    heads: Mapped[dict[str, Any]] = mapped_column(JSON)  # {chain: [event id, hash]}
+    prev_signature: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(16))
+    signature: Mapped[str] = mapped_column(String(64))
 
 
 class OutboxEntry(Base):

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .audit.keys import AuditKeys
 from .clock import Clock, SystemClock
 from .contracts import ModelContracts
 from .db import Database
@@ -91,6 +92,8 @@ class Runtime:
     decisions: Any = None
     # What other layers rely on in the models they start (contracts.py); every new version is checked.
     contracts: ModelContracts = field(default_factory=ModelContracts)
+    # The audit trail's key ring (engine/audit/keys.py); unconfigured, a random key of this process only.
+    audit_keys: AuditKeys = field(default_factory=AuditKeys.generate)
 
     def __post_init__(self) -> None:
         from . import calls, jobs, messages, signals  # the engine's own jobs; other layers add theirs with add_job

@@ -158,12 +158,12 @@ def fire(rt: Runtime, key: str) -> str | None:
         details = {"key": key, "element": row["element_id"], "due": occurrence.isoformat(), "missed": missed,
                    "next": next_at.isoformat() if next_at else None}
         if latest is None or latest.suspended:
-            audit.append_system(rt.db, conn, [audit.AuditDraft(
+            audit.append_system(rt, conn, [audit.AuditDraft(
                 action="start_timer.skipped", actor=ACTOR, at=now,
                 details={**details, "reason": "the latest version is suspended" if latest else "no latest version"})])
         else:
             change = start_period(rt, conn, key, occurrence.isoformat())
-            audit.append_system(rt.db, conn, [audit.AuditDraft(
+            audit.append_system(rt, conn, [audit.AuditDraft(
                 action="start_timer.fired", actor=ACTOR, at=now,
                 details={**details, "instance_id": change.instance.id, "definition_id": latest.id,
                          "version": latest.version})])
@@ -199,7 +199,7 @@ def park(rt: Runtime, key: str, error: str) -> None:
             created_at=now))
         conn.execute(SS.update().where(SS.c.key == key).values(next_at=next_at, remaining=remaining,
                                                                 updated_at=now))
-        audit.append_system(rt.db, conn, [audit.AuditDraft(
+        audit.append_system(rt, conn, [audit.AuditDraft(
             action="start_timer.failed", actor=ACTOR, at=now,
             details={"key": key, "element": row["element_id"], "due": row["next_at"].isoformat(), "error": error,
                      "missed": missed})])

@@ -36,7 +36,7 @@ def suspend(rt: Runtime, instance_id: str, actor: str, reason: str) -> ProcessIn
         if row.suspended:
             raise Conflict("instance is suspended already")
         row.suspended = True
-        audit.append_to_instance(s, row, [audit.AuditDraft(
+        audit.append_to_instance(rt, s, row, [audit.AuditDraft(
             action="instance.suspended", actor=actor, at=now, instance_id=instance_id,
             details={"reason": reason, "nextWakeupAt": _iso(row.next_wakeup_at)})])
     return row

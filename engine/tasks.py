@@ -105,7 +105,7 @@ def _locked_task(rt: Runtime, task_id: str, actor: str) -> Iterator[tuple[Sessio
 
 def _assignment_audit(rt: Runtime, s: Session, row: ProcessInstance, ht: HumanTask, action: str, actor: str,
                       **details: Any) -> None:
-    audit.append_to_instance(s, row, [audit.AuditDraft(action=action, actor=actor, at=rt.clock.now(),
+    audit.append_to_instance(rt, s, row, [audit.AuditDraft(action=action, actor=actor, at=rt.clock.now(),
                                                        instance_id=row.id, task_id=ht.id,
                                                        element_id=ht.element_id, details=details)])
 

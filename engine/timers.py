@@ -170,7 +170,7 @@ def park(rt, instance_id: str, error: str) -> None:
                        message=error, attempts=1, payload={"deadline": row.next_wakeup_at.isoformat()},
                        status="open", created_at=now))
         row.next_wakeup_at = None
-        audit.append_to_instance(s, row, [audit.AuditDraft(action="incident.raised", actor="scheduler", at=now,
+        audit.append_to_instance(rt, s, row, [audit.AuditDraft(action="incident.raised", actor="scheduler", at=now,
                                                            instance_id=instance_id, details={"error": error})])
 
 

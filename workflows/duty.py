@@ -282,4 +282,4 @@ def _record(shift: DutyShift) -> dict[str, Any]:
 
 
 def _audit(rt: Runtime, s: Session, actor: str, action: str, **details: Any) -> None:
-    audit.append_system(rt.db, s, [audit.AuditDraft(action=action, actor=actor, at=rt.clock.now(), details=details)])
+    audit.append_system(rt, s, [audit.AuditDraft(action=action, actor=actor, at=rt.clock.now(), details=details)])

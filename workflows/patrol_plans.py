@@ -164,7 +164,7 @@ def replace_plans(rt: Runtime, tenant: str, plans: list[Plan], actor: str) -> li
         s.execute(delete(PatrolPlan).where(PatrolPlan.tenant == tenant))
         s.add_all([PatrolPlan(tenant=tenant, grid_level=p.grid_level, target_class=p.target_class, cadence=p.cadence,
                               times=p.times, night=p.night, updated_by=actor, updated_at=now) for p in plans])
-        audit.append_system(rt.db, s, [audit.AuditDraft(
+        audit.append_system(rt, s, [audit.AuditDraft(
             action="patrol.plans_replaced", actor=actor, at=now,
             details={"tenant": tenant, "plans": [p.as_json() for p in plans]})])
     return plans or list(DEFAULT_PLANS)

@@ -241,5 +241,5 @@ def _new_source(new: NewSource, grid: str | None, now) -> MonitoringSource:
 
 
 def _audit(rt: Runtime, s: Session, actor: str, action: str, **details: Any) -> None:
-    audit.append_system(rt.db, s, [audit.AuditDraft(action=action, actor=actor, at=rt.clock.now(),
+    audit.append_system(rt, s, [audit.AuditDraft(action=action, actor=actor, at=rt.clock.now(),
                                                      details=details)])

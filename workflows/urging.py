@@ -62,7 +62,7 @@ def urge_case(rt: Runtime, viewer: Viewer, case_id: str, note: str, *, quiet: Qu
                                     .order_by(HumanTask.created_at, HumanTask.id)))
         people = sorted({t.assignee for t in open_tasks if t.assignee})
         tasks = [t.element_id for t in open_tasks]
-        instances.annotate_in(s, case.instance_id, viewer.name, "case.urged", now, note=note, tasks=tasks,
+        instances.annotate_in(rt, s, case.instance_id, viewer.name, "case.urged", now, note=note, tasks=tasks,
                               assignees=people)
         due = min((t.due_at for t in open_tasks if t.due_at), default=None)
         outcomes = notices.urge(s, now, key=f"urge:{case_id}:{uuid.uuid4().hex}", case_id=case_id, people=people,

@@ -30,7 +30,7 @@ def other_process(rt: Runtime, *, busy_timeout_ms: int = 2000) -> Iterator[Runti
         @event.listens_for(db.engine, "connect")
         def _short_busy_timeout(dbapi_conn, _record) -> None:
             dbapi_conn.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-    other = Runtime(db=db, clock=rt.clock)
+    other = Runtime(db=db, clock=rt.clock, audit_keys=rt.audit_keys)  # the same configured key
     reference_operations(other)
     try:
         yield other

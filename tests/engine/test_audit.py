@@ -31,7 +31,7 @@ def _ids(rt) -> list[int]:
 
 def _verify(rt) -> audit.ChainReport:
     with rt.db.session() as s:
-        return audit.verify(s)
+        return audit.verify(s, rt.audit_keys)
 
 
 def test_chain_of_a_full_loop_verifies(rt):
@@ -44,19 +44,19 @@ def test_chain_of_a_full_loop_verifies(rt):
     by_chain: dict[str, list[AuditEvent]] = {}
     for e in events:
         by_chain.setdefault(e.chain, []).append(e)
-    assert set(by_chain) == {"system", iid}
+    assert set(by_chain) == {"system", "anchor", iid}
     for chain in by_chain.values():
         assert chain[0].prev_hash == audit.GENESIS
         assert all(later.prev_hash == earlier.hash for earlier, later in pairwise(chain))
-    assert {"definition.deployed", "instance.started", "task.claimed", "task.completed", "service.completed",
-            "message.correlated", "instance.completed"} <= {e.action for e in events}
+    assert {"definition.deployed", "instance.anchored", "instance.started", "task.claimed", "task.completed",
+            "service.completed", "message.correlated", "instance.completed"} <= {e.action for e in events}
 
 
 def test_small_batches_verify_the_same_chain(rt):
     _full_loop(rt)
     ids = _ids(rt)
     with rt.db.session() as s:
-        assert audit.verify(s, batch=2).checked == len(ids)
+        assert audit.verify(s, rt.audit_keys, batch=2).checked == len(ids)
 
 
 def test_editing_one_rows_details_is_reported_at_that_row(rt):

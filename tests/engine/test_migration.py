@@ -70,7 +70,7 @@ def test_a_renamed_task_moves_with_its_id_claim_and_timer_deadline_and_the_new_f
     assert _deadlines(rt, ids) == before_deadlines
     with rt.db.session() as s:
         events = list(s.scalars(select(AuditEvent).where(AuditEvent.action == "instance.migrated")))
-        assert audit.verify(s).ok
+        assert audit.verify(s, rt.audit_keys).ok
     assert len(events) == 12 and {e.instance_id for e in events} == set(ids)
     assert events[0].details["before"] == {"definitionId": v1, "version": 1}
     assert events[0].details["after"] == {"definitionId": v2, "version": 2}

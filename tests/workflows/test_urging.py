@@ -69,7 +69,7 @@ def test_an_urge_and_its_notice_commit_together(signing_for, db):
     assert [j["notification_id"] for j in jobs] == [n.id]
     assert urges_on_timeline(rt, case) == 1
     with db.session() as s:
-        assert audit.verify(s).ok
+        assert audit.verify(s, rt.audit_keys).ok
 
 
 def test_someone_without_a_channel_is_named_as_not_notified_and_is_an_incident(signing_for, db):
@@ -92,7 +92,7 @@ def test_a_notice_the_database_refuses_leaves_no_urge_on_the_timeline(signing_fo
     assert urges_on_timeline(rt, case) == 0
     with db.session() as s:
         assert s.scalars(select(Notification).where(Notification.kind == "urge")).all() == []
-        assert audit.verify(s).ok  # the instance's chain head did not move either
+        assert audit.verify(s, rt.audit_keys).ok  # the instance's chain head did not move either
     contact(db, inspector, phone="+8613800000001")
     assert urge(rt, case.id).notified == [inspector] and urges_on_timeline(rt, case) == 1
 
