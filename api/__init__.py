@@ -12,6 +12,7 @@ from engine.runtime import Runtime
 from workflows.grids import GridIndexCache
 from workflows.working_time import CalendarService
 
+from .compression import register_compression
 from .errors import register_error_handlers
 from .http import RowIdConverter
 from .settings import Settings
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     for module in (home_stream, photo_files, me, map_layers, console):  # the browser console and what it needs
         app.register_blueprint(module.bp)
     register_error_handlers(app)
+    register_compression(app)
     _log_requests(app)
     return app
 
