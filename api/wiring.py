@@ -81,7 +81,7 @@ def chores(rt: Runtime, settings: Settings) -> list[Callable[[], object]]:
             log.info("readings purged", extra={"deleted": deleted, "retention_days": settings.reading_retention_days})
         return deleted
 
-    last_checkpoint = [time.monotonic()]
+    last_checkpoint = [float("-inf")]  # at once, then every interval
 
     def audit_checkpoint() -> int:  # signs the chain heads that moved (engine/audit/store.py)
         interval = settings.audit_checkpoint_interval_s

@@ -76,7 +76,7 @@ def test_the_schedulers_chores_purge_old_readings_hourly_and_raise_offline_alarm
         store_readings(s, [ReadingRow(mn="MN-1", pollutant="a21026", cn="2051", kind="Avg", value=Decimal(1),
                                       flag="N", data_time=at, received_at=at)
                            for at in (now - timedelta(days=31), now - timedelta(days=1))])
-    idempotency_purge, offline, old_readings, _sessions = chores(rt, settings)
+    idempotency_purge, offline, old_readings, _sessions, _audit = chores(rt, settings)
     assert offline() == 1 and old_readings() == 1
     assert old_readings() == 0  # not again within the hour
     with db.session() as s:
@@ -99,8 +99,31 @@ def test_the_schedulers_chores_forget_login_sessions_whose_refresh_token_expired
         revoke_sessions(s, "gone", clock.now())
     clock.advance(timedelta(days=2))
     current = open_session(db, "new", clock.now(), timedelta(days=1))
-    *_, sessions = chores(rt, settings)
+    *_, sessions, _audit = chores(rt, settings)
     assert sessions() == 1
     with db.session() as s:
         assert sorted(s.scalars(select(LoginSession.id))) == sorted([revoked, current])
     assert ended not in (revoked, current)
+
+
+def test_the_schedulers_chores_sign_an_audit_checkpoint_at_once_then_every_interval(db, clock):
+    from api.wiring import chores
+    from engine import audit
+    from engine.models import AuditCheckpoint
+
+    settings = Settings(database_url=db.url, secret_key="x", audit_checkpoint_interval_s=300)
+    rt = make_runtime(settings, db=db, clock=clock)
+    with db.transaction() as s:
+        audit.append_system(rt, s, [audit.AuditDraft(action="user.changed", actor="admin", at=clock.now())])
+    *_, checkpoint = chores(rt, settings)
+    assert checkpoint() == 1
+    with db.transaction() as s:
+        audit.append_system(rt, s, [audit.AuditDraft(action="user.changed", actor="admin", at=clock.now())])
+    assert checkpoint() == 0  # not again within the interval
+    with db.session() as s:
+        assert [(c.seq, c.taken_by, set(c.heads)) for c in s.scalars(select(AuditCheckpoint))] == [
+            (1, "scheduler", {"system"})]
+        assert audit.verify(s, rt.audit_keys).ok
+    never = Settings(database_url=db.url, secret_key="x", audit_checkpoint_interval_s=0)
+    *_, off = chores(make_runtime(never, db=db, clock=clock), never)
+    assert off() == 0
