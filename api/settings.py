@@ -12,6 +12,7 @@ from notifications.config import NotifySettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORKER_MODES = ("simple", "fork")
+SANDBOX_ISOLATIONS = ("inprocess", "subprocess")
 AUDIT_KEY_MIN_CHARS = 32
 
 
@@ -50,6 +51,8 @@ class Settings:
     worker_mode: str = "simple"  # `gridloop worker`: "simple" runs jobs in a long-lived process; "fork": one per job
     worker_max_jobs: int = 1000  # simple mode: the process exits after this many jobs and a fresh one takes over
     worker_max_rss_mb: int = 512  # ... or once its resident memory passes this after a job (0: no limit)
+    sandbox_isolation: str = "inprocess"  # "subprocess": scripts run in pre-started children with rlimits
+    sandbox_memory_mb: int = 512  # ... each child's address space (RLIMIT_AS)
     storage_dir: str = "var/uploads"
     max_photo_bytes: int = 8 * 1024 * 1024
     checkin_tolerance_m: float = 50.0
@@ -96,6 +99,11 @@ class Settings:
             raise ValueError("GRIDLOOP_AUDIT_CHECKPOINT_INTERVAL must be 0 (never) or more seconds")
         if self.worker_max_rss_mb < 0:
             raise ValueError(f"GRIDLOOP_WORKER_MAX_RSS_MB must be 0 (no limit) or more: {self.worker_max_rss_mb}")
+        if self.sandbox_isolation not in SANDBOX_ISOLATIONS:
+            raise ValueError(f"GRIDLOOP_SANDBOX_ISOLATION must be one of {', '.join(SANDBOX_ISOLATIONS)}: "
+                             f"{self.sandbox_isolation!r}")
+        if self.sandbox_memory_mb < 64:
+            raise ValueError(f"GRIDLOOP_SANDBOX_MEMORY_MB must be at least 64: {self.sandbox_memory_mb}")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -130,6 +138,8 @@ class Settings:
             worker_mode=_env("WORKER_MODE", d.worker_mode).lower(),
             worker_max_jobs=int(_env("WORKER_MAX_JOBS", str(d.worker_max_jobs))),
             worker_max_rss_mb=int(_env("WORKER_MAX_RSS_MB", str(d.worker_max_rss_mb))),
+            sandbox_isolation=_env("SANDBOX_ISOLATION", d.sandbox_isolation).lower(),
+            sandbox_memory_mb=int(_env("SANDBOX_MEMORY_MB", str(d.sandbox_memory_mb))),
             storage_dir=_env("STORAGE_DIR", d.storage_dir),
             max_photo_bytes=int(_env("MAX_PHOTO_BYTES", str(d.max_photo_bytes))),
             checkin_tolerance_m=float(_env("CHECKIN_TOLERANCE_M", str(d.checkin_tolerance_m))),

@@ -13,6 +13,7 @@ from engine.clock import Clock, SystemClock
 from engine.db import Database
 from engine.parsing import ModelError
 from engine.runtime import Runtime
+from engine.sandbox.isolation import IsolatedEvaluator
 from integrations.enforcement import EnforcementClient
 from notifications.config import build_providers
 from notifications.delivery import DeliveryPolicy
@@ -45,7 +46,9 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
     rt = Runtime(db=db or make_database(settings), clock=clock or SystemClock(),
                  message_ttl=timedelta(seconds=settings.message_ttl_s),
                  job_lease=timedelta(seconds=settings.job_lease_s), tenant_of=tenant_prefix,
-                 audit_keys=audit.AuditKeys.of(settings.audit_key, settings.audit_retired_keys))
+                 audit_keys=audit.AuditKeys.of(settings.audit_key, settings.audit_retired_keys),
+                 sandbox=IsolatedEvaluator(memory_mb=settings.sandbox_memory_mb)
+                 if settings.sandbox_isolation == "subprocess" else None)
     calendar = calendar or CalendarService(rt.db)
     notify = settings.notify
     install(rt, calendar=calendar.calendar,

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 class EngineEnvironment(SandboxEnvironment):
     def __init__(self, change: Change) -> None:
-        super().__init__()
+        super().__init__(isolated=change.rt.sandbox)
         self.change = change
         self.clock = change.rt.clock
         self._thrown: Counter[str] = Counter()  # per task: the rank of each thing it sends (ids derive from it)

@@ -21,6 +21,7 @@ from .models import ProcessDefinition
 from .operations import OperationRegistry
 from .parsing import ParsedModel, parse_model
 from .references import ReferenceKinds
+from .sandbox.isolation import IsolatedEvaluator
 from .serialization import StateSerializer
 from .workflow_cache import WorkflowCache
 
@@ -94,6 +95,9 @@ class Runtime:
     contracts: ModelContracts = field(default_factory=ModelContracts)
     # The audit trail's key ring (engine/audit/keys.py); unconfigured, a random key of this process only.
     audit_keys: AuditKeys = field(default_factory=AuditKeys.generate)
+    # Scripts and expressions in pre-started child processes with rlimits (GRIDLOOP_SANDBOX_ISOLATION=
+    # subprocess); None: in this process, under the sandbox's budgets only.
+    sandbox: IsolatedEvaluator | None = None
 
     def __post_init__(self) -> None:
         from . import calls, jobs, messages, signals  # the engine's own jobs; other layers add theirs with add_job

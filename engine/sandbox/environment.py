@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import types
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from SpiffWorkflow.bpmn.script_engine.python_environment import TaskDataEnvironment
 
@@ -15,6 +15,9 @@ from .helpers import BUDGET_GUARDS, BUILTINS, DEFAULT_HELPERS, GUARD_NAMES, GUAR
 from .json_budget import OverBudget, json_size
 from .limits import SandboxLimitError
 from .policy import compile_expression, compile_script, names_used
+
+if TYPE_CHECKING:
+    from .isolation import IsolatedEvaluator
 
 
 class Prepared(NamedTuple):
@@ -61,16 +64,24 @@ def check_data_size(context: dict[str, Any], keys: list[str] | None = None) -> N
 
 class SandboxEnvironment(TaskDataEnvironment):
     """Task data shadows helpers (plain Python scoping) instead of raising; guard names always win.
-    Each call of `evaluate` / `execute` runs under a fresh budget (see engine/sandbox/__init__.py)."""
+    Each call of `evaluate` / `execute` runs under a fresh budget (see engine/sandbox/__init__.py).
+    With `isolated`, evaluations run in its child processes instead (isolation.py): default helpers
+    only (functions cannot cross the process boundary), and a script's context is replaced by what
+    the child left (in-place changes a condition makes stay in the child)."""
 
-    def __init__(self, helpers: dict[str, object] | None = None) -> None:
+    def __init__(self, helpers: dict[str, object] | None = None, isolated: IsolatedEvaluator | None = None) -> None:
         # `helpers` replaces DEFAULT_HELPERS; pass {**DEFAULT_HELPERS, ...} to extend it.
+        if isolated is not None and helpers is not None:
+            raise ValueError("an isolated sandbox runs the default helpers only")
         super().__init__(dict(DEFAULT_HELPERS if helpers is None else helpers))
+        self.isolated = isolated
 
     def evaluate(
         self, expression: str, context: dict[str, Any], external_context: dict[str, Any] | None = None
     ) -> Any:
-        prepared = prepare_expression(expression)
+        prepared = prepare_expression(expression)  # a refusal needs no round trip
+        if self.isolated is not None:
+            return self.isolated.run("evaluate", expression, context, external_context)
         helpers, guards = self._budgeted(prepared)
         namespace = dict(helpers)
         if external_context:
@@ -84,6 +95,11 @@ class SandboxEnvironment(TaskDataEnvironment):
         self, script: str, context: dict[str, Any], external_context: dict[str, Any] | None = None
     ) -> bool:
         prepared = prepare_script(script)
+        if self.isolated is not None:
+            result = self.isolated.run("execute", script, context, external_context)
+            context.clear()
+            context.update(result)
+            return True
         helpers, guards = self._budgeted(prepared)
         injected = {**helpers, **(external_context or {})}
         injected = {k: v for k, v in injected.items() if k not in context}

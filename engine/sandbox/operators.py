@@ -34,6 +34,7 @@ _SMALL_TEXT = limits.ITEMS_PER_STEP * 10  # shorter results of str + str cost no
 _SMALL_INT = 1 << 62  # products of smaller ints cannot be too large
 _BIG_INT_BITS = 2_000  # below this, int arithmetic is cheaper than estimating it
 _HASHED = (dict, set, frozenset, type({}.keys()))
+_SCALARS = frozenset({int, float, bool, type(None)})  # == or < with one of these on a side is O(1)
 _PERCENT_SPEC = re.compile(r"%%|%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _PERCENT_SPEC_BYTES = re.compile(_PERCENT_SPEC.pattern.encode())
 _DIGITS = re.compile(r"\d+")
@@ -229,6 +230,8 @@ class OperatorGuards(BudgetCore):
         """`_compare_`: ==, <, `in` ... walk structures in C; charged by what they may walk first.
         Equality and order walk at most the smaller side; `in` a dict or set hashes the key; `in` a
         list or tuple compares the key with each item, at most the key's size each."""
+        if (type(a) in _SCALARS or type(b) in _SCALARS) and op != "in" and op != "not in":
+            return COMPARISONS[op](a, b)
         if is_structure(a) or is_structure(b):
             what = f"'{op}'"
             if op != "in" and op != "not in":

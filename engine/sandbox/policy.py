@@ -47,6 +47,22 @@ _COMPARED: dict[type, str] = {
 }
 
 
+def _literal(node: ast.expr) -> bool:
+    """A constant, or a tuple/list/set display of constants: bounded by the source's own size."""
+    if isinstance(node, ast.Constant):
+        return True
+    return isinstance(node, (ast.Tuple, ast.List, ast.Set)) and all(isinstance(e, ast.Constant) for e in node.elts)
+
+
+def _cheap(left: ast.expr, op: ast.cmpop, right: ast.expr) -> bool:
+    """Comparisons that cannot walk a large structure: `x == True`, `n > 100`, `level in ('a', 'b')`
+    (a literal on the right of `in`; on either side otherwise). These stay as Python wrote them, so
+    the common condition costs no budget at all."""
+    if isinstance(op, (ast.In, ast.NotIn)):
+        return _literal(right)
+    return _literal(left) or _literal(right)
+
+
 class _Policy(RestrictingNodeTransformer):
     """RestrictedPython's policy, plus refusing imports and classes up front (clearer than a NameError),
     plus the rewrites the budget needs (see the module docstring). Generated nodes use `_`-names,
@@ -105,6 +121,8 @@ class _Policy(RestrictingNodeTransformer):
         charges by its size."""
         node = self.node_contents_visit(node)
         if not any(type(op) in _COMPARED for op in node.ops):
+            return node
+        if len(node.ops) == 1 and _cheap(node.left, node.ops[0], node.comparators[0]):
             return node
         if len(node.ops) == 1:
             op = ast.copy_location(ast.Constant(_COMPARED[type(node.ops[0])]), node)
