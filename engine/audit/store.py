@@ -23,7 +23,7 @@ from .keys import AuditKeys, checkpoint_signature
 from .verify import ChainReport, Verifier
 
 log = logging.getLogger(__name__)
-CHECKPOINT_LOCK_KEY = 0x6772_6964_0003
+CHECKPOINT_LOCK_KEY = 0x6772_6964_0004  # not 0003: the scheduler holds that one while its chore takes checkpoints
 
 
 def take_checkpoint(db: Database, keys: AuditKeys, taken_by: str, at: datetime) -> AuditCheckpoint | None:
