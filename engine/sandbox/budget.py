@@ -14,7 +14,7 @@ from RestrictedPython.Guards import guarded_unpack_sequence
 
 from . import limits
 from .limits import SandboxLimitError
-from .sizes import text_size
+from .sizes import text_size, walk_size
 
 TEXT = (str, bytes)
 SEQUENCES = (str, bytes, list, tuple)
@@ -91,6 +91,24 @@ class BudgetCore:
                                     f"limit is {limits.MAX_ITEMS:,}")
         self.scanned(size, True)
 
+    def cap(self) -> int:
+        return max(self.left, 0) * limits.ITEMS_PER_STEP
+
+    def walked(self, value: Any, what: str, bound: int | None = None) -> None:
+        """Before C compares or hashes its way through `value` (at most `bound` items when known):
+        refuse the walk if the steps left do not cover it, else charge it."""
+        cap = self.cap()
+        items = walk_size(value, cap if bound is None else min(cap, bound))
+        if bound is not None:
+            items = min(items, bound)
+        if items > cap:
+            raise SandboxLimitError(f"{what} on a structure of more than {cap:,} items (shared references counted "
+                                    f"each time) would cost more than the {max(self.left, 0):,} steps left of "
+                                    f"the {limits.MAX_STEPS:,} of this evaluation")
+        if items >= limits.ITEMS_PER_STEP:
+            self.afford(items // limits.ITEMS_PER_STEP,
+                        f"{what} on a structure of about {items:,} items (shared references counted each time)")
+
     # iteration
 
     def getiter(self, obj: Any) -> Iterator[Any]:
@@ -128,9 +146,12 @@ class BudgetCore:
 
     # built-in consumers
 
-    def consume(self, arg: Any, sort: bool = False) -> None:
+    def consume(self, arg: Any, sort: bool = False, deep: str = "") -> None:
         """A built-in consumer (list(), sorted(), sum(), ...) called on `arg`: charged by its size
-        up front; unsized iterables count their items where they are produced (generators, zip, enumerate)."""
+        up front; unsized iterables count their items where they are produced (generators, zip, enumerate).
+        `deep` (the consumer's name): it compares or hashes the items, so it is charged by the walk."""
+        if deep and type(arg) is not str and type(arg) is not bytes:
+            self.walked(arg, deep)
         size = length(arg)
         if sort and size > 1:
             size *= size.bit_length()

@@ -16,17 +16,18 @@ if TYPE_CHECKING:
 
 
 class Guarded:
-    __slots__ = ("_budget", "_call", "_real", "_sort")
+    __slots__ = ("_budget", "_call", "_deep", "_real", "_sort")
 
     def __init__(self, real: Any, budget: BudgetCore | None = None, sort: bool = False,
-                 call: Callable[..., Any] | None = None) -> None:
+                 call: Callable[..., Any] | None = None, deep: bool = False) -> None:
         self._real, self._budget, self._sort, self._call = real, budget, sort, call
+        self._deep = f"{getattr(real, '__name__', 'a built-in')}()" if deep else ""  # it compares or hashes items
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._call is not None:
             return self._call(*args, **kwargs)
         if args and type(args[0]) in SIZED:  # list(x), sorted(x), sum(x, 0), min(x): the iterable comes first
-            self._budget.consume(args[0], self._sort)
+            self._budget.consume(args[0], self._sort, self._deep)
         return self._real(*args, **kwargs)
 
     def __instancecheck__(self, obj: Any) -> bool:

@@ -44,7 +44,7 @@ BUDGET_GUARDS: dict[str, str] = {
     "_iter_unpack_sequence_": "iter_unpack_sequence", "_unpack_sequence_": "unpack_sequence",
     "_inplacevar_": "inplacevar", "_add_": "add", "_mul_": "mul", "_mod_": "mod", "_format_": "format",
     "_print_": "print_collector", "_pow_": "pow", "_lshift_": "lshift", "_floordiv_": "floordiv",
-    "_compare_": "compare", "_compared_": "compared",
+    "_compare_": "compare", "_compared_": "compared", "_hashed_": "hashed",
 }
 # fmt: on
 
@@ -116,8 +116,9 @@ def _plain(b: Budget, f: Any) -> Guarded:
 
 # id of what a name refers to → how an evaluation's budget replaces it
 GUARDABLE: dict[int, Callable[[Budget, Any], object]] = {
-    **{id(f): _plain for f in (list, tuple, set, frozenset, dict, min, max, any, all, json_loads)},
-    id(sorted): lambda b, f: Guarded(f, b, sort=True),
+    **{id(f): _plain for f in (list, tuple, dict, any, all, json_loads)},
+    **{id(f): (lambda b, f: Guarded(f, b, deep=True)) for f in (set, frozenset, min, max)},
+    id(sorted): lambda b, f: Guarded(f, b, sort=True, deep=True),
     id(str): lambda b, f: Guarded(f, b, call=b.str),
     id(int): lambda b, f: Guarded(f, b, call=b.int),
     id(repr): lambda b, f: b.repr,

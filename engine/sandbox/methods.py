@@ -21,11 +21,14 @@ _TEXT_SIZE_METHODS = frozenset({"join", "replace", "ljust", "rjust", "center", "
 CONTAINER_METHODS = frozenset({
     "extend", "copy", "count", "index", "remove", "sort", "reverse", "update", "fromkeys", "union",
     "intersection", "difference", "symmetric_difference", "intersection_update", "difference_update",
-    "symmetric_difference_update", "issubset", "issuperset", "isdisjoint",
+    "symmetric_difference_update", "issubset", "issuperset", "isdisjoint", "get", "pop", "setdefault", "add",
+    "discard",
 })
 # fmt: on
 _GROWING_METHODS = frozenset({"extend", "update", "fromkeys", "intersection_update", "difference_update",
                               "symmetric_difference_update"})
+_COMPARING_METHODS = frozenset({"count", "index", "remove"})
+_KEYED_METHODS = frozenset({"get", "pop", "setdefault", "add", "discard", "remove"})  # O(1) but for hashing
 _UNBOUND = object()
 _CLOCK_ATTRS = frozenset({"now", "utcnow", "today"})
 
@@ -49,7 +52,15 @@ class MethodGuards(BudgetCore):
             result = obj[key]
             self.scanned(length(result), isinstance(result, TEXT))
             return result
+        if type(key) is tuple:
+            self.hashed(key)
         return obj[key]
+
+    def hashed(self, key: Any) -> Any:
+        """`_hashed_`: a dict or set key; a tuple's hash is computed afresh each time, over all it holds."""
+        if type(key) is tuple:
+            self.walked(key, "hashing a key")
+        return key
 
     def getattr(self, obj: Any, name: str) -> Any:
         """`_getattr_`: the sandbox's attribute rules, plus checked versions of the methods that copy,
@@ -99,7 +110,12 @@ class MethodGuards(BudgetCore):
         if name == "extend" and type(target) is list:
             self.building(len(target) + added, False, "extend()", work=added)
         elif name == "sort":
-            self.consume(target, sort=True)
+            self.consume(target, sort=True, deep="sort()")
+        elif name in _COMPARING_METHODS and type(target) is list:  # compare the argument with each item
+            self.walked(target, f"{name}()")
+        elif name in _KEYED_METHODS:
+            if args:
+                self.hashed(args[0])
         elif name in _GROWING_METHODS:  # work in proportion to what is added
             self.scanned(added)
         else:  # copies and scans of the whole container

@@ -236,45 +236,28 @@ class OperatorGuards(BudgetCore):
             what = f"'{op}'"
             if op != "in" and op != "not in":
                 if is_structure(a) and is_structure(b):
-                    self._walked(a if length(a) <= length(b) else b, what)
+                    self.walked(a if length(a) <= length(b) else b, what)
             elif isinstance(b, _HASHED):
-                self._walked(a, what)
+                self.walked(a, what)
             elif isinstance(b, TEXT):
                 self.scanned(len(b), True)
             elif type(b) is list or type(b) is tuple:
-                cap = self._cap()
+                cap = self.cap()
                 per_item = walk_size(a, cap) if is_structure(a) else 1
                 if per_item * len(b) >= limits.ITEMS_PER_STEP:
-                    self._walked(b, what, per_item * len(b))
+                    self.walked(b, what, per_item * len(b))
         return COMPARISONS[op](a, b)
 
     def compared(self, value: Any) -> Any:
         """`_compared_`: an operand of a chained comparison, charged by its size."""
         if is_structure(value):
-            self._walked(value, "a comparison")
+            self.walked(value, "a comparison")
         return value
 
     def hash(self, value: Any) -> int:
         if is_structure(value):
-            self._walked(value, "hash()")
+            self.walked(value, "hash()")
         return hash(value)
-
-    def _cap(self) -> int:
-        return max(self.left, 0) * limits.ITEMS_PER_STEP
-
-    def _walked(self, value: Any, what: str, bound: int | None = None) -> None:
-        """Charge a walk over `value` (at most `bound` items when known) before C does it."""
-        cap = self._cap()
-        items = walk_size(value, cap if bound is None else min(cap, bound))
-        if bound is not None:
-            items = min(items, bound)
-        if items > cap:
-            raise SandboxLimitError(f"{what} on a structure of more than {cap:,} items (shared references counted "
-                                    f"each time) would cost more than the {max(self.left, 0):,} steps left of "
-                                    f"the {limits.MAX_STEPS:,} of this evaluation")
-        if items >= limits.ITEMS_PER_STEP:
-            self.afford(items // limits.ITEMS_PER_STEP,
-                        f"{what} on a structure of about {items:,} items (shared references counted each time)")
 
     def inplacevar(self, op: str, target: Any, value: Any) -> Any:
         """Backs `x += y` and friends, which RestrictedPython rewrites to `x = _inplacevar_(op, x, y)`."""

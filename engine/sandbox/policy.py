@@ -131,6 +131,24 @@ class _Policy(RestrictingNodeTransformer):
         node.comparators = [_call("_compared_", [c], c) for c in node.comparators]
         return node
 
+    def visit_Dict(self, node: ast.Dict) -> ast.AST:
+        """`{k: v}` hashes k: a tuple key is charged by `_hashed_` (tuple hashes are not cached)."""
+        node = self.node_contents_visit(node)
+        node.keys = [k if k is None or isinstance(k, ast.Constant) else _call("_hashed_", [k], k) for k in node.keys]
+        return node
+
+    def visit_Set(self, node: ast.Set) -> ast.AST:
+        node = self.node_contents_visit(node)
+        node.elts = [e if isinstance(e, (ast.Constant, ast.Starred)) else _call("_hashed_", [e], e) for e in node.elts]
+        return node
+
+    def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        """`d[k] = v` and `del d[k]` hash k too (a load becomes `_getitem_`, which charges it)."""
+        node = super().visit_Subscript(node)
+        if isinstance(node, ast.Subscript) and not isinstance(node.slice, (ast.Constant, ast.Slice)):
+            node.slice = _call("_hashed_", [node.slice], node.slice)
+        return node
+
     def visit_FormattedValue(self, node: ast.FormattedValue) -> ast.AST:
         """f'{x!r:>{w}}' → f'{_format_(x, f">{w}", 114)}': widths are checked before formatting and
         the text made is charged."""

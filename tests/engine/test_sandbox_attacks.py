@@ -5,6 +5,7 @@ more than 20 s of CPU (measured by getrusage; unbounded, each took minutes and g
 
 from __future__ import annotations
 
+import re
 import resource
 
 import pytest
@@ -111,3 +112,42 @@ def test_a_model_lint_refuses_is_not_planned():
     spent, _ = _usage()
     assert "import statements are not allowed" in str(info.value) and "too large to plan" not in str(info.value)
     assert spent - cpu < 20
+
+
+TUPLE_BOMB = "((('a' * 1000,) * 1000,) * 1000,) * 1000"  # hashing it: 10^9 element hashes (not cached)
+# Built-ins and syntax that compare or hash what they hold: charged by the walk before C does it.
+WALKS = {
+    "sorted": (f"sorted([{BOMB}, {OTHER_BOMB}])", "sorted() on a structure"),
+    "max": (f"max([{BOMB}, {OTHER_BOMB}])", "max() on a structure"),
+    "count": (f"[{BOMB}].count({OTHER_BOMB})", "count() on a structure"),
+    "index": (f"[{BOMB}].index({OTHER_BOMB})", "index() on a structure"),
+    "set": (f"set([{TUPLE_BOMB}])", "set() on a structure"),
+    "dict_display": (f"{{{TUPLE_BOMB}: 1}}", "hashing a key"),
+    "set_display": (f"{{{TUPLE_BOMB}}}", "hashing a key"),
+    "lookup": (f"{{}}.get({TUPLE_BOMB})", "hashing a key"),
+    "subscript": (f"{{}}[{TUPLE_BOMB}]", "hashing a key"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(WALKS))
+def test_walks_inside_built_ins_are_charged_before_they_run(name: str):
+    from engine.sandbox import SandboxEnvironment, SandboxLimitError
+
+    expression, message = WALKS[name]
+    cpu, rss = _usage()
+    with pytest.raises(SandboxLimitError, match=re.escape(message)):
+        SandboxEnvironment().evaluate(expression, {})
+    spent, peak = _usage()
+    assert peak - rss < 300 and spent - cpu < 20, (peak - rss, spent - cpu)
+
+
+def test_a_key_stored_by_subscript_is_charged_and_ordinary_keys_work():
+    from engine.sandbox import SandboxEnvironment, SandboxLimitError
+
+    with pytest.raises(SandboxLimitError, match="hashing a key"):
+        SandboxEnvironment().execute(f"d = {{}}\nd[{TUPLE_BOMB}] = 1", {})
+    data: dict[str, object] = {}
+    SandboxEnvironment().execute("d = {'a': 1}\nd['b'] = 2\nk = ('x', 1)\nd[k[0]] = 3\ne = d.get('a')\n"
+                                 "del d['b']\nn = len({1, k})\nm = sorted([{'v': 2}, {'v': 1}], key=lambda r: r['v'])",
+                                 data)
+    assert data["d"] == {"a": 1, "x": 3} and data["e"] == 1 and data["n"] == 2 and data["m"] == [{"v": 1}, {"v": 2}]
