@@ -91,7 +91,7 @@ def test_intake_killed_at_any_statement_leaves_no_case_without_its_process(pg, c
     statements = int(whole.stdout.strip().splitlines()[-1])
     assert statements >= 5, statements
     with pg.begin() as conn:  # start again from an empty case table for the crashes
-        for table in ("case_alarm", "human_task", "audit_event", "outbox", "message_subscription"):
+        for table in ("case_alarm", "human_task", "audit_event", "audit_chain_head", "outbox", "message_subscription"):
             conn.exec_driver_sql(f"DELETE FROM {table}")
         conn.exec_driver_sql("DELETE FROM env_case")
         conn.exec_driver_sql("DELETE FROM process_instance")
