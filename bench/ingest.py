@@ -6,7 +6,9 @@ Prints ONE JSON line on stdout (progress goes to stderr):
 
 * `parse_packets_per_s`: one core parses minute packets (CN 2051, two pollutants) and runs the
   threshold rules on them in batches of 1,000 against PostgreSQL (rule state read and written as
-  in production; readings not stored) — `parse_only_packets_per_s` without the rules;
+  in production; readings not stored) — `parse_only_packets_per_s` without the rules, and beside
+  them the ceiling of the same run, `split_only_packets_per_s` (only cutting the same packets at `;`
+  and `,`);
 * `tcp_*`: a real `gridloop ingest` process, 50 concurrent logger connections sending real-time
   packets that ask for a 9014 ack — stop-and-wait as loggers do (ack latency p50/p99) and with 16
   unacknowledged packets per connection (throughput); the packets are stored and the rules run;
@@ -15,10 +17,12 @@ Prints ONE JSON line on stdout (progress goes to stderr):
   transaction per chunk, then the `alarm.file` jobs filing cases through env_case — with a few hundred
   exceedance and device-fault episodes planted; `storm_cases_opened` must equal
   `storm_cases_expected` (one case per source, pollutant and alarm type; later episodes of the same
-  open case are occurrences, `storm_occurrences` = episodes).
+  open case are occurrences, `storm_occurrences` = episodes). Beside it, the database's own rate
+  for readings in the same run (`db_insert_rows_per_s`: stored readings copied server side into a
+  table with the same indexes) and what storing alone would take at that rate (`storm_store_floor_s`).
 
-The databases `gridloop_bench_ingest` (and `_parse`, `_tcp`) on 127.0.0.1 are dropped and re-created,
-migrated, seeded with the demo city and the bundled models deployed.
+The databases `gridloop_bench_ingest` (and `_parse`, `_tcp`; `--db-name`) on 127.0.0.1 are dropped and
+re-created, migrated, seeded with the demo city and the bundled models deployed.
 """
 
 from __future__ import annotations
@@ -161,6 +165,11 @@ def measure_parse(rt, packets: int) -> dict:
     plan = Plan.make(min(2000, packets), 1)
     frames = packets_for(plan, range(max(1, packets // plan.sources)))
     t0 = time.perf_counter()
+    for frame in frames:  # the ceiling: only cutting the same packets into their fields
+        for item in frame[6:-6].split(b";"):
+            item.split(b",")
+    split_only = len(frames) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
     for frame in frames:
         readings_of(parse(frame))
     parse_only = len(frames) / (time.perf_counter() - t0)
@@ -172,7 +181,25 @@ def measure_parse(rt, packets: int) -> dict:
             evaluate(s, now, rows)
     with_rules = len(frames) / (time.perf_counter() - t0)
     return {"parse_only_packets_per_s": round(parse_only), "parse_packets_per_s": round(with_rules),
-            "parse_packets": len(frames)}
+            "parse_packets": len(frames), "split_only_packets_per_s": round(split_only)}
+
+
+def db_insert_ceiling(rt, rows: int = 240_000) -> dict:
+    """The database's own rate for readings in this run: `rows` stored readings copied, server side
+    only, into a table like `reading` (same indexes) — what storing cannot beat."""
+    from sqlalchemy import text
+
+    with rt.db.engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS reading_ceiling"))
+        conn.execute(text("CREATE TABLE reading_ceiling (LIKE reading INCLUDING ALL)"))
+        conn.execute(text("CREATE TEMPORARY TABLE ceiling_in ON COMMIT DROP AS SELECT mn, pollutant, cn, kind, "
+                          "value, flag, data_time, received_at FROM reading ORDER BY id LIMIT :n"), {"n": rows})
+        t0 = time.perf_counter()
+        copied = conn.execute(text("INSERT INTO reading_ceiling (mn, pollutant, cn, kind, value, flag, data_time, "
+                                   "received_at) SELECT * FROM ceiling_in ON CONFLICT DO NOTHING")).rowcount
+        elapsed = time.perf_counter() - t0
+        conn.execute(text("DROP TABLE reading_ceiling"))
+    return {"db_insert_rows_per_s": round(copied / elapsed) if elapsed else None}
 
 
 def storm(rt, sources: int, minutes: int, processes: int) -> dict:
@@ -218,25 +245,30 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=2, help="parsing processes of the storm replay")
     parser.add_argument("--skip-tcp", action="store_true")
     parser.add_argument("--pg-admin", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--db-name", default=DB_NAME, help="scratch databases <name>, <name>_parse, <name>_tcp "
+                        "(dropped and re-created)")
     a = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     sources, minutes = (200, 360) if a.quick else (a.sources, a.minutes)
     out: dict = {"sources": sources, "minutes": minutes, "cpus": mp.cpu_count()}
     log.info("parse + rules on one core (a database of its own: its rule state and alarms stay there)")
-    parse_rt = setup(scratch_database(DB_NAME + "_parse", a.pg_admin), 2000)
+    parse_rt = setup(scratch_database(a.db_name + "_parse", a.pg_admin), 2000)
     out.update(measure_parse(parse_rt, 5_000 if a.quick else 20_000))
     parse_rt.db.dispose()
-    rt = setup(scratch_database(DB_NAME, a.pg_admin), sources)
+    rt = setup(scratch_database(a.db_name, a.pg_admin), sources)
     log.info("storm replay: %d packets", sources * minutes)
     out.update(storm(rt, sources, minutes, a.processes))
     out["storm_ok"] = out["storm_cases_opened"] == out["storm_cases_expected"]
+    out.update(db_insert_ceiling(rt))
+    if out["db_insert_rows_per_s"]:  # storing alone, at the database's own rate, would take this long
+        out["storm_store_floor_s"] = round(out["storm_readings"] / out["db_insert_rows_per_s"], 1)
     if not a.skip_tcp:
         from bench._ingest_tcp import measure
 
         log.info("TCP ingest, 50 connections")
-        for result in measure(scratch_database(DB_NAME + "_tcp"), connections=50, packets=40 if a.quick else 200,
-                              windows=(1, 16)):
+        tcp_url = scratch_database(a.db_name + "_tcp", a.pg_admin)
+        for result in measure(tcp_url, connections=50, packets=40 if a.quick else 200, windows=(1, 16)):
             key = f"tcp_w{result['window']}"
             out[f"{key}_packets_per_s"] = result.get("packets_per_s")
             out[f"{key}_ack_ms_p50"] = result.get("ack_p50_ms")

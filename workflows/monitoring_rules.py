@@ -21,9 +21,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, Protocol
 
-from sqlalchemy import Boolean, Integer, Numeric, String, select
+from sqlalchemy import ARRAY, Boolean, Integer, Numeric, String, any_, bindparam, cast, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from engine import outbox
@@ -41,7 +42,6 @@ FILE_ALARM = "alarm.file"
 QUEUE = "engine"
 DEVICE_FLAGS = frozenset("DBT")
 EXCEEDANCE, DEVICE, OFFLINE = "exceedance", "device", "offline"
-_KIND_OF = {cn: kind for kind, (cn, _) in DATA_KINDS.items()}  # "2051" → "minute"
 
 
 class Observation(Protocol):
@@ -70,60 +70,93 @@ class RuleState(Base):
     episodes: Mapped[int] = mapped_column(Integer, default=0)
 
 
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """One limit as the rules use it: over `value` exceeds; under `clear_below` ends the episode."""
+
+    value: Decimal
+    clear_below: Decimal
+    unit: str
+    data_kind: str
+
+
 @dataclass(frozen=True)
 class Limits:
-    """The limits by (mn, pollutant, data kind), read once per batch."""
+    """What the rules need of a batch's sources, read once per batch: the sources (the columns an
+    alarm carries; a reading of an unknown MN is skipped) and their limits, keyed as readings arrive
+    — (mn, pollutant, cn, value kind) — so that one lookup finds a reading's limit."""
 
-    by_key: dict[tuple[str, str, str], PollutantLimit]
-    sources: dict[str, MonitoringSource]
+    bounds: dict[tuple[str, str, str, str], Bound]
+    sources: dict[str, Any]  # mn → a row with mn, tenant, name, enterprise, lon, lat
 
     @classmethod
     def load(cls, s: Session, mns: Iterable[str]) -> Limits:
         mns = sorted(set(mns))
-        limits = s.scalars(select(PollutantLimit).where(PollutantLimit.mn.in_(mns))).all() if mns else []
-        sources = s.scalars(select(MonitoringSource).where(MonitoringSource.mn.in_(mns))).all() if mns else []
-        return cls({(lim.mn, lim.pollutant, lim.data_kind): lim for lim in limits}, {x.mn: x for x in sources})
+        if not mns:
+            return cls({}, {})
+        src, lim = MonitoringSource, PollutantLimit
+        sources = s.execute(select(src.mn, src.tenant, src.name, src.enterprise, src.lon, src.lat)
+                            .where(_among(s, src.mn, mns)))
+        limits = s.execute(select(lim.mn, lim.pollutant, lim.data_kind, lim.limit_value, lim.unit,
+                                  lim.use_converted, lim.hysteresis).where(_among(s, lim.mn, mns)))
+        bounds: dict[tuple[str, str, str, str], Bound] = {}
+        for mn, pollutant, data_kind, value, unit, converted, hysteresis in limits:
+            if data_kind not in DATA_KINDS:
+                continue
+            cn, kind = DATA_KINDS[data_kind]
+            bound = Bound(value, value * Decimal(str(1 - hysteresis)), unit, data_kind)
+            bounds[(mn, pollutant, cn, f"Zs{kind}" if converted else kind)] = bound
+        return cls(bounds, {row.mn: row for row in sources})
+
+
+def _among(s: Session, column: Any, values: list[str]) -> Any:
+    """`column IN values`; on PostgreSQL as `= ANY(array)`: one parameter, however many values (an
+    expanded IN of a thousand MNs costs more to render and send than the query costs to run)."""
+    if s.get_bind().dialect.name == "postgresql":
+        return column == any_(cast(bindparam(None, values, type_=ARRAY(String)), ARRAY(String)))
+    return column.in_(values)
 
 
 def evaluate(s: Session, now: datetime, readings: Sequence[Observation]) -> int:
     """Apply the rules to a batch (any order; evaluated in data-time order); answers alarms queued."""
     if not readings:
         return 0
-    limits = Limits.load(s, (r.mn for r in readings))
-    states = _states(s, limits.sources)
+    limits = Limits.load(s, {r.mn for r in readings})
+    sources, bounds = limits.sources, limits.bounds
+    states = _states(s, sources)
+    stated = {mn for mn, _, _ in states}  # sources with a rule state: only they can leave an episode
     queued = 0
-    for r in sorted(readings, key=lambda r: r.data_time):
-        source = limits.sources.get(r.mn)
-        if source is None or r.value is None:
+    for r in sorted(readings, key=_data_time):
+        source = sources.get(r.mn)
+        value = r.value
+        if source is None or value is None:
             continue
         flag = (r.flag or "N").upper()
         if flag in DEVICE_FLAGS:
             queued += _enter(s, now, states, source, r, DEVICE, detail={"flag": flag})
+            stated.add(r.mn)
             continue
-        if flag == "N":
-            queued += _leave(states, r.mn, r.pollutant, DEVICE)
-        limit = _limit_for(limits, r)
-        if limit is None or flag != "N":
+        if flag != "N":
             continue
-        value, bound = Decimal(str(r.value)), limit.limit_value
-        if value > bound:
+        if r.mn in stated:
+            _leave(states, r.mn, r.pollutant, DEVICE)
+        bound = bounds.get((r.mn, r.pollutant, r.cn, r.kind))
+        if bound is None:
+            continue
+        if type(value) is not Decimal:
+            value = Decimal(str(value))
+        if value > bound.value:
             queued += _enter(s, now, states, source, r, EXCEEDANCE,
-                             detail={"value": str(value), "limit": str(bound), "unit": limit.unit,
-                                     "data_kind": limit.data_kind, "ratio": float(value / bound) if bound else None})
-        elif value < bound * Decimal(str(1 - limit.hysteresis)):
-            queued += _leave(states, r.mn, r.pollutant, EXCEEDANCE)
+                             detail={"value": str(value), "limit": str(bound.value), "unit": bound.unit,
+                                     "data_kind": bound.data_kind,
+                                     "ratio": float(value / bound.value) if bound.value else None})
+            stated.add(r.mn)
+        elif value < bound.clear_below and r.mn in stated:
+            _leave(states, r.mn, r.pollutant, EXCEEDANCE)
     return queued
 
 
-def _limit_for(limits: Limits, r: Observation) -> PollutantLimit | None:
-    kind = _KIND_OF.get(r.cn)
-    if kind is None:
-        return None
-    limit = limits.by_key.get((r.mn, r.pollutant, kind))
-    if limit is None:
-        return None
-    expected = DATA_KINDS[kind][1]
-    return limit if r.kind == (f"Zs{expected}" if limit.use_converted else expected) else None
+_data_time = attrgetter("data_time")
 
 
 def _states(s: Session, mns: Iterable[str]) -> dict[tuple[str, str, str], RuleState]:
@@ -133,7 +166,7 @@ def _states(s: Session, mns: Iterable[str]) -> dict[tuple[str, str, str], RuleSt
     if not mns:
         return {}
     return {(st.mn, st.pollutant, st.rule): st
-            for st in s.scalars(select(RuleState).where(RuleState.mn.in_(mns)).with_for_update())}
+            for st in s.scalars(select(RuleState).where(_among(s, RuleState.mn, mns)).with_for_update())}
 
 
 def _state(s: Session, states: dict, key: tuple[str, str, str]) -> RuleState:

@@ -115,14 +115,55 @@ def _copy_into(conn, rows: Sequence[ReadingRow]) -> None:
         with raw.cursor() as cur:
             cur.execute(_STAGE)
             with cur.copy(f"COPY reading_in ({_COLUMNS}) FROM STDIN") as copy:
-                for r in rows:
-                    copy.write_row((r.mn, r.pollutant, r.cn, r.kind, r.value, r.flag, r.data_time, r.received_at))
+                blocks = _copy_text(rows)
+                if blocks is None:  # a value that is not a Decimal (REST may send a float): psycopg adapts it
+                    for r in rows:
+                        copy.write_row((r.mn, r.pollutant, r.cn, r.kind, r.value, r.flag, r.data_time,
+                                        r.received_at))
+                else:
+                    for block in blocks:
+                        copy.write(block)
             cur.execute(_MERGE)
             cur.execute("DELETE FROM reading_in")  # the same transaction may store another batch
     except psycopg.Error as error:
         if raw.broken:
             conn.invalidate(error)
         raise DBAPIError.instance(_MERGE, None, error, psycopg.Error) from error
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(rows: Sequence[ReadingRow], block_rows: int = 20_000) -> list[str] | None:
+    """The rows as COPY text, in blocks; None if a value is not a finite Decimal. Written here rather
+    than by psycopg's `write_row` because most fields repeat (sources, codes, minutes): each distinct
+    string is escaped and each distinct time formatted once, which makes it several times cheaper."""
+    texts: dict[object, str] = {None: "\\N"}
+
+    def text(value: str) -> str:
+        out = texts[value] = value.translate(_ESCAPES)
+        return out
+
+    def stamp(value: datetime) -> str:
+        out = texts[value] = value.isoformat()
+        return out
+
+    blocks: list[str] = []
+    lines: list[str] = []
+    get = texts.get
+    for r in rows:
+        value = r.value
+        if type(value) is not Decimal or not value.is_finite():
+            return None
+        lines.append(f"{get(r.mn) or text(r.mn)}\t{get(r.pollutant) or text(r.pollutant)}\t{get(r.cn) or text(r.cn)}"
+                     f"\t{get(r.kind) or text(r.kind)}\t{value}\t{get(r.flag) or text(r.flag)}"
+                     f"\t{get(r.data_time) or stamp(r.data_time)}\t{get(r.received_at) or stamp(r.received_at)}\n")
+        if len(lines) >= block_rows:
+            blocks.append("".join(lines))
+            lines.clear()
+    if lines:
+        blocks.append("".join(lines))
+    return blocks
 
 
 _TOUCH = (update(MonitoringSource)

@@ -19,6 +19,7 @@ from .errors import (
     PacketError,
     TooLongError,
 )
+from .fast import fast_segment
 from .flag import Flag
 from .times import parse_qn
 
@@ -117,7 +118,16 @@ def _parse(raw: bytes, max_length: int, check_crc: bool, lenient: bool) -> Packe
 
 
 def parse_segment(segment: str, *, lenient: bool = False) -> Packet:
-    """Parse a data segment (`QN=…;…;CP=&&…&&`) without framing, length or CRC."""
+    """Parse a data segment (`QN=…;…;CP=&&…&&`) without framing, length or CRC: the common shape by
+    the fast path (fast.py), anything else — and every refusal — by the reference parser."""
+    packet = fast_segment(segment, Packet)
+    if packet is not None:
+        return packet  # type: ignore[return-value]
+    return parse_segment_reference(segment, lenient=lenient)
+
+
+def parse_segment_reference(segment: str, *, lenient: bool = False) -> Packet:
+    """The reference parser: every rule of the standard checked in turn, each refusal named."""
     start = segment.find("CP=&&")
     if start == -1:
         raise MissingFieldError("no CP=&&…&& in the data segment", field="CP")

@@ -2,19 +2,10 @@
 packets into reading records, and a load driver for measuring it. It holds no business rules: the
 device check (`authenticate`) and the store (`sink`) are handed in by the wiring (`gridloop ingest`)."""
 
+from .config import ACCEPTED, BAD_PASSWORD, INACTIVE, QN_RTN, REFUSED, UNKNOWN_MN, IngestConfig, Metrics
 from .load import LoadResult, drive
 from .records import readings_of
-from .server import (
-    ACCEPTED,
-    BAD_PASSWORD,
-    INACTIVE,
-    QN_RTN,
-    REFUSED,
-    UNKNOWN_MN,
-    IngestConfig,
-    IngestServer,
-    Metrics,
-)
+from .server import IngestServer
 
 __all__ = [
     "ACCEPTED",

@@ -2,7 +2,7 @@
 `last_seen_at` moved forward only, hooks in the storing transaction, the device check, HJ 212 packets
 to rows, retention."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -55,6 +55,31 @@ def test_a_repeated_reading_is_stored_once(db):
     got = stored(db)
     assert [(r.pollutant, r.kind, r.value) for r in got] == [
         ("a21002", "Rtd", Decimal("12.5")), ("a21002", "ZsRtd", Decimal("12.5")), ("a21026", "Rtd", Decimal("12.5"))]
+
+
+def test_fields_that_need_escaping_and_values_of_any_type_are_stored_as_given(db):
+    # PostgreSQL stores through COPY text it writes itself: tabs, newlines, backslashes and a "\\N" must
+    # come back verbatim, times in another zone as the same instant, tiny and negative decimals exact;
+    # a float (REST) takes psycopg's own adaptation, and a repeat within one batch is stored once
+    china = timezone(timedelta(hours=8))
+    odd = ["MN\twith\ttabs", "MN\\back\\slash", "MN\nnew\rline", "\\N"]
+    rows = [row(mn=mn, pollutant="a21026", value=v, at=T0 + timedelta(minutes=i), flag=None if i % 2 else "N")
+            for i, (mn, v) in enumerate(zip(odd, ["-0.0000001", "1234.25", "0", "-5"], strict=True))]
+    rows.append(row(at=datetime(2026, 3, 1, 8, 0, 30, 250000, tzinfo=china), value="7.0", kind="ZsRtd"))
+    rows.append(rows[-1])
+    with db.transaction() as s:
+        store_readings(s, rows)
+    with db.transaction() as s:
+        store_readings(s, [ReadingRow(mn=MN, pollutant="a21002", cn="2011", kind="Rtd", value=1.5, flag="N",
+                                      data_time=T0, received_at=T0)])
+    got = {(r.mn, r.kind, r.pollutant): r for r in stored(db)}
+    assert len(got) == 6
+    for i, (mn, value) in enumerate(zip(odd, ["-1E-7", "1234.25", "0", "-5"], strict=True)):
+        r = got[(mn, "Rtd", "a21026")]
+        assert (r.value, r.flag, r.data_time) == (Decimal(value), None if i % 2 else "N", T0 + timedelta(minutes=i))
+    z = got[(MN, "ZsRtd", "a21026")]
+    assert (z.value, z.data_time) == (Decimal("7.0"), datetime(2026, 3, 1, 0, 0, 30, 250000, tzinfo=UTC))
+    assert got[(MN, "Rtd", "a21002")].value == Decimal("1.5")
 
 
 def test_rows_that_do_not_fit_are_refused_before_the_database(db):
