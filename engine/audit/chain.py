@@ -28,7 +28,8 @@ GENESIS = "0" * 64
 SYSTEM_CHAIN = "system"
 ANCHOR_CHAIN = "anchor"
 HEADED_CHAINS = (SYSTEM_CHAIN, ANCHOR_CHAIN)  # chains whose head is kept in audit_chain_head
-LOCK_KEYS = {SYSTEM_CHAIN: 0x6772_6964_0001, ANCHOR_CHAIN: 0x6772_6964_0002}
+# Only when a head row is missing; 0002 is the deploy lock, 0003 the scheduler's, 0004 the checkpoints'.
+LOCK_KEYS = {SYSTEM_CHAIN: 0x6772_6964_0001, ANCHOR_CHAIN: 0x6772_6964_0005}
 ANCHORED = "instance.anchored"
 
 
