@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from engine.batch_start import MAX_BATCH
+
 from .fields import UtcTime
 
 IDENT = validate.Regexp(r"^[A-Za-z][A-Za-z0-9_.:-]{0,199}$", error="letters, digits, _ . : - (max 200)")
@@ -172,6 +174,17 @@ class StartSchema(Strict):
     variables = fields.Dict(keys=fields.String(), load_default=dict)
 
 
+class StartItemSchema(Strict):
+    business_key = fields.String(data_key="businessKey", validate=validate.Length(min=1, max=200))
+    variables = fields.Dict(keys=fields.String(), load_default=dict)
+
+
+class StartBatchSchema(Strict):
+    scope = fields.String(validate=validate.Length(min=1, max=200))
+    instances = fields.List(fields.Nested(StartItemSchema), required=True,
+                            validate=validate.Length(min=1, max=MAX_BATCH))
+
+
 class InstanceSchema(Schema):
     id = fields.String()
     definition_id = fields.Integer(data_key="definitionId")
@@ -207,6 +220,10 @@ class InstanceDetailSchema(InstanceSchema):
 
 class StartedSchema(InstanceSchema):
     created = fields.Boolean()
+
+
+class StartedBatchSchema(Schema):
+    instances = fields.List(fields.Nested(InstanceSchema))  # in the order of the request's items
 
 
 class InstanceListArgs(PageArgs):

@@ -3,7 +3,8 @@
 from flask import Blueprint, jsonify
 
 from engine import calls, instances, suspension
-from engine.errors import NotAllowed, NotFound
+from engine.batch_start import StartItem, start_many
+from engine.errors import EngineError, NotAllowed, NotFound
 from engine.instances import InstanceQuery
 from engine.visibility import grid_visible, instance_visible
 
@@ -63,6 +64,25 @@ def start_by_id(definition_id: int):
     return _started(instances.start(runtime(), actor=current().name, definition_id=definition_id,
                                     scope=_start_scope(args), business_key=args.get("business_key"),
                                     variables=args["variables"], viewer=current().viewer))
+
+
+@bp.post("/process-definition/key/<key>/start-batch")
+@roles(*STARTERS)
+@idempotent
+@doc("Start many instances of the latest version in one transaction: all of them, or none when any item is "
+     "refused (errors name the item: instances.3.variables...)", body=schemas.StartBatchSchema,
+     response=schemas.StartedBatchSchema, status=201)
+def start_batch_by_key(key: str):
+    args = json_body(schemas.StartBatchSchema())
+    items = [StartItem(item["variables"], item.get("business_key")) for item in args["instances"]]
+    try:
+        started = start_many(runtime(), actor=current().name, key=key, items=items, scope=_start_scope(args),
+                             viewer=current().viewer)
+    except EngineError as exc:
+        if exc.fields and all(name.isdigit() for name in exc.fields):  # items by position, as in the body
+            exc.fields = {"instances": exc.fields}
+        raise
+    return answer(schemas.StartedBatchSchema(), {"instances": started}, 201)
 
 
 @bp.get("/process-instance")
