@@ -15,11 +15,12 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from bench._common import ROOT, free_port, tail
+from bench._loop_support import JsonReplies
 
 log = logging.getLogger("bench.chaos")
 
@@ -257,8 +258,7 @@ class CountingEnforcement:
         self._cond = threading.Condition()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(JsonReplies):
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -274,17 +274,6 @@ class CountingEnforcement:
                     ticket = outer.tickets.setdefault(key, f"ZF-{len(outer.tickets) + 1:06d}")
                     outer._cond.notify_all()
                 self._send(200, {"ticket": ticket})
-
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_args) -> None:
-                pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

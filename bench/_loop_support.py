@@ -26,6 +26,23 @@ log = logging.getLogger("bench.loop")
 
 # -- the enforcement system ------------------------------------------------------------------------
 
+class JsonReplies(BaseHTTPRequestHandler):
+    """A quiet HTTP/1.1 handler that answers JSON (the fakes of the systems GridLoop calls)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *_args) -> None:
+        pass
+
+
 class EnforcementSink:
     """A fake enforcement system on loopback speaking the push protocol of integrations/enforcement.py
     (the same checks as tests/integrations/fake_enforcement.py: signature, idempotency key → ticket),
@@ -42,8 +59,7 @@ class EnforcementSink:
         self.bad_signatures = 0
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+        class Handler(JsonReplies):
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -59,17 +75,6 @@ class EnforcementSink:
                     outer.arrived.setdefault(case_id, time.perf_counter())
                     outer._cond.notify_all()
                 self._send(200, {"ticket": ticket})
-
-            def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *_args) -> None:
-                pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True

@@ -45,15 +45,9 @@ SCRIPT = "total = 0\nfor x in items:\n    total += x\nlabel = f'{total:>5}'"
 
 
 def _pairs(n: int) -> str:
-    from tests.engine.builders import end, process, script, seq, start
+    from tests.engine.builders import split_join_pairs
 
-    elements, flows, prev = [start()], [], "start"
-    for i in range(n):
-        elements += [f'<bpmn:parallelGateway id="fork{i}"/>', f'<bpmn:parallelGateway id="join{i}"/>',
-                     script(f"a{i}", "x = 1"), script(f"b{i}", "y = 1")]
-        flows += [seq(prev, f"fork{i}"), seq(f"fork{i}", f"a{i}", f"join{i}"), seq(f"fork{i}", f"b{i}", f"join{i}")]
-        prev = f"join{i}"
-    return process("pairs", *elements, end(), *flows, seq(prev, "end"))
+    return split_join_pairs(n)
 
 
 def _proc_marks(pid: int) -> tuple[float, float]:

@@ -26,19 +26,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench import _common, _timer_figures
+from tests.engine.builders import waits_until
 
 log = logging.getLogger("bench.timers")
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/gridloop_bench_timers"
-MODEL = """<?xml version="1.0"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
-  <bpmn:process id="bench_timer" isExecutable="true">
-    <bpmn:startEvent id="s"/><bpmn:sequenceFlow id="a" sourceRef="s" targetRef="wait"/>
-    <bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition>
-      <bpmn:timeDate>due</bpmn:timeDate></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
-    <bpmn:sequenceFlow id="b" sourceRef="wait" targetRef="e"/><bpmn:endEvent id="e"/>
-  </bpmn:process>
-</bpmn:definitions>"""
+MODEL = waits_until("bench_timer")
 
 
 APP = "bench-timers-"  # application_name prefix of the schedulers' connections

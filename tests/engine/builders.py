@@ -120,3 +120,28 @@ def correlated_wait(key: str = "replies") -> str:
       </bpmn:extensionElements></bpmn:receiveTask>"""
     return process(key, start(), wait, user("check"), end(), seq("start", "wait_reply", "check", "end"),
                    lanes={"clerk": ["check"]}, header=header)
+
+
+def waits_until(key: str, variable: str = "due") -> str:
+    """A process that waits on a timer until the date in `variable`, then ends."""
+    return f"""<?xml version="1.0"?>
+<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
+  <bpmn:process id="{key}" isExecutable="true">
+    <bpmn:startEvent id="s"/><bpmn:sequenceFlow id="a" sourceRef="s" targetRef="wait"/>
+    <bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition>
+      <bpmn:timeDate>{variable}</bpmn:timeDate></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
+    <bpmn:sequenceFlow id="b" sourceRef="wait" targetRef="e"/><bpmn:endEvent id="e"/>
+  </bpmn:process>
+</bpmn:definitions>"""
+
+
+def split_join_pairs(n: int, key: str = "pairs") -> str:
+    """n parallel split/join pairs in a row, two script tasks each: SpiffWorkflow's plan of a new
+    instance doubles per pair (the deploy bound's attack)."""
+    elements, flows, prev = [start()], [], "start"
+    for i in range(n):
+        elements += [f'<bpmn:parallelGateway id="fork{i}"/>', f'<bpmn:parallelGateway id="join{i}"/>',
+                     script(f"a{i}", "x = 1"), script(f"b{i}", "y = 1")]
+        flows += [seq(prev, f"fork{i}"), seq(f"fork{i}", f"a{i}", f"join{i}"), seq(f"fork{i}", f"b{i}", f"join{i}")]
+        prev = f"join{i}"
+    return process(key, *elements, end(), *flows, seq(prev, "end"))

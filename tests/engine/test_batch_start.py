@@ -11,17 +11,10 @@ from engine import definitions, instances
 from engine.batch_start import MAX_BATCH, StartItem, start_many
 from engine.errors import Conflict, InvalidInput, NotFound, ProcessError
 from engine.models import AuditEvent, HumanTask, ProcessInstance
+from tests.engine.builders import waits_until
 from tests.engine.support import count
 
-TIMER_XML = """<?xml version="1.0"?>
-<bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL" id="d" targetNamespace="t">
-  <bpmn:process id="due_at" isExecutable="true">
-    <bpmn:startEvent id="s"/><bpmn:sequenceFlow id="a" sourceRef="s" targetRef="wait"/>
-    <bpmn:intermediateCatchEvent id="wait"><bpmn:timerEventDefinition>
-      <bpmn:timeDate>due</bpmn:timeDate></bpmn:timerEventDefinition></bpmn:intermediateCatchEvent>
-    <bpmn:sequenceFlow id="b" sourceRef="wait" targetRef="e"/><bpmn:endEvent id="e"/>
-  </bpmn:process>
-</bpmn:definitions>"""
+TIMER_XML = waits_until("due_at")
 
 FORM_XML = """<?xml version="1.0"?>
 <bpmn:definitions xmlns:bpmn="http://www.omg.org/spec/BPMN/20100524/MODEL"

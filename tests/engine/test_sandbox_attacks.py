@@ -14,7 +14,7 @@ from engine import definitions, instances
 from engine.errors import ProcessError
 from engine.models import ProcessInstance
 from engine.parsing import ModelError, parse_model
-from tests.engine.builders import end, flow, gateway, process, script, seq, start
+from tests.engine.builders import end, flow, gateway, process, script, seq, split_join_pairs, start
 from tests.engine.support import count
 
 BOMB = "[['a' * 1000000] * 1000] * 1000"  # 16 MB held, 10^12 characters as text or JSON
@@ -85,14 +85,7 @@ def test_ordinary_data_still_saves(rt):
 
 
 def _pairs(n: int) -> str:
-    """n parallel split/join pairs in a row: SpiffWorkflow's plan of a new instance doubles per pair."""
-    elements, flows, prev = [start()], [], "start"
-    for i in range(n):
-        elements += [f'<bpmn:parallelGateway id="fork{i}"/>', f'<bpmn:parallelGateway id="join{i}"/>',
-                     script(f"a{i}", "x = 1"), script(f"b{i}", "y = 1")]
-        flows += [seq(prev, f"fork{i}"), seq(f"fork{i}", f"a{i}", f"join{i}"), seq(f"fork{i}", f"b{i}", f"join{i}")]
-        prev = f"join{i}"
-    return process("pairs", *elements, end(), *flows, seq(prev, "end"))
+    return split_join_pairs(n)
 
 
 def test_a_model_too_large_to_plan_is_refused_with_that_reason():
