@@ -34,4 +34,7 @@ def configure_logging(level: str = "INFO", as_json: bool = True, spiff_level: st
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
+    # Alembic announces each of its plugins at INFO whenever a command loads its configuration (every
+    # CLI command checks the schema): seven lines of noise; its "Running upgrade" lines stay.
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(logging.WARNING, root.level))
     logging.getLogger(SPIFF_LOGGER).setLevel(spiff_level.upper())

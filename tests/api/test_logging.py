@@ -76,3 +76,18 @@ def test_gridloop_log_level_spiff_turns_them_up(configured, users, reference_xml
     run_a_process(users, reference_xml, clock)
     turned_up = [r for r in spiff_records(kept) if r.levelno == logging.INFO]
     assert turned_up and any(PHONE in str(r.__dict__) for r in turned_up)  # what the default keeps out
+
+
+def test_a_schema_check_logs_no_alembic_plugin_announcements(configured, tmp_path):
+    from api.database import upgrade
+    from engine.db import Database
+
+    kept = configured(Settings())
+    db = Database(f"sqlite:///{tmp_path / 'fresh.db'}")
+    try:
+        upgrade(db)
+    finally:
+        db.dispose()
+    names = {r.name for r in kept.records}
+    assert "alembic.runtime.migration" in names  # the upgrade itself is still told
+    assert not any(r.name.startswith("alembic.runtime.plugins") for r in kept.records)
