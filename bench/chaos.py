@@ -1,6 +1,7 @@
 """Closed loops while the processes die: nothing may be lost or done twice.
 
-    python -m bench.chaos [--loops N] [--clients N] [--max-seconds S] [--fault-every A,B] [--quick]
+    python -m bench.chaos [--loops N] [--clients N] [--max-seconds S] [--fault-every A,B] [--min-faults N]
+                          [--quick]
 
 Prints ONE JSON line on stdout (progress goes to stderr). Loopback only; bounded in loops and time.
 
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -189,15 +191,17 @@ class Run:
                 self._created.add(username)
         return login(self.base, username, self.password, self.patience_s)
 
-    def loops(self, clients: list[ChaosClient], count: int, deadline: float) -> None:
-        counter = iter(range(count))
+    def loops(self, clients: list[ChaosClient], count: int, deadline: float, min_faults: int = 0) -> None:
+        """At least `count` loops; more start until `min_faults` faults have happened (a fast machine
+        would otherwise finish before the first fault). None starts after `deadline`."""
+        counter = itertools.count()
         lock = threading.Lock()
 
         def work(c: ChaosClient) -> None:
             while time.monotonic() < deadline:
                 with lock:
-                    n = next(counter, None)
-                    if n is None:
+                    n = next(counter)
+                    if n >= count and len(self.faults) >= min_faults:
                         return
                     rec = LoopRecord(external_id=f"X{c.index}-{n}-{secrets.token_hex(3)}")
                     self.records.append(rec)
@@ -240,6 +244,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                                     "quick 60)")
     ap.add_argument("--fault-every", default=None, help="seconds between faults, uniform in A,B (default 3,8; "
                                                         "quick 2,5)")
+    ap.add_argument("--min-faults", type=int, default=None, help="more loops start until this many faults have "
+                                                                 "happened (default 20; quick 6)")
     ap.add_argument("--recovery-s", type=float, default=180, help="longest wait for recovery (default 180)")
     ap.add_argument("--patience-s", type=float, default=300, help="a client's retries give up after this (default 300)")
     ap.add_argument("--no-pg-restarts", dest="pg_restarts", action="store_false", help="no PostgreSQL restarts")
@@ -249,6 +255,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     q = args.quick
     args.loops = args.loops if args.loops is not None else (6 if q else 60)
     args.clients = args.clients or (3 if q else 4)
+    args.min_faults = args.min_faults if args.min_faults is not None else (6 if q else 20)
     args.max_seconds = args.max_seconds or (60 if q else 900)
     args.fault_every = tuple(float(x) for x in (args.fault_every or ("2,5" if q else "3,8")).split(","))
     args.seed = args.seed if args.seed is not None else secrets.randbelow(10**6)
@@ -319,7 +326,7 @@ def run(args) -> tuple[dict[str, Any], bool]:
                                         daemon=True)
         t0 = time.monotonic()
         chaos_thread.start()
-        r.loops(clients, args.loops, time.monotonic() + args.max_seconds)
+        r.loops(clients, args.loops, time.monotonic() + args.max_seconds, args.min_faults)
         r.stop.set()
         chaos_thread.join()
         loops_s = time.monotonic() - t0
@@ -336,7 +343,8 @@ def run(args) -> tuple[dict[str, Any], bool]:
             "all_zero": zero,
             "loops_requested": args.loops, "loops_started": len(r.records), "loops_finished": finished,
             "loop_errors": [rec.error for rec in r.records if rec.error][:5],
-            "clients": args.clients, "seed": args.seed, "fault_every_s": list(args.fault_every),
+            "min_faults": args.min_faults, "clients": args.clients, "seed": args.seed,
+            "fault_every_s": list(args.fault_every),
             "faults": {f: r.faults.count(f) for f in FAULTS}, "pg_restarts": pg.restarts,
             "redis_restarts": redis_.restarts, "kills": dict(servers.kills),
             "unexpected_exits": dict(servers.unexpected_exits),
