@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -35,9 +37,20 @@ log = logging.getLogger(__name__)
 
 def make_database(settings: Settings) -> Database:
     url = settings.database_url
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite:///"):
+        _private_file(Path(url.removeprefix("sqlite:///").split("?", 1)[0]))
     return Database(url)
+
+
+def _private_file(path: Path) -> None:
+    """Create the embedded database file readable by its owner alone (it holds password hashes and
+    the audit trail); SQLite gives its -wal and -shm files the same mode. An existing file is left
+    as the operator made it."""
+    if path.name in ("", ":memory:") or path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):  # another process created it first
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock | None = None,

@@ -127,3 +127,28 @@ def test_the_schedulers_chores_sign_an_audit_checkpoint_at_once_then_every_inter
     never = Settings(database_url=db.url, secret_key="x", audit_checkpoint_interval_s=0)
     *_, off = chores(make_runtime(never, db=db, clock=clock), never)
     assert off() == 0
+
+
+def test_the_embedded_database_file_is_readable_by_its_owner_alone(tmp_path):
+    import stat
+
+    from sqlalchemy import text
+
+    from api.wiring import make_database
+
+    path = tmp_path / "var" / "gridloop.db"
+    db = make_database(Settings(database_url=f"sqlite:///{path}", secret_key="x"))
+    try:
+        with db.transaction() as s:
+            s.execute(text("PRAGMA journal_mode=WAL"))
+            s.execute(text("CREATE TABLE t (x INTEGER)"))
+            s.execute(text("INSERT INTO t VALUES (1)"))
+        files = [p for p in path.parent.iterdir() if p.name.startswith("gridloop.db")]
+        assert path in files
+        assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in files} == dict.fromkeys(
+            (p.name for p in files), 0o600)  # the -wal and -shm files take the database's mode
+    finally:
+        db.dispose()
+    path.chmod(0o640)  # an operator's own choice for an existing file is kept
+    make_database(Settings(database_url=f"sqlite:///{path}", secret_key="x")).dispose()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
