@@ -56,6 +56,14 @@ def screenshots() -> Path:
     return SCREENSHOTS
 
 
+def login(page, url: str, username: str, password: str) -> None:
+    """Sign in on the console's login form, as a person would (the caller waits for what it expects next)."""
+    page.goto(url + "/")
+    page.get_by_label("用户名").fill(username)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
+
+
 def wait_until(page, js: str, timeout_ms: int = 15_000) -> None:
     """Poll a JavaScript function (a string "() => …") until it returns true. Not
     page.wait_for_function: that compiles its predicate with eval in the page, which the console's

@@ -9,16 +9,10 @@ from __future__ import annotations
 import requests
 
 from tests.api.test_closed_loop_http import point_in_first_unit
+from tests.browser.conftest import login
 from tests.browser.live_server import PASSWORD
 
 ADMIN_PAGES = ["grids", "duty", "categories", "calendar", "sources", "warning-policies", "incidents", "notices"]
-
-
-def _login(page, url: str, username: str, password: str) -> None:
-    page.goto(url + "/")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(password)
-    page.get_by_role("button", name="登录").click()
 
 
 def test_admin_creates_an_inspector_and_disables_a_user_who_then_cannot_log_in(chromium, live, screenshots):
@@ -27,13 +21,13 @@ def test_admin_creates_an_inspector_and_disables_a_user_who_then_cannot_log_in(c
     problems: list[str] = []
 
     leaving = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
-    _login(leaving, live.url, "insp-leaving", other_password)
+    login(leaving, live.url, "insp-leaving", other_password)
     leaving.wait_for_url("**/m")
 
     desk = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     admin = desk.new_page()
     admin.on("pageerror", lambda e: problems.append(str(e)))
-    _login(admin, live.url, "admin", PASSWORD)
+    login(admin, live.url, "admin", PASSWORD)
     admin.get_by_role("link", name="系统管理").click()
     admin.wait_for_url("**/admin")
     admin.wait_for_selector("tr[data-user='insp-leaving']")
@@ -68,12 +62,12 @@ def test_admin_creates_an_inspector_and_disables_a_user_who_then_cannot_log_in(c
 
     leaving.reload()  # their open console: the session is over, back to the login form
     leaving.get_by_role("button", name="登录").wait_for()
-    _login(leaving, live.url, "insp-leaving", other_password)
+    login(leaving, live.url, "insp-leaving", other_password)
     leaving.wait_for_selector("[role=alert]:has-text('登录失败')")
     leaving.screenshot(path=str(screenshots / "admin-disabled-cannot-log-in.png"), full_page=True)
 
     phone = chromium.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, locale="zh-CN").new_page()
-    _login(phone, live.url, "wang-fang", new_password)
+    login(phone, live.url, "wang-fang", new_password)
     phone.wait_for_url("**/m")
 
     for name in ADMIN_PAGES:
@@ -100,7 +94,7 @@ def test_admin_changes_a_time_limit_and_a_warning_policy_with_errors_shown_first
     problems: list[str] = []
     admin = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
     admin.on("pageerror", lambda e: problems.append(str(e)))
-    _login(admin, live.url, "admin", PASSWORD)
+    login(admin, live.url, "admin", PASSWORD)
     admin.wait_for_selector("header.top")
     admin.goto(f"{live.url}/admin/categories")
     admin.locator("tr:has-text('noise')").get_by_role("button", name="修改").click()

@@ -8,14 +8,8 @@ from __future__ import annotations
 
 import requests
 
+from tests.browser.conftest import login
 from tests.browser.live_server import PASSWORD
-
-
-def _login(page, url: str, username: str, password: str) -> None:
-    page.goto(url + "/")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(password)
-    page.get_by_role("button", name="登录").click()
 
 
 def _refuse_a_holiday(page, url: str) -> str:
@@ -23,8 +17,8 @@ def _refuse_a_holiday(page, url: str) -> str:
     page.goto(f"{url}/admin/calendar")
     page.locator("#cal-year").fill("2031")
     page.locator("form.filters button[type=submit]").click()
+    page.locator("form.admin-form[data-year='2031']").wait_for()  # not the current year's form, still loading
     holidays = page.locator("#cal-holidays")
-    holidays.wait_for()
     page.locator("#cal-source").fill("国务院办公厅通知")
     holidays.fill("2031-01-01 元旦\n\n2031-13-40 错日\n2031-10-01 国庆")
     page.locator("form.admin-form button[type=submit]").click()
@@ -45,13 +39,13 @@ def test_refusals_read_in_chinese_with_their_parameters(chromium, live, screensh
     page = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
     page.on("pageerror", lambda e: problems.append(str(e)))
 
-    _login(page, live.url, "admin", "not-the-password")
+    login(page, live.url, "admin", "not-the-password")
     alert = page.locator("form.login [role=alert], form.login .error").first
     alert.wait_for()
     assert "用户名或密码错误" in alert.inner_text()
     assert "unknown user" not in alert.inner_text()
 
-    _login(page, live.url, "admin", PASSWORD)
+    login(page, live.url, "admin", PASSWORD)
     page.wait_for_selector("header.top")
     text = _refuse_a_holiday(page, live.url)
     assert "第 3 行" in text and "不是有效的日期" in text, text

@@ -19,8 +19,9 @@ from PIL import Image
 
 from api.views.enforcement import callback_signature
 from tests.api.test_closed_loop_http import point_in_first_unit
+from tests.browser.conftest import login
 from tests.browser.live_server import LiveServer
-from tests.browser.test_console_loop import PHONE, _big_photo, _login
+from tests.browser.test_console_loop import PHONE, _big_photo
 from tests.integrations.fake_enforcement import FakeEnforcement
 
 SECRET = "full-loop-enforcement-secret"
@@ -72,7 +73,7 @@ def test_every_role_and_the_whole_loop_then_a_patrol_report(chromium, loop_serve
     desk = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     sup = desk.new_page()
     sup.on("pageerror", lambda e: problems.append(str(e)))
-    _login(sup, live.url, "sup-loop", passwords["sup-loop"])
+    login(sup, live.url, "sup-loop", passwords["sup-loop"])
     sup.wait_for_selector("[data-testid=stream-mode]:has-text('实时推送中')", timeout=15_000)
     sup.evaluate("window.__sameDocument = true")  # gone if the page reloads
     shot(sup, "01-supervisor-home")
@@ -108,7 +109,7 @@ def test_every_role_and_the_whole_loop_then_a_patrol_report(chromium, loop_serve
                                  geolocation={"longitude": lon, "latitude": lat}, permissions=["geolocation"])
     insp = phone.new_page()
     insp.on("pageerror", lambda e: problems.append(str(e)))
-    _login(insp, live.url, "insp-loop", passwords["insp-loop"])
+    login(insp, live.url, "insp-loop", passwords["insp-loop"])
     insp.wait_for_url("**/m")
     sign = insp.locator("a[data-task=sign_for]")
     sign.wait_for(timeout=15_000)
@@ -173,7 +174,7 @@ def test_every_role_and_the_whole_loop_then_a_patrol_report(chromium, loop_serve
         ctx = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
         page = ctx.new_page()
         page.on("pageerror", lambda e: problems.append(str(e)))
-        _login(page, live.url, name, passwords[name])
+        login(page, live.url, name, passwords[name])
         page.wait_for_selector("[data-testid=stream-mode]", timeout=15_000)
         shot(page, f"{landing}-home")
         if name == "admin-loop":
@@ -249,7 +250,7 @@ def test_a_patrol_report_without_a_position_or_a_connection_is_typed_in_queued_a
     page = phone.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda e: problems.append(str(e)))
-    _login(page, live.url, "insp-offline-report", password)
+    login(page, live.url, "insp-offline-report", password)
     page.wait_for_url("**/m")
     page.goto(f"{live.url}/m/report")
     page.wait_for_selector("[data-testid=where]:has-text('无法定位')", timeout=30_000)

@@ -14,6 +14,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from tests.api.test_closed_loop_http import point_in_first_unit
+from tests.browser.conftest import login
 from workflows.grids import Grid
 from workflows.people import Category
 
@@ -27,13 +28,6 @@ def _big_photo() -> bytes:
     out = io.BytesIO()
     img.save(out, "JPEG", quality=90)
     return out.getvalue()
-
-
-def _login(page, url: str, username: str, password: str) -> None:
-    page.goto(url + "/")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(password)
-    page.get_by_role("button", name="登录").click()
 
 
 def _names(live, unit: str) -> tuple[str, str]:
@@ -56,7 +50,7 @@ def test_alarm_reviewed_dispatched_handled_on_a_phone_and_its_photo_seen(chromiu
     sup = desk.new_page()
     problems: list[str] = []
     sup.on("pageerror", lambda e: problems.append(str(e)))
-    _login(sup, live.url, "sup-console", sup_password)
+    login(sup, live.url, "sup-console", sup_password)
     sup.wait_for_selector("[data-testid=stream-mode]:has-text('实时推送中')", timeout=15_000)
     sup.evaluate("window.__sameDocument = true")  # gone if the page reloads
     sup.screenshot(path=str(screenshots / "01-home-supervisor.png"), full_page=True)
@@ -98,7 +92,7 @@ def test_alarm_reviewed_dispatched_handled_on_a_phone_and_its_photo_seen(chromiu
                                  geolocation={"longitude": lon, "latitude": lat}, permissions=["geolocation"])
     insp = phone.new_page()
     insp.on("pageerror", lambda e: problems.append(str(e)))
-    _login(insp, live.url, "insp-console", insp_password)
+    login(insp, live.url, "insp-console", insp_password)
     insp.wait_for_url("**/m")
     sign = insp.locator("a[data-task=sign_for]")
     sign.wait_for(timeout=15_000)
@@ -197,7 +191,7 @@ def test_writes_made_offline_wait_and_are_replayed_once(chromium, live, screensh
     phone = chromium.new_context(viewport=PHONE, is_mobile=True, has_touch=True, locale="zh-CN",
                                  geolocation={"longitude": lon, "latitude": lat}, permissions=["geolocation"])
     page = phone.new_page()
-    _login(page, live.url, "insp-offline", insp_password)
+    login(page, live.url, "insp-offline", insp_password)
     page.wait_for_url("**/m")
     page.goto(f"{live.url}/m/tasks/{handle['id']}")
     page.get_by_role("button", name="现场签到").wait_for()

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import requests
 from sqlalchemy import select
 
+from tests.browser.conftest import login
 from workflows.grids import Grid, point_inside
 
 
@@ -20,13 +21,6 @@ def a_unit_without_demo_cases(rt) -> tuple[float, float]:
         units = s.scalars(select(Grid.code).where(Grid.level == "unit", Grid.valid_to.is_(None))
                           .order_by(Grid.code)).all()
     return point_inside(rt.db, units[18])
-
-
-def _login(page, url: str, username: str, password: str) -> None:
-    page.goto(url + "/")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(password)
-    page.get_by_role("button", name="登录").click()
 
 
 def test_supervisor_finds_a_case_on_the_map_and_opens_it(chromium, live, screenshots):
@@ -50,7 +44,7 @@ def test_supervisor_finds_a_case_on_the_map_and_opens_it(chromium, live, screens
     own = (live.url, "data:", "blob:")
     page.on("request", lambda r: None if r.url.startswith(own) else elsewhere.append(r.url))
     page.on("request", lambda r: grid_calls.append(r.url) if "/api/v1/grids/geojson" in r.url else None)
-    _login(page, live.url, "sup-map", password)
+    login(page, live.url, "sup-map", password)
     page.get_by_role("link", name="一张图", exact=True).click()
     page.wait_for_url("**/map")
 

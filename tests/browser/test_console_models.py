@@ -10,14 +10,13 @@ import re
 
 import requests
 
+from tests.browser.conftest import login
+
 DESK = {"width": 1400, "height": 900}
 
 
 def _login(page, url: str, username: str, password: str) -> None:
-    page.goto(url + "/")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(password)
-    page.get_by_role("button", name="登录").click()
+    login(page, url, username, password)
     page.wait_for_selector("header.top")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import requests
 
 from tests.api.test_closed_loop_http import point_in_first_unit
-from tests.browser.test_console_walkthrough_fixes import _login
+from tests.browser.conftest import login
 
 
 def test_a_supervisor_urges_an_open_case_from_its_page(chromium, live, screenshots):
@@ -21,7 +21,7 @@ def test_a_supervisor_urges_an_open_case_from_its_page(chromium, live, screensho
     case_id = alarm.json()["id"]
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     page = context.new_page()
-    _login(page, live.url, "sup-urge", password)
+    login(page, live.url, "sup-urge", password)
     page.get_by_role("link", name="首页", exact=True).wait_for()
     page.goto(f"{live.url}/cases/{case_id}")
     button = page.get_by_role("button", name="督办", exact=True)

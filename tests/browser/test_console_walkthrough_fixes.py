@@ -9,17 +9,10 @@ from __future__ import annotations
 import requests
 
 from tests.api.test_closed_loop_http import point_in_first_unit
-from tests.browser.conftest import wait_until
+from tests.browser.conftest import login, wait_until
 from tests.browser.live_server import PASSWORD
 
 PHONE = {"width": 390, "height": 844}
-
-
-def _login(page, url: str, username: str, password: str) -> None:
-    page.goto(url + "/")
-    page.get_by_label("用户名").fill(username)
-    page.get_by_label("密码").fill(password)
-    page.get_by_role("button", name="登录").click()
 
 
 def _token(live, username: str, password: str) -> dict[str, str]:
@@ -60,7 +53,7 @@ def test_refused_choice_focus_checkin_refusal_report_back_link(chromium, live, s
     desk = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     page = desk.new_page()
     page.on("pageerror", lambda e: problems.append(str(e)))
-    _login(page, live.url, "sup-walk", sup_password)
+    login(page, live.url, "sup-walk", sup_password)
     page.wait_for_selector("[data-testid=stream-mode]")
     review = _task(live, sup, pid, "review")
     page.goto(f"{live.url}/tasks/{review['id']}")
@@ -82,7 +75,7 @@ def test_refused_choice_focus_checkin_refusal_report_back_link(chromium, live, s
                                  geolocation={"longitude": lon + 0.1, "latitude": lat}, permissions=["geolocation"])
     m = phone.new_page()
     m.on("pageerror", lambda e: problems.append(str(e)))
-    _login(m, live.url, "insp-walk", insp_password)
+    login(m, live.url, "insp-walk", insp_password)
     m.wait_for_url("**/m")
     m.goto(f"{live.url}/m/tasks/{handle['id']}")
     m.get_by_role("button", name="现场签到").click()
@@ -111,7 +104,7 @@ def test_a_user_without_scope_is_not_listed_as_seeing_everything(chromium, live)
     live.user("leader-noscope", ["leader"], None)
     context = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     page = context.new_page()
-    _login(page, live.url, "admin", PASSWORD)
+    login(page, live.url, "admin", PASSWORD)
     page.wait_for_selector("header")
     page.goto(f"{live.url}/admin/users")
     row = page.locator("tr[data-user='sup-noscope'] td").nth(3)

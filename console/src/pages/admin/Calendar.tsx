@@ -48,8 +48,8 @@ export function Calendar() {
           <input id="cal-year" type="number" min={2000} max={2100} value={year} onInput={(e) => setYear(value(e))} /></div>
         <button type="submit">{ta('show')}</button>
       </form>
-      {!data.data ? <Loading error={data.error} /> : (
-        <form ref={s.root} class="admin-form" onSubmit={submit} noValidate>
+      {!data.data || !data.current ? <Loading error={data.error} /> : (
+        <form ref={s.root} class="admin-form" data-year={data.data.year} onSubmit={submit} noValidate>
           <p>{data.data.source ? ta('loadedBy', { by: data.data.loadedBy || '', at: when(data.data.loadedAt) }) : ta('noHolidays')}</p>
           <Field id="cal-source" name="source" label={ta('source')} errors={errors}>
             {(a) => <input {...a} value={f.source} onInput={set('source')} />}</Field>

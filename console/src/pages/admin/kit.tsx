@@ -15,16 +15,22 @@ export function flat(fields: Record<string, unknown>): Errors {
   return out;
 }
 
+/** GET `path` (again on `reload`). `data` is the last answer, kept while another path loads so a list does
+ *  not flash; `current` says it answers the path asked now (a form that edits what it shows must wait for
+ *  that). An answer to a path no longer asked is dropped, so a slow earlier request cannot overwrite a later one. */
 export function useLoad<T>(path: string | null, deps: unknown[] = []) {
-  const [data, setData] = useState<T | null>(null);
-  const [error, setError] = useState('');
+  const [got, setGot] = useState<{ key: string; data: T | null; error: string } | null>(null);
   const [n, setN] = useState(0);
+  const key = JSON.stringify([path, ...deps]);
   useEffect(() => {
-    if (!path) return;
-    setError('');
-    api<T>(path).then(setData).catch((e) => { setData(null); setError(e.message); });
+    if (!path) return undefined;
+    let asked = true;
+    api<T>(path).then((data) => { if (asked) setGot({ key, data, error: '' }); })
+      .catch((e) => { if (asked) setGot({ key, data: null, error: e.message }); });
+    return () => { asked = false; };
   }, [path, n, ...deps]);
-  return { data, error, reload: () => setN((x) => x + 1) };
+  const current = got !== null && got.key === key;
+  return { data: got ? got.data : null, error: current ? got.error : '', current, reload: () => setN((x) => x + 1) };
 }
 
 /** One form's submission: busy while in flight (a double click sends once), errors by field. */
