@@ -24,7 +24,7 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Protocol
 
-from sqlalchemy import ARRAY, Boolean, Integer, Numeric, String, any_, bindparam, cast, select
+from sqlalchemy import ARRAY, Boolean, Integer, Numeric, String, bindparam, cast, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from engine import outbox
@@ -110,10 +110,15 @@ class Limits:
 
 
 def _among(s: Session, column: Any, values: list[str]) -> Any:
-    """`column IN values`; on PostgreSQL as `= ANY(array)`: one parameter, however many values (an
-    expanded IN of a thousand MNs costs more to render and send than the query costs to run)."""
+    """`column IN values`; on PostgreSQL as `IN (SELECT unnest(array))`: one parameter however many
+    values (an expanded IN of a thousand MNs costs more to render and send than the query costs to
+    run), and a plan that stays fast once the statement is prepared. `= ANY(array)` did not: PostgreSQL
+    hashes the array only when it is a constant, so the generic plan it switches to after psycopg
+    prepares the statement tested every row against every value (1,000 MNs over 2,000 limits: 24 ms a
+    query instead of 0.3 ms, and the rules ran at half speed after their first ten batches)."""
     if s.get_bind().dialect.name == "postgresql":
-        return column == any_(cast(bindparam(None, values, type_=ARRAY(String)), ARRAY(String)))
+        array = cast(bindparam(None, values, type_=ARRAY(String)), ARRAY(String))
+        return column.in_(select(func.unnest(array)))
     return column.in_(values)
 
 

@@ -138,3 +138,26 @@ def test_a_silent_source_raises_one_offline_alarm_until_it_speaks_again(station,
         jobs.run_all()
     (case,) = cases(db)  # both silences: one open case, the second an occurrence
     assert (case.category, case.source_ref, case.occurrences) == ("device.fault", f"{MN}:*:offline", 2)
+
+
+def test_a_prepared_lookup_of_many_sources_does_not_test_each_row_against_the_whole_list(pg):
+    """The rules look their sources up by a list of MNs, a thousand a batch. Once psycopg prepares the
+    statement, PostgreSQL may plan it generically, and `mn = ANY($1)` then compares every row with
+    every MN (the array is hashed only when it is a constant): 24 ms a lookup instead of 0.3 ms, the
+    rules at half speed all day. The generic plan must not filter on the list."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.orm import Session
+
+    from workflows.monitoring_rules import _among
+
+    mns = [f"{i:014d}" for i in range(1000)]
+    with Session(pg.engine) as s:
+        query = select(PollutantLimit.mn).where(_among(s, PollutantLimit.mn, mns))
+        sql = str(query.compile(dialect=postgresql.dialect())).replace("%(param_1)s", "$1")
+        s.connection().exec_driver_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+        s.connection().exec_driver_sql(f"PREPARE lookup(varchar[]) AS {sql}")
+        literal = "'{" + ",".join(mns) + "}'"  # EXPLAIN takes no parameters; the MNs are digits
+        plan = "\n".join(row[0] for row in s.connection().exec_driver_sql(f"EXPLAIN EXECUTE lookup({literal})"))
+        s.connection().exec_driver_sql("DEALLOCATE lookup")
+    assert "$1" in sql, sql
+    assert "ANY" not in plan, plan
