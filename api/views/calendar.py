@@ -18,6 +18,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from sqlalchemy import select
+from werkzeug.exceptions import NotFound
 
 from engine.db import Database
 from workflows.working_time import CalendarDay, CalendarError, CalendarYear, load_year
@@ -55,13 +56,22 @@ class YearView(Schema):
 
 
 bp = Blueprint("calendar", __name__, url_prefix="/api/v1/calendar")
-YEAR = "<int(min=2000,max=2100):year>"
+YEAR = "<int:year>"
+FIRST_YEAR, LAST_YEAR = 2000, 2100
+
+
+def _covered(year: int) -> int:
+    """The year of the path, if the calendar covers it (a plain 404 would not say why)."""
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise NotFound(f"the calendar covers the years {FIRST_YEAR} to {LAST_YEAR}; {year} is not one of them")
+    return year
 
 
 @bp.put(f"/{YEAR}")
 @roles("admin")
 @doc("Load (replace) a year's holidays and swapped working days", body=YearSchema, response=YearView)
 def put_year(year: int):
+    year = _covered(year)
     args = json_body(YearSchema())
     rt = runtime()
     load_checked(rt.db, rt.clock.now(), year, args, current().name)
@@ -96,4 +106,4 @@ def year_of(db: Database, year: int) -> dict[str, Any]:
 @roles("admin", "supervisor", "leader")
 @doc("A year's holidays and swapped working days, and where they came from", response=YearView)
 def get_year(year: int):
-    return jsonify(YearView().dump(year_of(runtime().db, year)))
+    return jsonify(YearView().dump(year_of(runtime().db, _covered(year))))

@@ -29,4 +29,8 @@ def test_bad_calendar_payloads_are_422_and_change_nothing(rt, users):
         assert r.get_json()["error"]["fields"]
     with rt.db.session() as s:
         assert s.scalar(select(func.count()).select_from(CalendarDay)) == 0
-    assert users["admin"]._call("put", "/api/v1/calendar/1999", json=YEAR_2027).status_code == 404
+    outside = users["admin"]._call("put", "/api/v1/calendar/1999", json=YEAR_2027)
+    assert outside.status_code == 404
+    message = outside.get_json()["error"]["message"]
+    assert message == "the calendar covers the years 2000 to 2100; 1999 is not one of them"
+    assert "2000 to 2100" in users["admin"]._call("get", "/api/v1/calendar/2101").get_json()["error"]["message"]
