@@ -86,6 +86,7 @@ class Change:
     model: ParsedModel | None = None  # the instance's parsed definition (its specs and forms)
     escaped: list[dict[str, Any]] = field(default_factory=list)  # errors/escalations for the caller (calls.py)
     nested_wake: bool = False  # a change of another instance made in this one's transaction wants a wake-up
+    settled: bool = False  # set by an action whose last step was `run_engine`: `finish` need not run it again
 
     def __post_init__(self) -> None:
         self.loaded_status = self.instance.status
@@ -229,15 +230,18 @@ def change_instance(rt: Runtime, instance_id: str, actor: str, *, lock: Lock | N
 
 @contextmanager
 def change_in(rt: Runtime, conn: Connection, instance_id: str, actor: str, *, lock: Lock | None = None,
-              not_found: str | None = None) -> Iterator[Change]:
+              not_found: str | None = None, locked_row: dict[str, Any] | None = None) -> Iterator[Change]:
     """`change_instance` inside the caller's transaction (`conn`): a change of one instance that
     changes another with it (a parent cancelling its child). The caller commits, then calls
-    `after_commit` with its own change (see `Change.nested_wake`)."""
-    lock = lock or lock_by_id(instance_id)
-    found = rt.db.rows(conn, lock.stmt, lock.params)
-    if not found:
-        raise NotFound(not_found or f"process instance {instance_id} does not exist")
-    row = from_row(ProcessInstance, found[0])
+    `after_commit` with its own change (see `Change.nested_wake`). `locked_row`: the instance's
+    row (every column), which the caller already locked in this transaction."""
+    if locked_row is None:
+        lock = lock or lock_by_id(instance_id)
+        found = rt.db.rows(conn, lock.stmt, lock.params)
+        if not found:
+            raise NotFound(not_found or f"process instance {instance_id} does not exist")
+        locked_row = found[0]
+    row = from_row(ProcessInstance, locked_row)
     model = rt.specs.get(rt.db, row.definition_id, session=conn)
     workflow = rt.workflows.take(row.id, row.revision, row.definition_id)  # checked under the lock just taken
     if workflow is None:
@@ -280,7 +284,8 @@ def finish(change: Change) -> None:
     """Everything after the action, in the same transaction: run, derive, then write once."""
     wf, row = change.workflow, change.instance
     before_status, before_wakeup = row.status, row.next_wakeup_at
-    change.run_engine()
+    if not change.settled:
+        change.run_engine()
     while readmodels.refresh(change):  # a buffered message was waiting for a subscription that just appeared
         change.run_engine()
     if row.status == "running" and wf.is_completed():

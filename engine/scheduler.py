@@ -9,7 +9,13 @@ re-added themselves from inside their own run; a re-added job that came due whil
 still counted as an instance was skipped and, being one-shot, dropped, and nothing ticked again
 while the process kept the lock. A loop has no chain to break: a tick that raises or overruns is
 followed by the next one. A keeper thread holds the lock only while ticks complete: a tick still
-running after `stall_after` makes it let go, and the loop ticks again only once the lock is back."""
+running after `stall_after` makes it let go, and the loop ticks again only once the lock is back.
+
+A scheduler standing by is not idle: when timers have been due for longer than `help_after` (a burst
+the active one cannot fire on time), it fires them too, in batches of its own. Each instance is
+still its own locked change with the deadline re-checked under the lock, and rows the other holds
+are skipped, so each timer fires once; firing takes most of a scheduler's CPU, so two fire a burst
+about twice as fast."""
 
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ BATCH = 200  # timers fired (one transaction) / rows relayed per pass; a full ba
 IDLE_FLOOR_S = 0.05  # a pass that moved nothing while something is due waits this long (no hot spin)
 LEADER_CHECK_S = 1.0  # how often the active scheduler checks its lock connection and its loop
 HEARTBEAT_KEY = "gridloop:scheduler:last_tick"  # Redis: when the active scheduler last completed a tick
+HELP_AFTER = timedelta(milliseconds=500)  # a standby fires timers due longer than this (the active one is behind)
 
 
 @dataclass
@@ -111,8 +118,11 @@ class Scheduler:
                  standby_poll: timedelta = timedelta(seconds=5), stall_after: timedelta | None = None,
                  housekeeping: list[Callable[[], object]] | None = None,
                  housekeeping_every: timedelta = HOUSEKEEPING_EVERY,
-                 heartbeat: Callable[[datetime], object] | None = None) -> None:
+                 heartbeat: Callable[[datetime], object] | None = None,
+                 help_after: timedelta | None = HELP_AFTER) -> None:
         """`stall_after`: a tick running longer than this gives up the lead (default 3 x `max_sleep`).
+        `help_after`: standing by, fire timers due for longer than this (None: only stand by); it is
+        also how often a standby looks.
         `housekeeping`: chores of other layers (purging old records...), run every `housekeeping_every`.
         `heartbeat`: told the time of each completed tick, to publish it where other processes look."""
         self.rt = rt
@@ -124,6 +134,8 @@ class Scheduler:
         self.housekeeping = list(housekeeping or [])
         self.housekeeping_every = housekeeping_every
         self.heartbeat = heartbeat
+        self.help_after = help_after if rt.db.is_postgres else None  # SQLite: the only scheduler leads
+        self.helped = 0  # instances whose timers this scheduler fired while standing by
         self.ticks = 0  # completed ticks of the loop (not of direct `tick()` calls)
         self.last_tick_at: datetime | None = None  # by the runtime's clock
         self._last_housekeeping = float("-inf")
@@ -197,7 +209,8 @@ class Scheduler:
         failures = 0
         while not self._stop.is_set():
             if not self._enter_tick():
-                self._leading.wait(self.standby_poll.total_seconds())
+                if not self._help():
+                    self._leading.wait(self._standby_wait())
                 continue
             try:
                 result = self.tick()
@@ -218,6 +231,23 @@ class Scheduler:
                     self._tick_started = None
             if pause > 0:
                 self._wake.wait(min(pause, self.max_sleep.total_seconds()))
+
+    def _help(self) -> bool:
+        """Standing by: fire a batch of the timers the active scheduler is behind on. Returns whether
+        it took a full batch (more are likely behind)."""
+        if self.help_after is None or self._stop.is_set() or self._leading.is_set():
+            return False
+        try:
+            fired, taken = timers.fire_batch(self.rt, BATCH, late_by=self.help_after)
+        except Exception:  # the database is away: the keeper's checks and the next look will tell
+            log.warning("standby scheduler: firing late timers failed", exc_info=True)
+            return False
+        self.helped += fired
+        return taken >= BATCH
+
+    def _standby_wait(self) -> float:
+        every = self.standby_poll if self.help_after is None else min(self.standby_poll, self.help_after)
+        return every.total_seconds()
 
     def _beat(self) -> None:
         if self.heartbeat is None or self.last_tick_at is None or not self._leading.is_set():

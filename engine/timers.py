@@ -9,8 +9,9 @@ import logging
 from datetime import datetime, timedelta
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import false, select
+from sqlalchemy import bindparam, false, select
 
+from .db import Prepared
 from .models import ProcessInstance
 from .spiff_specs import deadline_of, timer_element, waiting_timers
 
@@ -54,6 +55,11 @@ def _due(now: datetime, limit: int):
             .order_by(PI.c.next_wakeup_at).limit(limit))
 
 
+# A batch's rows, every column, locked in one statement; rows another transaction holds are skipped.
+_LOCK_DUE = Prepared(select(*PI.c).where(PI.c.next_wakeup_at < bindparam("now"), *_MAY_FIRE)
+                     .order_by(PI.c.next_wakeup_at).limit(bindparam("limit")).with_for_update(skip_locked=True))
+
+
 def due_instances(rt, now: datetime, limit: int = 200) -> list[str]:
     with rt.db.read() as conn:
         return list(conn.scalars(_due(now, limit)))
@@ -82,16 +88,19 @@ def _fire(ch) -> list[str]:
         raise Abandon
     waiting = _waiting_timers(ch.workflow)
     ch.run_engine()
+    ch.settled = True  # nothing touches the workflow after this run
     fired = _fired(ch.workflow, waiting, set(ch.ran))
     if fired:
         ch.record("timer.fired", elements=fired, deadline=row.next_wakeup_at.isoformat())
     return fired
 
 
-def fire_batch(rt, limit: int = 200) -> tuple[int, int]:
+def fire_batch(rt, limit: int = 200, *, late_by: timedelta = timedelta(0)) -> tuple[int, int]:
     """Fire up to `limit` due instances in one transaction; returns (instances whose timers fired,
-    instances taken). The batch locks its rows in one statement, skipping rows another scheduler or
-    a user's change holds (PostgreSQL; SQLite holds the write lock), then runs for each exactly the
+    instances taken). `late_by`: only instances whose deadline passed at least that long ago.
+
+    The batch locks its rows (every column) in one statement, skipping rows another scheduler or a
+    user's change holds (PostgreSQL; SQLite holds the write lock), then runs for each exactly the
     change `fire_instance` runs: the same re-check under the lock, the same writes. Only the commit
     is shared, so either every change of the batch is kept or none is. A batch that fails for any
     reason rolls back whole and its instances are fired one transaction each, which isolates
@@ -101,17 +110,18 @@ def fire_batch(rt, limit: int = 200) -> tuple[int, int]:
     changes, fired = [], 0
     try:
         with rt.db.begin() as conn:
-            ids = list(conn.scalars(_due(rt.clock.now(), limit).with_for_update(skip_locked=True)))
-            for instance_id in ids:
+            rows = rt.db.rows(conn, _LOCK_DUE, {"now": rt.clock.now() - late_by, "limit": limit})
+            ids = [row["id"] for row in rows]
+            for row in rows:
                 try:
-                    with change_in(rt, conn, instance_id, actor="scheduler") as ch:
+                    with change_in(rt, conn, row["id"], actor="scheduler", locked_row=row) as ch:
                         fired += bool(_fire(ch))
                 except Abandon:
                     continue
                 changes.append(ch)
     except Exception:
         log.warning("a batch of due timers failed; firing its instances one by one", exc_info=True)
-        ids = due_instances(rt, rt.clock.now(), limit)
+        ids = due_instances(rt, rt.clock.now() - late_by, limit)
         return _fire_each(rt, ids), len(ids)
     for ch in changes:
         after_commit(rt, ch)

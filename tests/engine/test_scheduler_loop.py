@@ -18,7 +18,7 @@ from engine.queues import ManualJobQueue
 from engine.runtime import Runtime
 from engine.scheduler import Scheduler
 from tests.conftest import reference_operations
-from tests.engine.support import other_process
+from tests.engine.support import actions, other_process
 
 MINUTE = timedelta(minutes=1)
 TICK = timedelta(microseconds=1)
@@ -241,3 +241,33 @@ def test_a_leader_whose_lock_connection_dies_ticks_again_only_on_a_new_lock(pg_r
         fire_and_wait(pg_rt, clock, a, waiting(pg_rt))
     finally:
         a.stop()
+
+
+def test_a_standby_fires_the_timers_the_active_scheduler_is_late_with_and_only_those(pg_rt, clock):
+    fast = timedelta(milliseconds=50)
+    stuck = Gate()
+    stuck.hold_next()
+    a = Scheduler(pg_rt, ManualJobQueue(pg_rt), max_sleep=LONG, standby_poll=fast, stall_after=LONG,
+                  housekeeping=[stuck], housekeeping_every=NOW)
+    with other_process(pg_rt) as other_rt:
+        b = Scheduler(other_rt, ManualJobQueue(other_rt), max_sleep=LONG, standby_poll=fast,
+                      help_after=timedelta(seconds=30))
+        a.start()
+        try:
+            assert stuck.entered.wait(20)  # a leads, and its tick hangs: it fires nothing from now on
+            late = waiting(pg_rt)  # due at +60 s
+            clock.advance(timedelta(seconds=40))
+            recent = waiting(pg_rt)  # due at +100 s
+            clock.advance(timedelta(seconds=70))  # +110 s: one is 50 s late, the other 10 s
+            b.start()
+            wait_for(lambda: completed(pg_rt, late))  # b fired the timer due 50 s ago...
+            assert not completed(pg_rt, recent)  # ...in a batch that left the one due 10 s ago
+            assert b.helped == 1 and not b.active and a.active
+            clock.advance(timedelta(seconds=25))  # now 35 s late: b takes it as well
+            wait_for(lambda: completed(pg_rt, recent))
+            assert b.helped == 2 and not b.active
+            assert [actions(pg_rt, iid).count("timer.fired") for iid in (late, recent)] == [1, 1]
+        finally:
+            stuck.released.set()
+            b.stop()
+            a.stop()
