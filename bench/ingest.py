@@ -140,6 +140,18 @@ def parse_chunk(path: str) -> list[tuple]:
     return rows
 
 
+def _bounded(pool, func, items: list, ahead: int):
+    """`pool.imap(func, items)` with at most `ahead` results waiting: parsed chunks piling up in
+    this process (millions of objects) would slow its garbage collector, which a server streaming
+    its packets never meets."""
+    pending = [pool.apply_async(func, (item,)) for item in items[:ahead]]
+    for item in items[ahead:]:
+        yield pending.pop(0).get()
+        pending.append(pool.apply_async(func, (item,)))
+    for result in pending:
+        yield result.get()
+
+
 def setup(url: str, sources: int):
     """Migrated database, demo city, bundled models, the sources with their SO2 limit; the runtime."""
     from api.settings import Settings
@@ -244,7 +256,7 @@ def storm(rt, sources: int, minutes: int, processes: int) -> dict:
         encode_s = time.perf_counter() - e0
         log.info("storm: %d packets encoded in %.1f s (not timed)", sources * minutes, encode_s)
         t0 = time.perf_counter()
-        for n, rows in enumerate(pool.imap(parse_chunk, paths), 1):
+        for n, rows in enumerate(_bounded(pool, parse_chunk, paths, ahead=processes), 1):
             now = rt.clock.now()
             stored += intake.accept([ReadingRow(mn=m, pollutant=p, cn=c, kind=k, value=Decimal(v), flag=f,
                                                 data_time=t, received_at=now) for m, p, c, k, v, f, t in rows])
