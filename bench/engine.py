@@ -53,7 +53,7 @@ NOTES = (
     "(review, handle, verify), one service_call job (outbox relay into ManualJobQueue, run in-process) "
     "and messages.correlate; 6 steps per loop. Step latency is the wall time of that API call (incl. "
     "its own look-ups, excl. the driver's open_tasks reads and the relay). SQL statements and pool "
-    "checkouts (each with a pre-ping round trip) are counted with SQLAlchemy events in 5 extra loops, "
+    "checkouts are counted with SQLAlchemy events in 5 extra loops, "
     "including the driver's reads. Loops/s = loops / wall time "
     "of the measured phase (all workers start on a barrier after warm-up; wall = first start to last "
     "end). With 2 workers a relay may pick up the other worker's outbox row; a worker then waits for "
