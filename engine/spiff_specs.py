@@ -35,6 +35,7 @@ from SpiffWorkflow.spiff.specs.defaults import ServiceTask as SpiffServiceTask
 from SpiffWorkflow.util.task import TaskState
 
 from . import parsing_names
+from .errors import ProcessError
 from .spiff_calls import CallActivity, CallActivityParser
 from .spiff_dmn import DecisionTask, DecisionTaskParser
 from .spiff_event_subprocess import PARSER_CLASSES as EVENT_SUBPROCESS_PARSERS
@@ -60,6 +61,32 @@ class _Slotted:
         return my_task._get_internal_data("event_fired", False)
 
 
+_TAKES = {
+    "date": "a date and time (ISO 8601, e.g. 2026-12-06T08:00:00+08:00)",
+    "duration": "a duration (ISO 8601, e.g. PT30M or P2D)",
+    "cycle": "a repetition (ISO 8601, e.g. R3/PT30M)",
+}
+
+
+def _timer_value(my_task, kind: str, value: Any, parse):
+    """`parse(value)`; a value that is not what the timer takes (a variable holding "tomorrow", a
+    number) is refused in words naming the element, the value and what it takes, instead of the
+    library's parser failing somewhere inside (AttributeError: 'groups')."""
+    try:
+        parsed = parse(value)
+    except Exception as exc:
+        raise _refused(my_task, kind, value) from exc
+    if kind == "date" and not isinstance(parsed, datetime):  # a duration where a date belongs
+        raise _refused(my_task, kind, value)
+    return parsed
+
+
+def _refused(my_task, kind: str, value: Any) -> ProcessError:
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return ProcessError(f"the timer was given {shown}, which is not {_TAKES[kind]}",
+                        element=my_task.task_spec.bpmn_id)
+
+
 class ClockedTimeDate(_Slotted, TimeDateEventDefinition):
     def has_fired(self, my_task) -> bool:
         value = my_task._get_internal_data(self.slot)
@@ -67,6 +94,7 @@ class ClockedTimeDate(_Slotted, TimeDateEventDefinition):
             value = my_task.workflow.script_engine.evaluate(my_task, self.expression)
             if isinstance(value, datetime):
                 value = value.astimezone(UTC).isoformat()
+            _timer_value(my_task, "date", value, TimerEventDefinition.parse_time_or_duration)
             my_task._set_internal_data(**{self.slot: value})
         return self._fired(my_task, TimerEventDefinition.parse_time_or_duration(value) < _now(my_task))
 
@@ -77,7 +105,7 @@ class ClockedDuration(_Slotted, DurationTimerEventDefinition):
         now = _now(my_task)
         if value is None:
             expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
-            parsed = TimerEventDefinition.parse_iso_duration(expression)
+            parsed = _timer_value(my_task, "duration", expression, TimerEventDefinition.parse_iso_duration)
             value = (now + TimerEventDefinition.get_timedelta_from_start(parsed, now)).isoformat()
             my_task._set_internal_data(**{self.slot: value})
         return self._fired(my_task, TimerEventDefinition.get_datetime(value) < now)
@@ -89,7 +117,7 @@ class ClockedCycle(_Slotted, CycleTimerEventDefinition):
         now = _now(my_task)
         if value is None:
             expression = my_task.workflow.script_engine.evaluate(my_task, self.expression)
-            cycles, start, duration = parse_cycle(expression, now)
+            cycles, start, duration = _timer_value(my_task, "cycle", expression, lambda e: parse_cycle(e, now))
             value = {"cycles": cycles, "next": start.isoformat(), "duration": duration.total_seconds()}
         ready = False
         if value["cycles"] != 0:

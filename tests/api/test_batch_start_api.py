@@ -37,7 +37,9 @@ def test_one_refused_item_refuses_the_batch_and_is_named_by_position(rt, users):
     assert set(bad_name.get_json()["error"]["fields"]["instances"]) == {"1"}
     bad_value = users["sup"].post(URL, json={"instances": [_item(rt, 5), _item(rt, 5), {"variables": {"due": "soon"}}]})
     assert bad_value.status_code == 422
-    assert set(bad_value.get_json()["error"]["fields"]["instances"]) == {"2"}
+    refused = bad_value.get_json()["error"]["fields"]["instances"]
+    assert set(refused) == {"2"}
+    assert "the timer was given 'soon', which is not a date and time" in refused["2"][0]
     assert count(rt, ProcessInstance) == 0
 
 

@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 
 from engine import definitions, instances, tasks, timers
-from engine.errors import Conflict
+from engine.errors import Conflict, ProcessError
+from engine.models import ProcessInstance
 from engine.queues import ManualJobQueue
 from engine.runtime import Runtime
 from engine.scheduler import Scheduler
@@ -17,6 +18,7 @@ from tests.engine.builders import boundary_timer, end, process, script, seq, sta
 from tests.engine.support import (
     actions,
     complete,
+    count,
     open_task,
     other_process,
     run_together,
@@ -228,3 +230,23 @@ def test_completion_racing_the_deadline_has_exactly_one_winner(pg_rt, clock):
         assert isinstance(done[1], Conflict) and fire[0] == "ok" and "deadline" in fire[1]
         assert status == "cancelled" and [t.element_id for t in instances.open_tasks(pg_rt, iid)] == ["escalate"]
         assert "task.completed" not in actions(pg_rt, iid)[2:]
+
+
+@pytest.mark.parametrize(("kind", "value", "takes"), [
+    ("timeDate", "tomorrow", "a date and time"),  # the library's parser read the W as an ISO week: 'groups'
+    ("timeDate", 5, "a date and time"),
+    ("timeDate", "PT1H", "a date and time"),  # a duration where a date belongs
+    ("timeDuration", "soon", "a duration"),
+    ("timeCycle", "every day", "a repetition"),
+])
+def test_a_timer_value_that_is_not_what_the_timer_takes_is_refused_naming_it(rt, kind, value, takes):
+    xml = process("bad_timer", start(), user("work"), end(),
+                  boundary_timer("late", "work", kind, "when", interrupting=kind != "timeCycle"),
+                  seq("start", "work", "end"))
+    definitions.deploy(rt, xml, "admin")
+    with pytest.raises(ProcessError) as refused:
+        instances.start(rt, actor="t", key="bad_timer", variables={"when": value})
+    assert f"the timer was given {value!r}, which is not {takes}" in refused.value.message
+    assert refused.value.details["element"] == "late"
+    assert "groups" not in refused.value.message and "upper" not in refused.value.message
+    assert count(rt, ProcessInstance) == 0  # nothing started
