@@ -136,6 +136,7 @@ class Scheduler:
         self.heartbeat = heartbeat
         self.help_after = help_after if rt.db.is_postgres else None  # SQLite: the only scheduler leads
         self.helped = 0  # instances whose timers this scheduler fired while standing by
+        self._helping = 0  # of those, fired since the standby last found nothing late
         self.ticks = 0  # completed ticks of the loop (not of direct `tick()` calls)
         self.last_tick_at: datetime | None = None  # by the runtime's clock
         self._last_housekeeping = float("-inf")
@@ -243,6 +244,11 @@ class Scheduler:
             log.warning("standby scheduler: firing late timers failed", exc_info=True)
             return False
         self.helped += fired
+        self._helping += fired
+        if taken == 0 and self._helping:  # the active scheduler has caught up: say how far behind it was
+            log.info("standby scheduler fired %d timers the active one was late with", self._helping,
+                     extra={"fired": self._helping})
+            self._helping = 0
         return taken >= BATCH
 
     def _standby_wait(self) -> float:

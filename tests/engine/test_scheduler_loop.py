@@ -5,6 +5,7 @@ one skipped as "maximum number of running instances reached" ended them for good
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
@@ -243,7 +244,8 @@ def test_a_leader_whose_lock_connection_dies_ticks_again_only_on_a_new_lock(pg_r
         a.stop()
 
 
-def test_a_standby_fires_the_timers_the_active_scheduler_is_late_with_and_only_those(pg_rt, clock):
+def test_a_standby_fires_the_timers_the_active_scheduler_is_late_with_and_only_those(pg_rt, clock, caplog):
+    caplog.set_level(logging.INFO, logger="engine.scheduler")
     fast = timedelta(milliseconds=50)
     stuck = Gate()
     stuck.hold_next()
@@ -263,6 +265,7 @@ def test_a_standby_fires_the_timers_the_active_scheduler_is_late_with_and_only_t
             wait_for(lambda: completed(pg_rt, late))  # b fired the timer due 50 s ago...
             assert not completed(pg_rt, recent)  # ...in a batch that left the one due 10 s ago
             assert b.helped == 1 and not b.active and a.active
+            wait_for(lambda: "standby scheduler fired 1 timers the active one was late with" in caplog.text)
             clock.advance(timedelta(seconds=25))  # now 35 s late: b takes it as well
             wait_for(lambda: completed(pg_rt, recent))
             assert b.helped == 2 and not b.active
