@@ -4,7 +4,6 @@ rolls all of it back; side effects only ever leave through the outbox after comm
 
 from __future__ import annotations
 
-import difflib
 import logging
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
-from SpiffWorkflow.exceptions import SpiffWorkflowException
 from sqlalchemy import Connection, Select, bindparam, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -27,8 +25,8 @@ from .errors import EngineError, NotFound, ProcessError
 from .models import ProcessDefinition, ProcessInstance, from_row
 from .operations import Operation
 from .parsing import ParsedModel
+from .process_errors import describe, element_name, element_of
 from .runtime import Runtime
-from .sandbox import SandboxLimitError
 from .spiff_event_subprocess import end_idle_event_subprocesses
 from .timers import next_wakeup
 
@@ -166,16 +164,16 @@ class Change:
     def failed(self, exc: Exception) -> ProcessError:
         """What the user reads: the step by its name and what is wrong in plain words (no Python).
         The whole exception goes to the log at ERROR for an administrator."""
-        element = (exc.details.get("element") if isinstance(exc, ProcessError) else None) or _element_of(exc)
-        name = _element_name(self.workflow, element, exc)
+        element = (exc.details.get("element") if isinstance(exc, ProcessError) else None) or element_of(exc)
+        name = element_name(self.workflow, element, exc)
         row = self.instance
         version = self._definition_version()
-        log.error("process error: %s", _describe(exc), exc_info=exc, extra={
+        log.error("process error: %s", describe(exc), exc_info=exc, extra={
             "instance_id": row.id, "new_instance": self.is_new, "element": element, "element_name": name,
             "process_key": row.process_key, "definition_id": row.definition_id, "definition_version": version,
             "actor": self.actor})
         step = f'step "{name}" ({element})' if name and name != element else f'step "{element}"'
-        return ProcessError(f"{step if element else 'the process'} failed: {_describe(exc)}; nothing was saved, "
+        return ProcessError(f"{step if element else 'the process'} failed: {describe(exc)}; nothing was saved, "
                             "tell an administrator", element=element, elementName=name,
                             definitionId=row.definition_id, key=row.process_key, version=version)
 
@@ -378,73 +376,3 @@ def _integrity_message(exc: IntegrityError) -> str:
     if "uq_subscription" in text or "message_subscription" in text:
         return "another instance already waits for this message with the same correlation value"
     return f"the change conflicts with existing data: {text.splitlines()[0]}"
-
-
-def _describe(exc: Exception) -> str:
-    """The error in words a supervisor understands, without exception class names: SpiffWorkflow
-    wraps a script's or condition's error (keeping only its type name), so the original is looked
-    up along the chain; a sandbox budget says which budget stopped the script."""
-    if isinstance(exc, ProcessError):  # ours, already in words; an operation's names its cause's type
-        cause = exc.__cause__
-        text = exc.message
-        return text.replace(f"{type(cause).__name__}: ", "") if cause is not None else text
-    original = _original(exc)
-    if str(original).startswith("No conditions satisfied"):  # an exclusive gateway without a default flow
-        return "none of the gateway's conditions holds for these values (the model expects other values here)"
-    if isinstance(original, SandboxLimitError):
-        return f"the model's script or condition was stopped: {original}"
-    if isinstance(original, EngineError):
-        return original.message
-    if isinstance(original, NameError):
-        name = getattr(original, "name", None) or str(original)
-        known = list(getattr(getattr(exc, "task", None), "data", None) or ())
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        return f"the model refers to '{name}', which this case does not have{hint}"
-    if isinstance(original, ZeroDivisionError):
-        return "the model divides by zero"
-    if isinstance(original, KeyError):
-        return f"the model looks up {original}, which is not there"
-    if isinstance(original, AttributeError):
-        name = getattr(original, "name", None)
-        return f"the model asks a value for '{name}', which it does not have" if name else \
-            f"the model asks a value for something it does not have ({original})"
-    if isinstance(original, TypeError):  # Python's own wording stays in the log
-        return "the model combines values that do not go together (e.g. text and a number)"
-    if isinstance(original, ValueError):
-        return "the model met a value it cannot use"
-    if isinstance(original, RecursionError):
-        return "the model nests too deeply"
-    text = str(original).strip() or str(exc).strip()
-    return f"the model failed ({text})" if text else "the model failed"
-
-
-def _original(exc: BaseException) -> BaseException:
-    """The first error along the chain that is not SpiffWorkflow's wrapper of it."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if not isinstance(seen, SpiffWorkflowException):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return exc
-
-
-def _element_of(exc: Exception) -> str | None:
-    task_spec = _spec_of(exc)
-    return getattr(task_spec, "bpmn_id", None) or getattr(task_spec, "name", None)
-
-
-def _spec_of(exc: Exception):
-    task_spec = getattr(exc, "task_spec", None)
-    if task_spec is None and getattr(exc, "task", None) is not None:
-        task_spec = exc.task.task_spec
-    return task_spec
-
-
-def _element_name(workflow: BpmnWorkflow, element: str | None, exc: Exception) -> str | None:
-    """The element's name in the model (e.g. "派遣 Dispatch"), for people; None if it has none."""
-    spec = _spec_of(exc)
-    if getattr(spec, "bpmn_id", None) != element:
-        specs = [workflow.spec, *workflow.subprocess_specs.values()]
-        spec = next((t for w in specs for t in w.task_specs.values() if t.bpmn_id == element), None)
-    return getattr(spec, "bpmn_name", None) or None

@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 from SpiffWorkflow.dmn.engine.DMNEngine import DMNEngine
-from SpiffWorkflow.exceptions import SpiffWorkflowException
 
 from .dmn import ParsedDecision
 from .errors import ProcessError
+from .process_errors import original_error
 from .sandbox import MAX_SECONDS, SandboxLimitError
 
 _SHOWN = 60  # characters of a value quoted in a message
@@ -137,7 +137,7 @@ def _aggregate(aggregation: str, name: str, values: list[Any]) -> Any:
 
 
 def _cell_failed(exc: Exception, where: str) -> DecisionFailed:
-    original = _original(exc)
+    original = original_error(exc)
     if isinstance(original, SandboxLimitError):
         return DecisionFailed(f"{where} was stopped: {original}")
     if isinstance(original, NameError):
@@ -150,15 +150,6 @@ def _cell_failed(exc: Exception, where: str) -> DecisionFailed:
     if isinstance(original, KeyError):
         return DecisionFailed(f"{where} looks up {original}, which is not there")
     return DecisionFailed(f"{where} failed: {str(original).strip() or type(original).__name__}")
-
-
-def _original(exc: BaseException) -> BaseException:
-    seen: BaseException | None = exc
-    while seen is not None:
-        if not isinstance(seen, SpiffWorkflowException):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return exc
 
 
 def _rows(rules: list) -> str:
