@@ -15,7 +15,10 @@ from .settings import Settings
 
 
 def _settings() -> Settings:
-    s = Settings.from_env()
+    try:
+        s = Settings.from_env()
+    except ValueError as exc:  # a setting out of range or not a number: say which, without a traceback
+        raise click.UsageError(str(exc)) from None
     configure_logging(s.log_level, s.log_json, s.log_level_spiff)
     return s
 

@@ -7,6 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from notifications.config import NotifySettings
 
@@ -16,8 +17,22 @@ SANDBOX_ISOLATIONS = ("inprocess", "subprocess")
 AUDIT_KEY_MIN_CHARS = 32
 
 
+_N = TypeVar("_N", int, float)
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"GRIDLOOP_{name}", default)
+
+
+def _number(name: str, default: str, kind: type[_N]) -> _N:
+    """GRIDLOOP_<name> as a number (unset or empty: `default`); a value that is not one is refused
+    naming the variable."""
+    value = _env(name, "") or default
+    try:
+        return kind(value)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"GRIDLOOP_{name} must be {what}: {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -115,55 +130,55 @@ class Settings:
             secret_key=_env("SECRET_KEY", "") or _stable_dev_secret(),
             audit_key=audit_key,
             audit_retired_keys=audit_retired,
-            audit_checkpoint_interval_s=int(_env("AUDIT_CHECKPOINT_INTERVAL", str(d.audit_checkpoint_interval_s))),
-            access_token_ttl_s=int(_env("ACCESS_TOKEN_TTL", str(d.access_token_ttl_s))),
-            refresh_token_ttl_s=int(_env("REFRESH_TOKEN_TTL", str(d.refresh_token_ttl_s))),
+            audit_checkpoint_interval_s=_number("AUDIT_CHECKPOINT_INTERVAL", str(d.audit_checkpoint_interval_s), int),
+            access_token_ttl_s=_number("ACCESS_TOKEN_TTL", str(d.access_token_ttl_s), int),
+            refresh_token_ttl_s=_number("REFRESH_TOKEN_TTL", str(d.refresh_token_ttl_s), int),
             host=_env("HOST", d.host),
-            port=int(_env("PORT", str(d.port))),
+            port=_number("PORT", str(d.port), int),
             log_level=_env("LOG_LEVEL", d.log_level).upper(),
             log_level_spiff=_env("LOG_LEVEL_SPIFF", d.log_level_spiff).upper(),
             log_json=_env("LOG_JSON", "true").lower() in ("1", "true", "yes"),
             bpmn_dir=Path(_env("BPMN_DIR", str(d.bpmn_dir))),
             deploy_bundled=_env("DEPLOY_BUNDLED", "true").lower() in ("1", "true", "yes"),
             seed_demo=_flag(_env("SEED_DEMO", "")),
-            message_ttl_s=int(_env("MESSAGE_TTL", str(d.message_ttl_s))),
-            job_lease_s=int(_env("JOB_LEASE", str(d.job_lease_s))),
+            message_ttl_s=_number("MESSAGE_TTL", str(d.message_ttl_s), int),
+            job_lease_s=_number("JOB_LEASE", str(d.job_lease_s), int),
             login_rate_user=_env("LOGIN_RATE_USER", d.login_rate_user),
             login_rate_ip=_env("LOGIN_RATE_IP", d.login_rate_ip),
-            proxy_hops=int(_env("PROXY_HOPS", "0")),
+            proxy_hops=_number("PROXY_HOPS", "0", int),
             metrics_token=_env("METRICS_TOKEN", ""),
-            max_request_bytes=int(_env("MAX_REQUEST_BYTES", str(d.max_request_bytes))),
-            web_workers=int(_env("WEB_WORKERS", str(d.web_workers))),
-            job_threads=int(_env("JOB_THREADS", str(d.job_threads))),
+            max_request_bytes=_number("MAX_REQUEST_BYTES", str(d.max_request_bytes), int),
+            web_workers=_number("WEB_WORKERS", str(d.web_workers), int),
+            job_threads=_number("JOB_THREADS", str(d.job_threads), int),
             worker_mode=_env("WORKER_MODE", d.worker_mode).lower(),
-            worker_max_jobs=int(_env("WORKER_MAX_JOBS", str(d.worker_max_jobs))),
-            worker_max_rss_mb=int(_env("WORKER_MAX_RSS_MB", str(d.worker_max_rss_mb))),
+            worker_max_jobs=_number("WORKER_MAX_JOBS", str(d.worker_max_jobs), int),
+            worker_max_rss_mb=_number("WORKER_MAX_RSS_MB", str(d.worker_max_rss_mb), int),
             sandbox_isolation=_env("SANDBOX_ISOLATION", d.sandbox_isolation).lower(),
-            sandbox_memory_mb=int(_env("SANDBOX_MEMORY_MB", str(d.sandbox_memory_mb))),
+            sandbox_memory_mb=_number("SANDBOX_MEMORY_MB", str(d.sandbox_memory_mb), int),
             storage_dir=_env("STORAGE_DIR", d.storage_dir),
-            max_photo_bytes=int(_env("MAX_PHOTO_BYTES", str(d.max_photo_bytes))),
-            checkin_tolerance_m=float(_env("CHECKIN_TOLERANCE_M", str(d.checkin_tolerance_m))),
+            max_photo_bytes=_number("MAX_PHOTO_BYTES", str(d.max_photo_bytes), int),
+            checkin_tolerance_m=_number("CHECKIN_TOLERANCE_M", str(d.checkin_tolerance_m), float),
             enforcement_url=_env("ENFORCEMENT_URL", ""),
             enforcement_secret=_env("ENFORCEMENT_SECRET", ""),
             notify=NotifySettings.from_env(),
             ingest_host=_env("INGEST_HOST", d.ingest_host),
-            ingest_port=int(_env("INGEST_PORT", str(d.ingest_port))),
-            ingest_idle_timeout_s=float(_env("INGEST_IDLE_TIMEOUT", str(d.ingest_idle_timeout_s))),
-            ingest_max_connections=int(_env("INGEST_MAX_CONNECTIONS", str(d.ingest_max_connections))),
-            ingest_max_frame=int(_env("INGEST_MAX_FRAME", str(d.ingest_max_frame))),
+            ingest_port=_number("INGEST_PORT", str(d.ingest_port), int),
+            ingest_idle_timeout_s=_number("INGEST_IDLE_TIMEOUT", str(d.ingest_idle_timeout_s), float),
+            ingest_max_connections=_number("INGEST_MAX_CONNECTIONS", str(d.ingest_max_connections), int),
+            ingest_max_frame=_number("INGEST_MAX_FRAME", str(d.ingest_max_frame), int),
             ingest_strict=_env("INGEST_STRICT", "false").lower() in ("1", "true", "yes"),
-            reading_retention_days=int(_env("READING_RETENTION_DAYS", str(d.reading_retention_days))),
+            reading_retention_days=_number("READING_RETENTION_DAYS", str(d.reading_retention_days), int),
             admin_password=_env("ADMIN_PASSWORD", ""),
             operator=os.environ.get("USER") or d.operator,
-            enforcement_timeout_s=float(_env("ENFORCEMENT_TIMEOUT", "") or d.enforcement_timeout_s),
+            enforcement_timeout_s=_number("ENFORCEMENT_TIMEOUT", str(d.enforcement_timeout_s), float),
             enforcement_field_map=_env("ENFORCEMENT_FIELD_MAP", ""),
             enforcement_ticket_field=_env("ENFORCEMENT_TICKET_FIELD", "") or d.enforcement_ticket_field,
             open311_services=_env("OPEN311_SERVICES", d.open311_services),
             open311_rate_ip=_env("OPEN311_RATE_IP", d.open311_rate_ip),
             open311_rate_key=_env("OPEN311_RATE_KEY", d.open311_rate_key),
-            open311_proxy_hops=int(_env("OPEN311_PROXY_HOPS", "0")),
-            report_duplicate_radius_m=float(_env("REPORT_DUPLICATE_RADIUS_M", str(d.report_duplicate_radius_m))),
-            report_duplicate_window_h=float(_env("REPORT_DUPLICATE_WINDOW_H", str(d.report_duplicate_window_h))),
+            open311_proxy_hops=_number("OPEN311_PROXY_HOPS", "0", int),
+            report_duplicate_radius_m=_number("REPORT_DUPLICATE_RADIUS_M", str(d.report_duplicate_radius_m), float),
+            report_duplicate_window_h=_number("REPORT_DUPLICATE_WINDOW_H", str(d.report_duplicate_window_h), float),
             map_tiles_url=_env("MAP_TILES_URL", ""),
             map_tiles_attribution=_env("MAP_TILES_ATTRIBUTION", ""),
             map_tiles_subdomains=_env("MAP_TILES_SUBDOMAINS", d.map_tiles_subdomains),

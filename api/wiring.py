@@ -69,8 +69,8 @@ def make_runtime(settings: Settings, *, db: Database | None = None, clock: Clock
                 settings.enforcement_url, settings.enforcement_secret, timeout_s=settings.enforcement_timeout_s,
                 field_map=settings.enforcement_field_map, ticket_field=settings.enforcement_ticket_field),
             quiet=notify.quiet, public_url=notify.public_url)
-    install_notifications(rt, build_providers(notify, settings.redis_url), DeliveryPolicy(quiet=notify.quiet),
-                          contacts=notice_contacts)
+    install_notifications(rt, build_providers(notify, settings.redis_url),
+                          DeliveryPolicy(quiet=notify.quiet, batch=notify.batch), contacts=notice_contacts)
     return rt
 
 

@@ -61,16 +61,19 @@ DATA = {"case_no": "BENCH-0001", "category": "废气", "address": "南京市玄�
 NOTES = (
     "Real path: a `gridloop scheduler` subprocess relays outbox rows (FOR UPDATE SKIP LOCKED, up to 200 "
     "per tick) to RQ; each `gridloop worker notify` runs the job (in its long-lived process in mode simple, in a "
-    "work horse forked per job in mode fork), which claims the "
-    "notification (transaction 1), sends through TwilioSms (twilio SDK) to the fake over loopback HTTP, "
-    "and records `sent` + outbox done (transaction 2). The bench commits like the notice.plan job "
+    "work horse forked per job in mode fork). A job carries up to notify_batch notices "
+    "(GRIDLOOP_NOTIFY_BATCH; the relay gathers due rows into batches, and holds a batch with room left while "
+    "the queue has jobs waiting): it claims them (transaction 1), sends each through TwilioSms (twilio SDK) "
+    "to the fake over loopback HTTP, and records `sent` + outbox done for all (transaction 2). The bench "
+    "commits like the notice.plan job "
     "(queue_notices; its outbox rows NOTIFY the scheduler on commit). notices_per_s = burst drain rate "
     "(first to last arrival); "
     "notices_per_s_from_first_commit includes the wait for the scheduler's first relay. lag_ms_* = "
     "paced as_is (one notice per transaction at half the drain rate); lag_ms_*_woken = the same with an "
     "extra NOTIFY in the transaction (now the same as as_is). breakdown_ms_p50: relay = RQ enqueued_at − "
     "commit, queue_wait = "
-    "started_at − enqueued_at, send = fake arrival − started_at, record = ended_at − arrival. "
+    "started_at − enqueued_at, send = fake arrival − started_at (in a batch: after the sends before it), "
+    "record = ended_at − arrival (in a batch: the sends after it, then the transaction recording all). "
     "Everything shares the machine's cores with PostgreSQL, Redis and this process."
 )
 
@@ -181,8 +184,9 @@ def _ts(d: datetime | None) -> float | None:
     return (d if d.tzinfo else d.replace(tzinfo=UTC)).timestamp()
 
 
-def rq_times(redis_conn) -> dict[str, tuple[float | None, float | None, float | None]]:
-    """notification id → (enqueued_at, started_at, ended_at) of its finished RQ job."""
+def rq_times(redis_conn) -> tuple[dict[str, tuple[float | None, float | None, float | None]], int]:
+    """notification id → (enqueued_at, started_at, ended_at) of its finished RQ job; and how many
+    finished jobs there were."""
     from rq import Queue
     from rq.job import Job
 
@@ -193,16 +197,17 @@ def rq_times(redis_conn) -> dict[str, tuple[float | None, float | None, float | 
         for job in Job.fetch_many(ids[i:i + 500], connection=redis_conn):
             if job is None or len(job.args) < 2:
                 continue
-            nid = job.args[1].get("notification_id")
-            if nid:
-                out[nid] = (_ts(job.enqueued_at), _ts(job.started_at), _ts(job.ended_at))
-    return out
+            for payload in job.args[1].get("batch") or [job.args[1]]:  # a job carries one notice or a batch
+                nid = payload.get("notification_id")
+                if nid:
+                    out[nid] = (_ts(job.enqueued_at), _ts(job.started_at), _ts(job.ended_at))
+    return out, len(ids)
 
 
 # -- one run ---------------------------------------------------------------------------------------
 
-def run(args: argparse.Namespace, workers: int, mode: str, fake: FakeProvider, auth_token: str,
-        work_dir: Path) -> dict[str, Any]:
+def run(args: argparse.Namespace, workers: int, mode: str, notify_batch: int, fake: FakeProvider, auth_token: str,
+        work_dir: Path, name: str) -> dict[str, Any]:
     import redis
     from rq import Queue
     from sqlalchemy import func, select
@@ -210,18 +215,20 @@ def run(args: argparse.Namespace, workers: int, mode: str, fake: FakeProvider, a
     from engine.models import OutboxEntry
     from notifications.models import NotificationEvent
 
-    log.info("-- %d %s worker(s): re-create %s, flush %s", workers, mode, args.database_url, args.redis_url)
+    log.info("-- %d %s worker(s), %d notices a job: re-create %s, flush %s", workers, mode, notify_batch,
+             args.database_url, args.redis_url)
     recreate_database(args.database_url, migrate=True)
     rconn = redis.Redis.from_url(args.redis_url)
     rconn.flushdb()
     fake.take()  # forget anything of an earlier run
-    log_dir = work_dir / f"{mode}_{workers}w"
+    log_dir = work_dir / name
     log_dir.mkdir()
     procs = Processes(log_dir, log)
     producer = Producer(args.database_url)
     try:
         env = process_env(args.database_url, args.redis_url, fake.url, auth_token)
         env["GRIDLOOP_WORKER_MODE"] = mode
+        env["GRIDLOOP_NOTIFY_BATCH"] = str(notify_batch)
         procs.start("scheduler", gridloop_argv("scheduler"), env)
         for i in range(workers):
             procs.start(f"worker{i}", gridloop_argv("worker", "notify"), env)
@@ -267,7 +274,7 @@ def run(args: argparse.Namespace, workers: int, mode: str, fake: FakeProvider, a
             outbox_rows = s.scalar(select(func.count()).select_from(OutboxEntry))
             sends = s.scalar(select(func.count()).select_from(NotificationEvent)
                              .where(NotificationEvent.status == "sending"))
-        times = rq_times(rconn)
+        times, rq_jobs = rq_times(rconn)
         failed_jobs = Queue("notify", connection=rconn).failed_job_registry.count
     finally:
         procs.stop()
@@ -309,7 +316,8 @@ def run(args: argparse.Namespace, workers: int, mode: str, fake: FakeProvider, a
 
     lag_as_is, lag_woken, lag_burst = lag(paced["as_is"]), lag(paced["woken"]), lag(burst)
     result = {
-        "workers": workers, "worker_mode": mode,
+        "workers": workers, "worker_mode": mode, "notify_batch": notify_batch,
+        "rq_jobs": rq_jobs,
         "notices_per_s": round((len(burst_arrived) - 1) / drain, 2) if drain > 0 else None,
         "notices_per_s_from_first_commit": round(len(burst_arrived) / wall, 2),
         "burst_wall_s": round(wall, 2), "burst_first_arrival_s": round(burst_arrived[0] - commits[burst[0]], 2),
@@ -341,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", default="1,2", help="RQ worker counts to run (default 1,2)")
     ap.add_argument("--worker-modes", default="simple", help="GRIDLOOP_WORKER_MODE of the workers, one run each "
                                                              "(default simple; simple,fork compares them)")
+    ap.add_argument("--notify-batch", default="10", help="GRIDLOOP_NOTIFY_BATCH, notices one delivery job carries; "
+                                                         "one run each (default 10; 1,10 compares them)")
     ap.add_argument("--grace", type=float, default=1.0, help="seconds to wait for late duplicates (default 1)")
     ap.add_argument("--quick", action="store_true", help="200 notices")
     add_scratch_options(ap, "GRIDLOOP_BENCH_NOTIFY", DEFAULT_URL, DEFAULT_REDIS)
@@ -353,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     modes = [m.strip() for m in args.worker_modes.split(",") if m.strip()]
     if not modes or any(m not in ("simple", "fork") for m in modes):
         ap.error("--worker-modes: a comma-separated list of simple and fork")
+    try:
+        notify_batches = [int(x) for x in args.notify_batch.split(",") if x.strip()]
+    except ValueError:
+        ap.error("--notify-batch: a comma-separated list of whole numbers")
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
     interrupt_on_sigterm()
@@ -366,8 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log.info("fake Twilio on %s; logs in %s", fake.url, work_dir)
         for mode in modes:
-            for k in worker_counts:
-                runs[f"{mode}_{k}w"] = run(args, k, mode, fake, auth_token, work_dir)
+            for size in notify_batches:
+                for k in worker_counts:
+                    name = f"{mode}_{k}w" if len(notify_batches) == 1 else f"{mode}_b{size}_{k}w"
+                    runs[name] = run(args, k, mode, size, fake, auth_token, work_dir, name)
     finally:
         fake.close()
 
@@ -384,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
         "duplicates": sum(r["duplicates"] for r in runs.values()),
         "lost": sum(r["lost"] for r in runs.values()),
         "not_sent": sum(r["not_sent"] for r in runs.values()),
-        "notices": args.notices, "batch": args.batch, "paced": args.paced, "warmup": WARMUP,
+        "notices": args.notices, "batch": args.batch, "notify_batch": notify_batches, "paced": args.paced,
+        "warmup": WARMUP,
         "runs": runs,
         "total_s": round(time.monotonic() - started, 1),
         "loadavg_1m": {"start": round(load_start[0], 2), "end": round(os.getloadavg()[0], 2)},

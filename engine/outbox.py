@@ -3,7 +3,10 @@ queue after commit. Relaying is at-least-once, so every job is idempotent."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -15,18 +18,26 @@ from .models import Incident, OutboxEntry
 
 log = logging.getLogger(__name__)
 
+HOLD_MAX = timedelta(seconds=1)  # the longest a batch with room left waits for more rows (see relay)
 MAX_RELAYS = 5  # a job that kills its worker this often is left for an operator (see /metrics)
 WAKEUP_CHANNEL = "gridloop_wakeup"  # the scheduler LISTENs: new jobs and earlier timers wake it at once
 
 
+BATCH = "batch"  # the payload of a job that carries several outbox rows: {"batch": [payload, ...]}
+
+
 class JobQueue(Protocol):
-    def enqueue(self, queue: str, job: str, payload: dict[str, Any], *, entry_id: int) -> None:
-        """Hand one job to the workers; raise if it could not be handed over."""
+    def enqueue(self, queue: str, job: str, payload: dict[str, Any], *, key: str) -> None:
+        """Hand one job to the workers; raise if it could not be handed over. `key` names the job by
+        the outbox rows it carries: handing out the same rows again replaces their earlier job."""
+
+    def waiting(self, queue: str) -> int:
+        """How many jobs wait in `queue` for a worker."""
 
 
 OB = OutboxEntry.__table__
 INSERT = Prepared(insert_all(OB))
-_DUE = (select(OB.c.id, OB.c.queue, OB.c.job, OB.c.payload)
+_DUE = (select(OB.c.id, OB.c.queue, OB.c.job, OB.c.payload, OB.c.available_at)
         .where(OB.c.relayed_at.is_(None), OB.c.available_at <= bindparam("now"))
         .order_by(OB.c.id).limit(bindparam("limit")))
 _DUE_PG = Prepared(_DUE.with_for_update(skip_locked=True))
@@ -57,16 +68,72 @@ def add(session: Session | Connection, now: datetime, *, queue: str, job: str, p
 
 def relay(rt, queue: JobQueue, limit: int = 200) -> int:
     """Move due outbox rows to the job queue. A row is marked relayed in the same transaction that
-    enqueued it; if the queue is down the transaction rolls back and the rows wait for next time."""
+    enqueued it; if the queue is down the transaction rolls back and the rows wait for next time.
+
+    A batch with room left waits while its queue has jobs waiting (the workers are busy, so it would
+    wait there too), at most `HOLD_MAX`: rows that come one at a time then still leave in batches when
+    workers fall behind, and go at once when they keep up."""
     now = rt.clock.now()
+    relayed: list[int] = []
     with rt.db.begin() as conn:
         entries = rt.db.rows(conn, _DUE_PG if rt.db.is_postgres else _DUE_ANY, {"now": now, "limit": limit})
         if not entries:
             return 0
-        for e in entries:
-            queue.enqueue(e["queue"], e["job"], {**e["payload"], "outbox_id": e["id"]}, entry_id=e["id"])
-        rt.db.run(conn, _RELAYED, [{"entry_id": e["id"], "now": now} for e in entries])
-    return len(entries)
+        for job in handouts(entries, lambda name: batch_size(rt.job_handlers.get(name))):
+            if job.room_left and now - job.due_since < HOLD_MAX and queue.waiting(job.queue):
+                continue
+            queue.enqueue(job.queue, job.job, job.payload, key=job.key)
+            relayed.extend(job.entry_ids)
+        if relayed:
+            rt.db.run(conn, _RELAYED, [{"entry_id": entry_id, "now": now} for entry_id in relayed])
+    return len(relayed)
+
+
+def batch_size(handler: object) -> int:
+    """How many rows one job of `handler` may carry: its `batch_size` (a handler that has one runs
+    `run_batch(rt, payloads)` and marks each row done itself), else 1."""
+    return max(1, int(getattr(handler, "batch_size", 1)))
+
+
+@dataclass(frozen=True)
+class Handout:
+    """One job for the job queue, carrying one outbox row or a batch of them."""
+
+    queue: str
+    job: str
+    payload: dict[str, Any]
+    key: str  # the job's id: its rows, so that the same rows handed out again replace it
+    entry_ids: tuple[int, ...]
+    due_since: datetime  # when its oldest row became due
+    room_left: bool = False  # a batch short of its size: it may wait for more rows while workers are busy
+
+
+def handouts(entries: Sequence[Mapping[str, Any]], size_of: Callable[[str], int]) -> Iterator[Handout]:
+    """The jobs that carry `entries` (in id order). Rows of a job whose handler takes batches are
+    gathered, up to its batch size, into one job per queue and name."""
+    filling: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for e in entries:
+        size = size_of(e["job"])
+        if size == 1:
+            yield _handout([e])
+            continue
+        batch = filling.setdefault((e["queue"], e["job"]), [])
+        batch.append(e)
+        if len(batch) == size:
+            yield _handout(filling.pop((e["queue"], e["job"])))
+    for batch in filling.values():
+        yield _handout(batch, room_left=True)
+
+
+def _handout(rows: Sequence[Mapping[str, Any]], *, room_left: bool = False) -> Handout:
+    payloads = [{**e["payload"], "outbox_id": e["id"]} for e in rows]
+    ids = tuple(e["id"] for e in rows)
+    if len(ids) == 1:
+        key = f"outbox-{ids[0]}"
+    else:
+        key = f"outbox-{ids[0]}-{len(ids)}-{hashlib.blake2b(repr(ids).encode(), digest_size=6).hexdigest()}"
+    return Handout(rows[0]["queue"], rows[0]["job"], {BATCH: payloads} if len(payloads) > 1 else payloads[0], key,
+                   ids, min(e["available_at"] for e in rows), room_left)
 
 
 def mark_done(session: Session | Connection, entry_id: int | None, now: datetime) -> bool:

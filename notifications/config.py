@@ -20,6 +20,8 @@ from .providers.wechat_work import WeChatWork
 from .quiet_hours import QuietHours
 from .ratelimit import WECHAT_WORK_MEMBER_LIMITS, RateLimiter
 
+MAX_BATCH = 100  # a batch is sent one notice after another, inside one job's time budget
+
 
 @dataclass(frozen=True)
 class NotifySettings:
@@ -44,6 +46,11 @@ class NotifySettings:
     oa_base_url: str = "https://api.weixin.qq.com"
     public_url: str = ""  # where providers and people reach this deployment (receipts, links)
     quiet_hours: str = "22:00-07:00"
+    batch: int = 10  # notices one delivery job carries
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch <= MAX_BATCH:
+            raise ValueError(f"GRIDLOOP_NOTIFY_BATCH must be 1 to {MAX_BATCH}: {self.batch}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> NotifySettings:
@@ -63,7 +70,7 @@ class NotifySettings:
             wecom_base_url=get("WECOM_BASE_URL", d.wecom_base_url), oa_app_id=get("OA_APP_ID"),
             oa_secret=get("OA_SECRET"), oa_templates=json.loads(get("OA_TEMPLATES", "{}")),
             oa_base_url=get("OA_BASE_URL", d.oa_base_url), public_url=get("PUBLIC_URL").rstrip("/"),
-            quiet_hours=get("QUIET_HOURS", d.quiet_hours))
+            quiet_hours=get("QUIET_HOURS", d.quiet_hours), batch=_whole_number("BATCH", get("BATCH", str(d.batch))))
 
     @property
     def quiet(self) -> QuietHours:
@@ -71,6 +78,13 @@ class NotifySettings:
 
     def twilio_callback_url(self) -> str | None:
         return f"{self.public_url}/api/v1/notifications/receipts/twilio" if self.public_url else None
+
+
+def _whole_number(name: str, value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"GRIDLOOP_NOTIFY_{name} must be a whole number: {value!r}") from None
 
 
 def build_providers(cfg: NotifySettings, redis_url: str = "") -> dict[str, Provider]:

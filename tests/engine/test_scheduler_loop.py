@@ -147,11 +147,11 @@ class FlakyQueue(ManualJobQueue):
         super().__init__(rt)
         self.failures = failures
 
-    def enqueue(self, queue, job, payload, *, entry_id) -> None:
+    def enqueue(self, queue, job, payload, *, key) -> None:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("job queue unreachable")
-        super().enqueue(queue, job, payload, entry_id=entry_id)
+        super().enqueue(queue, job, payload, key=key)
 
 
 def test_ticks_that_raise_and_chores_that_raise_do_not_stop_the_loop(rt, clock):

@@ -97,6 +97,53 @@ def test_a_worker_killed_mid_send_is_replaced_and_the_notice_arrives_once(pg, re
         assert len(sends) == 2 and len(fake.delivered_to("wx-1")) == 1  # sent twice, shown once (duplicate check)
 
 
+def test_a_worker_killed_mid_batch_leaves_every_notice_of_it_to_the_lease_and_each_arrives_once(
+        pg, redis_conn):  # noqa: F811
+    lease = timedelta(seconds=3)
+    rt = Runtime(db=pg, clock=SystemClock(), job_lease=lease)
+    with FakeWeChatWork("corp", "secret", users={"wx-1", "wx-2", "wx-3"}) as fake:
+        # the relay gathers batches by the handler it knows, as `gridloop scheduler` does
+        install(rt, {"wechat_work": WeChatWork("corp", "secret", 1000002, base_url=fake.url)},
+                DeliveryPolicy(quiet=NO_QUIET))
+        with rt.db.transaction() as s:
+            ids = queue_notices(s, rt.clock.now(), [notice(f"batch-{u}", u) for u in ("wx-1", "wx-2", "wx-3")],
+                                NO_QUIET)
+        env = {**os.environ, "GRIDLOOP_DATABASE_URL": pg.url, "GRIDLOOP_REDIS_URL": REDIS_URL,
+               "GRIDLOOP_SECRET_KEY": "x", "GRIDLOOP_JOB_LEASE": str(int(lease.total_seconds())),
+               "GRIDLOOP_NOTIFY_WECOM_CORP_ID": "corp", "GRIDLOOP_NOTIFY_WECOM_SECRET": "secret",
+               "GRIDLOOP_NOTIFY_WECOM_AGENT_ID": "1000002", "GRIDLOOP_NOTIFY_WECOM_BASE_URL": fake.url}
+        workers: list[subprocess.Popen] = []
+
+        def start_worker() -> None:
+            workers.append(subprocess.Popen([str(GRIDLOOP), "worker", "notify"], env=env, start_new_session=True,
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+        def delivered() -> bool:
+            outbox.sweep_expired_leases(rt, lease)
+            outbox.relay(rt, RQJobQueue(redis_conn))
+            return [status(rt, i) for i in ids] == ["sent"] * 3
+
+        release = fake.hold_next()
+        try:
+            start_worker()
+            assert outbox.relay(rt, RQJobQueue(redis_conn)) == 3  # one job carrying the three
+            assert fake.held.wait(60), "the first worker never reached the provider"
+            kill_tree(workers[0].pid)  # mid-batch: the first notice at the provider, two not yet sent
+            workers[0].wait(10)
+            release.set()
+            assert [status(rt, i) for i in ids] == ["sending"] * 3
+            start_worker()
+            wait_for(delivered, timeout=60, interval=0.5)
+        finally:
+            release.set()
+            for w in workers:
+                kill_tree(w.pid)
+                w.wait(10)
+        sends = [r for r in fake.received if r.path == "/cgi-bin/message/send"]
+        assert len(sends) == 4  # the one at the provider when the worker died went twice
+        assert [len(fake.delivered_to(u)) for u in ("wx-1", "wx-2", "wx-3")] == [1, 1, 1]
+
+
 def kill_tree(pid: int) -> None:
     """SIGKILL a process and its descendants (no chance to clean up)."""
     try:
