@@ -50,19 +50,20 @@ PI = ProcessInstance.__table__
 _MAY_FIRE = (PI.c.status == "running", PI.c.suspended == false())
 
 
-def _due(now: datetime, limit: int):
-    return (select(PI.c.id).where(PI.c.next_wakeup_at < now, *_MAY_FIRE)
-            .order_by(PI.c.next_wakeup_at).limit(limit))
+def _due(*columns):
+    """Instances whose wake-up time is before `now` (bound), soonest first, at most `limit` (bound)."""
+    return (select(*columns).where(PI.c.next_wakeup_at < bindparam("now"), *_MAY_FIRE)
+            .order_by(PI.c.next_wakeup_at).limit(bindparam("limit")))
 
 
+_DUE_IDS = _due(PI.c.id)
 # A batch's rows, every column, locked in one statement; rows another transaction holds are skipped.
-_LOCK_DUE = Prepared(select(*PI.c).where(PI.c.next_wakeup_at < bindparam("now"), *_MAY_FIRE)
-                     .order_by(PI.c.next_wakeup_at).limit(bindparam("limit")).with_for_update(skip_locked=True))
+_LOCK_DUE = Prepared(_due(*PI.c).with_for_update(skip_locked=True))
 
 
 def due_instances(rt, now: datetime, limit: int = 200) -> list[str]:
     with rt.db.read() as conn:
-        return list(conn.scalars(_due(now, limit)))
+        return list(conn.scalars(_DUE_IDS, {"now": now, "limit": limit}))
 
 
 def fire_instance(rt, instance_id: str) -> list[str]:
