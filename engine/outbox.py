@@ -37,7 +37,7 @@ class JobQueue(Protocol):
 
 OB = OutboxEntry.__table__
 INSERT = Prepared(insert_all(OB))
-_DUE = (select(OB.c.id, OB.c.queue, OB.c.job, OB.c.payload, OB.c.available_at)
+_DUE = (select(OB.c.id, OB.c.queue, OB.c.job, OB.c.payload, OB.c.available_at, OB.c.relays)
         .where(OB.c.relayed_at.is_(None), OB.c.available_at <= bindparam("now"))
         .order_by(OB.c.id).limit(bindparam("limit")))
 _DUE_PG = Prepared(_DUE.with_for_update(skip_locked=True))
@@ -45,6 +45,9 @@ _DUE_ANY = Prepared(_DUE)
 _RELAYED = Prepared(update(OB).where(OB.c.id == bindparam("entry_id"))
                     .values(relayed_at=bindparam("now"), relays=func.coalesce(OB.c.relays, 0) + 1))
 _WAKE = text(f"NOTIFY {WAKEUP_CHANNEL}")  # transactional: delivered on commit, folded with repeats
+_EXPIRED = (select(OB.c.id, OB.c.queue, OB.c.job, OB.c.payload, OB.c.relays)
+            .where(OB.c.done_at.is_(None), OB.c.relayed_at < bindparam("before"))
+            .order_by(OB.c.id).with_for_update(skip_locked=True))
 DONE = Prepared(update(OB).where(OB.c.id == bindparam("entry_id"), OB.c.done_at.is_(None))
                 .values(done_at=bindparam("now")))
 
@@ -110,10 +113,14 @@ class Handout:
 
 def handouts(entries: Sequence[Mapping[str, Any]], size_of: Callable[[str], int]) -> Iterator[Handout]:
     """The jobs that carry `entries` (in id order). Rows of a job whose handler takes batches are
-    gathered, up to its batch size, into one job per queue and name."""
+    gathered, up to its batch size, into one job per queue and name.
+
+    A row handed out before (its worker never reported back) goes alone: were it one that kills its
+    worker, it would otherwise take the same batch down on every relay, sending the rows before it
+    again each time and never the rows after it."""
     filling: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for e in entries:
-        size = size_of(e["job"])
+        size = 1 if e.get("relays") else size_of(e["job"])
         if size == 1:
             yield _handout([e])
             continue
@@ -150,19 +157,21 @@ def done_params(entry_id: int, now: datetime) -> dict[str, Any]:
 
 
 def sweep_expired_leases(rt, lease: timedelta) -> int:
-    """Relay again every job that was handed out `lease` ago and never reported back."""
+    """Relay again every job that was handed out `lease` ago and never reported back.
+
+    The rows are locked first, in id order and skipping those a job holds while it records its
+    outcome (a batch marks many rows done in one transaction): the sweeper never waits on a job,
+    so the two cannot deadlock; a skipped row is finished by its job or swept next time."""
     now = rt.clock.now()
     with rt.db.transaction() as s:
-        done = s.execute(update(OutboxEntry)
-                         .where(OutboxEntry.done_at.is_(None), OutboxEntry.relayed_at < now - lease,
-                                OutboxEntry.relays < MAX_RELAYS)
-                         .values(relayed_at=None, available_at=now))
-        given_up = s.execute(update(OutboxEntry)
-                             .where(OutboxEntry.done_at.is_(None), OutboxEntry.relayed_at < now - lease,
-                                    OutboxEntry.relays >= MAX_RELAYS)
-                             .values(done_at=now).returning(OutboxEntry.id, OutboxEntry.queue, OutboxEntry.job,
-                                                            OutboxEntry.payload)).all()
-        for entry_id, queue, job, payload in given_up:  # each killed its worker MAX_RELAYS times: an operator looks
+        expired = s.execute(_EXPIRED, {"before": now - lease}).all()
+        again = [e.id for e in expired if (e.relays or 0) < MAX_RELAYS]
+        given_up = [e for e in expired if (e.relays or 0) >= MAX_RELAYS]
+        if again:
+            s.execute(update(OB).where(OB.c.id.in_(again)).values(relayed_at=None, available_at=now))
+        if given_up:
+            s.execute(update(OB).where(OB.c.id.in_([e.id for e in given_up])).values(done_at=now))
+        for entry_id, queue, job, payload, _relays in given_up:  # each killed its worker MAX_RELAYS times
             # a service call keeps its own payload (retried as a service call); any other job is kept
             # whole, as `job` incidents are, so that a retry puts the same job on the same queue again
             kept = payload if job == "service_call" else {"queue": queue, "job": job, "payload": payload}
@@ -170,11 +179,11 @@ def sweep_expired_leases(rt, lease: timedelta) -> int:
                            element_id=payload.get("element_id"), operation=payload.get("operation") or job,
                            message=f"job {job} (outbox {entry_id}) never finished in {MAX_RELAYS} deliveries",
                            attempts=MAX_RELAYS, payload=kept, status="open", created_at=now))
-    if done.rowcount:
-        log.warning("re-relaying jobs whose worker never reported back", extra={"count": done.rowcount})
+    if again:
+        log.warning("re-relaying jobs whose worker never reported back", extra={"count": len(again)})
     if given_up:
         log.error("gave up on jobs that never finished; incidents raised", extra={"count": len(given_up)})
-    return done.rowcount or 0
+    return len(again)
 
 
 def next_available(rt) -> datetime | None:

@@ -99,10 +99,14 @@ class Deliverer:
 
     def _claim(self, rt: Runtime, payloads: Sequence[dict[str, Any]]) -> list[tuple[dict[str, Any], OutgoingMessage]]:
         now = rt.clock.now()
-        claimed = []
+        claimed, seen = [], set()
         with rt.db.transaction() as s:
             found = _locked(s, [p["notification_id"] for p in payloads])
             for payload in payloads:
+                if payload["notification_id"] in seen:  # the same notice twice in one batch: sent once
+                    outbox.mark_done(s, payload.get("outbox_id"), now)
+                    continue
+                seen.add(payload["notification_id"])
                 message = self._claim_one(rt, s, found.get(payload["notification_id"]), payload, now)
                 if message is not None:
                     claimed.append((payload, message))

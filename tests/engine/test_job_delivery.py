@@ -1,8 +1,9 @@
 """Jobs delivered more than once, refused for good, or lost with their workers (review C2, C3)."""
 
+import threading
 from datetime import timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from engine import definitions, incidents, instances, outbox, tasks
 from engine.models import Incident, OutboxEntry
@@ -104,3 +105,29 @@ def test_a_lost_job_that_is_not_a_service_call_is_retried_as_the_same_job_on_its
     assert [(q, job) for q, job, _payload in jobs.pending] == [("notify", "test.deliver")]
     jobs.run_all()
     assert ran == ["notice-1"]
+
+
+def test_the_lease_sweeper_skips_a_row_a_job_holds_and_never_waits_for_it(pg, clock):
+    """A batch marks many rows done in one transaction; a sweeper that waited on one of them while
+    holding others could deadlock with it. It locks in id order and skips what a job holds."""
+    rt = Runtime(db=pg, clock=clock)
+    rt.add_job("test.deliver", lambda _rt, _payload: None)
+    with rt.db.transaction() as s:
+        for what in ("a", "b", "c"):
+            outbox.add(s, clock.now(), queue="notify", job="test.deliver", payload={"what": what})
+    outbox.relay(rt, ManualJobQueue(rt))  # handed out, never reported back
+    clock.advance(rt.job_lease + timedelta(seconds=1))
+    with pg.engine.connect() as job:  # a job recording its outcome holds the second row
+        tx = job.begin()
+        job.execute(text("SELECT id FROM outbox WHERE id = (SELECT id FROM outbox ORDER BY id OFFSET 1 LIMIT 1)"
+                         " FOR UPDATE"))
+        swept: list[int] = []
+        sweeper = threading.Thread(target=lambda: swept.append(outbox.sweep_expired_leases(rt, rt.job_lease)))
+        sweeper.start()
+        sweeper.join(60)
+        held = sweeper.is_alive()
+        tx.rollback()
+        sweeper.join(60)
+    assert not held and swept == [2]
+    assert count(rt, OutboxEntry, OutboxEntry.relayed_at.is_(None)) == 2
+    assert outbox.sweep_expired_leases(rt, rt.job_lease) == 1  # the job never finished it: swept next time

@@ -53,6 +53,7 @@ class FakeServer:
         self.script: deque[Any] = deque()
         self.lock = threading.Lock()
         self.holding: threading.Event | None = None
+        self.hold_after = 0  # POSTs still to answer at once before the held one
         self.held = threading.Event()
         fake = self
 
@@ -68,8 +69,11 @@ class FakeServer:
                     fake.received.append(request)
                     reply = fake.handle(request)
                     hold = None
-                    if request.method == "POST":
-                        hold, fake.holding = fake.holding, None
+                    if request.method == "POST" and fake.holding is not None:
+                        if fake.hold_after:
+                            fake.hold_after -= 1
+                        else:
+                            hold, fake.holding = fake.holding, None
                 if hold is not None:  # the request got here; its answer waits (a client killed meanwhile)
                     fake.held.set()
                     hold.wait(timeout=30)
@@ -98,12 +102,12 @@ class FakeServer:
         """Answer the next send requests with these (a Reply, or a provider error code)."""
         self.script.extend(replies)
 
-    def hold_next(self) -> threading.Event:
-        """Handle the next POST but keep its answer until the returned event is set; `held` is set
-        once that request has arrived."""
+    def hold_next(self, after: int = 0) -> threading.Event:
+        """Handle the next POST (after answering `after` more at once) but keep its answer until the
+        returned event is set; `held` is set once that request has arrived."""
         release = threading.Event()
         with self.lock:
-            self.holding = release
+            self.holding, self.hold_after = release, after
         return release
 
     def scripted_reply(self, error: Callable[[Any], Reply]) -> Reply | None:

@@ -194,3 +194,37 @@ def test_a_batch_for_a_job_that_takes_one_row_at_a_time_is_refused(db, clock):
     rt.add_job("one.at.a.time", lambda _rt, _payload: None)
     with pytest.raises(LookupError, match="takes one row at a time"):
         run_job(rt, "one.at.a.time", {outbox.BATCH: [{"outbox_id": 1}, {"outbox_id": 2}]})
+
+
+def test_rows_whose_batch_never_reported_back_go_out_one_per_job(db, clock, fakes):
+    wecom, _ = fakes
+    rt = deliverer_rt(db, clock, fakes)
+    ids = queue(rt, "wx-1", "wx-2", "wx-3")
+    jobs = ManualJobQueue(rt)
+    assert outbox.relay(rt, jobs) == 3 and len(jobs.pending) == 1
+    jobs.pending.clear()  # its worker died (one of its notices may be what kills it)
+    clock.advance(rt.job_lease + timedelta(seconds=1))
+    assert outbox.sweep_expired_leases(rt, rt.job_lease) == 3
+    assert outbox.relay(rt, jobs) == 3
+    assert [payload["notification_id"] for _q, _job, payload in jobs.pending] == ids  # each a job of its own
+    assert jobs.run_all() == 3
+    assert [n.status for n in rows(db, ids)] == ["sent"] * 3 and len(wecom.messages) == 3
+    queue(rt, "wx-4", "wx-5")  # rows never handed out before still travel together
+    outbox.relay(rt, jobs)
+    ((_q, _job, payload),) = jobs.pending
+    assert len(payload[outbox.BATCH]) == 2
+
+
+def test_the_same_notice_twice_in_one_batch_is_sent_once_and_both_rows_are_done(db, clock, fakes):
+    wecom, _ = fakes
+    rt = deliverer_rt(db, clock, fakes)
+    (nid,) = queue(rt, "wx-1")
+    with rt.db.transaction() as s:  # a second job row for the same notice (e.g. a retry raced the first)
+        outbox.add(s, clock.now(), queue=QUEUE, job=DELIVER, payload={"notification_id": nid, "attempt": 1})
+    jobs = ManualJobQueue(rt)
+    assert outbox.relay(rt, jobs) == 2
+    ((_q, _job, payload),) = jobs.pending
+    assert [p["notification_id"] for p in payload[outbox.BATCH]] == [nid, nid]
+    jobs.run_all()
+    assert len(wecom.messages) == 1 and history(db, nid) == ["queued", "sending", "sent"]
+    assert open_outbox(db) == 0  # neither row is left for the lease sweeper
