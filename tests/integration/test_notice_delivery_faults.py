@@ -10,6 +10,8 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -53,24 +55,41 @@ def status(rt: Runtime, notification_id: str) -> str:
         return s.scalar(select(Notification.status).where(Notification.id == notification_id))
 
 
+def worker_env(pg, lease: timedelta, fake: FakeWeChatWork, **extra: str) -> dict[str, str]:
+    """The environment of a `gridloop worker notify` sending WeChat Work messages to `fake`."""
+    return {**os.environ, "GRIDLOOP_DATABASE_URL": pg.url, "GRIDLOOP_REDIS_URL": REDIS_URL,
+            "GRIDLOOP_SECRET_KEY": "x", "GRIDLOOP_JOB_LEASE": str(int(lease.total_seconds())),
+            "GRIDLOOP_NOTIFY_WECOM_CORP_ID": "corp", "GRIDLOOP_NOTIFY_WECOM_SECRET": "secret",
+            "GRIDLOOP_NOTIFY_WECOM_AGENT_ID": "1000002", "GRIDLOOP_NOTIFY_WECOM_BASE_URL": fake.url, **extra}
+
+
+@contextlib.contextmanager
+def notify_workers(env: dict[str, str], release: threading.Event) -> Iterator[Callable[[], subprocess.Popen]]:
+    """Start notify workers with the function yielded; on the way out the provider's held answer is
+    released and every worker started is SIGKILLed."""
+    workers: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        workers.append(subprocess.Popen([str(GRIDLOOP), "worker", "notify"], env=env, start_new_session=True,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        return workers[-1]
+
+    try:
+        yield start
+    finally:
+        release.set()
+        for w in workers:
+            kill_tree(w.pid)
+            w.wait(10)
+
+
 @pytest.mark.parametrize("worker_mode", ["simple", "fork"])
 def test_a_worker_killed_mid_send_is_replaced_and_the_notice_arrives_once(pg, redis_conn, worker_mode):  # noqa: F811
     lease = timedelta(seconds=3)
     rt = Runtime(db=pg, clock=SystemClock(), job_lease=lease)
     with FakeWeChatWork("corp", "secret", users={"wx-1"}) as fake:
         (nid,) = queue(rt, "kill-1")
-        env = {**os.environ, "GRIDLOOP_DATABASE_URL": pg.url, "GRIDLOOP_REDIS_URL": REDIS_URL,
-               "GRIDLOOP_SECRET_KEY": "x", "GRIDLOOP_JOB_LEASE": str(int(lease.total_seconds())),
-               "GRIDLOOP_WORKER_MODE": worker_mode,
-               "GRIDLOOP_NOTIFY_WECOM_CORP_ID": "corp", "GRIDLOOP_NOTIFY_WECOM_SECRET": "secret",
-               "GRIDLOOP_NOTIFY_WECOM_AGENT_ID": "1000002", "GRIDLOOP_NOTIFY_WECOM_BASE_URL": fake.url}
-
-        workers: list[subprocess.Popen] = []
-
-        def start_worker() -> subprocess.Popen:
-            workers.append(subprocess.Popen([str(GRIDLOOP), "worker", "notify"], env=env, start_new_session=True,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            return workers[-1]
+        env = worker_env(pg, lease, fake, GRIDLOOP_WORKER_MODE=worker_mode)
 
         def delivered() -> bool:  # what the scheduler does: re-relay jobs whose lease ran out
             outbox.sweep_expired_leases(rt, lease)
@@ -78,7 +97,7 @@ def test_a_worker_killed_mid_send_is_replaced_and_the_notice_arrives_once(pg, re
             return status(rt, nid) == "sent"
 
         release = fake.hold_next()
-        try:
+        with notify_workers(env, release) as start_worker:
             first = start_worker()
             assert outbox.relay(rt, RQJobQueue(redis_conn)) == 1
             assert fake.held.wait(60), "the first worker never reached the provider"
@@ -88,11 +107,6 @@ def test_a_worker_killed_mid_send_is_replaced_and_the_notice_arrives_once(pg, re
             assert status(rt, nid) == "sending" and len(fake.messages) == 1
             start_worker()
             wait_for(delivered, timeout=60, interval=0.5)
-        finally:
-            release.set()
-            for w in workers:
-                kill_tree(w.pid)
-                w.wait(10)
         sends = [r for r in fake.received if r.path == "/cgi-bin/message/send"]
         assert len(sends) == 2 and len(fake.delivered_to("wx-1")) == 1  # sent twice, shown once (duplicate check)
 
@@ -108,37 +122,22 @@ def test_a_worker_killed_mid_batch_leaves_every_notice_of_it_to_the_lease_and_ea
         with rt.db.transaction() as s:
             ids = queue_notices(s, rt.clock.now(), [notice(f"batch-{u}", u) for u in ("wx-1", "wx-2", "wx-3")],
                                 NO_QUIET)
-        env = {**os.environ, "GRIDLOOP_DATABASE_URL": pg.url, "GRIDLOOP_REDIS_URL": REDIS_URL,
-               "GRIDLOOP_SECRET_KEY": "x", "GRIDLOOP_JOB_LEASE": str(int(lease.total_seconds())),
-               "GRIDLOOP_NOTIFY_WECOM_CORP_ID": "corp", "GRIDLOOP_NOTIFY_WECOM_SECRET": "secret",
-               "GRIDLOOP_NOTIFY_WECOM_AGENT_ID": "1000002", "GRIDLOOP_NOTIFY_WECOM_BASE_URL": fake.url}
-        workers: list[subprocess.Popen] = []
-
-        def start_worker() -> None:
-            workers.append(subprocess.Popen([str(GRIDLOOP), "worker", "notify"], env=env, start_new_session=True,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-
         def delivered() -> bool:
             outbox.sweep_expired_leases(rt, lease)
             outbox.relay(rt, RQJobQueue(redis_conn))
             return [status(rt, i) for i in ids] == ["sent"] * 3
 
         release = fake.hold_next(after=1)  # the first notice goes through; the second's answer waits
-        try:
-            start_worker()
+        with notify_workers(worker_env(pg, lease, fake), release) as start_worker:
+            first = start_worker()
             assert outbox.relay(rt, RQJobQueue(redis_conn)) == 3  # one job carrying the three
             assert fake.held.wait(60), "the first worker never reached the second notice"
-            kill_tree(workers[0].pid)  # mid-batch: one notice sent, one at the provider, one not yet sent
-            workers[0].wait(10)
+            kill_tree(first.pid)  # mid-batch: one notice sent, one at the provider, one not yet sent
+            first.wait(10)
             release.set()
             assert [status(rt, i) for i in ids] == ["sending"] * 3  # the batch recorded nothing
             start_worker()
             wait_for(delivered, timeout=60, interval=0.5)
-        finally:
-            release.set()
-            for w in workers:
-                kill_tree(w.pid)
-                w.wait(10)
         sends = [r.json["touser"] for r in fake.received if r.path == "/cgi-bin/message/send"]
         # The lease hands the three out again, each a job of its own: the two that reached the provider
         # before the worker died go twice (at least once, as the outbox promises); WeChat Work's
