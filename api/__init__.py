@@ -42,6 +42,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         open311,
         operations,
         petitions,
+        staff,
         system,
         tasks,
         users,
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.register_blueprint(duty.bp)
     app.register_blueprint(categories.bp)
     app.register_blueprint(users.bp)
+    app.register_blueprint(staff.bp)
     from .views import case_photos, patrol, patrol_plans
 
     app.register_blueprint(patrol.bp)

@@ -30,6 +30,9 @@ class Caller:
     def put(self, path, **kw):
         return self._call("put", path, **kw)
 
+    def patch(self, path, **kw):
+        return self._call("patch", path, **kw)
+
 
 USERS = {
     "admin": dict(roles=["admin"], scope=None),

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from api import create_app
+from api import accounts, create_app
 from api.settings import Settings
 from engine import incidents
 from engine.models import Incident, OutboxEntry
@@ -20,6 +20,7 @@ from notifications.install import install
 from notifications.queueing import notice_incident
 from notifications.queueing import open_incidents as open_notice_incidents
 from notifications.quiet_hours import QuietHours
+from tests.api.conftest import PASSWORD
 from tests.city import inside
 from tests.notifications.fakes import FakeTwilio, FakeWeChatWork, wechat_error
 from tests.notifications.test_pipeline import SID, TOKEN, contact, dispatched, notifications, providers, run_jobs
@@ -95,6 +96,34 @@ def test_a_notice_to_someone_without_a_channel_is_one_incident_until_an_operator
     (sms,) = twilio.messages
     assert sms["To"] == "+8613800000009" and case.id in sms["Body"]
     assert open_incidents(db) == [] and notices_fine(health()[0])
+
+
+def test_an_operator_finds_the_unreachable_on_the_staff_register_adds_the_number_and_the_retry_reaches_them(
+        loop, db, fakes):
+    """The same story through the API an operator has: the staff register, then the incident's retry."""
+    rt, index, unit, lon, lat = loop
+    _wecom, twilio = fakes
+    client = create_app(Settings(database_url=db.url, secret_key="test", deploy_bundled=False,
+                                 notify=NotifySettings(quiet_hours="off")), runtime=rt).test_client()
+    accounts.create_user(rt.db, rt.clock.now(), username="ops", password=PASSWORD, roles=["admin"],
+                         hash_method="pbkdf2:sha256:1000")
+    token = client.post("/api/v1/auth/token", json={"username": "ops", "password": PASSWORD}).get_json()
+    auth = {"Authorization": f"Bearer {token['access_token']}"}
+    case = dispatched(rt, index, lon, lat)
+    run_jobs(rt)
+    (incident,) = open_incidents(db)
+    found = client.get("/api/v1/staff", headers=auth, query_string={
+        "tenant": "320700", "unreachable": "true", "q": f"insp-{unit}"}).get_json()
+    (person,) = found["items"]
+    r = client.patch(f"/api/v1/staff/{person['id']}", headers=auth,
+                     json={"phone": "138 0000 0009", "channels": ["sms"]})
+    assert r.status_code == 200 and r.get_json()["phone"] == "+8613800000009"
+    assert client.post(f"/api/v1/incident/{incident.id}/retry", headers=auth).status_code == 200
+    run_jobs(rt)
+    (n,) = notifications(db, case_id=case.id)
+    assert (n.channel, n.address, n.status) == ("sms", "+8613800000009", "sent")
+    (sms,) = twilio.messages
+    assert sms["To"] == "+8613800000009" and case.id in sms["Body"] and open_incidents(db) == []
 
 
 def test_a_retried_notice_whose_person_still_has_no_channel_is_an_incident_again(loop, db, health):

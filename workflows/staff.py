@@ -1,0 +1,256 @@
+"""The staff register (人员名册): the inspectors, supervisors, leaders and admins of a city with their
+grid, department and the channels notices reach them on — what routing, duty rosters and notices
+read. Use cases behind /api/v1/staff: list and read within the viewer's area; add one; change one.
+
+Each change is one unit of work with its audit event on the system chain. Contact details are
+personal data: the audit trail records that a phone number or WeChat Work id changed and its last
+digits, never the whole value. A member of staff is never deleted (cases, shifts and figures name
+them); one who leaves is made inactive, and routing and notices pass them by.
+
+A supervisor keeps the register of their own area (inspectors and supervisors); posts above that,
+and staff anywhere, are an admin's. The username is the name tasks, shifts and a login know the
+person by: it can be given once, and is not changed after (what was offered to the old name would
+be stranded)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from engine import audit
+from engine.db import given
+from engine.errors import Conflict, InvalidInput, NotAllowed, NotFound
+from engine.runtime import Runtime
+from engine.unit_of_work import UnitOfWork
+from engine.visibility import Viewer, grid_filter, grid_visible
+
+from .grids import Grid
+from .notices import CHANNEL_ORDER
+from .people import POSTS, Department, Person
+
+SUPERVISED_POSTS = ("inspector", "supervisor")  # the posts a supervisor registers in their own area
+CHANNELS = CHANNEL_ORDER  # the staff channels, each with its address field
+ADDRESS_OF = {"wechat_work": "wecom_id", "sms": "phone"}
+FIELD_NAMES = {"wecom_id": "wecomId", "phone": "phone", "grid_code": "grid", "department_code": "department"}
+# A mobile number SMS can reach: a mainland one (11 digits, with or without +86), or E.164 elsewhere
+PHONE = re.compile(r"^(\+86)?1[3-9]\d{9}$|^\+(?!86)[1-9]\d{6,14}$")
+
+
+@dataclass(frozen=True)
+class NewPerson:
+    tenant: str
+    name: str
+    post: str
+    grid: str
+    username: str | None = None
+    department: str | None = None
+    phone: str | None = None
+    wecom_id: str | None = None
+    channels: list[str] | None = None  # by preference; None: WeChat Work, then SMS
+    active: bool = True
+
+
+@dataclass(frozen=True)
+class StaffQuery:
+    tenant: str
+    grid: str | None = None  # this grid and the grids under it
+    post: str | None = None
+    active: bool | None = None
+    q: str | None = None  # part of the name or username
+    unreachable: bool = False  # only those no notice can reach (no address for any of their channels)
+
+
+def normal_phone(value: str) -> str:
+    """A phone number as stored, in E.164 (Twilio needs it; Aliyun takes +86 too): spaces, dashes and
+    brackets dropped, +86 before a mainland number. InvalidInput unless a mobile number."""
+    digits = re.sub(r"[\s()-]", "", value)
+    if not PHONE.match(digits):
+        raise InvalidInput("a mobile number: 11 digits beginning with 1 (+86 optional), or +<country><number>",
+                           fields=["phone"])
+    return digits if digits.startswith("+") else f"+86{digits}"
+
+
+def masked(value: str | None) -> str | None:
+    """What the audit trail keeps of a contact address: its last four characters."""
+    return None if value is None else f"…{value[-4:]}"
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+def list_staff(rt: Runtime, viewer: Viewer, q: StaffQuery, offset: int, limit: int) -> tuple[list[Person], int]:
+    """The staff of `q.tenant` in the viewer's area, by grid and name."""
+    like = f"%{q.q}%" if q.q else None
+    stmt = select(Person).where(Person.tenant == q.tenant, grid_filter(viewer, Person.grid_code), *given(
+        Person.grid_code.startswith(q.grid, autoescape=True) if q.grid else None,
+        Person.post == q.post if q.post else None,
+        Person.active.is_(q.active) if q.active is not None else None,
+        or_(Person.name.ilike(like), Person.username.ilike(like)) if like else None,
+        _unreachable() if q.unreachable else None))
+    with rt.db.session() as s:
+        total = s.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+        people = s.scalars(stmt.order_by(Person.grid_code, Person.name, Person.id).offset(offset).limit(limit)).all()
+    return list(people), total
+
+
+def person_of(rt: Runtime, viewer: Viewer, person_id: int) -> Person:
+    with rt.db.session() as s:
+        return _visible(s, viewer, person_id)
+
+
+def _unreachable():
+    """No address on any channel the person has chosen (or on either, when they chose none). Channels
+    are checked when saved, so only a person without any address matches."""
+    return (func.coalesce(Person.phone, "") == "") & (func.coalesce(Person.wecom_id, "") == "")
+
+
+# -- changing --------------------------------------------------------------------------------------
+
+def add_person(rt: Runtime, actor: Viewer, new: NewPerson) -> Person:
+    """Register a member of staff. InvalidInput names each field at fault; NotAllowed a grid outside
+    the actor's area or a post a supervisor does not register; Conflict a username already taken."""
+    with UnitOfWork(rt) as uow:
+        s = uow.session
+        _may_register(actor, new.grid, new.post)
+        values = {"tenant": new.tenant, "name": new.name, "post": new.post, "grid_code": new.grid,
+                  "username": new.username, "department_code": new.department,
+                  "phone": normal_phone(new.phone) if new.phone else None, "wecom_id": new.wecom_id or None,
+                  "channels": _channels(new.channels), "active": new.active}
+        _check(s, values)
+        if new.username is not None:
+            _username_free(s, new.username)
+        person = Person(**values)
+        s.add(person)
+        _flush(s, new.username)
+        _audit(rt, s, actor.name, "staff.added", person=person.id, **_recorded(values))
+        uow.commit()
+    return person
+
+
+CHANGEABLE = ("name", "post", "grid", "username", "department", "phone", "wecom_id", "channels", "active")
+_COLUMN = {"grid": "grid_code", "department": "department_code"}
+COLUMNS = ("tenant", "name", "post", "grid_code", "username", "department_code", "phone", "wecom_id", "channels",
+           "active")
+
+
+def change_person(rt: Runtime, actor: Viewer, person_id: int, changes: Mapping[str, Any]) -> Person:
+    """Change the fields given in `changes` (None clears an optional one). The person must be in the
+    actor's area before and after, with a post the actor registers."""
+    with UnitOfWork(rt) as uow:
+        s = uow.session
+        person = _visible(s, actor, person_id, lock=True)
+        _may_register(actor, person.grid_code, person.post)
+        before = {column: getattr(person, column) for column in COLUMNS}
+        values = dict(before)
+        for name, value in changes.items():
+            column = _COLUMN.get(name, name)
+            if name == "phone" and value:
+                value = normal_phone(value)
+            elif name == "channels":
+                value = _channels(value)
+            elif name == "wecom_id":
+                value = value or None
+            values[column] = value
+        _may_register(actor, values["grid_code"], values["post"])
+        if values["username"] != before["username"]:
+            if before["username"] is not None:
+                raise Conflict(f"person {person_id} is known as {before['username']!r} (their tasks and shifts use "
+                               "that name): it is not changed", fields=["username"])
+            _username_free(s, values["username"])
+        _check(s, values)
+        changed = {column for column in values if values[column] != before[column]}
+        if changed:
+            for column in changed:
+                setattr(person, column, values[column])
+            _flush(s, values["username"])
+            _audit(rt, s, actor.name, "staff.changed", person=person.id,
+                   before=_recorded({c: before[c] for c in sorted(changed)}),
+                   after=_recorded({c: values[c] for c in sorted(changed)}))
+        uow.commit()
+    return person
+
+
+# -- rules -----------------------------------------------------------------------------------------
+
+def _may_register(actor: Viewer, grid: str, post: str) -> None:
+    if not grid_visible(actor, grid):
+        raise NotAllowed(f"grid {grid} is outside your area ({actor.scope or 'none'})", fields=["grid"])
+    if "admin" not in actor.roles and post not in SUPERVISED_POSTS:
+        raise NotAllowed(f"a {post} is registered by an admin", fields=["post"])
+
+
+def _check(s: Session, values: Mapping[str, Any]) -> None:
+    """Every problem of the person's values at once, by field (the API's names)."""
+    problems: dict[str, Any] = {}
+    grid = s.scalar(select(Grid).where(Grid.code == values["grid_code"], Grid.valid_to.is_(None)))
+    if grid is None:
+        problems["grid"] = [f"{values['grid_code']!r} is not a current grid's code"]
+    elif grid.tenant != values["tenant"]:
+        problems["grid"] = [f"grid {grid.code} belongs to tenant {grid.tenant}, not {values['tenant']}"]
+    if values["post"] not in POSTS:
+        problems["post"] = [f"one of {', '.join(POSTS)}"]
+    if values["department_code"] is not None:
+        department = s.get(Department, values["department_code"])
+        if department is None or department.tenant != values["tenant"]:
+            problems["department"] = [f"{values['department_code']!r} is not a department of tenant "
+                                      f"{values['tenant']}"]
+    unaddressed = {str(i): [f"{channel} needs {FIELD_NAMES[ADDRESS_OF[channel]]}"]
+                   for i, channel in enumerate(values["channels"].split(",") if values["channels"] else [])
+                   if not values[ADDRESS_OF[channel]]}
+    if unaddressed:
+        problems["channels"] = unaddressed
+    if problems:
+        raise InvalidInput("; ".join(_said(problems)), fields=problems)
+
+
+def _said(problems: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Each problem as `field: message` (a list item as `channels.1`)."""
+    said = []
+    for name, value in problems.items():
+        said += _said(value, f"{prefix}{name}.") if isinstance(value, Mapping) else [f"{prefix}{name}: {value[0]}"]
+    return said
+
+
+def _channels(channels: Sequence[str] | None) -> str | None:
+    if not channels:
+        return None
+    unknown = [str(i) for i, c in enumerate(channels) if c not in CHANNELS]
+    if unknown:
+        raise InvalidInput(f"a channel is one of {', '.join(CHANNELS)}", fields={"channels": {
+            i: [f"one of {', '.join(CHANNELS)}"] for i in unknown}})
+    if len(set(channels)) != len(channels):
+        raise InvalidInput("a channel is named once", fields=["channels"])
+    return ",".join(channels)
+
+
+def _username_free(s: Session, username: str) -> None:
+    if s.scalar(select(Person.id).where(func.lower(Person.username) == username.lower())) is not None:
+        raise Conflict(f"someone is already known as {username!r}", fields=["username"])
+
+
+def _flush(s: Session, username: str | None) -> None:
+    try:
+        s.flush()
+    except IntegrityError:  # a concurrent request registered the name first
+        raise Conflict(f"someone is already known as {username!r}", fields=["username"]) from None
+
+
+def _visible(s: Session, viewer: Viewer, person_id: int, *, lock: bool = False) -> Person:
+    person = s.get(Person, person_id, with_for_update=lock)
+    if person is None or not grid_visible(viewer, person.grid_code):
+        raise NotFound(f"person {person_id} does not exist")  # outside the area: as if not there
+    return person
+
+
+def _recorded(values: Mapping[str, Any]) -> dict[str, Any]:
+    """What the audit trail keeps of `values`: contact addresses masked."""
+    return {k: masked(v) if k in ("phone", "wecom_id") else v for k, v in values.items()}
+
+
+def _audit(rt: Runtime, s: Session, actor: str, action: str, **details: Any) -> None:
+    audit.append_system(rt, s, [audit.AuditDraft(action=action, actor=actor, at=rt.clock.now(), details=details)])
