@@ -39,7 +39,7 @@ CHANNELS = CHANNEL_ORDER  # the staff channels, each with its address field
 ADDRESS_OF = {"wechat_work": "wecom_id", "sms": "phone"}
 FIELD_NAMES = {"wecom_id": "wecomId", "phone": "phone", "grid_code": "grid", "department_code": "department"}
 # A mobile number SMS can reach: a mainland one (11 digits, with or without +86), or E.164 elsewhere
-PHONE = re.compile(r"^(\+86)?1[3-9]\d{9}$|^\+(?!86)[1-9]\d{6,14}$")
+PHONE = re.compile(r"^(\+86)?1[3-9][0-9]{9}$|^\+(?!86)[1-9][0-9]{6,14}$")  # ASCII digits: \d takes ８ too
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ def add_person(rt: Runtime, actor: Viewer, new: NewPerson) -> Person:
     with UnitOfWork(rt) as uow:
         s = uow.session
         _may_register(actor, new.grid, new.post)
-        values = {"tenant": new.tenant, "name": new.name, "post": new.post, "grid_code": new.grid,
+        values = {"tenant": new.tenant, "name": new.name.strip(), "post": new.post, "grid_code": new.grid,
                   "username": new.username, "department_code": new.department,
                   "phone": normal_phone(new.phone) if new.phone else None, "wecom_id": new.wecom_id or None,
                   "channels": _channels(new.channels), "active": new.active}
@@ -149,7 +149,9 @@ def change_person(rt: Runtime, actor: Viewer, person_id: int, changes: Mapping[s
         values = dict(before)
         for name, value in changes.items():
             column = _COLUMN.get(name, name)
-            if name == "phone" and value:
+            if name == "name":
+                value = value.strip()
+            elif name == "phone" and value:
                 value = normal_phone(value)
             elif name == "channels":
                 value = _channels(value)

@@ -15,6 +15,7 @@ from workflows.staff import NewPerson, StaffQuery
 from .. import schemas
 from ..auth import current, roles
 from ..http import doc, json_body, query_args, runtime
+from ..idempotency import idempotent
 from ..schemas import Strict
 
 bp = Blueprint("staff", __name__, url_prefix="/api/v1/staff")
@@ -23,7 +24,7 @@ WRITERS = ("admin", "supervisor")
 PERSON_ID = "<int(max=2147483647):person_id>"  # an INTEGER column: 2^31-1
 TENANT = validate.Regexp(r"^\d{6}$", error="a city's 6-digit code")
 GRID = validate.Regexp(r"^\d{6,40}$", error="a grid code (digits)")
-NAME = validate.Length(min=1, max=100)
+NAME = validate.And(validate.Length(min=1, max=100), validate.Regexp(r"\s*\S", error="must not be blank"))
 USERNAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,99}$",
                            error="2 to 100 letters, digits, _ . @ -, beginning with a letter or digit")
 DEPARTMENT = validate.Length(min=1, max=50)
@@ -119,6 +120,7 @@ def get_person(person_id: int):
 
 @bp.post("")
 @roles(*WRITERS)
+@idempotent
 @doc("Register a member of staff: a current grid of the tenant in your area, a department of the tenant, a "
      "username nobody has (409), each chosen channel with its address. Supervisors register inspectors and "
      "supervisors", body=PersonIn, response=PersonView, status=201)

@@ -90,6 +90,8 @@ def test_every_field_is_checked_and_named_and_nothing_is_written(rt, users, regi
         (person(department="nope"), "department"), (person(department="lyg-other"), "department"),
         (person(phone="12345"), "phone"), (person(phone="+86 138 0013"), "phone"),
         (person(phone="+86 010 6552 9988"), "phone"),  # a landline: no SMS
+        (person(phone="13８00138000"), "phone"),  # a full-width digit (an IME's): no provider takes it
+        (person(name="   "), "name"),
         (person(wecomId="王 芳"), "wecomId"), (person(channels=["fax"]), "channels"),
         (person(channels=["sms"]), "channels"),  # chosen, but no phone to send to
         (person(channels=["sms", "sms"], phone="13800138000"), "channels"),
@@ -146,6 +148,15 @@ def test_a_change_is_audited_with_before_and_after_and_contact_details_masked(rt
     assert first.details["before"] == {"channels": None, "phone": None}
     assert first.details["after"] == {"channels": "sms", "phone": "…9000"}
     assert second.details["after"] == {"active": False, "channels": None, "phone": None}
+
+
+def test_a_registration_sent_twice_with_its_idempotency_key_registers_one_person(rt, users, register):
+    admin, before = users["admin"], staff_count(rt)
+    key = {"Idempotency-Key": "register-wangfang-1"}
+    first = admin.post("/api/v1/staff", json=person(name=" 王芳 "), headers=key)
+    again = admin.post("/api/v1/staff", json=person(name=" 王芳 "), headers=key)
+    assert first.status_code == again.status_code == 201 and first.get_json() == again.get_json()
+    assert first.get_json()["name"] == "王芳" and staff_count(rt) == before + 1  # stored without the spaces
 
 
 def test_a_username_is_given_once_and_nobody_else_may_take_it(rt, users, register):
