@@ -94,6 +94,11 @@ const RULES: Rule[] = [
   [/^the photo is larger than (\d+) bytes \((\S+) MB\)$/, (_b, mb) => `照片超过 ${mb} MB`],
   [/^photo (\d+): (.+)$/s, (n, m) => `第 ${n} 张照片：${zhMessage(m)}`],
   [/^this endpoint needs one of the roles: (.+)$/, (r) => `需要以下角色之一：${r}`],
+  // the staff register (workflows/staff.py)
+  [/^(wechat_work|sms) needs (wecomId|phone)$/,
+    (c, f) => `选择${c === 'sms' ? '短信' : '企业微信'}须填写${f === 'phone' ? '手机号' : '企业微信 ID'}`],
+  [/^a mobile number: 11 digits beginning with 1 \(\+86 optional\), or \+<country><number>$/,
+    () => '须为手机号：以 1 开头的 11 位数字（+86 可省略），或 + 国家代码和号码'],
 ];
 
 function zhMessage(message: string): string {

@@ -34,7 +34,7 @@ const NAV: { path: string; label: Key; roles: string[] }[] = [
   { path: '/dashboard', label: 'dashboard', roles: DESK },
   { path: '/m', label: 'myTasks', roles: ['inspector', 'supervisor', 'admin'] },
   { path: '/models', label: 'models', roles: ['admin', 'leader'] },
-  { path: '/admin', label: 'admin', roles: ['admin'] },
+  { path: '/admin', label: 'admin', roles: DESK },  // supervisors and leaders: the pages meant for them (Admin.tsx)
 ];
 
 type Route = { pattern: string; roles: string[]; page: (p: Record<string, string>, me: Me, tenant: string) => any };
@@ -50,8 +50,8 @@ const ROUTES: Route[] = [
   { pattern: '/models', roles: ['admin', 'leader'], page: () => <Models /> },
   { pattern: '/models/:id/edit', roles: ['admin'], page: (p) => <ModelEdit id={p.id} /> },
   { pattern: '/models/:id/heatmap', roles: ['admin', 'leader'], page: (p) => <ModelHeat id={p.id} /> },
-  { pattern: '/admin', roles: ['admin'], page: (_p, _me, tenant) => <Admin tenant={tenant} /> },
-  { pattern: '/admin/:page', roles: ['admin'], page: (p, _me, tenant) => <Admin page={p.page} tenant={tenant} /> },
+  { pattern: '/admin', roles: DESK, page: (_p, _me, tenant) => <Admin tenant={tenant} /> },
+  { pattern: '/admin/:page', roles: DESK, page: (p, _me, tenant) => <Admin page={p.page} tenant={tenant} /> },
   { pattern: '/m/tasks/:id', roles: ['inspector', 'supervisor', 'admin'], page: (p, me) => <MobileTask id={p.id} me={me} /> },
   { pattern: '/m/report', roles: ['inspector'], page: (_p, me, tenant) => <ReportProblem me={me} tenant={tenant} /> },
 ];

@@ -2,17 +2,19 @@
 creates an inspector (a wrong scope refused at its field first; the generated password shown once,
 and it logs in on a phone), disables another user — whose open console loses its session and who
 cannot log in again — opens each administration page, and logs out, after which the old token is
-refused by the API too."""
+refused by the API too; keeps the staff register (a refusal at its field, then saved and changed), which a
+supervisor sees as their one administration page."""
 
 from __future__ import annotations
 
 import requests
 
 from tests.api.test_closed_loop_http import point_in_first_unit
-from tests.browser.conftest import login
+from tests.browser.conftest import login, wait_until
 from tests.browser.live_server import PASSWORD
 
-ADMIN_PAGES = ["grids", "duty", "categories", "calendar", "sources", "warning-policies", "incidents", "notices"]
+ADMIN_PAGES = ["staff", "grids", "duty", "categories", "calendar", "sources", "warning-policies", "incidents",
+               "notices"]
 
 
 def test_admin_creates_an_inspector_and_disables_a_user_who_then_cannot_log_in(chromium, live, screenshots):
@@ -123,4 +125,55 @@ def test_admin_changes_a_time_limit_and_a_warning_policy_with_errors_shown_first
     admin.screenshot(path=str(screenshots / "admin-warning-policy.png"), full_page=True)
     row.get_by_role("button", name="删除").click()
     row.wait_for(state="detached")
+    assert problems == []
+
+
+def test_admin_registers_a_reachable_inspector_in_the_staff_register(chromium, live, screenshots):
+    unit, _, _ = point_in_first_unit(live.runtime)
+    problems: list[str] = []
+    admin = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
+    admin.on("pageerror", lambda e: problems.append(str(e)))
+    login(admin, live.url, "admin", PASSWORD)
+    admin.wait_for_selector("header.top")
+    admin.goto(f"{live.url}/admin/staff")
+    admin.get_by_label("只看无法通知的").check()
+    admin.get_by_role("button", name="筛选").click()
+    rows = admin.locator("table.admin-table tbody tr")
+    admin.wait_for_selector("table.admin-table caption:has-text('条')")
+    assert rows.count() > 0 and rows.count() == admin.locator("tbody tr:has-text('无法通知')").count()
+
+    form = admin.locator("form[aria-label=登记人员]")
+    form.get_by_label("姓名").fill("王芳")
+    form.get_by_label("网格").fill(unit)
+    form.get_by_label("用户名").fill("wang.fang")
+    form.get_by_label("短信").check()  # SMS with no number: refused at the channels, nothing written
+    form.get_by_role("button", name="创建").click()
+    form.locator("fieldset[aria-invalid=true]").wait_for()
+    assert "第 1 项：选择短信须填写手机号" in form.locator("#sn-channels-err").inner_text()
+    assert "请修改标出的字段" in form.locator("[role=alert]").inner_text()
+    admin.screenshot(path=str(screenshots / "admin-staff-refused.png"), full_page=True)
+    form.get_by_label("手机号").fill("138 0013 8000")
+    form.get_by_role("button", name="创建").click()
+    wait_until(admin, "() => document.querySelector('#sn-name').value === ''")  # saved: the form is empty again
+
+    admin.get_by_label("只看无法通知的").uncheck()  # now reachable: found by name, not among the unreachable
+    admin.locator("#sf-q").fill("王芳")
+    admin.get_by_role("button", name="筛选").click()
+    row = admin.locator("tbody tr:has-text('王芳')")
+    row.wait_for()
+    assert all(x in row.inner_text() for x in ("wang.fang", "网格员", unit, "+8613800138000", "短信", "在用"))
+    row.get_by_role("button", name="修改").click()
+    edit = admin.locator("form[aria-label='修改 王芳']")
+    assert edit.get_by_label("用户名").is_disabled()  # given once
+    edit.get_by_label("手机号").fill("13900139000")
+    edit.get_by_role("button", name="保存").click()
+    admin.wait_for_selector("tbody tr:has-text('+8613900139000')")
+    admin.screenshot(path=str(screenshots / "admin-staff-saved.png"), full_page=True)
+
+    sup = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
+    sup.on("pageerror", lambda e: problems.append(str(e)))
+    login(sup, live.url, "sup-staff", live.user("sup-staff", ["supervisor"], unit))
+    sup.get_by_role("link", name="系统管理", exact=True).click()
+    sup.wait_for_selector("tbody tr:has-text('王芳')")  # their area's register is their administration page
+    assert sup.locator("nav.subnav a").all_inner_texts() == ["人员名册"]
     assert problems == []

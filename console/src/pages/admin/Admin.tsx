@@ -1,4 +1,7 @@
 // /admin and /admin/{page}: the administrators' pages, one file each, under one sub-navigation.
+// A page names the roles that see it (admins only unless it says more); /admin opens the first of them.
+import { hasRole } from '../../api';
+import { lazyPage } from '../../lazy';
 import { Calendar } from './Calendar';
 import { Categories } from './Categories';
 import { Duty } from './Duty';
@@ -11,8 +14,12 @@ import { Users } from './Users';
 import { WarningPolicies } from './WarningPolicies';
 import './admin.css';
 
-const PAGES: { path: string; label: TKey; page: (tenant: string) => any }[] = [
+// Newer pages load on first visit, a chunk of their own, so 首页's first load does not carry them.
+const Staff = lazyPage(() => import('./Staff').then((m) => m.Staff));
+
+const PAGES: { path: string; label: TKey; roles?: string[]; page: (tenant: string) => any }[] = [
   { path: 'users', label: 'users', page: () => <Users /> },
+  { path: 'staff', label: 'staff', roles: ['admin', 'supervisor', 'leader'], page: (t) => <Staff tenant={t} /> },
   { path: 'grids', label: 'gridImport', page: (t) => <GridImport tenant={t} /> },
   { path: 'duty', label: 'duty', page: () => <Duty /> },
   { path: 'categories', label: 'categories', page: (t) => <Categories tenant={t} /> },
@@ -24,15 +31,17 @@ const PAGES: { path: string; label: TKey; page: (tenant: string) => any }[] = [
 ];
 
 export function Admin(p: { page?: string; tenant: string }) {
-  const current = PAGES.find((x) => x.path === (p.page || 'users'));
+  const mine = PAGES.filter((x) => hasRole(...(x.roles || ['admin'])));
+  const current = mine.find((x) => x.path === (p.page || mine[0]?.path));
+  const elsewhere = !current && PAGES.some((x) => x.path === p.page);
   return (
     <div class="admin">
       <nav aria-label={ta('administration')} class="subnav">
-        <ul>{PAGES.map((x) => (
+        <ul>{mine.map((x) => (
           <li key={x.path}><a href={`/admin/${x.path}`} aria-current={x === current ? 'page' : undefined}>{ta(x.label)}</a></li>))}
         </ul>
       </nav>
-      {current ? current.page(p.tenant) : <p>{ta('notFound')}</p>}
+      {current ? current.page(p.tenant) : elsewhere ? <p class="error">{ta('forbidden')}</p> : <p>{ta('notFound')}</p>}
     </div>
   );
 }

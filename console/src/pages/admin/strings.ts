@@ -2,7 +2,7 @@
 import { lang } from '../../i18n';
 
 const zh = {
-  administration: '系统管理', fixErrors: '请修改标出的字段', loading: '加载中…', notFound: '没有这个页面',
+  administration: '系统管理', fixErrors: '请修改标出的字段', loading: '加载中…', notFound: '没有这个页面', forbidden: '没有权限',
   users: '用户', newUser: '新建用户', editUser: '修改用户 {name}', username: '用户名', displayName: '姓名',
   roles: '角色', role_admin: '管理员', role_supervisor: '监管员', role_inspector: '网格员', role_leader: '领导',
   scope: '网格范围', scopeHint: '用户工作的网格编码；留空：只看分配给本人的工作（管理员、领导不受范围限制）', personId: '关联人员编号', personHint: '值班表中的人员编号（可不填）',
@@ -30,12 +30,16 @@ const zh = {
   gridImport: '网格导入', gridImportHelp: '上传 {tenant} 的网格 GeoJSON（FeatureCollection）：先检查，再导入（替换现有网格）。',
   seeMap: '在地图上查看', geojsonFile: 'GeoJSON 文件', check: '检查', import: '导入', feature: '要素',
   dryRunOk: '检查通过：{n} 个网格，可以导入。', imported: '已导入：新增 {added}，变更 {changed}，撤销 {retired}，未变 {unchanged}。',
+  staff: '人员名册', newPerson: '登记人员', editPerson: '修改 {name}', post: '岗位', department: '部门', phone: '手机号',
+  wecomId: '企业微信 ID', channels: '通知渠道', channel_wechat_work: '企业微信', channel_sms: '短信',
+  channelsHint: '按勾选的先后通知；都不选：先企业微信，后短信', defaultChannels: '默认', unreachable: '无法通知',
+  unreachableOnly: '只看无法通知的', usernameOnce: '用户名只能设置一次，之后不能修改', leftStaff: '已离岗',
 };
 
 export type TKey = keyof typeof zh;
 
 const en: Record<TKey, string> = {
-  administration: 'Administration', fixErrors: 'Please correct the marked fields', loading: 'Loading…', notFound: 'No such page',
+  administration: 'Administration', fixErrors: 'Please correct the marked fields', loading: 'Loading…', notFound: 'No such page', forbidden: 'Not allowed',
   users: 'Users', newUser: 'New user', editUser: 'Edit user {name}', username: 'Username', displayName: 'Name',
   roles: 'Roles', role_admin: 'Administrator', role_supervisor: 'Supervisor', role_inspector: 'Inspector', role_leader: 'Leader',
   scope: 'Grid scope', scopeHint: "The code of the user's grid; empty: only work assigned to them (admins and leaders are not limited by it)", personId: 'Linked person id',
@@ -68,6 +72,10 @@ const en: Record<TKey, string> = {
   gridImport: 'Grid import', gridImportHelp: "Upload {tenant}'s grids as a GeoJSON FeatureCollection: check first, then import (it replaces the grids).",
   seeMap: 'See them on the map', geojsonFile: 'GeoJSON file', check: 'Check', import: 'Import', feature: 'Feature',
   dryRunOk: 'Checked: {n} grids, ready to import.', imported: 'Imported: {added} added, {changed} changed, {retired} retired, {unchanged} unchanged.',
+  staff: 'Staff', newPerson: 'Register a person', editPerson: 'Edit {name}', post: 'Post', department: 'Department', phone: 'Mobile number',
+  wecomId: 'WeChat Work id', channels: 'Notice channels', channel_wechat_work: 'WeChat Work', channel_sms: 'SMS',
+  channelsHint: 'Notified in the order ticked; none: WeChat Work, then SMS', defaultChannels: 'default', unreachable: 'Unreachable',
+  unreachableOnly: 'Unreachable only', usernameOnce: 'A username is given once and not changed after', leftStaff: 'Left',
 };
 
 export function ta(key: TKey, vars: Record<string, string | number> = {}): string {
