@@ -60,3 +60,9 @@ class NotificationEvent(Base):
     status: Mapped[str] = mapped_column(String(20))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+def masked(address: str) -> str:
+    """A phone number, openid or WeChat id as shown to those who may not see it whole (and as the audit
+    trail keeps it): its last four characters, or nothing of a short one."""
+    return "*" * max(len(address) - 4, 4) + address[-4:] if len(address) > 6 else "*" * len(address)

@@ -141,11 +141,16 @@ def recipients(s: Session, at: datetime, *, to: str | None, scope: str | None, c
     return list(unique.values())
 
 
+def chosen_channels(channels: str | None) -> list[str]:
+    """The channels a person chose, in order (`Person.channels`: comma-separated; empty: none chosen)."""
+    return [c.strip() for c in (channels or "").split(",") if c.strip()]
+
+
 def staff_channels(p: Person) -> list[tuple[str, str]]:
     """The person's channels in their order of preference (`channels`, else WeChat Work then SMS),
     those they have an address for."""
     addresses = {"wechat_work": p.wecom_id, "sms": p.phone}
-    order = [c.strip() for c in (p.channels or "").split(",") if c.strip()] or list(CHANNEL_ORDER)
+    order = chosen_channels(p.channels) or list(CHANNEL_ORDER)
     return [(c, addresses[c]) for c in order if addresses.get(c)]
 
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, column, table, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.db import Base, UTCDateTime
 from engine.visibility import Viewer
 
 POSTS = ("inspector", "supervisor", "leader", "admin")
+# The logins (api.accounts.User's table): this layer reads the columns its rules need.
+LOGINS = table("app_user", column("username"), column("roles"), column("scope"), column("active"))
 SEES_ALL = ("admin", "leader", "system")
 
 
@@ -36,7 +38,8 @@ class Person(Base):
     """A member of staff. `username` links the login account (api.accounts.User), if any."""
 
     __tablename__ = "person"
-    __table_args__ = (Index("ix_person_grid_post", "grid_code", "post"),)
+    __table_args__ = (Index("ix_person_grid_post", "grid_code", "post"),
+                      Index("uq_person_username_lower", text("lower(username)"), unique=True))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(12), index=True)

@@ -16,17 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, column, select, table
+from sqlalchemy import Connection, select
 
 from engine.references import ReferenceContext, ReferenceKind, ReferenceKinds, ReferenceRefused
 from engine.visibility import grid_visible, may_work
 
 from .cases import Case
 from .grids import Grid
-from .people import DutyShift, Person, staff_viewer
-
-# The accounts table is api.accounts.User's; this layer reads the columns the rule needs.
-_USERS = table("app_user", column("username"), column("roles"), column("scope"), column("active"))
+from .people import LOGINS, DutyShift, Person, staff_viewer
 
 
 def _tenant_of(ctx: ReferenceContext, code: str) -> str | None:
@@ -100,7 +97,7 @@ def check_person(value: Any, ctx: ReferenceContext) -> str:
 
 def assignable(conn: Connection, username: str, role: str | None, scope: str | None) -> str | None:
     """Why `username` cannot be given work offered to `role` in `scope`, or None if they can."""
-    user = conn.execute(select(_USERS).where(_USERS.c.username == username)).first()
+    user = conn.execute(select(LOGINS).where(LOGINS.c.username == username)).first()
     if user is None or not user.active:
         return f"{username!r} is not an active user"
     viewer = staff_viewer(user.username, frozenset(r for r in user.roles.split(",") if r), user.scope)

@@ -4,8 +4,9 @@ read. Use cases behind /api/v1/staff: list and read within the viewer's area; ad
 
 Each change is one unit of work with its audit event on the system chain. Contact details are
 personal data: the audit trail records that a phone number or WeChat Work id changed and its last
-digits, never the whole value. A member of staff is never deleted (cases, shifts and figures name
-them); one who leaves is made inactive, and routing and notices pass them by.
+four characters (none of a short one), never the whole value. A member of staff is never deleted
+(cases, shifts and figures name them); one who leaves is made inactive, and routing and notices
+pass them by.
 
 A supervisor keeps the register of their own area (inspectors and supervisors); posts above that,
 and staff anywhere, are an admin's. The username is the name tasks, shifts and a login know the
@@ -29,10 +30,11 @@ from engine.errors import Conflict, InvalidInput, NotAllowed, NotFound
 from engine.runtime import Runtime
 from engine.unit_of_work import UnitOfWork
 from engine.visibility import Viewer, grid_filter, grid_visible
+from notifications.models import masked
 
 from .grids import Grid
-from .notices import CHANNEL_ORDER
-from .people import POSTS, Department, Person
+from .notices import CHANNEL_ORDER, chosen_channels
+from .people import LOGINS, POSTS, Department, Person
 
 SUPERVISED_POSTS = ("inspector", "supervisor")  # the posts a supervisor registers in their own area
 CHANNELS = CHANNEL_ORDER  # the staff channels, each with its address field
@@ -76,11 +78,6 @@ def normal_phone(value: str) -> str:
     return digits if digits.startswith("+") else f"+86{digits}"
 
 
-def masked(value: str | None) -> str | None:
-    """What the audit trail keeps of a contact address: its last four characters."""
-    return None if value is None else f"…{value[-4:]}"
-
-
 # -- reading ---------------------------------------------------------------------------------------
 
 def list_staff(rt: Runtime, viewer: Viewer, q: StaffQuery, offset: int, limit: int) -> tuple[list[Person], int]:
@@ -122,11 +119,10 @@ def add_person(rt: Runtime, actor: Viewer, new: NewPerson) -> Person:
                   "phone": normal_phone(new.phone) if new.phone else None, "wecom_id": new.wecom_id or None,
                   "channels": _channels(new.channels), "active": new.active}
         _check(s, values)
-        if new.username is not None:
-            _username_free(s, new.username)
+        _check_username(s, actor, values)
         person = Person(**values)
         s.add(person)
-        _flush(s, new.username)
+        _flush(s)
         _audit(rt, s, actor.name, "staff.added", person=person.id, **_recorded(values))
         uow.commit()
     return person
@@ -159,17 +155,16 @@ def change_person(rt: Runtime, actor: Viewer, person_id: int, changes: Mapping[s
                 value = value or None
             values[column] = value
         _may_register(actor, values["grid_code"], values["post"])
-        if values["username"] != before["username"]:
-            if before["username"] is not None:
-                raise Conflict(f"person {person_id} is known as {before['username']!r} (their tasks and shifts use "
-                               "that name): it is not changed", fields=["username"])
-            _username_free(s, values["username"])
-        _check(s, values)
+        if before["username"] is not None and values["username"] != before["username"]:
+            raise Conflict(f"person {person_id} is known as {before['username']!r} (their tasks and shifts use "
+                           "that name): it is not changed", fields=["username"])
+        _check(s, values, before)
+        _check_username(s, actor, values, before)
         changed = {column for column in values if values[column] != before[column]}
         if changed:
             for column in changed:
                 setattr(person, column, values[column])
-            _flush(s, values["username"])
+            _flush(s)
             _audit(rt, s, actor.name, "staff.changed", person=person.id,
                    before=_recorded({c: before[c] for c in sorted(changed)}),
                    after=_recorded({c: values[c] for c in sorted(changed)}))
@@ -186,28 +181,63 @@ def _may_register(actor: Viewer, grid: str, post: str) -> None:
         raise NotAllowed(f"a {post} is registered by an admin", fields=["post"])
 
 
-def _check(s: Session, values: Mapping[str, Any]) -> None:
-    """Every problem of the person's values at once, by field (the API's names)."""
+def _check(s: Session, values: Mapping[str, Any], before: Mapping[str, Any] | None = None) -> None:
+    """Every problem of the person's values at once, by field (the API's names). A change checks what
+    it changes: someone whose grid was since redrawn can still be made inactive."""
+    def changed(column: str) -> bool:
+        return before is None or values[column] != before[column]
+
     problems: dict[str, Any] = {}
-    grid = s.scalar(select(Grid).where(Grid.code == values["grid_code"], Grid.valid_to.is_(None)))
-    if grid is None:
-        problems["grid"] = [f"{values['grid_code']!r} is not a current grid's code"]
-    elif grid.tenant != values["tenant"]:
-        problems["grid"] = [f"grid {grid.code} belongs to tenant {grid.tenant}, not {values['tenant']}"]
+    if changed("grid_code"):
+        grid = s.scalar(select(Grid).where(Grid.code == values["grid_code"], Grid.valid_to.is_(None)))
+        if grid is None:
+            problems["grid"] = [f"{values['grid_code']!r} is not a current grid's code"]
+        elif grid.tenant != values["tenant"]:
+            problems["grid"] = [f"grid {grid.code} belongs to tenant {grid.tenant}, not {values['tenant']}"]
     if values["post"] not in POSTS:
         problems["post"] = [f"one of {', '.join(POSTS)}"]
-    if values["department_code"] is not None:
+    if values["department_code"] is not None and changed("department_code"):
         department = s.get(Department, values["department_code"])
         if department is None or department.tenant != values["tenant"]:
             problems["department"] = [f"{values['department_code']!r} is not a department of tenant "
                                       f"{values['tenant']}"]
-    unaddressed = {str(i): [f"{channel} needs {FIELD_NAMES[ADDRESS_OF[channel]]}"]
-                   for i, channel in enumerate(values["channels"].split(",") if values["channels"] else [])
-                   if not values[ADDRESS_OF[channel]]}
+    unaddressed = {}
+    for i, channel in enumerate(chosen_channels(values["channels"])):
+        if channel not in ADDRESS_OF:
+            unaddressed[str(i)] = [f"one of {', '.join(CHANNELS)}"]
+        elif not values[ADDRESS_OF[channel]]:
+            unaddressed[str(i)] = [f"{channel} needs {FIELD_NAMES[ADDRESS_OF[channel]]}"]
     if unaddressed:
         problems["channels"] = unaddressed
     if problems:
         raise InvalidInput("; ".join(_said(problems)), fields=problems)
+
+
+def _check_username(s: Session, actor: Viewer, values: Mapping[str, Any],
+                    before: Mapping[str, Any] | None = None) -> None:
+    """A username given is nobody else's, whatever its case. When a login has it, the person becomes
+    that login's (its tasks, notices, figures): the login must be spelt so, work where the person
+    does, and lie in the actor's area unless an admin links it — nobody takes over a login of
+    another area, or an admin's, by registering a person under its name."""
+    username = values["username"]
+    named = before is None or username != before["username"]
+    moved = before is not None and values["grid_code"] != before["grid_code"]
+    if username is None or not (named or moved):
+        return
+    if named and s.scalar(select(Person.id).where(func.lower(Person.username) == username.lower())) is not None:
+        raise Conflict("someone is already known by this username", fields=["username"])
+    login = s.execute(select(LOGINS.c.username, LOGINS.c.scope)
+                      .where(func.lower(LOGINS.c.username) == username.lower())).first()
+    if login is None:
+        return
+    if "admin" not in actor.roles and not (login.scope and grid_visible(actor, login.scope)):
+        raise NotAllowed("this username is a login's outside your area: an admin links it", fields=["username"])
+    if login.username != username:
+        raise InvalidInput(f"the login is spelt {login.username!r}: give the username exactly so",
+                           fields=["username"])
+    if login.scope and not values["grid_code"].startswith(login.scope):
+        raise InvalidInput(f"the login {username!r} works in grid {login.scope}; {values['grid_code']} is outside "
+                           "it", fields=["username"])
 
 
 def _said(problems: Mapping[str, Any], prefix: str = "") -> list[str]:
@@ -230,16 +260,11 @@ def _channels(channels: Sequence[str] | None) -> str | None:
     return ",".join(channels)
 
 
-def _username_free(s: Session, username: str) -> None:
-    if s.scalar(select(Person.id).where(func.lower(Person.username) == username.lower())) is not None:
-        raise Conflict(f"someone is already known as {username!r}", fields=["username"])
-
-
-def _flush(s: Session, username: str | None) -> None:
+def _flush(s: Session) -> None:
     try:
         s.flush()
     except IntegrityError:  # a concurrent request registered the name first
-        raise Conflict(f"someone is already known as {username!r}", fields=["username"]) from None
+        raise Conflict("someone is already known by this username", fields=["username"]) from None
 
 
 def _visible(s: Session, viewer: Viewer, person_id: int, *, lock: bool = False) -> Person:
@@ -251,7 +276,7 @@ def _visible(s: Session, viewer: Viewer, person_id: int, *, lock: bool = False) 
 
 def _recorded(values: Mapping[str, Any]) -> dict[str, Any]:
     """What the audit trail keeps of `values`: contact addresses masked."""
-    return {k: masked(v) if k in ("phone", "wecom_id") else v for k, v in values.items()}
+    return {k: masked(v) if k in ("phone", "wecom_id") and v else v for k, v in values.items()}
 
 
 def _audit(rt: Runtime, s: Session, actor: str, action: str, **details: Any) -> None:

@@ -24,7 +24,7 @@ from engine.db import given, page
 from engine.errors import InvalidInput, NotFound
 from notifications import receipts, templates
 from notifications.config import NotifySettings
-from notifications.models import STATUSES, Notification, NotificationEvent
+from notifications.models import STATUSES, Notification, NotificationEvent, masked
 from notifications.providers.aliyun_sms import REPORT_ACK, parse_sms_report
 from notifications.providers.base import Channel
 from notifications.providers.twilio_sms import InvalidSignature, parse_status_callback
@@ -111,12 +111,8 @@ def _visible(p: Principal, stmt):
 def _dump(schema: Schema, n: Notification, p: Principal) -> dict:
     body = schema.dump(n)
     if n.recipient.startswith("citizen:") and not p.has("admin"):
-        body["address"] = _masked(n.address)
+        body["address"] = masked(n.address)
     return body
-
-
-def _masked(address: str) -> str:
-    return "*" * max(len(address) - 4, 4) + address[-4:] if len(address) > 6 else "*" * len(address)
 
 
 @bp.get("/notifications")

@@ -22,14 +22,14 @@ bp = Blueprint("staff", __name__, url_prefix="/api/v1/staff")
 READERS = ("admin", "supervisor", "leader")
 WRITERS = ("admin", "supervisor")
 PERSON_ID = "<int(max=2147483647):person_id>"  # an INTEGER column: 2^31-1
-TENANT = validate.Regexp(r"^\d{6}$", error="a city's 6-digit code")
-GRID = validate.Regexp(r"^\d{6,40}$", error="a grid code (digits)")
+TENANT = validate.Regexp(r"^[0-9]{6}\Z", error="a city's 6-digit code")
+GRID = validate.Regexp(r"^[0-9]{6,40}\Z", error="a grid code (digits)")
 NAME = validate.And(validate.Length(min=1, max=100), validate.Regexp(r"\s*\S", error="must not be blank"))
-USERNAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,99}$",
+USERNAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,99}\Z",
                            error="2 to 100 letters, digits, _ . @ -, beginning with a letter or digit")
 DEPARTMENT = validate.Length(min=1, max=50)
 PHONE = validate.Length(min=5, max=30)  # the number itself is checked by workflows.staff.normal_phone
-WECOM_ID = validate.Regexp(r"^[A-Za-z0-9_@.-]{1,64}$", error="a WeChat Work userid: letters, digits, _ @ . -")
+WECOM_ID = validate.Regexp(r"^[A-Za-z0-9_@.-]{1,64}\Z", error="a WeChat Work userid: letters, digits, _ @ . -")
 CHANNELS = validate.Length(max=len(staff.CHANNELS))
 
 

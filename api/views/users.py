@@ -25,7 +25,7 @@ from ..user_admin import (
 )
 
 bp = Blueprint("users", __name__, url_prefix="/api/v1/users")
-USERNAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,99}$",
+USERNAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,99}\Z",
                            error="2 to 100 letters, digits, _ . @ -, beginning with a letter or digit")
 SCOPE = validate.Length(min=1, max=40)
 NAME = validate.Length(min=1, max=200)
