@@ -178,7 +178,7 @@ def test_a_username_is_given_once_and_nobody_else_may_take_it(rt, users, registe
 
 def test_a_person_takes_a_logins_name_only_where_that_login_works_and_within_the_actors_area(rt, users, register):
     """Registering a person under a login's username makes its tasks, notices and figures theirs."""
-    ids, hz = register
+    _ids, hz = register
     for username in ("admin", "insp_other", "leader"):  # an admin's, another district's, an unscoped login
         r = hz.post("/api/v1/staff", json=person(grid=TOWN, username=username, phone="13800138000",
                                                  channels=["sms"]))

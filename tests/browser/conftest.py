@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser.live_server import LiveServer
+from tests.browser.live_server import PASSWORD, LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
@@ -62,6 +62,22 @@ def login(page, url: str, username: str, password: str) -> None:
     page.get_by_label("用户名").fill(username)
     page.get_by_label("密码").fill(password)
     page.get_by_role("button", name="登录").click()
+
+
+def desk_page(chromium, problems: list[str]):
+    """A desktop-sized page in Chinese; its uncaught script errors are appended to `problems`."""
+    page = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    return page
+
+
+def admin_at(chromium, live: LiveServer, path: str, problems: list[str]):
+    """A desk page signed in as the live server's admin, opened at `path`."""
+    page = desk_page(chromium, problems)
+    login(page, live.url, "admin", PASSWORD)
+    page.wait_for_selector("header.top")
+    page.goto(f"{live.url}{path}")
+    return page
 
 
 def wait_until(page, js: str, timeout_ms: int = 15_000) -> None:

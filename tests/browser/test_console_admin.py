@@ -10,7 +10,7 @@ from __future__ import annotations
 import requests
 
 from tests.api.test_closed_loop_http import point_in_first_unit
-from tests.browser.conftest import login, wait_until
+from tests.browser.conftest import admin_at, desk_page, login, wait_until
 from tests.browser.live_server import PASSWORD
 
 ADMIN_PAGES = ["staff", "grids", "duty", "categories", "calendar", "sources", "warning-policies", "incidents",
@@ -94,11 +94,7 @@ def test_admin_creates_an_inspector_and_disables_a_user_who_then_cannot_log_in(c
 
 def test_admin_changes_a_time_limit_and_a_warning_policy_with_errors_shown_first(chromium, live, screenshots):
     problems: list[str] = []
-    admin = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
-    admin.on("pageerror", lambda e: problems.append(str(e)))
-    login(admin, live.url, "admin", PASSWORD)
-    admin.wait_for_selector("header.top")
-    admin.goto(f"{live.url}/admin/categories")
+    admin = admin_at(chromium, live, "/admin/categories", problems)
     admin.locator("tr:has-text('noise')").get_by_role("button", name="修改").click()
     review = admin.locator("#tr-review")
     review.fill("0")
@@ -131,11 +127,7 @@ def test_admin_changes_a_time_limit_and_a_warning_policy_with_errors_shown_first
 def test_admin_registers_a_reachable_inspector_in_the_staff_register(chromium, live, screenshots):
     unit, _, _ = point_in_first_unit(live.runtime)
     problems: list[str] = []
-    admin = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
-    admin.on("pageerror", lambda e: problems.append(str(e)))
-    login(admin, live.url, "admin", PASSWORD)
-    admin.wait_for_selector("header.top")
-    admin.goto(f"{live.url}/admin/staff")
+    admin = admin_at(chromium, live, "/admin/staff", problems)
     admin.get_by_label("只看无法通知的").check()
     admin.get_by_role("button", name="筛选").click()
     rows = admin.locator("table.admin-table tbody tr")
@@ -170,8 +162,7 @@ def test_admin_registers_a_reachable_inspector_in_the_staff_register(chromium, l
     admin.wait_for_selector("tbody tr:has-text('+8613900139000')")
     admin.screenshot(path=str(screenshots / "admin-staff-saved.png"), full_page=True)
 
-    sup = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
-    sup.on("pageerror", lambda e: problems.append(str(e)))
+    sup = desk_page(chromium, problems)
     login(sup, live.url, "sup-staff", live.user("sup-staff", ["supervisor"], unit))
     sup.get_by_role("link", name="系统管理", exact=True).click()
     sup.wait_for_selector("tbody tr:has-text('王芳')")  # their area's register is their administration page

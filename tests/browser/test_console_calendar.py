@@ -5,8 +5,7 @@ an answer for a year no longer asked, arriving late, does not replace the year a
 
 from __future__ import annotations
 
-from tests.browser.conftest import login
-from tests.browser.live_server import PASSWORD
+from tests.browser.conftest import admin_at
 
 
 def _ask(page, year: int) -> None:
@@ -23,11 +22,7 @@ def test_a_year_still_loading_shows_no_form_and_a_late_answer_is_dropped(chromiu
     from playwright.sync_api import expect
 
     problems: list[str] = []
-    page = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    login(page, live.url, "admin", PASSWORD)
-    page.wait_for_selector("header.top")
-    page.goto(f"{live.url}/admin/calendar")
+    page = admin_at(chromium, live, "/admin/calendar", problems)
     page.locator("form.admin-form").wait_for()  # this year's
 
     held = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import requests
 
-from tests.browser.conftest import login
+from tests.browser.conftest import desk_page, login
 from tests.browser.live_server import PASSWORD
 
 
@@ -36,8 +36,7 @@ def test_refusals_read_in_chinese_with_their_parameters(chromium, live, screensh
     assert raw.json()["error"]["fields"]["holidays"] == {"1": {"date": ["Not a valid date."]}}
 
     problems: list[str] = []
-    page = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
-    page.on("pageerror", lambda e: problems.append(str(e)))
+    page = desk_page(chromium, problems)
 
     login(page, live.url, "admin", "not-the-password")
     alert = page.locator("form.login [role=alert], form.login .error").first
