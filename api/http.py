@@ -15,6 +15,7 @@ from werkzeug.exceptions import BadRequest, HTTPException, RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter
 
 from engine.runtime import Runtime
+from workflows.items import Items
 
 
 def runtime() -> Runtime:
@@ -70,6 +71,20 @@ def json_list(max_items: int) -> list[Any]:
         except BadRequest as exc:
             raise BadRequest(f"item {i}: {exc.description}") from None
     return data
+
+
+def json_items(max_items: int, schema: Schema) -> Items:
+    """The body as an array (json_list), each item loaded by `schema` or its field errors kept by
+    index: the use case adds its own problems and refuses them all in one answer."""
+    refused: dict[int, dict[str, Any]] = {}
+    loaded: list[tuple[int, Any]] = []
+    data = json_list(max_items)
+    for i, item in enumerate(data):
+        try:
+            loaded.append((i, schema.load(item)))
+        except ValidationError as exc:
+            refused[i] = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+    return Items(loaded, refused, len(data))
 
 
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries, part headers and the small fields around a photo

@@ -20,6 +20,7 @@ from engine.runtime import Runtime
 from engine.unit_of_work import UnitOfWork
 
 from .grids import Grid, GridIndexCache
+from .items import Items, by_index
 from .monitoring_rules import RuleState
 from .sources import MonitoringSource, PollutantLimit
 
@@ -40,16 +41,6 @@ class NewSource:
     grid: str | None = None
     offline_after_s: int = 3600
     active: bool = True
-
-
-@dataclass(frozen=True)
-class Items:
-    """A request's array as the view parsed it: the items that loaded, by index, and the field errors
-    of those that did not. The use case adds its own problems and refuses them all in one answer."""
-
-    loaded: list[tuple[int, Any]]
-    refused: dict[int, Problems]
-    count: int
 
 
 @dataclass(frozen=True)
@@ -132,7 +123,7 @@ def replace_limits(rt: Runtime, actor: str, mn: str, limits: Items) -> list[Poll
         if s.get(MonitoringSource, mn, with_for_update=True) is None:
             raise NotFound(f"source {mn} does not exist")
         if problems:
-            raise InvalidInput("the limits were refused; nothing was changed", fields=_by_index(problems))
+            raise InvalidInput("the limits were refused; nothing was changed", fields=by_index(problems))
         before = [limit_record(x) for x in s.scalars(select(PollutantLimit).where(PollutantLimit.mn == mn))]
         s.execute(delete(PollutantLimit).where(PollutantLimit.mn == mn))
         new = [PollutantLimit(mn=mn, **lim) for _, lim in limits.loaded]
@@ -175,7 +166,7 @@ def import_sources(rt: Runtime, actor: str, sources: Items, grids: GridIndexCach
         if problems:
             message = f"the import was refused ({len(problems)} of {sources.count} items); nothing was changed"
             refusal = Conflict if set(problems) <= conflicts else InvalidInput
-            raise refusal(message, fields=_by_index(problems))
+            raise refusal(message, fields=by_index(problems))
         now = rt.clock.now()
         s.add_all(_new_source(new, grid, now) for new, grid in placed)
         s.flush()
@@ -196,10 +187,6 @@ def limit_record(lim: PollutantLimit) -> dict[str, Any]:
     """A limit as the API shows it (the audit trail keeps limits in this form)."""
     return {"pollutant": lim.pollutant, "dataKind": lim.data_kind, "limitValue": decimal_text(lim.limit_value),
             "unit": lim.unit, "basis": lim.basis, "useConverted": lim.use_converted, "hysteresis": lim.hysteresis}
-
-
-def _by_index(problems: Mapping[int, Problems]) -> dict[str, Problems]:
-    return {str(i): problems[i] for i in sorted(problems)}
 
 
 def _first(errors: Problems) -> str:

@@ -1,6 +1,7 @@
 """The staff register (人员名册): the inspectors, supervisors, leaders and admins of a city with their
 grid, department and the channels notices reach them on — what routing, duty rosters and notices
-read. Use cases behind /api/v1/staff: list and read within the viewer's area; add one; change one.
+read. Use cases behind /api/v1/staff: list and read within the viewer's area; add one; import a
+roster (all or nothing); change one.
 
 Each change is one unit of work with its audit event on the system chain. Contact details are
 personal data: the audit trail records that a phone number or WeChat Work id changed and its last
@@ -26,13 +27,14 @@ from sqlalchemy.orm import Session
 
 from engine import audit
 from engine.db import given
-from engine.errors import Conflict, InvalidInput, NotAllowed, NotFound
+from engine.errors import Conflict, EngineError, InvalidInput, NotAllowed, NotFound
 from engine.runtime import Runtime
 from engine.unit_of_work import UnitOfWork
 from engine.visibility import Viewer, grid_filter, grid_visible
 from notifications.models import masked
 
 from .grids import Grid
+from .items import Items, by_index
 from .notices import CHANNEL_ORDER, chosen_channels
 from .people import LOGINS, POSTS, Department, Person
 
@@ -113,19 +115,55 @@ def add_person(rt: Runtime, actor: Viewer, new: NewPerson) -> Person:
     the actor's area or a post a supervisor does not register; Conflict a username already taken."""
     with UnitOfWork(rt) as uow:
         s = uow.session
-        _may_register(actor, new.grid, new.post)
-        values = {"tenant": new.tenant, "name": new.name.strip(), "post": new.post, "grid_code": new.grid,
-                  "username": new.username, "department_code": new.department,
-                  "phone": normal_phone(new.phone) if new.phone else None, "wecom_id": new.wecom_id or None,
-                  "channels": _channels(new.channels), "active": new.active}
-        _check(s, values)
-        _check_username(s, actor, values)
+        values = _registered(s, actor, new)
         person = Person(**values)
         s.add(person)
         _flush(s)
         _audit(rt, s, actor.name, "staff.added", person=person.id, **_recorded(values))
         uow.commit()
     return person
+
+
+def import_staff(rt: Runtime, actor: Viewer, people: Items) -> list[Person]:
+    """Register a city's roster at once, all or nothing: a refusal names every item's problems by index
+    — 403 when any item is outside the actor's area, else 422, or 409 when each is a username taken."""
+    if not people.count:
+        raise InvalidInput("give at least one person", fields={"_schema": ["give at least one person"]})
+    problems: dict[int, Any] = dict(people.refused)
+    kinds: set[type[EngineError]] = {InvalidInput} if problems else set()
+    with UnitOfWork(rt) as uow:
+        s = uow.session
+        registered, first = [], {}
+        for i, new in people.loaded:
+            try:
+                registered.append(_registered(s, actor, new))
+                if new.username is not None and first.setdefault(new.username.lower(), i) != i:
+                    raise Conflict(f"the username of item {first[new.username.lower()]} again", fields=["username"])
+            except (InvalidInput, NotAllowed, Conflict) as exc:
+                problems[i], kinds = exc.fields or {"_schema": [exc.message]}, kinds | {type(exc)}
+        if problems:
+            refusal = NotAllowed if NotAllowed in kinds else InvalidInput if InvalidInput in kinds else Conflict
+            raise refusal(f"the import was refused ({len(problems)} of {people.count} people); nothing was changed",
+                          fields=by_index(problems))
+        persons = [Person(**values) for values in registered]
+        s.add_all(persons)
+        _flush(s)
+        _audit(rt, s, actor.name, "staff.imported", count=len(persons),
+               people=[{"person": p.id, **_recorded(v)} for p, v in zip(persons, registered, strict=True)])
+        uow.commit()
+    return persons
+
+
+def _registered(s: Session, actor: Viewer, new: NewPerson) -> dict[str, Any]:
+    """The columns of a new person, every rule checked."""
+    _may_register(actor, new.grid, new.post)
+    values = {"tenant": new.tenant, "name": new.name.strip(), "post": new.post, "grid_code": new.grid,
+              "username": new.username, "department_code": new.department,
+              "phone": normal_phone(new.phone) if new.phone else None, "wecom_id": new.wecom_id or None,
+              "channels": _channels(new.channels), "active": new.active}
+    _check(s, values)
+    _check_username(s, actor, values)
+    return values
 
 
 CHANGEABLE = ("name", "post", "grid", "username", "department", "phone", "wecom_id", "channels", "active")

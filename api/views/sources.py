@@ -24,12 +24,12 @@ from engine.visibility import grid_filter
 from workflows import source_register as register
 from workflows.grids import GridIndexCache
 from workflows.monitoring_rules import DEVICE, EXCEEDANCE, OFFLINE
-from workflows.source_register import Items, NewSource, SourceDetail, decimal_text
+from workflows.source_register import NewSource, SourceDetail, decimal_text
 from workflows.sources import DATA_KINDS, KINDS, MonitoringSource
 
 from .. import schemas
 from ..auth import Principal, current, roles
-from ..http import doc, json_body, json_list, query_args, runtime
+from ..http import doc, json_body, json_items, query_args, runtime
 from ..schemas import Strict
 from .grids import TENANT
 
@@ -176,18 +176,6 @@ def _grids() -> GridIndexCache:
     return current_app.extensions["gridloop.grids"]
 
 
-def _items(data: list[Any], schema: Schema) -> Items:
-    """Each item loaded by `schema`, or its field errors by index; the use case refuses them all at once."""
-    refused: dict[int, dict[str, Any]] = {}
-    loaded: list[tuple[int, Any]] = []
-    for i, item in enumerate(data):
-        try:
-            loaded.append((i, schema.load(item)))
-        except ValidationError as exc:
-            refused[i] = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
-    return Items(loaded, refused, len(data))
-
-
 def _detail(d: SourceDetail) -> dict[str, Any]:
     rules = {st.rule for st in d.active_rules}
     return SourceDetailView().dump({**{c: getattr(d.source, c) for c in SourceView().fields}, "limits": d.limits,
@@ -248,7 +236,7 @@ def patch_source(mn: str):
 @doc("Replace the source's limits with this list (one per pollutant and dataKind), all at once",
      body=LIMITS_BODY, response=LimitView, many=True)
 def put_limits(mn: str):
-    limits = _items(json_list(MAX_LIMITS), LimitIn())
+    limits = json_items(MAX_LIMITS, LimitIn())
     return jsonify(LimitView(many=True).dump(register.replace_limits(runtime(), current().name, mn, limits)))
 
 
@@ -258,6 +246,6 @@ def put_limits(mn: str):
      "lists every problem by the item's index (409 if every problem is an MN already registered or repeated)",
      body=IMPORT_BODY, response=ImportedView, status=201)
 def import_sources():
-    sources = _items(json_list(MAX_IMPORT), SourceIn())
+    sources = json_items(MAX_IMPORT, SourceIn())
     mns = register.import_sources(runtime(), current().name, sources, _grids())
     return jsonify(ImportedView().dump({"imported": len(mns), "mns": mns})), 201

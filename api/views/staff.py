@@ -14,7 +14,7 @@ from workflows.staff import NewPerson, StaffQuery
 
 from .. import schemas
 from ..auth import current, roles
-from ..http import doc, json_body, query_args, runtime
+from ..http import doc, json_body, json_items, query_args, runtime
 from ..idempotency import idempotent
 from ..schemas import Strict
 
@@ -31,6 +31,7 @@ DEPARTMENT = validate.Length(min=1, max=50)
 PHONE = validate.Length(min=5, max=30)  # the number itself is checked by workflows.staff.normal_phone
 WECOM_ID = validate.Regexp(r"^[A-Za-z0-9_@.-]{1,64}\Z", error="a WeChat Work userid: letters, digits, _ @ . -")
 CHANNELS = validate.Length(max=len(staff.CHANNELS))
+MAX_IMPORT = 2000  # a city's roster in one request (the demo city has 431 people)
 
 
 def _channel_list(**kw) -> fields.List:
@@ -127,6 +128,23 @@ def get_person(person_id: int):
 def add_person():
     new = json_body(PersonIn())
     return jsonify(PersonView().dump(staff.add_person(runtime(), current().viewer, new))), 201
+
+
+class StaffImportedView(Schema):
+    imported = fields.Integer()
+    ids = fields.List(fields.Integer())
+
+
+@bp.post("/import")
+@roles(*WRITERS)
+@idempotent
+@doc(f"Register up to {MAX_IMPORT} people at once (a JSON array of what POST /staff takes): all or nothing; a "
+     "refusal names every item's problems by index — 403 when any is outside your area, 409 when each is a "
+     "username taken or repeated", body={"type": "array", "items": PersonIn, "maxItems": MAX_IMPORT},
+     response=StaffImportedView, status=201)
+def import_staff():
+    people = staff.import_staff(runtime(), current().viewer, json_items(MAX_IMPORT, PersonIn()))
+    return jsonify(StaffImportedView().dump({"imported": len(people), "ids": [p.id for p in people]})), 201
 
 
 @bp.patch(f"/{PERSON_ID}")

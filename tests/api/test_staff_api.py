@@ -232,3 +232,31 @@ def test_someone_whose_grid_was_redrawn_and_whose_channels_were_written_loosely_
     assert r.status_code == 200 and r.get_json()["active"] is False
     r = users["admin"].patch(f"/api/v1/staff/{pid}", json={"phone": None})  # sms is still chosen
     assert r.get_json()["error"]["fields"]["channels"] == {"0": ["sms needs phone"]}
+
+
+def test_a_roster_is_imported_whole_or_refused_whole_with_every_problem_by_item(rt, users, register):
+    _ids, hz = register
+    admin, before = users["admin"], staff_count(rt)
+    roster = [person(name=f"巡查员{i}", username=f"xc{i}", phone=f"1380013{i:04d}", channels=["sms"])
+              for i in range(30)]
+    bad = [*roster[:3], person(phone="12345"), person(username="XC1"), {"name": "x"}, person(grid="320800")]
+    r = admin.post("/api/v1/staff/import", json=bad)
+    assert r.status_code == 422, r.get_json()
+    fields = r.get_json()["error"]["fields"]
+    assert set(fields) == {"3", "4", "5", "6"} and "phone" in fields["3"] and "username" in fields["4"]
+    assert {"tenant", "post", "grid"} <= set(fields["5"]) and "grid" in fields["6"]
+    assert staff_count(rt) == before and audit_events(rt) == []  # nothing of the good items either
+    r = hz.post("/api/v1/staff/import", json=[person(grid=TOWN), person(grid=OTHER_TOWN)])
+    assert r.status_code == 403 and set(r.get_json()["error"]["fields"]) == {"1"}
+    r = admin.post("/api/v1/staff/import", json=[person(username="zhou"), person(username="zhou")])
+    assert r.status_code == 409 and set(r.get_json()["error"]["fields"]) == {"0", "1"}
+    assert admin.post("/api/v1/staff/import", json=[]).status_code == 422
+    r = admin.post("/api/v1/staff/import", json=roster, headers={"Idempotency-Key": "roster-1"})
+    assert r.status_code == 201 and r.get_json()["imported"] == 30
+    again = admin.post("/api/v1/staff/import", json=roster, headers={"Idempotency-Key": "roster-1"})
+    assert again.get_json() == r.get_json() and staff_count(rt) == before + 30
+    (event,) = audit_events(rt)
+    assert event.action == "staff.imported" and event.details["count"] == 30
+    assert event.details["people"][0]["phone"] == "**********0000" and "13800130000" not in str(event.details)
+    listed = admin.get("/api/v1/staff", query_string={"tenant": CITY, "q": "xc", "limit": 500}).get_json()
+    assert listed["total"] == 30 and {p["channels"] == ["sms"] for p in listed["items"]} == {True}

@@ -14,7 +14,8 @@ from engine.models import AuditEvent
 from workflows import source_register as register
 from workflows.demo_seed import seed_demo
 from workflows.grids import Grid, GridIndexCache, point_inside
-from workflows.source_register import Items, NewSource
+from workflows.items import Items
+from workflows.source_register import NewSource
 from workflows.sources import MonitoringSource, PollutantLimit
 
 TENANT = "320700"
