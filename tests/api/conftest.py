@@ -9,6 +9,7 @@ import pytest
 from api import accounts, create_app
 from api.settings import Settings
 from tests.api.statuses import recorded_successes, undeclared
+from workflows.grids import Grid
 
 
 @dataclass
@@ -78,3 +79,10 @@ def users(rt, client) -> dict[str, Caller]:
     callers["system"] = Caller(client, {"X-API-Key": key}, "system:enforcement")
     callers["anonymous"] = Caller(client, {}, "anonymous")
     return callers
+
+
+def plain_grids(rows, since) -> list[Grid]:
+    """Grids `(code, level, parent)`, each of the city its code begins with and current since `since`,
+    with a placeholder shape: for tests of who may act where."""
+    return [Grid(tenant=code[:4] + "00", code=code, name=code, level=level, parent_code=parent, valid_from=since,
+                 geometry="{}", min_lon=0, min_lat=0, max_lon=1, max_lat=1) for code, level, parent in rows]

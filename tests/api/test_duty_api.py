@@ -9,8 +9,7 @@ from sqlalchemy import func, select
 
 from api import accounts
 from engine.models import AuditEvent
-from tests.api.conftest import PASSWORD, Caller
-from workflows.grids import Grid
+from tests.api.conftest import PASSWORD, Caller, plain_grids
 from workflows.people import Category, DutyShift, Person
 
 NOW = datetime(2026, 10, 12, 2, 0, tzinfo=UTC)  # Monday 10:00 in China
@@ -28,9 +27,7 @@ def at(hours: float) -> str:
 def roster(rt, clock, users):
     clock.set(NOW)
     with rt.db.transaction() as s:
-        s.add_all(Grid(tenant=code[:4] + "00", code=code, name=code, level=level, parent_code=parent,
-                       valid_from=NOW - timedelta(days=30), geometry="{}", min_lon=0, min_lat=0, max_lon=1, max_lat=1)
-                  for code, level, parent in GRIDS)
+        s.add_all(plain_grids(GRIDS, NOW - timedelta(days=30)))
         s.add(Category(code="noise", tenant=CITY, name="噪声"))
         people = {u: Person(tenant=t, username=u, name=u, post=post, grid_code=g, active=active)
                   for u, t, post, g, active in [

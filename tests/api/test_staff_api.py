@@ -2,22 +2,16 @@
 and supervisors of their own area, leaders read; every field checked and named, nothing written on a
 refusal; a username is given once; the audit trail records every change without whole phone numbers."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
 
 from api import accounts
 from engine.models import AuditEvent
-from tests.api.conftest import PASSWORD, Caller
-from workflows.grids import Grid
+from tests.api.conftest import PASSWORD, Caller, plain_grids
+from tests.api.test_duty_api import CITY, GANYU, GRIDS, HAIZHOU, NOW, OTHER_TOWN, TOWN, UNIT
 from workflows.people import Department, Person
-
-NOW = datetime(2026, 10, 12, 2, 0, tzinfo=UTC)
-CITY, HAIZHOU, GANYU = "320700", "320706", "320721"
-TOWN, UNIT, OTHER_TOWN = "320706001", "320706001000001", "320721001"
-GRIDS = [(CITY, "city", None), (HAIZHOU, "district", CITY), (GANYU, "district", CITY),
-         (TOWN, "town", HAIZHOU), (UNIT, "unit", TOWN), (OTHER_TOWN, "town", GANYU), ("320800", "city", None)]
 
 
 @pytest.fixture
@@ -25,9 +19,7 @@ def register(rt, clock, users):
     """The grids, one department, two people already on the register, and a supervisor of 海州区."""
     clock.set(NOW)
     with rt.db.transaction() as s:
-        s.add_all(Grid(tenant=code[:4] + "00", code=code, name=code, level=level, parent_code=parent,
-                       valid_from=NOW - timedelta(days=30), geometry="{}", min_lon=0, min_lat=0, max_lon=1, max_lat=1)
-                  for code, level, parent in GRIDS)
+        s.add_all(plain_grids(GRIDS, NOW - timedelta(days=30)))
         s.add_all([Department(code="hz-sthj", tenant=CITY, name="海州生态环境分局"),
                    Department(code="lyg-other", tenant="320800", name="另一城市")])
         people = [Person(tenant=CITY, username="zhou", name="周巡查", post="inspector", grid_code=OTHER_TOWN),
