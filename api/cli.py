@@ -147,7 +147,7 @@ def scheduler() -> None:
     from redis import Redis
 
     from engine.queues import RQJobQueue
-    from engine.scheduler import HEARTBEAT_KEY, Scheduler
+    from engine.scheduler import HEARTBEAT_KEY, STANDBY_FIRED_KEY, Scheduler
 
     from .wiring import chores
 
@@ -158,8 +158,9 @@ def scheduler() -> None:
     rt = _runtime(s)
     redis = Redis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=5)  # a hung Redis fails the tick
     jobs = RQJobQueue(redis, job_timeout=s.job_timeout_s)
-    sched = Scheduler(rt, jobs, housekeeping=chores(rt, s),  # /health and /metrics read the heartbeat
-                      heartbeat=lambda at: redis.set(HEARTBEAT_KEY, at.timestamp(), ex=7 * 86400))
+    sched = Scheduler(rt, jobs, housekeeping=chores(rt, s),  # /health and /metrics read these two
+                      heartbeat=lambda at: redis.set(HEARTBEAT_KEY, at.timestamp(), ex=7 * 86400),
+                      standby_fired=lambda n: redis.incrby(STANDBY_FIRED_KEY, n))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

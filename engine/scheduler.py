@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import text
 
@@ -41,6 +42,7 @@ BATCH = 200  # timers fired (one transaction) / rows relayed per pass; a full ba
 IDLE_FLOOR_S = 0.05  # a pass that moved nothing while something is due waits this long (no hot spin)
 LEADER_CHECK_S = 1.0  # how often the active scheduler checks its lock connection and its loop
 HEARTBEAT_KEY = "gridloop:scheduler:last_tick"  # Redis: when the active scheduler last completed a tick
+STANDBY_FIRED_KEY = "gridloop:scheduler:standby_fired"  # Redis: timers standbys fired for a late active one
 HELP_AFTER = timedelta(milliseconds=500)  # a standby fires timers due longer than this (the active one is behind)
 
 
@@ -119,12 +121,14 @@ class Scheduler:
                  housekeeping: list[Callable[[], object]] | None = None,
                  housekeeping_every: timedelta = HOUSEKEEPING_EVERY,
                  heartbeat: Callable[[datetime], object] | None = None,
-                 help_after: timedelta | None = HELP_AFTER) -> None:
+                 help_after: timedelta | None = HELP_AFTER,
+                 standby_fired: Callable[[int], object] | None = None) -> None:
         """`stall_after`: a tick running longer than this gives up the lead (default 3 x `max_sleep`).
         `help_after`: standing by, fire timers due for longer than this (None: only stand by); it is
         also how often a standby looks.
         `housekeeping`: chores of other layers (purging old records...), run every `housekeeping_every`.
-        `heartbeat`: told the time of each completed tick, to publish it where other processes look."""
+        `heartbeat`: told the time of each completed tick, to publish it where other processes look.
+        `standby_fired`: told how many timers each standby pass fired, likewise (a count to add up)."""
         self.rt = rt
         self.queue = queue
         self.max_sleep = max_sleep
@@ -134,6 +138,7 @@ class Scheduler:
         self.housekeeping = list(housekeeping or [])
         self.housekeeping_every = housekeeping_every
         self.heartbeat = heartbeat
+        self.standby_fired = standby_fired
         self.help_after = help_after if rt.db.is_postgres else None  # SQLite: the only scheduler leads
         self.helped = 0  # instances whose timers this scheduler fired while standing by
         self._helping = 0  # of those, fired since the standby last found nothing late
@@ -245,6 +250,8 @@ class Scheduler:
             return False
         self.helped += fired
         self._helping += fired
+        if fired:
+            self._report(self.standby_fired, fired, "standby scheduler: reporting the timers it fired failed")
         if taken == 0 and self._helping:  # the active scheduler has caught up: say how far behind it was
             log.info("standby scheduler fired %d timers the active one was late with", self._helping,
                      extra={"fired": self._helping})
@@ -256,12 +263,19 @@ class Scheduler:
         return every.total_seconds()
 
     def _beat(self) -> None:
-        if self.heartbeat is None or self.last_tick_at is None or not self._leading.is_set():
+        if self.last_tick_at is not None and self._leading.is_set():
+            self._report(self.heartbeat, self.last_tick_at, "scheduler heartbeat failed")
+
+    @staticmethod
+    def _report(to: Callable[[Any], object] | None, value: Any, failure: str) -> None:
+        """Publish a figure; the work it describes is done, so a failure is only logged (a missing
+        heartbeat shows as late)."""
+        if to is None:
             return
         try:
-            self.heartbeat(self.last_tick_at)
-        except Exception:  # the tick's work is done; only the report of it is missing (and shows as late)
-            log.warning("scheduler heartbeat failed", exc_info=True)
+            to(value)
+        except Exception:
+            log.warning(failure, exc_info=True)
 
     def _enter_tick(self) -> bool:
         with self._state:

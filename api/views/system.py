@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 
 from engine import definitions, timers
 from engine.models import HumanTask, Incident, Message, OutboxEntry, ProcessInstance
-from engine.scheduler import HEARTBEAT_KEY
+from engine.scheduler import HEARTBEAT_KEY, STANDBY_FIRED_KEY
 from notifications.models import STATUSES as NOTIFICATION_STATUSES
 from notifications.models import Notification
 from notifications.queueing import open_incidents as open_notice_incidents
@@ -124,17 +124,22 @@ def _scheduler_lag() -> dict[str, float]:
             for name, due in (("scheduler_oldest_due_timer_seconds", timer), ("outbox_oldest_pending_seconds", job))}
 
 
-def _last_tick_age() -> float | None:
-    """Seconds since the active scheduler last completed a tick, as it told Redis (`gridloop
-    scheduler` does; None without Redis, or before any scheduler ticked)."""
+def _scheduler_figure(key: str, unset: float | None = None) -> float | None:
+    """A figure `gridloop scheduler` publishes in Redis; `unset` before it did, None without Redis."""
     redis_conn = current_app.config.get("GRIDLOOP_REDIS")
     if redis_conn is None:
         return None
     try:
-        at = redis_conn.get(HEARTBEAT_KEY)
+        value = redis_conn.get(key)
     except Exception:  # Redis down is reported by its own check
         return None
-    return None if at is None else max(runtime().clock.now().timestamp() - float(at), 0.0)
+    return unset if value is None else float(value)
+
+
+def _last_tick_age() -> float | None:
+    """Seconds since the active scheduler last completed a tick, as it told Redis."""
+    at = _scheduler_figure(HEARTBEAT_KEY)
+    return None if at is None else max(runtime().clock.now().timestamp() - at, 0.0)
 
 
 def _scheduler_report() -> tuple[dict[str, float | None], list[str]]:
@@ -239,6 +244,12 @@ def metrics():
     if tick_age is not None:
         lines += ["# TYPE gridloop_scheduler_last_tick_age_seconds gauge",
                   f"gridloop_scheduler_last_tick_age_seconds {tick_age:.3f}"]
+    helped = _scheduler_figure(STANDBY_FIRED_KEY, unset=0)
+    if helped is not None:
+        lines += ["# HELP gridloop_scheduler_standby_fired_total Timers a standby scheduler fired because the "
+                  "active one was late with them",
+                  "# TYPE gridloop_scheduler_standby_fired_total counter",
+                  f"gridloop_scheduler_standby_fired_total {helped:.0f}"]
     with runtime().db.session() as s:
         by_status = _notification_counts(s)
     lines.append("# TYPE gridloop_notifications gauge")

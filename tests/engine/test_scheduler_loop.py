@@ -252,8 +252,9 @@ def test_a_standby_fires_the_timers_the_active_scheduler_is_late_with_and_only_t
     a = Scheduler(pg_rt, ManualJobQueue(pg_rt), max_sleep=LONG, standby_poll=fast, stall_after=LONG,
                   housekeeping=[stuck], housekeeping_every=NOW)
     with other_process(pg_rt) as other_rt:
+        reported: list[int] = []  # what `gridloop scheduler` adds up in Redis for /metrics
         b = Scheduler(other_rt, ManualJobQueue(other_rt), max_sleep=LONG, standby_poll=fast,
-                      help_after=timedelta(seconds=30))
+                      help_after=timedelta(seconds=30), standby_fired=reported.append)
         a.start()
         try:
             assert stuck.entered.wait(20)  # a leads, and its tick hangs: it fires nothing from now on
@@ -269,6 +270,7 @@ def test_a_standby_fires_the_timers_the_active_scheduler_is_late_with_and_only_t
             clock.advance(timedelta(seconds=25))  # now 35 s late: b takes it as well
             wait_for(lambda: completed(pg_rt, recent))
             assert b.helped == 2 and not b.active
+            assert reported == [1, 1]
             assert [actions(pg_rt, iid).count("timer.fired") for iid in (late, recent)] == [1, 1]
         finally:
             stuck.released.set()

@@ -12,7 +12,7 @@ from api import create_app
 from api.settings import Settings
 from engine import definitions, instances, outbox
 from engine.queues import ManualJobQueue
-from engine.scheduler import HEARTBEAT_KEY, Scheduler
+from engine.scheduler import HEARTBEAT_KEY, STANDBY_FIRED_KEY, Scheduler
 from tests.conftest import REDIS_URL, redis_or_skip
 from tests.engine.test_scheduler_loop import TIMER_XML, wait_for, waiting
 
@@ -99,3 +99,15 @@ def test_the_active_schedulers_heartbeat_shows_how_long_ago_it_last_ticked(rt, c
     assert body["scheduler"]["last_tick_age_s"] == 300
     run_one_scheduler()
     assert client.get("/health").get_json()["status"] == "ok"
+
+
+def test_metrics_count_the_timers_standby_schedulers_fired(rt, redis_conn):
+    """Each `gridloop scheduler` standing by adds what it fired to one Redis counter (the scheduler's
+    side is tested in tests/engine/test_scheduler_loop.py); without Redis there is no count to show."""
+    settings = Settings(database_url=rt.db.url, secret_key="s", deploy_bundled=False)
+    client = create_app(settings, runtime=rt, redis=redis_conn).test_client()
+    assert metric(client, "gridloop_scheduler_standby_fired_total") == 0
+    redis_conn.incrby(STANDBY_FIRED_KEY, 2)
+    redis_conn.incrby(STANDBY_FIRED_KEY, 5)
+    assert metric(client, "gridloop_scheduler_standby_fired_total") == 7
+    assert "standby_fired" not in client_for(rt).get("/metrics").get_data(as_text=True)
