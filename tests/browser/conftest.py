@@ -64,9 +64,11 @@ def login(page, url: str, username: str, password: str) -> None:
     page.get_by_role("button", name="登录").click()
 
 
-def desk_page(chromium, problems: list[str]):
-    """A desktop-sized page in Chinese; its uncaught script errors are appended to `problems`."""
-    page = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN").new_page()
+def desk_page(chromium, problems: list[str], timezone_id: str | None = None):
+    """A desktop-sized page in Chinese; its uncaught script errors are appended to `problems`.
+    `timezone_id`: the browser's zone (default: this machine's), which date and time inputs are in."""
+    page = chromium.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN",
+                                timezone_id=timezone_id).new_page()
     page.on("pageerror", lambda e: problems.append(str(e)))
     return page
 

@@ -7,12 +7,16 @@ supervisor sees as their one administration page."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
 import requests
 
 from tests.api.test_closed_loop_http import point_in_first_unit
 from tests.browser.conftest import admin_at, desk_page, login, wait_until
 from tests.browser.live_server import PASSWORD
 
+CHINA = ZoneInfo("Asia/Shanghai")
 ADMIN_PAGES = ["staff", "grids", "duty", "categories", "calendar", "sources", "warning-policies", "incidents",
                "notices"]
 
@@ -166,5 +170,52 @@ def test_admin_registers_a_reachable_inspector_in_the_staff_register(chromium, l
     login(sup, live.url, "sup-staff", live.user("sup-staff", ["supervisor"], unit))
     sup.get_by_role("link", name="系统管理", exact=True).click()
     sup.wait_for_selector("tbody tr:has-text('王芳')")  # their area's register is their administration page
-    assert sup.locator("nav.subnav a").all_inner_texts() == ["人员名册"]
+    assert sup.locator("nav.subnav a").all_inner_texts() == ["人员名册", "值班表"]
+    assert problems == []
+
+
+def test_a_supervisor_rosters_someone_picked_from_the_register_and_a_leader_only_reads_it(chromium, live, screenshots):
+    unit, _, _ = point_in_first_unit(live.runtime)
+    tomorrow = (datetime.now(CHINA) + timedelta(days=1)).date().isoformat()
+    problems: list[str] = []
+    sup = desk_page(chromium, problems, timezone_id="Asia/Shanghai")  # a supervisor's browser in Lianyungang
+    login(sup, live.url, "sup-duty", live.user("sup-duty", ["supervisor"], unit[:6]))
+    sup.wait_for_selector("header.top")
+    sup.goto(f"{live.url}/admin/duty")
+    form = sup.locator("form[aria-labelledby=new-shift]")
+    person = form.get_by_label("值班人员")
+    assert person.is_disabled() and "先填写网格编码" in form.inner_text()  # nobody to pick before the grid
+    form.get_by_label("网格").fill(unit)
+    form.locator("#ds-personId option:nth-child(2)").wait_for(state="attached")  # the unit's people, from the register
+    picked = person.locator("option").nth(1).inner_text()
+    person.select_option(index=1)
+    form.get_by_label("开始").fill(f"{tomorrow}T20:00")
+    form.get_by_label("结束").fill(f"{tomorrow}T19:00")  # before it starts: refused at its field
+    form.get_by_role("button", name="添加").click()
+    form.locator("#ds-endsAt[aria-invalid=true]").wait_for()
+    assert form.locator("#ds-endsAt-err").inner_text() == "须晚于开始时间"  # the refusal in the reader's language
+    form.get_by_label("结束").fill(f"{tomorrow}T23:59")
+    form.get_by_role("button", name="添加").click()
+    wait_until(sup, "() => !document.querySelector('#ds-endsAt[aria-invalid=true]')")
+
+    filters = sup.locator("form.filters")
+    filters.get_by_label("网格", exact=True).fill(unit)
+    filters.get_by_label("日期").fill(tomorrow)
+    filters.get_by_role("button", name="显示").click()
+    name = picked.split(" · ")[0]
+    row = sup.locator("tbody tr").filter(has_text=name).filter(has_text="23:59")  # the demo rosters them too
+    row.wait_for()
+    assert "白班" in row.inner_text() and row.get_by_role("button", name="提前结束").count() == 1
+    sup.screenshot(path=str(screenshots / "admin-duty-rostered.png"), full_page=True)
+
+    leader = desk_page(chromium, problems, timezone_id="Asia/Shanghai")
+    login(leader, live.url, "leader-duty", live.user("leader-duty", ["leader"], unit[:6]))
+    leader.wait_for_selector("header.top")
+    leader.goto(f"{live.url}/admin/duty")
+    leader.locator("form.filters").get_by_label("网格", exact=True).fill(unit)
+    leader.locator("form.filters").get_by_label("日期").fill(tomorrow)
+    leader.get_by_role("button", name="显示").click()
+    leader.locator("tbody tr").filter(has_text=name).filter(has_text="23:59").wait_for()
+    assert leader.locator("form[aria-labelledby=new-shift]").count() == 0  # reads the roster, changes nothing
+    assert leader.get_by_role("button", name="提前结束").count() == 0
     assert problems == []

@@ -21,7 +21,7 @@ const PAGES: { path: string; label: TKey; roles?: string[]; page: (tenant: strin
   { path: 'users', label: 'users', page: () => <Users /> },
   { path: 'staff', label: 'staff', roles: ['admin', 'supervisor', 'leader'], page: (t) => <Staff tenant={t} /> },
   { path: 'grids', label: 'gridImport', page: (t) => <GridImport tenant={t} /> },
-  { path: 'duty', label: 'duty', page: () => <Duty /> },
+  { path: 'duty', label: 'duty', roles: ['admin', 'supervisor', 'leader'], page: (t) => <Duty tenant={t} /> },
   { path: 'categories', label: 'categories', page: (t) => <Categories tenant={t} /> },
   { path: 'calendar', label: 'calendar', page: () => <Calendar /> },
   { path: 'sources', label: 'sources', page: (t) => <Sources tenant={t} /> },

@@ -1,6 +1,8 @@
-// /admin/duty: a grid's duty shifts over a period; add one (repeated on consecutive days), end one
-// early or delete one that has not begun.
+// /admin/duty: a grid's duty shifts over a period; add one (repeated on consecutive days) for a person
+// picked from the staff register of that grid, end one early or delete one that has not begun.
+// Admins and supervisors keep it (supervisors in their area); leaders read it.
 import { useState } from 'preact/hooks';
+import { hasRole } from '../../api';
 import { when } from '../../i18n';
 import { Field, Loading, Problem, useLoad, useSubmit, value } from './kit';
 import { ta } from './strings';
@@ -8,11 +10,34 @@ import { ta } from './strings';
 interface Shift { id: number; personId: number; username: string | null; name: string; post: string; grid: string;
   kind: string; category: string | null; startsAt: string; endsAt: string }
 interface Page { items: Shift[]; total: number }
+interface Person { id: number; name: string; post: string; username: string | null }
+
+const GRID_CODE = /^[0-9]{6,40}$/;
 
 const iso = (local: string) => (local ? new Date(local).toISOString() : '');
 const today = () => new Date().toISOString().slice(0, 10);
 
-export function Duty() {
+/** The active people of a grid and the grids under it, from the staff register, to pick from. */
+function PersonPicker(p: { tenant: string; grid: string; value: string; onChange: (id: string) => void;
+                          attrs: Record<string, any> }) {
+  const query = GRID_CODE.test(p.grid) && new URLSearchParams({ tenant: p.tenant, grid: p.grid, active: 'true', limit: '200' });
+  const people = useLoad<{ items: Person[] }>(query ? `/staff?${query}` : null);
+  const items = query && people.current && people.data ? people.data.items : [];
+  const hint = !query ? ta('gridFirst') : !people.current ? ta('loading') : people.error || (items.length ? '' : ta('nobodyHere'));
+  return (
+    <>
+      <select {...p.attrs} value={p.value} onChange={(e) => p.onChange(value(e))} disabled={!items.length}>
+        <option value="">{ta('pickPerson')}</option>
+        {items.map((x) => <option key={x.id} value={String(x.id)}>
+          {x.name} · {ta(`role_${x.post}` as any)}{x.username ? ` · ${x.username}` : ''} (#{x.id})</option>)}
+      </select>
+      {hint && <p class="hint">{hint}</p>}
+    </>
+  );
+}
+
+export function Duty({ tenant }: { tenant: string }) {
+  const writer = hasRole('admin', 'supervisor');
   const [q, setQ] = useState({ grid: '', from: today(), subgrids: true });
   const [applied, setApplied] = useState<typeof q | null>(null);
   const params = applied && new URLSearchParams({ grid: applied.grid, from: iso(`${applied.from}T00:00`),
@@ -46,19 +71,21 @@ export function Duty() {
       <Problem problem={act.problem} errors={act.errors} shown={[]} />
       {applied && (!list.data ? <Loading error={list.error} /> : (
         <table class="admin-table"><caption>{ta('total', { n: list.data.total })}</caption>
-          <thead><tr><th>{ta('person')}</th><th>{ta('grid')}</th><th>{ta('kind')}</th><th>{ta('starts')}</th><th>{ta('ends')}</th><th>{ta('actions')}</th></tr></thead>
+          <thead><tr><th>{ta('person')}</th><th>{ta('grid')}</th><th>{ta('kind')}</th><th>{ta('starts')}</th><th>{ta('ends')}</th>{writer && <th>{ta('actions')}</th>}</tr></thead>
           <tbody>{list.data.items.map((x) => (
             <tr key={x.id}><td>{x.name} (#{x.personId})</td><td>{x.grid}</td><td>{ta(`shift_${x.kind}` as any)}</td>
               <td>{when(x.startsAt)}</td><td>{when(x.endsAt)}</td>
-              <td class="actions"><button type="button" onClick={() => end(x)}>{ta('endNow')}</button>
-                <button type="button" onClick={() => del(x)}>{ta('delete')}</button></td></tr>))}
+              {writer && <td class="actions"><button type="button" onClick={() => end(x)}>{ta('endNow')}</button>
+                <button type="button" onClick={() => del(x)}>{ta('delete')}</button></td>}</tr>))}
           </tbody></table>))}
-      <form ref={s.root} class="admin-form" onSubmit={add} noValidate aria-labelledby="new-shift">
+      {writer && <form ref={s.root} class="admin-form" onSubmit={add} noValidate aria-labelledby="new-shift">
         <h2 id="new-shift">{ta('newShift')}</h2>
-        <Field id="ds-personId" name="personId" label={ta('personId')} errors={s.errors}>
-          {(a) => <input {...a} value={f.personId} onInput={set('personId')} inputMode="numeric" />}</Field>
         <Field id="ds-grid" name="grid" label={ta('grid')} errors={s.errors}>
-          {(a) => <input {...a} value={f.grid} onInput={set('grid')} />}</Field>
+          {(a) => <input {...a} value={f.grid} onInput={(e) => setF({ ...f, grid: value(e), personId: '' })}
+                         inputMode="numeric" />}</Field>
+        <Field id="ds-personId" name="personId" label={ta('dutyPerson')} errors={s.errors}>
+          {(a) => <PersonPicker tenant={tenant} grid={f.grid} value={f.personId} attrs={a}
+                                onChange={(id) => setF({ ...f, personId: id })} />}</Field>
         <Field id="ds-startsAt" name="startsAt" label={ta('starts')} errors={s.errors}>
           {(a) => <input {...a} type="datetime-local" value={f.startsAt} onInput={set('startsAt')} />}</Field>
         <Field id="ds-endsAt" name="endsAt" label={ta('ends')} errors={s.errors}>
@@ -70,7 +97,7 @@ export function Duty() {
           {(a) => <input {...a} type="number" min={1} max={31} value={f.repeatDays} onInput={set('repeatDays')} />}</Field>
         <Problem problem={s.problem} errors={s.errors} shown={['personId', 'grid', 'startsAt', 'endsAt', 'kind', 'repeatDays']} />
         <button type="submit" class="primary" disabled={s.busy}>{ta('add')}</button>
-      </form>
+      </form>}
     </section>
   );
 }
