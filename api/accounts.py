@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Boolean, Integer, String, delete, select, update
+from sqlalchemy import Boolean, CursorResult, Integer, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -158,7 +159,8 @@ def purge_sessions(db: Database, now: datetime) -> int:
     """Forget sessions whose refresh token has expired (housekeeping: a user who never logs in again
     would otherwise keep their rows)."""
     with db.transaction() as s:
-        return s.execute(delete(LoginSession).where(LoginSession.expires_at < now)).rowcount or 0
+        gone = cast("CursorResult[Any]", s.execute(delete(LoginSession).where(LoginSession.expires_at < now)))
+        return gone.rowcount or 0
 
 
 def session_active(db: Database, sid: str, username: str) -> bool:
@@ -179,7 +181,8 @@ def revoke_sessions(session: Session, username: str, now: datetime, sid: str | N
     stmt = update(LoginSession).where(LoginSession.username == username, LoginSession.revoked_at.is_(None))
     if sid is not None:
         stmt = stmt.where(LoginSession.id == sid)
-    return session.execute(stmt.values(revoked_at=now)).rowcount or 0
+    revoked = cast("CursorResult[Any]", session.execute(stmt.values(revoked_at=now)))  # an UPDATE's result
+    return revoked.rowcount or 0
 
 
 def hash_key(key: str) -> str:

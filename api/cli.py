@@ -198,11 +198,13 @@ def db_upgrade() -> None:
 def deploy(files: tuple[Path, ...]) -> None:
     """Deploy BPMN files and DMN decision tables (*.dmn, deployed first; identical content keeps its version)."""
     from engine import decisions, definitions
+    from engine.models import DecisionDefinition, ProcessDefinition
     from engine.parsing import ModelError
 
     settings = _settings()
     rt = _runtime(settings)
     for path in sorted(files, key=lambda p: p.suffix.lower() != ".dmn"):
+        deployed: list[tuple[DecisionDefinition, bool]] | list[tuple[ProcessDefinition, bool]]
         try:
             if path.suffix.lower() == ".dmn":
                 deployed = decisions.deploy(rt, path.read_bytes(), f"cli:{settings.operator}")

@@ -49,7 +49,8 @@ def _parsed_body() -> Any:
         raise BadRequest(f"the body is not valid JSON: {exc}") from None
 
 
-def json_body(schema: Schema) -> dict[str, Any]:
+def json_body(schema: Schema) -> Any:
+    """The body loaded by `schema`: a dict of its fields, or what its post_load makes of them."""
     data = _parsed_body()
     if not isinstance(data, dict):
         raise BadRequest("the body must be a JSON object")
@@ -148,7 +149,7 @@ def check_json(value: Any) -> None:
             stack.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(item))
 
 
-def optional_json_body(schema: Schema) -> dict[str, Any]:
+def optional_json_body(schema: Schema) -> Any:
     if not request.get_data(cache=True):
         return schema.load({})
     return json_body(schema)
@@ -158,8 +159,14 @@ def query_args(schema: Schema) -> dict[str, Any]:
     return schema.load(request.args.to_dict())
 
 
-def answer(schema: Schema, obj: Any, status: int = 200, **headers: str):
-    resp = jsonify(schema.dump(obj))
+def dumped(schema: Schema, obj: Any, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`obj` as `schema` dumps it; `extra`: fields the object does not have (worked out by the view),
+    dumped by the same schema, so that nothing is set on a database row for the sake of its answer."""
+    return {**schema.dump(obj), **schema.dump(extra)} if extra else schema.dump(obj)
+
+
+def answer(schema: Schema, obj: Any, status: int = 200, *, extra: dict[str, Any] | None = None, **headers: str):
+    resp = jsonify(dumped(schema, obj, extra))
     resp.status_code = status
     resp.headers.update(headers)
     return resp

@@ -8,7 +8,7 @@ from engine.batch_start import MAX_BATCH
 
 from .fields import UtcTime
 
-IDENT = validate.Regexp(r"^[A-Za-z][A-Za-z0-9_.:-]{0,199}$", error="letters, digits, _ . : - (max 200)")
+IDENT = validate.Regexp(r"^[A-Za-z][A-Za-z0-9_.:-]{0,199}\Z", error="letters, digits, _ . : - (max 200)")
 
 
 class Strict(Schema):

@@ -5,11 +5,14 @@ in-process job runner (the embedded default: SQLite, no Redis)."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.app.base import BaseApplication
 
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from engine.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +21,7 @@ class GridLoopServer(BaseApplication):
     def __init__(self, settings: Settings, *, all_in_one: bool) -> None:
         self.settings = settings
         self.all_in_one = all_in_one
-        self._scheduler = None
+        self._scheduler: Scheduler | None = None
         super().__init__()
 
     def load_config(self) -> None:
@@ -55,9 +58,9 @@ class GridLoopServer(BaseApplication):
         rt = self.runtime
         jobs = InProcessJobQueue(rt, threads=self.settings.job_threads)
 
-        self._scheduler = Scheduler(rt, jobs, housekeeping=chores(rt, self.settings))
-        rt.on_wakeup = self._scheduler.wake
-        self._scheduler.start()
+        self._scheduler = scheduler = Scheduler(rt, jobs, housekeeping=chores(rt, self.settings))
+        rt.on_wakeup = scheduler.wake
+        scheduler.start()
         log.info("embedded scheduler and job runner started", extra={"job_threads": self.settings.job_threads})
 
     def _worker_exit(self, server, worker) -> None:

@@ -198,7 +198,7 @@ class Settings:
         return self.seed_demo if self.seed_demo is not None else self.database_url == Settings.database_url
 
 
-TILE_URL = re.compile(r"^(https?)://([A-Za-z0-9-]*\{s\}[A-Za-z0-9-]*\.)?([A-Za-z0-9.-]+(?::\d{1,5})?)/\S*$")
+TILE_URL = re.compile(r"^(https?)://([A-Za-z0-9-]*\{s\}[A-Za-z0-9-]*\.)?([A-Za-z0-9.-]+(?::[0-9]{1,5})?)/\S*\Z")
 
 
 def map_tiles_origin(template: str) -> str:

@@ -112,7 +112,7 @@ def change_user(rt: Runtime, actor: str, user_id: int, changes: Mapping[str, Any
     with UnitOfWork(rt) as uow:
         s = uow.session
         user = _user(s, user_id, lock=True)
-        before = {"roles": user.roles, "scope": user.scope, "display_name": user.display_name}
+        before: dict[str, Any] = {"roles": user.roles, "scope": user.scope, "display_name": user.display_name}
         if "roles" in changes:
             roles = _roles(changes["roles"])
             if "admin" in user.role_set and "admin" not in roles.split(","):
@@ -201,7 +201,8 @@ def _user(s: Session, user_id: int, *, lock: bool = False) -> User:
 def _people_of(s: Session, usernames: list[str]) -> dict[str, Person]:
     if not usernames:
         return {}
-    return {p.username: p for p in s.scalars(select(Person).where(Person.username.in_(usernames)))}
+    found = s.scalars(select(Person).where(Person.username.in_(usernames)))
+    return {p.username: p for p in found if p.username is not None}
 
 
 def _row(s: Session, user: User) -> UserRow:

@@ -191,7 +191,9 @@ def store(rt: Runtime, parsed: list[ParsedFile], actor: str, name: str | None = 
                                         deployed_at=now, files=[])
                 s.add(deployment)
                 s.flush()
-                done, scheduled, drafts, tables = [], False, [], []
+                kept: Deployment | None = deployment  # None once a one-file deploy created nothing
+                drafts: list[audit.AuditDraft] = []
+                done, scheduled, tables = [], False, []
                 for pf in parsed:  # decisions first: the bundle's business rule tasks may use them
                     if pf.decisions:
                         stored = decisions.store(rt, s, pf.decisions, pf.content, actor, now, deployment.id, drafts)
@@ -223,7 +225,7 @@ def store(rt: Runtime, parsed: list[ParsedFile], actor: str, name: str | None = 
                         "deployment": deployment.id, "name": deployment.name, "files": deployment.files}))
                 elif not any(d.created for d in done):
                     s.delete(deployment)
-                    deployment = None
+                    kept = None
                 if scheduled:
                     rt.db.notify(s, WAKEUP_CHANNEL)
                 audit.append_system(rt, s, drafts)
@@ -234,7 +236,7 @@ def store(rt: Runtime, parsed: list[ParsedFile], actor: str, name: str | None = 
                     rt.decisions.put(t.definition.id, decision)
             if scheduled:
                 rt.wake()
-            return DeployedBundle(deployment, done, tables)
+            return DeployedBundle(kept, done, tables)
         except IntegrityError:
             continue  # a concurrent single-file deploy took a version number; read again
     raise RuntimeError("could not allocate definition versions")

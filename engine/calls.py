@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import json
 from copy import deepcopy
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import ErrorEventDefinition
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import Table, select
 
 from . import outbox
 from .change import Abandon, change_in, change_instance, new_instance
@@ -53,8 +53,8 @@ QUEUE = "engine"
 RETURN_JOB = "call_return"
 MAX_CALL_DEPTH = 20  # a process that calls itself without end stops here, loudly
 
-PD = ProcessDefinition.__table__
-PI = ProcessInstance.__table__
+PD = cast(Table, ProcessDefinition.__table__)
+PI = cast(Table, ProcessInstance.__table__)
 _DEFINITION = select(PD.c.id, PD.c.key, PD.c.version, PD.c.suspended)
 
 
@@ -117,7 +117,8 @@ def _bound(change: Change, spec: CallActivity, element: str) -> dict[str, Any]:
         stmt = _DEFINITION.where(PD.c.id == definition_id) if definition_id is not None else None
         what = f"'{key}' deployed with this process"
     elif spec.binding == "version":
-        stmt = _DEFINITION.where(PD.c.key == key, PD.c.version == int(spec.version))
+        version = cast(str, spec.version)  # the deploy's lint_calls refuses binding "version" without a number
+        stmt = _DEFINITION.where(PD.c.key == key, PD.c.version == int(version))
         what = f"version {spec.version} of '{key}'"
     else:
         stmt = _DEFINITION.where(PD.c.key == key, PD.c.is_latest)

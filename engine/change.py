@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
-from sqlalchemy import Connection, Select, bindparam, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -39,7 +39,7 @@ MAX_STEPS_PER_CHANGE = 800  # generous: a real change runs tens of elements
 MAX_TREE_DEPTH = 600
 
 
-PI = ProcessInstance.__table__
+PI = cast(Table, ProcessInstance.__table__)
 
 # The hot path runs Core statements built once (see db.Prepared); `instance` is a plain, session-less
 # ProcessInstance written back with them.
@@ -48,6 +48,16 @@ _WRITTEN = ("status", "state", "next_wakeup_at", "updated_at", "ended_at", "revi
 _UPDATE = Prepared(update(PI).where(PI.c.id == bindparam("row_id"))
                    .values({name: bindparam(name) for name in _WRITTEN}))
 _INSERT = Prepared(insert_all(PI))
+
+
+class DefinitionRef(Protocol):
+    """What `new_instance` reads of a definition: a ProcessDefinition, or any row of its id and key."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def key(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -256,7 +266,7 @@ def change_in(rt: Runtime, conn: Connection, instance_id: str, actor: str, *, lo
 
 
 @contextmanager
-def new_instance(rt: Runtime, definition: ProcessDefinition, conn: Connection, actor: str,
+def new_instance(rt: Runtime, definition: DefinitionRef, conn: Connection, actor: str,
                  business_key: str | None, variables: dict[str, Any], *, scope: str | None = None
                  ) -> Iterator[Change]:
     """Create an instance inside the caller's transaction (`conn`); yields before the first engine

@@ -84,8 +84,8 @@ def _broken(contract: ModelContract, model: ParsedModel) -> list[Problem]:
         elif kind != need.kind:
             problems.append(Problem(need.id, f"'{need.id}' is {_a(kind)} here, it must stay {_a(need.kind)}: "
                                              f"{need.why}"))
-    for need in contract.fields:
-        problems += _field_problems(need, model)
+    for field_need in contract.fields:
+        problems += _field_problems(field_need, model)
     for op in contract.operations:
         if op.name not in operations:
             problems.append(Problem(None, f"no service task calls operation '{op.name}' any more: {op.why}"))

@@ -8,12 +8,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, DateTime, Executable, bindparam, create_engine, event, exc, insert, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import TypeDecorator
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 class Base(DeclarativeBase):
@@ -91,7 +96,8 @@ class Prepared:
         key = (type(dialect), dialect.server_version_info)
         found = self._compiled.get(key)
         if found is None:
-            compiled = self.stmt.compile(dialect=dialect)
+            stmt = cast(ClauseElement, self.stmt)  # text(), insert(), select() ... are ClauseElements too
+            compiled = cast(SQLCompiler, stmt.compile(dialect=dialect))  # not DDL: compiled by the SQL compiler
             defaults = compiled.construct_params(_check=False)  # the values compiled into the statement
             required = frozenset(name for name, bind in compiled.binds.items() if name in defaults and bind.required)
             binds = tuple((name, proc) for name, bind in compiled.binds.items() if name in defaults
@@ -186,12 +192,12 @@ class Database:
         if not self.is_postgres:
             yield
             return
-        raw = conn.connection.dbapi_connection
+        raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)  # an open psycopg connection
         try:
             with raw.pipeline():
                 yield
         except self._driver_error as error:  # raised by the final sync, outside SQLAlchemy's wrapping
-            raise _translated(conn, raw, error, None, None, self._driver_error) from error
+            raise _translated(conn, raw, error, None, None, cast("type[Exception]", self._driver_error)) from error
 
     def run(self, conn: Connection, prepared: Prepared, params: dict[str, Any] | list[dict[str, Any]]) -> None:
         """Execute a statement whose result nobody reads (a list of parameter sets: executemany)."""
@@ -199,11 +205,13 @@ class Database:
             conn.execute(prepared.stmt, params)
             return
         sql, binding, _names, _results = prepared.for_postgres(self.engine.dialect)
-        many = isinstance(params, list) and len(params) != 1
-        if isinstance(params, list) and not many:
-            params = params[0]
-        values = [_bound(binding, p) for p in params] if many else _bound(binding, params)
-        raw = conn.connection.dbapi_connection
+        if isinstance(params, list):
+            many = len(params) != 1
+            values = [_bound(binding, p) for p in params] if many else _bound(binding, params[0])
+        else:
+            many = False
+            values = _bound(binding, params)
+        raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)  # an open psycopg connection
         try:
             with raw.cursor() as cur:
                 _announce(conn, cur, sql, values, many)
@@ -212,7 +220,7 @@ class Database:
                 else:
                     cur.execute(sql, values)
         except self._driver_error as error:
-            raise _translated(conn, raw, error, sql, values, self._driver_error) from error
+            raise _translated(conn, raw, error, sql, values, cast("type[Exception]", self._driver_error)) from error
 
     def rows(self, conn: Connection, prepared: Prepared, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Execute a query; its rows as dictionaries keyed by the selected columns' keys."""
@@ -220,14 +228,14 @@ class Database:
             return [dict(row._mapping) for row in conn.execute(prepared.stmt, params)]
         sql, binding, names, results = prepared.for_postgres(self.engine.dialect)
         values = _bound(binding, params)
-        raw = conn.connection.dbapi_connection
+        raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)  # an open psycopg connection
         try:
             with raw.cursor() as cur:
                 _announce(conn, cur, sql, values, False)
                 cur.execute(sql, values)
                 found = cur.fetchall()
         except self._driver_error as error:
-            raise _translated(conn, raw, error, sql, values, self._driver_error) from error
+            raise _translated(conn, raw, error, sql, values, cast("type[Exception]", self._driver_error)) from error
         out = [dict(zip(names, row, strict=True)) for row in found]
         if results:
             for row in out:

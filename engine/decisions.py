@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +77,7 @@ def store(rt: Runtime, s, parsed: list[ParsedDecision], raw: bytes, actor: str, 
     return stored
 
 
-def missing(s, process_specs: Iterable, deployed_with: set[str] = frozenset()) -> list[Problem]:
+def missing(s, process_specs: Iterable, deployed_with: Collection[str] = frozenset()) -> list[Problem]:
     """A problem for every business rule task whose decision is neither in `deployed_with` (the
     decisions of the same deployment) nor deployed before."""
     problems = []
@@ -135,6 +135,7 @@ class Decisions:
         if newest is None:
             raise ProcessError(f"the business rule task evaluates decision '{key}', which is not deployed",
                                element=element, decision=key)
+        assert key is not None  # a row matched it, and decision keys are NOT NULL
         decision = self._parsed.get(newest.id) or self._load(conn, newest.id, key)
         allowed = declared_outputs(my_task.task_spec)
         if allowed is not None and not decision.variables <= allowed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import and_, case, func, select
 
@@ -13,6 +14,9 @@ from . import definitions
 from .models import AuditEvent, HumanTask, Incident, ProcessInstance
 from .runtime import Runtime
 from .visibility import Viewer, instance_filter
+
+if TYPE_CHECKING:
+    from sqlalchemy import Result
 
 PI = ProcessInstance
 STATUSES = ("running", "completed", "cancelled")
@@ -121,9 +125,10 @@ def heatmap(rt: Runtime, viewer: Viewer, definition_id: int) -> tuple[int, dict[
                 h.completed += 1
                 if ended_at is not None and created_at is not None:
                     h.durations.append(max(0.0, (ended_at - created_at).total_seconds()))
-        passed = s.execute(select(AuditEvent.element_id, func.count()).join(PI, AuditEvent.instance_id == PI.id)
-                           .where(visible, AuditEvent.action.in_(_PASSING), AuditEvent.element_id.is_not(None))
-                           .group_by(AuditEvent.element_id))
+        passed = cast("Result[str, int]",  # element_id IS NOT NULL
+                      s.execute(select(AuditEvent.element_id, func.count()).join(PI, AuditEvent.instance_id == PI.id)
+                                .where(visible, AuditEvent.action.in_(_PASSING), AuditEvent.element_id.is_not(None))
+                                .group_by(AuditEvent.element_id)))
         passes: dict[str, int] = {element_id: n for element_id, n in passed}
         timers = s.scalars(select(AuditEvent.details).join(PI, AuditEvent.instance_id == PI.id)
                            .where(visible, AuditEvent.action == "timer.fired"))
@@ -134,10 +139,11 @@ def heatmap(rt: Runtime, viewer: Viewer, definition_id: int) -> tuple[int, dict[
             h = at(element_id)
             if h.entered == 0:  # user tasks are counted by their rows
                 h.entered = h.completed = n
-        failed = s.execute(select(Incident.element_id, Incident.status, func.count())
-                           .join(PI, Incident.instance_id == PI.id)
-                           .where(visible, Incident.element_id.is_not(None))
-                           .group_by(Incident.element_id, Incident.status))
+        failed = cast("Result[str, str, int]",  # element_id IS NOT NULL
+                      s.execute(select(Incident.element_id, Incident.status, func.count())
+                                .join(PI, Incident.instance_id == PI.id)
+                                .where(visible, Incident.element_id.is_not(None))
+                                .group_by(Incident.element_id, Incident.status)))
         for element_id, status, n in failed:
             h = at(element_id)
             h.incidents += n

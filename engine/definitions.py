@@ -124,7 +124,7 @@ def count_process_error(rt: Runtime, definition_id: int) -> tuple[str, int] | No
 def process_error_counts(rt: Runtime) -> list[tuple[str, int, int]]:
     """(key, version, failed changes) of every version, for /metrics."""
     with rt.db.session() as s:
-        return [tuple(row) for row in s.execute(
+        return [(key, version, errors) for key, version, errors in s.execute(
             select(ProcessDefinition.key, ProcessDefinition.version, ProcessDefinition.process_errors)
             .order_by(ProcessDefinition.key, ProcessDefinition.version))]
 

@@ -14,6 +14,7 @@ import ast
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import cast
 
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
@@ -219,7 +220,7 @@ def _lint(decision: Decision, element, nsmap: dict[str, str]) -> tuple[ParsedDec
 def _priorities(table: DecisionTable, element, nsmap: dict[str, str], problem) -> dict[str, tuple]:
     """PRIORITY ranks a rule by its outputs' values, in the order each output column lists them
     (`outputValues`, highest first); every output column must list them."""
-    found = {}
+    found: dict[str, tuple] = {}
     for column in element.find("dmn:decisionTable", namespaces=nsmap).findall("dmn:output", namespaces=nsmap):
         text = column.findtext("dmn:outputValues/dmn:text", namespaces=nsmap)
         label = column.get("name") or column.get("label") or column.get("id")
@@ -228,7 +229,7 @@ def _priorities(table: DecisionTable, element, nsmap: dict[str, str], problem) -
             problem(f"output {label!r}: a PRIORITY table lists each output's values, highest priority first "
                     "(outputValues, e.g. \"urgent\",\"high\",\"normal\")")
         else:
-            found[column.get("id")] = values
+            found[column.get("id")] = cast(tuple, values)  # `(text,)` evaluates to a tuple
     return found
 
 

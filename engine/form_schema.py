@@ -16,7 +16,7 @@ def json_schema(form: Form) -> dict[str, Any]:
         "properties": properties, "additionalProperties": False,
         "required": [f.name for f in form.fields if f.required and f.shown_when is None],
     }
-    conditions = []
+    conditions: list[dict[str, Any]] = []
     for f in form.fields:
         for kind, rule in f.rules():
             condition = rule.json_schema() if rule.names <= form.names else None

@@ -120,7 +120,7 @@ def _float(text: str | None) -> float | None:
     if text in (None, ""):
         return None
     try:
-        return float(text)  # type: ignore[arg-type]
+        return float(text)
     except ValueError:
         raise FormError(f"{text!r} is not a number") from None
 
@@ -129,7 +129,7 @@ def _int(text: str | None) -> int | None:
     if text in (None, ""):
         return None
     try:
-        value = int(text)  # type: ignore[arg-type]
+        value = int(text)
     except ValueError:
         raise FormError(f"{text!r} is not a whole number") from None
     if value <= 0:

@@ -41,7 +41,8 @@ def retry(rt: Runtime, incident_id: int, actor: str) -> Incident:
             outbox.add(s, now, queue=job["queue"], job=job["job"],
                        payload={**job["payload"], "attempt": 1, "retried_incident": inc.id})
         else:
-            queue = rt.registry.get(inc.operation).queue if inc.operation in rt.registry else "engine"
+            operation = inc.operation
+            queue = rt.registry.get(operation).queue if operation is not None and operation in rt.registry else "engine"
             outbox.add(s, now, queue=queue, job="service_call", payload={**inc.payload, "attempt": 1})
         draft = audit.AuditDraft(action="incident.retried", actor=actor, at=now, instance_id=inc.instance_id,
                                  task_id=inc.task_id, element_id=inc.element_id,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,9 +23,9 @@ from .runtime import Runtime
 from .tasks import check_variables
 from .visibility import Viewer, instance_filter
 
-PD = ProcessDefinition.__table__
-PI = ProcessInstance.__table__
-HT = HumanTask.__table__
+PD = cast(Table, ProcessDefinition.__table__)
+PI = cast(Table, ProcessInstance.__table__)
+HT = cast(Table, HumanTask.__table__)
 # What starting needs of a definition (not its BPMN text: the parsed spec is cached per version).
 _DEFINITION_BY_ID = Prepared(select(PD.c.id, PD.c.key, PD.c.version, PD.c.suspended)
                              .where(PD.c.id == bindparam("definition_id")))

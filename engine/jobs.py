@@ -9,9 +9,9 @@ import contextlib
 import logging
 import random
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, select
 
 from . import audit, outbox
 from .change import change_instance, locked_instance
@@ -60,7 +60,7 @@ def service_call(rt: Runtime, payload: dict[str, Any]) -> None:
 service_call.marks_done = True  # type: ignore[attr-defined]
 
 
-PI, OB = ProcessInstance.__table__, OutboxEntry.__table__
+PI, OB = cast(Table, ProcessInstance.__table__), cast(Table, OutboxEntry.__table__)
 # One statement: the instance's status, and whether this outbox row is done already.
 _WANTED = Prepared(select(
     select(PI.c.status).where(PI.c.id == bindparam("instance_id")).scalar_subquery().label("status"),

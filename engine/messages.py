@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import bindparam, exists, select, update
+from sqlalchemy import Table, bindparam, exists, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import audit, outbox
@@ -22,8 +22,11 @@ from .runtime import Runtime
 from .spiff_specs import find_task
 from .start_events import start_by_message
 
-MSG = Message.__table__
-SUB = MessageSubscription.__table__
+if TYPE_CHECKING:
+    from sqlalchemy import CursorResult
+
+MSG = cast(Table, Message.__table__)
+SUB = cast(Table, MessageSubscription.__table__)
 _SUBSCRIBED = (SUB.c.message_name == bindparam("name")) & (SUB.c.correlation_value == bindparam("value"))
 # A suspended instance takes messages into the buffer only (engine/suspension.py delivers them).
 _TAKING = exists().where(_SUBSCRIBED, PI.c.id == SUB.c.instance_id, PI.c.suspended.is_(False))
@@ -95,6 +98,7 @@ def _deliver(rt: Runtime, name: str, value: str, message_id: str, payload: dict[
                                              "received_at": ch.now, "expires_at": None, "delivered_at": ch.now,
                                              "sender": actor})
             deliver(ch, task, payload)
+            assert sub is not None  # the task was found through it
             ch.record("message.correlated", task_id=sub["task_id"], element_id=task.task_spec.bpmn_id,
                       message=name, message_id=message_id, correlation=value, payload=payload)
     except Abandon:
@@ -143,8 +147,8 @@ def expire(rt: Runtime) -> int:
     """Mark buffered messages past their TTL as expired; they will never be delivered."""
     now = rt.clock.now()
     with rt.db.transaction() as s:
-        done = s.execute(update(Message).where(Message.status == "buffered", Message.expires_at <= now)
-                         .values(status="expired"))
+        stmt = update(Message).where(Message.status == "buffered", Message.expires_at <= now).values(status="expired")
+        done = cast("CursorResult[Any]", s.execute(stmt))  # an UPDATE's result
     return done.rowcount or 0
 
 

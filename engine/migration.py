@@ -15,9 +15,9 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, Table, bindparam, func, select, update
 
 from . import audit
 from .change import LOCK_BY_ID
@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH = 1000
 MAX_MESSAGES = 20  # per element in a refusal: the first ones, and how many more
-PI, PD, HT = ProcessInstance.__table__, ProcessDefinition.__table__, HumanTask.__table__
+PI = cast(Table, ProcessInstance.__table__)
+PD = cast(Table, ProcessDefinition.__table__)
+HT = cast(Table, HumanTask.__table__)
 _MOVE = Prepared(update(PI).where(PI.c.id == bindparam("row_id")).values(
     definition_id=bindparam("definition_id"), state=bindparam("state"), revision=bindparam("revision"),
     updated_at=bindparam("updated_at"), audit_head=bindparam("audit_head")))
@@ -255,7 +257,7 @@ def _relabel(rt: Runtime, conn: Connection, p: _Prepared, instance_id: str, move
             rt.db.run(conn, _RELABEL_TASK, {"task_id": ht["id"], **after})
 
 
-def _rename_calls(rt: Runtime, conn: Connection, instance_id: str, mapping: Mapping[str, str | None],
+def _rename_calls(rt: Runtime, conn: Connection, instance_id: str, mapping: Mapping[str | None, str | None],
                   source: ParsedModel) -> None:
     """Children of a waiting call activity that was renamed name their caller's new element."""
     for before, after in mapping.items():

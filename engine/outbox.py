@@ -8,13 +8,16 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from sqlalchemy import Connection, bindparam, func, select, text, update
+from sqlalchemy import Connection, Table, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from .db import Prepared, insert_all
 from .models import Incident, OutboxEntry
+
+if TYPE_CHECKING:
+    from sqlalchemy import CursorResult
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ class JobQueue(Protocol):
         """How many jobs wait in `queue` for a worker."""
 
 
-OB = OutboxEntry.__table__
+OB = cast(Table, OutboxEntry.__table__)
 INSERT = Prepared(insert_all(OB))
 _DUE = (select(OB.c.id, OB.c.queue, OB.c.job, OB.c.payload, OB.c.available_at, OB.c.relays)
         .where(OB.c.relayed_at.is_(None), OB.c.available_at <= bindparam("now"))
@@ -148,7 +151,8 @@ def mark_done(session: Session | Connection, entry_id: int | None, now: datetime
     already: another delivery of the same job got there first, and this one must not record twice."""
     if entry_id is None:
         return True
-    return session.execute(DONE.stmt, done_params(entry_id, now)).rowcount == 1
+    done = cast("CursorResult[Any]", session.execute(DONE.stmt, done_params(entry_id, now)))  # an UPDATE's result
+    return done.rowcount == 1
 
 
 def done_params(entry_id: int, now: datetime) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from lxml import etree
 from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
@@ -38,6 +39,9 @@ from .spiff_specs import (
     use_engine_clock,
 )
 from .spiff_specs import ServiceTask as OperationTask
+
+if TYPE_CHECKING:
+    from SpiffWorkflow.bpmn.specs.bpmn_process_spec import BpmnProcessSpec
 
 MAX_BPMN_BYTES = 2 * 1024 * 1024
 MIN_CYCLE = timedelta(minutes=1)
@@ -82,7 +86,7 @@ class ModelError(Exception):
 class ParsedModel:
     key: str
     name: str | None
-    spec: object
+    spec: BpmnProcessSpec
     subprocess_specs: dict = field(default_factory=dict)
     forms: dict[str, Form] = field(default_factory=dict)  # by user-task id
     start_form: Form | None = None
@@ -249,7 +253,7 @@ def _lint_start_timers(spec, start_timers: list[StartTimer]) -> Iterator[Problem
 
 def _literal_timer(kind: str, literal: str) -> TimerEventDefinition:
     cls = ClockedCycle if kind == "cycle" else ClockedTimeDate
-    timer = object.__new__(cls)
+    timer: TimerEventDefinition = object.__new__(cls)
     timer.name, timer.expression = None, repr(literal)
     return timer
 

@@ -68,8 +68,10 @@ def element_of(exc: Exception) -> str | None:
 
 def _spec_of(exc: Exception):
     task_spec = getattr(exc, "task_spec", None)
-    if task_spec is None and getattr(exc, "task", None) is not None:
-        task_spec = exc.task.task_spec
+    if task_spec is None:
+        task = getattr(exc, "task", None)  # SpiffWorkflow's errors carry the task, others have none
+        if task is not None:
+            task_spec = task.task_spec
     return task_spec
 
 

@@ -8,12 +8,12 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition, SignalEventDefinition
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import Table, bindparam, delete, select, update
 
 from .db import Prepared, insert_all
 from .errors import ProcessError
@@ -34,10 +34,10 @@ class Snapshot:
     signals: set[str] = field(default_factory=set)
 
 
-HT = HumanTask.__table__
-SUB = MessageSubscription.__table__
-MSG = Message.__table__
-SIG = SignalSubscription.__table__
+HT = cast(Table, HumanTask.__table__)
+SUB = cast(Table, MessageSubscription.__table__)
+MSG = cast(Table, Message.__table__)
+SIG = cast(Table, SignalSubscription.__table__)
 
 _INSERT_TASKS = Prepared(insert_all(HT))
 _INSERT_SUBSCRIPTIONS = Prepared(insert_all(SUB))
@@ -144,6 +144,7 @@ def refresh(change: Change) -> bool:
     for guid in sorted(waiting.keys() - before.waiting):  # every new waiter: parallel branches may add several
         task = waiting[guid]
         definition = message_definition(task)
+        assert definition is not None  # waiting_message_tasks took only tasks that have one
         value = _correlation_value_of(task, definition, change.instance.id)
         buffered = take_buffered(change, definition.name, value)
         if buffered is not None:
@@ -308,6 +309,7 @@ def deliver(change: Change, task, payload: dict[str, Any]) -> None:
     """Hand a message to the waiting task with the task's own event definition and correlations
     (we matched it by index already; SpiffWorkflow re-checks them)."""
     definition = message_definition(task)
+    assert definition is not None  # the task waits for a message (its subscription or waiting_message_tasks)
     engine = change.workflow.script_engine
     correlations = definition.calculate_correlations(engine, definition.process_correlations, task.data)
     payload = dict(payload)

@@ -25,9 +25,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 from rq import SimpleWorker, Worker
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
+
+if TYPE_CHECKING:
+    from rq.worker.base import BaseWorker as _WorkerMixinBase  # what the mixin's methods find on `self`
+else:
+    _WorkerMixinBase = object
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +135,7 @@ class NotingDeathPenalty(UnixSignalDeathPenalty):
         super().handle_death_penalty(signum, frame)
 
 
-class PromptCommandChannel:
+class PromptCommandChannel(_WorkerMixinBase):
     """RQ's subscribe, but polling the worker's command channel every second instead of every minute:
     redis-py 8's PubSubWorkerThread.stop() waits for the poll to return, which held every exit of a
     worker (a SIGTERM, each recycle) for up to 60 s."""
@@ -138,8 +144,8 @@ class PromptCommandChannel:
         self.log.info("Worker %s: subscribing to channel %s", self.name, self.pubsub_channel_name)
         self.pubsub = self.connection.pubsub()
         self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
-        self.pubsub_thread = self.pubsub.run_in_thread(sleep_time=1, daemon=True,
-                                                       exception_handler=self._pubsub_exception_handler)
+        self.pubsub_thread = self.pubsub.run_in_thread(  # type: ignore[assignment]  # rq leaves it unannotated: inferred None
+            sleep_time=1, daemon=True, exception_handler=self._pubsub_exception_handler)
 
 
 class ForkingWorker(PromptCommandChannel, Worker):

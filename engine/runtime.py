@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from .audit.keys import AuditKeys
@@ -40,7 +40,7 @@ class SpecCache:
         self._specs: dict[int, ParsedModel] = {}
         self._lock = threading.Lock()
 
-    def get(self, db: Database, definition_id: int, *, session: Session | None = None) -> ParsedModel:
+    def get(self, db: Database, definition_id: int, *, session: Session | Connection | None = None) -> ParsedModel:
         """The parsed model; on a miss it is read through `session` when given (on SQLite a second
         connection inside a write transaction would wait for that transaction's own lock)."""
         model = self._specs.get(definition_id)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from . import messages, outbox, start_timers, timers
 from .change import WAKEUP_CHANNEL
@@ -62,7 +62,7 @@ class Leadership:
 
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
-        self._conn = None
+        self._conn: Connection | None = None
 
     def try_acquire(self) -> bool:
         if not self._rt.db.is_postgres:
@@ -110,6 +110,7 @@ class Leadership:
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
         try:
+            assert conn is not None  # dropped only while held
             conn.close()
         except Exception:
             log.debug("closing the lock connection failed", exc_info=True)

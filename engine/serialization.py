@@ -94,8 +94,7 @@ class FastTaskConverter(TaskConverter):
         if isinstance(task_spec, CatchingEvent) and task._state & TaskState.WAITING:
             workflow.top_workflow.event_manager.add_task(task)
         delta = dct.get("delta")
-        parent = workflow.tasks.get(task._parent) if delta else None
-        if parent is not None:
+        if delta and (parent := workflow.tasks.get(task._parent)) is not None:
             data = {}
             for key, value in parent.data.items():  # DeepMerge.merge({}, parent.data)
                 data[key] = copy(value) if isinstance(value, dict | list | set) else value
@@ -145,7 +144,8 @@ class SpeclessWorkflowConverter(BpmnWorkflowConverter):
 
 def _check_data_size(dct: dict[str, Any]) -> None:
     """Refuse a state whose task data (full data and deltas, as written) passes MAX_STATE_DATA_BYTES."""
-    left, memo = MAX_STATE_DATA_BYTES, {}
+    left = MAX_STATE_DATA_BYTES
+    memo: dict[int, int] = {}
     try:
         for data in _data_parts(dct):
             left -= json_size(data, left, compact=True, lenient=True, memo=memo)

@@ -9,10 +9,10 @@ once) skips the instances it already reached; one receiver's failure is an incid
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import Table, bindparam, exists, select
 from sqlalchemy.exc import IntegrityError
 
 from .change import PI, Abandon, change_instance
@@ -26,8 +26,8 @@ from .runtime import Runtime
 from .spiff_specs import find_task
 from .start_events import start_by_signal
 
-SIG = SignalSubscription.__table__
-DELIVERED = SignalDelivery.__table__
+SIG = cast(Table, SignalSubscription.__table__)
+DELIVERED = cast(Table, SignalDelivery.__table__)
 _RECEIVED = exists().where(DELIVERED.c.signal_id == bindparam("signal_id"),
                            DELIVERED.c.instance_id == SIG.c.instance_id)
 _WAITERS = (select(SIG.c.instance_id).distinct().join(PI, PI.c.id == SIG.c.instance_id)

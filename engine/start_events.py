@@ -19,13 +19,13 @@ message's payload reaches the process as the library delivers it to a catching e
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from SpiffWorkflow.bpmn.specs.mixins.events.start_event import StartEvent
 from SpiffWorkflow.bpmn.util.event import BpmnEvent
 from SpiffWorkflow.spiff.specs.event_definitions import MessageEventDefinition, SignalEventDefinition
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.exc import IntegrityError
 
 from .change import after_commit, new_instance
@@ -34,7 +34,7 @@ from .errors import EngineError, InvalidInput, ProcessError
 from .models import Message, ProcessDefinition, SignalDelivery
 from .runtime import Runtime
 
-PD = ProcessDefinition.__table__
+PD = cast(Table, ProcessDefinition.__table__)
 _STARTABLE = Prepared(select(PD.c.id, PD.c.key, PD.c.version).where(PD.c.is_latest, PD.c.suspended.is_(False))
                       .order_by(PD.c.key))
 _INSERT_MESSAGE = Prepared(insert_all(Message.__table__))

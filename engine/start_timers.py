@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime, timedelta
+from typing import cast
 
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from . import audit
@@ -31,8 +32,9 @@ from .spiff_specs import StartTimer, parse_cycle
 log = logging.getLogger(__name__)
 
 ACTOR = "scheduler"
-SS = StartSchedule.__table__
-PD = ProcessDefinition.__table__
+SS = cast(Table, StartSchedule.__table__)
+PD = cast(Table, ProcessDefinition.__table__)
+INCIDENT = cast(Table, Incident.__table__)
 
 
 def literal(timer: StartTimer) -> str:
@@ -193,7 +195,7 @@ def park(rt: Runtime, key: str, error: str) -> None:
         if row is None:
             return
         next_at, remaining, missed = _advance(row, now)
-        conn.execute(Incident.__table__.insert().values(
+        conn.execute(INCIDENT.insert().values(
             kind="start_timer", instance_id=None, task_id=None, element_id=row["element_id"], operation=None,
             message=error, attempts=1, payload={"key": key, "due": row["next_at"].isoformat()}, status="open",
             created_at=now))

@@ -8,8 +8,9 @@ fell due meanwhile, in the activating change."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import Table, bindparam, update
 
 from . import audit
 from .change import PI, Change, change_instance, locked_instance
@@ -20,7 +21,7 @@ from .readmodels import correlation_value, deliver, message_definition, take_buf
 from .runtime import Runtime
 from .spiff_specs import deadline_of, timer_element, waiting_timers
 
-MSG = Message.__table__
+MSG = cast(Table, Message.__table__)
 _ACTIVATE = Prepared(update(PI).where(PI.c.id == bindparam("row_id")).values(suspended=False))
 _DELIVERED = Prepared(update(MSG).where(MSG.c.id == bindparam("message_id"))
                       .values(status="delivered", delivered_at=bindparam("at"), instance_id=bindparam("instance_id")))
@@ -77,6 +78,7 @@ def _deliver_buffered(ch: Change) -> None:
     """Messages buffered while the instance was suspended, to the tasks that still wait for them."""
     for task in sorted(waiting_message_tasks(ch.workflow), key=lambda t: str(t.id)):
         definition = message_definition(task)
+        assert definition is not None  # waiting_message_tasks took only tasks that have one
         value = correlation_value(task, definition, ch.instance.id)
         buffered = take_buffered(ch, definition.name, value)
         if buffered is None:

@@ -7,10 +7,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from . import audit, readmodels
@@ -24,7 +24,7 @@ from .runtime import Runtime
 from .spiff_specs import find_task
 from .visibility import Viewer, task_filter
 
-HT = HumanTask.__table__
+HT = cast(Table, HumanTask.__table__)
 _BY_ID = Prepared(select(*HT.c).where(HT.c.id == bindparam("task_id")))
 # Completion closes the row first, in the same statement that reads it (after the instance lock, so
 # it sees the latest committed row); no row back means it was not open, or not the actor's to complete.

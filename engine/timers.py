@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime, timedelta
+from typing import cast
 
 from SpiffWorkflow.util.task import TaskState
-from sqlalchemy import bindparam, false, select
+from sqlalchemy import Table, bindparam, false, select
 
 from .db import Prepared
 from .models import ProcessInstance
@@ -44,7 +45,7 @@ def _waiting_timers(workflow) -> dict[tuple[str, str], tuple[str, str]]:
     return out
 
 
-PI = ProcessInstance.__table__
+PI = cast(Table, ProcessInstance.__table__)
 # The running, unsuspended instances past their deadline, earliest first: the partial index
 # ix_instance_due holds exactly these (its predicate spells `suspended = false`, as this does).
 _MAY_FIRE = (PI.c.status == "running", PI.c.suspended == false())

@@ -15,9 +15,9 @@ from typing import Any
 
 FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
 MAX_DESCRIPTION = 2000  # what a case keeps
-_EMAIL = re.compile(r"^[^@\s]{1,100}@[^@\s]{1,150}\.[^@\s]{1,30}$")
-_PHONE = re.compile(r"^\+?[0-9][0-9 ()-]{4,28}$")
-_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,50}$")
+_EMAIL = re.compile(r"^[^@\s]{1,100}@[^@\s]{1,150}\.[^@\s]{1,30}\Z")
+_PHONE = re.compile(r"^\+?[0-9][0-9 ()-]{4,28}\Z")
+_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,50}\Z")
 
 
 class Open311Error(Exception):
@@ -73,7 +73,7 @@ def parse_submission(form: Mapping[str, str]) -> Submission:
                                 + (" (address_id is not supported here)" if text["address_id"] else ""))
     _bounded(text, {"address_string": 300, "description": MAX_DESCRIPTION, "media_url": 500, "email": 200,
                     "first_name": 50, "last_name": 50, "device_id": 100, "account_id": 100})
-    if text["media_url"] and not re.match(r"^https?://[^\s]+$", text["media_url"]):
+    if text["media_url"] and not re.match(r"^https?://[^\s]+\Z", text["media_url"]):
         raise Open311Error(400, "media_url must be an http or https URL")
     if text["email"] and not _EMAIL.match(text["email"]):
         raise Open311Error(400, "email is not an e-mail address")
@@ -99,7 +99,8 @@ def _coordinate(value: str | None, name: str, bound: float) -> float | None:
 
 def _bounded(text: Mapping[str, str | None], limits: Mapping[str, int]) -> None:
     for name, limit in limits.items():
-        if text[name] is not None and len(text[name]) > limit:
+        value = text[name]
+        if value is not None and len(value) > limit:
             raise Open311Error(400, f"{name} is longer than {limit} characters")
 
 

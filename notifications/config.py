@@ -8,6 +8,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import cast
 
 from redis import Redis
 
@@ -110,6 +111,7 @@ def build_providers(cfg: NotifySettings, redis_url: str = "") -> dict[str, Provi
         providers[Channel.WECHAT_OA] = WeChatOfficialAccount(
             cfg.oa_app_id, cfg.oa_secret, base_url=cfg.oa_base_url,
             token_store=RedisTokenStore(redis) if redis else None,
-            templates={kind: OaTemplate(str(t["template_id"]), dict(t.get("fields", {})))  # type: ignore[arg-type]
+            # "fields" in GRIDLOOP_NOTIFY_OA_TEMPLATES: {template data key: message param}
+            templates={kind: OaTemplate(str(t["template_id"]), dict(cast(Mapping[str, str], t.get("fields", {}))))
                        for kind, t in cfg.oa_templates.items()})
     return providers

@@ -91,6 +91,7 @@ class Deliverer:
         if not claimed:
             return
         budget = min(self.policy.batch_budget, rt.job_lease / 4).total_seconds()
+        outcomes: list[tuple[dict[str, Any], Outcome]]
         started, outcomes = time.monotonic(), []
         for payload, message in claimed:  # the first is always sent: every job moves its batch on
             late = bool(outcomes) and time.monotonic() - started > budget

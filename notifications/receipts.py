@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from engine.runtime import Runtime
@@ -26,6 +27,9 @@ from .queueing import record
 from .quiet_hours import QuietHours
 
 log = logging.getLogger(__name__)
+
+_NOTIFICATIONS = cast(Table, Notification.__table__)
+_NOTIFICATION_EVENTS = cast(Table, NotificationEvent.__table__)
 
 # provider status → ours
 TWILIO = {"accepted": "sent", "scheduled": "sent", "queued": "sent", "sending": "sent", "sent": "sent",
@@ -109,7 +113,7 @@ def apply_receipt(s: Session, now: datetime, n: Notification, status: str, quiet
 def acknowledge_instance(conn, instance_id: str, at: datetime, by: str) -> int:
     """The person answered (a graded warning acknowledged): the instance's notices become
     `acknowledged`, and those not sent yet are never sent. One in flight (`sending`) is left alone."""
-    n, ev = Notification.__table__, NotificationEvent.__table__
+    n, ev = _NOTIFICATIONS, _NOTIFICATION_EVENTS
     ids = list(conn.execute(select(n.c.id).where(n.c.instance_id == instance_id,
                                                 n.c.status.in_(("queued", "sent", "delivered")))).scalars())
     if ids:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, insert, select, update
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Table, insert, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.db import Base, UTCDateTime
@@ -72,9 +72,10 @@ class CaseAssessment(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
-CASE = Case.__table__
-HT = HumanTask.__table__
-AUDIT = AuditEvent.__table__
+CASE = cast(Table, Case.__table__)
+HT = cast(Table, HumanTask.__table__)
+AUDIT = cast(Table, AuditEvent.__table__)
+ASSESSMENTS = cast(Table, CaseAssessment.__table__)
 _STAGES = ("review", "dispatch", "sign_for", "handle", "verify")
 
 
@@ -82,7 +83,8 @@ def outcome_of(ended: InstanceEnded) -> str:
     if ended.status != "completed":
         return ended.status
     # the review's default flow ends the case as invalid; a transfer loops back to the review
-    return {"valid": "closed", "merge": "merged"}.get(ended.variables.get("review_result"), "invalid")
+    outcomes: dict[str | None, str] = {"valid": "closed", "merge": "merged"}
+    return outcomes.get(ended.variables.get("review_result"), "invalid")
 
 
 def close_case(conn, ended: InstanceEnded) -> None:
@@ -108,7 +110,7 @@ def close_case(conn, ended: InstanceEnded) -> None:
     closed_on_time = None
     if outcome == "closed" and on_time["handle"] is not None:
         closed_on_time = on_time["handle"] and on_time["sign_for"] is not False and on_time["verify"] is not False
-    conn.execute(insert(CaseAssessment.__table__).values(
+    conn.execute(insert(ASSESSMENTS).values(
         case_id=case["id"], tenant=case["tenant"], grid_code=v.get("grid") or case["grid_code"],
         category=case["category"], source=case["source"], inspector=handlers[-1] if handlers else v.get("inspector"),
         outcome=outcome, violation=v.get("finding_kind") == "violation", filed_at=case["created_at"],

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ForeignKey, Integer, String, select, update
+from sqlalchemy import ForeignKey, Integer, String, Table, select, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine import tasks
@@ -44,6 +44,9 @@ class CaseDeferral(Base):
     remaining_seconds: Mapped[int] = mapped_column(Integer)  # of the handling limit, when it began
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_how: Mapped[str | None] = mapped_column(String(20))  # date | released
+
+
+DEFERRALS = cast(Table, CaseDeferral.__table__)
 
 
 def remaining(calendar: WorkCalendar, clock: ClockKind, now: datetime, due: datetime) -> int:
@@ -96,7 +99,7 @@ def defer_operation(calendar: Callable[[], WorkCalendar]) -> Callable[[Mapping[s
             raise ValueError(f"{approved} asked for this deferral and cannot approve it too: another supervisor "
                              "of the level above decides")
         left = remaining(calendar(), ClockKind(params.get("clock") or "working"), now, due)
-        conn.execute(CaseDeferral.__table__.insert().values(
+        conn.execute(DEFERRALS.insert().values(
             case_id=params["case_id"], reason=str(params.get("reason") or "")[:500],
             requested_by=asked, approved_by=approved,
             until=until, started_at=now, remaining_seconds=left))
@@ -111,7 +114,7 @@ def resume_operation(calendar: Callable[[], WorkCalendar]) -> Callable[[Mapping[
 
     def handler(params: Mapping[str, Any], ctx: OperationContext) -> str:
         conn, now = _context(ctx)
-        table = CaseDeferral.__table__
+        table = DEFERRALS
         open_row = conn.execute(select(table.c.id, table.c.remaining_seconds)
                                 .where(table.c.case_id == params["case_id"], table.c.ended_at.is_(None))
                                 .order_by(table.c.id.desc()).limit(1)).first()
@@ -129,14 +132,14 @@ def resume_operation(calendar: Callable[[], WorkCalendar]) -> Callable[[Mapping[
 
 def end_open_deferral(conn: Any, case_id: str, at: datetime) -> None:
     """A case that ends while on hold (cancelled) ends its deferral too, so its time is counted."""
-    table = CaseDeferral.__table__
+    table = DEFERRALS
     conn.execute(update(table).where(table.c.case_id == case_id, table.c.ended_at.is_(None))
                  .values(ended_at=at, ended_how="closed"))
 
 
 def deferred_totals(conn: Any, case_id: str) -> tuple[int, int]:
     """(deferrals, seconds deferred) of a case, for its assessment record."""
-    table = CaseDeferral.__table__
+    table = DEFERRALS
     rows = conn.execute(select(table.c.started_at, table.c.ended_at).where(table.c.case_id == case_id)).all()
     seconds = sum(round((end - start).total_seconds()) for start, end in rows if end is not None)
     return len(rows), seconds

@@ -63,6 +63,7 @@ def seed_demo_cases(rt: Runtime, tenant: str, storage: Path) -> int:
 
 def _act(rt: Runtime, case: Case, element: str, variables: dict[str, Any], point: tuple[float, float],
          storage: Path) -> None:
+    assert case.instance_id is not None  # file_alarm starts the process of every case it files
     (task,) = [t for t in instances.open_tasks(rt, case.instance_id) if t.element_id == element]
     actor = task.assignee or f"sup-{case.grid_code}"
     if element == "handle":

@@ -55,10 +55,10 @@ def seed_demo(db: Database, now: datetime, *, days_on_duty: int = 21) -> DemoSum
     tenant = data["city"]["code"]
     with db.session() as s:
         if s.scalar(select(func.count()).where(Grid.tenant == tenant)):
-            people = dict(s.execute(select(Person.post, func.count()).where(Person.tenant == tenant)
-                                    .group_by(Person.post)).all())
+            posts = dict(s.execute(select(Person.post, func.count()).where(Person.tenant == tenant)
+                                   .group_by(Person.post)).all())
             grids = s.scalar(select(func.count()).where(Grid.tenant == tenant, Grid.valid_to.is_(None)))
-            return DemoSummary(tenant, grids or 0, people.get("inspector", 0), people.get("supervisor", 0), False)
+            return DemoSummary(tenant, grids or 0, posts.get("inspector", 0), posts.get("supervisor", 0), False)
     collection = demo_feature_collection(data)
     import_grids(db, now, tenant, collection)
     features = [f["properties"] for f in collection["features"]]
@@ -68,7 +68,7 @@ def seed_demo(db: Database, now: datetime, *, days_on_duty: int = 21) -> DemoSum
         s.add(Department(code=f"{tenant}-sthjj", tenant=tenant, name=f"{data['city']['name']}生态环境局"))
         s.add_all(Category(code=c, tenant=tenant, name=n, urgent=u, sign_for_hours=sf, handle_hours=h,
                            verify_hours=v) for c, n, u, sf, h, v in CATEGORIES)
-        people = []
+        people: list[Person] = []
         for p in features:
             level, code, name = p["level"], p["code"], p["name"]
             if level == "unit":

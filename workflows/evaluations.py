@@ -113,7 +113,8 @@ def _regions(conn: Any, tenant: str) -> dict[str, dict[str, str]]:
     by_code = {code: (level, parent) for code, level, parent in rows}
     out: dict[str, dict[str, str]] = {}
     for code in by_code:
-        chain, current = {}, code
+        chain: dict[str, str] = {}
+        current = code
         while current in by_code and len(chain) < 8:
             level, parent = by_code[current]
             chain[level] = current
@@ -146,7 +147,7 @@ def indicators(conn: Any, tenant: str, period: Period, by: tuple[str, ...], *, n
     out = []
     for key in sorted(groups):
         counts = groups[key]
-        row = {"key": dict(zip(by, key, strict=True)), "counts": counts, "rates": rates(counts)}
+        row: dict[str, Any] = {"key": dict(zip(by, key, strict=True)), "counts": counts, "rates": rates(counts)}
         row["components"] = _components(row["rates"], counts, config)
         row["score"], row["grade"], row["missing"] = _score(row["components"], config["schemes"][scheme],
                                                             config["grades"])
@@ -239,7 +240,7 @@ def visible_figures(db: Database, row: AssessmentEvaluation, viewer: Viewer) -> 
     dims = tuple(row.by.split(","))
     post = next((d for d in dims if d.startswith("post:")), None)
     region = next((d for d in dims if d.startswith("region:")), None)
-    homes: dict[str, str] = {}
+    homes: dict[str | None, str] = {}  # username (None for a person without an account) → grid
     if post and viewer.oversees:
         with db.session() as s:
             homes = dict(s.execute(select(Person.username, Person.grid_code).where(Person.tenant == row.tenant)).all())

@@ -302,6 +302,7 @@ def _check_containment(grids: list[ParsedGrid], by_code: dict[str, ParsedGrid], 
         parent = _valid_parent(g, by_code)
         if parent is None:
             continue
+        assert parent.shape is not None and g.shape is not None  # _valid_parent returns None otherwise
         if parent.code not in grown:
             grown[parent.code] = parent.shape.buffer(tolerance)
             shapely.prepare(grown[parent.code])

@@ -119,8 +119,9 @@ def grid_features(db: Database, shapes: GridShapes, viewer: Viewer, tenant: str,
         for start in range(0, len(missing), 500):
             chunk = missing[start:start + 500]
             for row_id, geometry in s.execute(select(Grid.id, Grid.geometry).where(Grid.id.in_(chunk))):
-                borders[row_id] = simplified(geometry, zoom)
-                shapes.keep(row_id, zoom, borders[row_id])
+                border = simplified(geometry, zoom)
+                borders[row_id] = border
+                shapes.keep(row_id, zoom, border)
     features = [{"type": "Feature", "id": r.code, "geometry": borders[r.id],
                  "properties": {"code": r.code, "name": r.name, "level": r.level, "parent": r.parent_code}}
                 for r in rows]

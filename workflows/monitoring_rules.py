@@ -228,17 +228,19 @@ def check_offline(s: Session, now: datetime) -> int:
     """Sources silent longer than their `offline_after_s`: one offline alarm each per silence."""
     active = s.scalars(select(MonitoringSource).where(MonitoringSource.active.is_(True),
                                                       MonitoringSource.last_seen_at.is_not(None))).all()
-    silent = [x for x in active if x.last_seen_at + timedelta(seconds=x.offline_after_s) <= now]
-    states = _states(s, (x.mn for x in silent))
+    # (source, its last_seen_at): never None (the query); the test narrows its type
+    silent = [(x, x.last_seen_at) for x in active
+              if x.last_seen_at is not None and x.last_seen_at + timedelta(seconds=x.offline_after_s) <= now]
+    states = _states(s, (x.mn for x, _ in silent))
     queued = 0
-    for source in silent:
+    for source, last_seen_at in silent:
         state = _state(s, states, (source.mn, "*", OFFLINE))
         if state.active:
             continue
-        state.active, state.since, state.last_at = True, source.last_seen_at, now
+        state.active, state.since, state.last_at = True, last_seen_at, now
         state.episodes = (state.episodes or 0) + 1
-        queue_alarm(s, now, source, "*", OFFLINE, source.last_seen_at,
-                    {"silent_since": source.last_seen_at.isoformat(), "offline_after_s": source.offline_after_s})
+        queue_alarm(s, now, source, "*", OFFLINE, last_seen_at,
+                    {"silent_since": last_seen_at.isoformat(), "offline_after_s": source.offline_after_s})
         queued += 1
     return queued
 

@@ -151,7 +151,7 @@ def staff_channels(p: Person) -> list[tuple[str, str]]:
     those they have an address for."""
     addresses = {"wechat_work": p.wecom_id, "sms": p.phone}
     order = chosen_channels(p.channels) or list(CHANNEL_ORDER)
-    return [(c, addresses[c]) for c in order if addresses.get(c)]
+    return [(c, address) for c in order if (address := addresses.get(c))]
 
 
 def contacts(s: Session, n: Notification) -> list[tuple[str, str]]:

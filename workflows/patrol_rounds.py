@@ -23,9 +23,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Boolean, Float, Index, String, UniqueConstraint, select, update
+from sqlalchemy import Boolean, Float, Index, String, Table, UniqueConstraint, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from engine.change import new_instance
@@ -82,6 +82,9 @@ class PatrolTask(Base):
     note: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+PATROL_TASKS = cast(Table, PatrolTask.__table__)
 
 
 class PatrolFinding(Base):
@@ -189,7 +192,7 @@ def _open_visit(rt: Runtime, conn: Any, definition: Any, tenant: str, t: Any, pl
                  "target_class": t.target_class, "lon": t.lon, "lat": t.lat, "grid": grid,
                  "grid_level": plan.grid_level, "inspector": inspector or "", "night": plan.night,
                  "due": end.isoformat(), "close_at": close_at.isoformat()}
-    conn.execute(PatrolTask.__table__.insert().values(
+    conn.execute(PATROL_TASKS.insert().values(
         id=task_id, tenant=tenant, target_id=t.id, grid_level=plan.grid_level,
         grid_code=grid, cadence=plan.cadence, night=plan.night, slot_start=start, slot_end=end, close_at=close_at,
         inspector=inspector, status="open", created_at=now))

@@ -176,5 +176,7 @@ def targets_from_sources(rt: Runtime, index: GridIndex, tenant: str, target_clas
             MonitoringSource.lat.is_not(None)).order_by(MonitoringSource.mn)).all()
         new = [NewTarget(tenant, src.mn, src.enterprise or src.name, target_class, src.lon, src.lat,
                          grid_code=None, source_mn=src.mn)
-               for src in sources if src.mn not in have and index.locate(src.lon, src.lat) is not None]
+               for src in sources  # lon and lat are never None here (the query): the test narrows their types
+               if src.lon is not None and src.lat is not None and src.mn not in have
+               and index.locate(src.lon, src.lat) is not None]
     return import_targets(rt, index, new) if new else []

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import BigInteger, Index, Integer, Numeric, String, bindparam, delete, func, select, update
+from sqlalchemy import BigInteger, Index, Integer, Numeric, String, Table, bindparam, delete, func, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -55,6 +55,9 @@ class StoredReading(Base):
     flag: Mapped[str | None] = mapped_column(String(1))  # N F M S D C T B, or none sent
     data_time: Mapped[datetime] = mapped_column(UTCDateTime)  # the period's start (2051/2061/2031) or sample time
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+READINGS = cast(Table, StoredReading.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,7 @@ def store_readings(s: Session, rows: Sequence[ReadingRow]) -> int:
     if conn.dialect.name == "postgresql":
         _copy_into(conn, rows)
     else:
-        conn.execute(sqlite.insert(StoredReading.__table__).on_conflict_do_nothing(), [r.as_params() for r in rows])
+        conn.execute(sqlite.insert(READINGS).on_conflict_do_nothing(), [r.as_params() for r in rows])
     return len(rows)
 
 
@@ -155,8 +158,9 @@ def _copy_text(rows: Sequence[ReadingRow], block_rows: int = 20_000) -> list[str
         value = r.value
         if type(value) is not Decimal or not value.is_finite():
             return None
+        # (a None flag is always found: texts[None], so `text` only gets a str)
         lines.append(f"{get(r.mn) or text(r.mn)}\t{get(r.pollutant) or text(r.pollutant)}\t{get(r.cn) or text(r.cn)}"
-                     f"\t{get(r.kind) or text(r.kind)}\t{value}\t{get(r.flag) or text(r.flag)}"
+                     f"\t{get(r.kind) or text(r.kind)}\t{value}\t{get(r.flag) or text(cast(str, r.flag))}"
                      f"\t{get(r.data_time) or stamp(r.data_time)}\t{get(r.received_at) or stamp(r.received_at)}\n")
         if len(lines) >= block_rows:
             blocks.append("".join(lines))
@@ -187,7 +191,7 @@ def touch_sources(s: Session, rows: Iterable[ReadingRow]) -> None:
 def purge_older_than(db: Database, cutoff: datetime, *, chunk: int = 10_000) -> int:
     """Delete readings whose data time is before `cutoff`, `chunk` rows a transaction (short locks);
     answers how many were deleted."""
-    table = StoredReading.__table__
+    table = READINGS
     total = 0
     while True:
         with db.begin() as conn:

@@ -126,7 +126,8 @@ def _report_details(report: Report) -> dict[str, Any]:
 def join_nearby(rt: Runtime, alarm: Alarm, policy: DuplicatePolicy, attach: Attach | None = None) -> Intake | None:
     """Record `alarm` as an occurrence of the nearest open case of its category within the policy's
     radius and window, in one transaction with that case locked (and `attach`'s rows); None when
-    there is none."""
+    there is none. Only for an alarm with a position (its two callers see to that)."""
+    assert alarm.lon is not None and alarm.lat is not None
     now = rt.clock.now()
     with rt.db.transaction() as s:
         if s.scalar(select(CaseAlarm.id).where(CaseAlarm.source == alarm.source,
@@ -156,7 +157,8 @@ def nearest_open_case(s: Session, tenant: str, category: str, lon: float, lat: f
         Case.tenant == tenant, Case.category == category, Case.status == "open", Case.last_seen >= since,
         Case.lat.between(lat - dlat, lat + dlat), Case.lon.between(lon - dlon, lon + dlon))
         .order_by(Case.id).with_for_update()).all()
-    scored = [(distance_m(lon, lat, c.lon, c.lat), c.id, c) for c in rows]
+    scored = [(distance_m(lon, lat, c.lon, c.lat), c.id, c)
+              for c in rows if c.lon is not None and c.lat is not None]  # always (the query): narrows the types
     return min((t for t in scored if t[0] <= radius_m), default=(None, None, None))[2]
 
 
@@ -333,7 +335,9 @@ def extend_petition(rt: Runtime, petition_id: str, days: int, reason: str, actor
     if instance_id:
         instances.annotate(rt, instance_id, actor, "petition.extended", days=days, reason=reason,
                            completion_due=new_due.isoformat())
-    return find_petition(rt.db, petition_id)
+    extended = find_petition(rt.db, petition_id)
+    assert extended is not None  # found and locked above; cases are never deleted
+    return extended
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -55,4 +56,4 @@ def on_duty(session: Session, *, grid_code: str, category: str, at: datetime, po
                or_(DutyShift.category.is_(None), DutyShift.category == category),
                Person.active.is_(True), Person.post == post, Person.username.is_not(None))
         .order_by(Person.username).distinct())
-    return list(rows)
+    return cast(list[str], list(rows))  # `Person.username.is_not(None)` in the query

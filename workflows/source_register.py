@@ -215,7 +215,8 @@ def _place(grids: GridIndexCache, tenant: str, grid: str | None, lon: float | No
 
 
 def _existing(s: Session, mns: Iterable[str]) -> set[str]:
-    wanted, found = sorted(set(mns)), set()
+    wanted = sorted(set(mns))
+    found: set[str] = set()
     for i in range(0, len(wanted), 500):
         found.update(s.scalars(select(MonitoringSource.mn).where(MonitoringSource.mn.in_(wanted[i:i + 500]))))
     return found

@@ -43,7 +43,7 @@ CHANNELS = CHANNEL_ORDER  # the staff channels, each with its address field
 ADDRESS_OF = {"wechat_work": "wecom_id", "sms": "phone"}
 FIELD_NAMES = {"wecom_id": "wecomId", "phone": "phone"}  # the API's names of the address columns
 # A mobile number SMS can reach: a mainland one (11 digits, with or without +86), or E.164 elsewhere
-PHONE = re.compile(r"^(\+86)?1[3-9][0-9]{9}$|^\+(?!86)[1-9][0-9]{6,14}$")  # ASCII digits: \d takes ８ too
+PHONE = re.compile(r"^(\+86)?1[3-9][0-9]{9}\Z|^\+(?!86)[1-9][0-9]{6,14}\Z")  # ASCII digits: \d takes ８ too
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,8 @@ def import_staff(rt: Runtime, actor: Viewer, people: Items) -> list[Person]:
     kinds: set[type[EngineError]] = {InvalidInput} if problems else set()
     with UnitOfWork(rt) as uow:
         s = uow.session
-        registered, first = [], {}
+        registered: list[dict[str, Any]] = []
+        first: dict[str, int] = {}  # lower-cased username → the item that has it first
         for i, new in people.loaded:
             try:
                 registered.append(_registered(s, actor, new))

@@ -161,6 +161,7 @@ def _finished(conn: Any, q: Query, viewer: Viewer, start: datetime, end: datetim
     dialect = conn.dialect.name
     key = {"category": a.c.category, "source": a.c.source, "grid": a.c.grid_code, "inspector": a.c.inspector,
            "stage": a.c.outcome}.get(q.by) if q.by not in TIME_BUCKETS else _local_day(a.c.filed_at, dialect)
+    assert key is not None  # _check let only DIMENSIONS through
     conds = [a.c.tenant == q.tenant, a.c.filed_at >= start, a.c.filed_at < end, a.c.outcome != "cancelled",
              grid_filter(viewer, a.c.grid_code) if viewer.oversees or viewer.sees_all else
              a.c.inspector == viewer.name]
@@ -294,6 +295,7 @@ def statistics(db: Database, q: Query, viewer: Viewer, now: datetime) -> dict[st
                 for name, n in counts.items():
                     total[name] += n
         labels = _labels(conn, q)
+    grouped: dict[str, dict[str, int]] | dict[str | None, dict[str, int]]  # by time: `raw` itself
     if q.by == "grid":
         _, order, grouped = _grid_rows(q, viewer, grids, raw)
     elif q.by in TIME_BUCKETS:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Table, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.db import Base, UTCDateTime
@@ -24,7 +24,7 @@ NOTIFY_LEVELS = ("grid", "town", "district", "city")  # grid: the warning's own 
 STATUSES = ("open", "acknowledged", "escalated", "expired")
 GROUP_STATUSES = ("open", "escalated", "acknowledged", "expired", "cancelled")
 TRACKED = ("renotified", "escalated")
-GROUP_ID = re.compile(r"^[0-9a-f]{32}$")
+GROUP_ID = re.compile(r"^[0-9a-f]{32}\Z")
 
 
 class WarningPolicy(Base):
@@ -111,4 +111,5 @@ class WarningEvent(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
-W, G, E = GradedWarning.__table__, WarningGroup.__table__, WarningEvent.__table__
+W, G, E = (cast(Table, GradedWarning.__table__), cast(Table, WarningGroup.__table__),
+           cast(Table, WarningEvent.__table__))

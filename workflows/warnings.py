@@ -250,6 +250,7 @@ def warning_ended(conn: Connection, ended: InstanceEnded) -> None:
         values.update(escalations=steps, current_scope=v["escalation_scope"])
     actor = ended.actor
     if status == "acknowledged":
+        assert isinstance(ack, dict)  # what made the status acknowledged
         actor = str(ack.get("by") or ended.actor)[:200]
         values.update(acknowledged_by=actor, acknowledged_at=ended.ended_at, ack_via=str(ack.get("via") or "")[:10])
         acknowledge_instance(conn, ended.instance_id, ended.ended_at, actor)

@@ -65,8 +65,8 @@ def _minutes(t: time) -> int:
 
 @dataclass
 class WorkCalendar:
-    holidays: dict[date, str] = field(default_factory=dict)
-    workdays: dict[date, str] = field(default_factory=dict)
+    holidays: dict[date, str | None] = field(default_factory=dict)  # day → its name (calendar_day.name)
+    workdays: dict[date, str | None] = field(default_factory=dict)
     known_years: frozenset[int] = frozenset()
     schedule: WorkSchedule = field(default_factory=WorkSchedule)
     guessed_years: set[int] = field(default_factory=set)  # years asked about without data

@@ -3,9 +3,7 @@ taken on site for its tasks — what the reviewing and verifying supervisor look
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from flask import Blueprint, current_app, jsonify, send_file
+from flask import Blueprint, jsonify
 from marshmallow import fields
 from sqlalchemy import select
 
@@ -18,6 +16,7 @@ from ..auth import current, roles
 from ..http import doc, runtime
 from .cases import READERS, _scope_filter
 from .evidence import EvidenceView
+from .photo_files import send_photo
 
 bp = Blueprint("case_photos", __name__, url_prefix="/api/v1/cases")
 
@@ -64,11 +63,4 @@ def case_photo_file(case_id: str, evidence_id: int):
     with runtime().db.session() as s:
         row = s.scalar(select(Evidence).where(Evidence.id == evidence_id, Evidence.kind == "photo",
                                               Evidence.instance_id == case.instance_id)) if case.instance_id else None
-    if row is None or not row.path:
-        raise NotFound(f"case {case_id} has no photo {evidence_id}")
-    path = (Path(current_app.config["GRIDLOOP_SETTINGS"].storage_dir) / row.path).resolve()
-    if not path.is_file():
-        raise NotFound(f"photo {evidence_id} is no longer kept")
-    response = send_file(path, mimetype=row.content_type, max_age=0, etag=row.sha256, conditional=True)
-    response.headers["Cache-Control"] = "private, max-age=86400, immutable"  # content-addressed: never changes
-    return response
+    return send_photo(row, evidence_id, f"case {case_id} has no photo {evidence_id}")

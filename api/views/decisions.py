@@ -1,13 +1,13 @@
 """decision-definition: deploy DMN decision tables, list their versions, read one with its XML."""
 
-from flask import Blueprint, request
+from flask import Blueprint, jsonify, request
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
 from engine import decisions
 
 from .. import schemas
 from ..auth import current, roles
-from ..http import answer, doc, query_args, runtime
+from ..http import answer, doc, dumped, query_args, runtime
 
 bp = Blueprint("decision_definition", __name__, url_prefix="/api/v1/decision-definition")
 READERS = ("admin", "supervisor", "leader")
@@ -32,10 +32,9 @@ def deploy():
     if not xml:
         raise BadRequest("the DMN body is empty")
     stored = decisions.deploy(runtime(), xml, current().name)
-    for definition, created in stored:
-        definition.created = created
-    created = any(c for _d, c in stored)
-    return answer(schemas.DecisionsDeployedSchema(), {"decisions": [d for d, _c in stored]}, 201 if created else 200)
+    one = schemas.DeployedDecisionSchema()
+    body = {"decisions": [dumped(one, d, {"created": created}) for d, created in stored]}
+    return jsonify(body), 201 if any(c for _d, c in stored) else 200
 
 
 @bp.get("")

@@ -1,5 +1,7 @@
 """process-definition: deploy, list, versions, XML, and the lifecycle (make latest, suspend, activate)."""
 
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, fields
 from werkzeug.exceptions import BadRequest
@@ -37,13 +39,13 @@ def deploy():
     if not xml:
         raise BadRequest("the BPMN body is empty")
     definition, created = definitions.deploy(runtime(), xml, current().name)
-    definition.created = created
-    definition.warnings = [w.as_dict() for w in definitions.warnings(runtime(), definition)]
+    extra: dict[str, Any] = {"created": created,
+                             "warnings": [w.as_dict() for w in definitions.warnings(runtime(), definition)]}
     if not definition.is_latest:  # the bytes of an older version: deploying again does not roll back
-        definition.notice = (f"these bytes are version {definition.version}, which is not the latest of "
-                             f"'{definition.key}'; to start new cases on it, POST "
-                             f"/api/v1/process-definition/{definition.id}/make-latest with a reason")
-    return answer(schemas.DeployedSchema(), definition, 201 if created else 200)
+        extra["notice"] = (f"these bytes are version {definition.version}, which is not the latest of "
+                           f"'{definition.key}'; to start new cases on it, POST "
+                           f"/api/v1/process-definition/{definition.id}/make-latest with a reason")
+    return answer(schemas.DeployedSchema(), definition, 201 if created else 200, extra=extra)
 
 
 @bp.get("")

@@ -27,11 +27,10 @@ ZIP_TYPES = ("application/zip", "application/x-zip-compressed")
 def deploy():
     name, files = _files()
     bundle = bundles.deploy_bundle(runtime(), files, current().name, name)
-    deployment = bundle.deployment
-    deployment.warnings = [w.in_file(p.file).as_dict() for p in bundle.processes if p.created
-                           for w in p.model.warnings]
+    warnings = [w.in_file(p.file).as_dict() for p in bundle.processes if p.created for w in p.model.warnings]
     created = any(p.created for p in bundle.processes) or any(d.created for d in bundle.decisions)
-    return answer(schemas.DeployedBundleSchema(), deployment, 201 if created else 200)
+    return answer(schemas.DeployedBundleSchema(), bundle.deployment, 201 if created else 200,
+                  extra={"warnings": warnings})
 
 
 def _files() -> tuple[str | None, list[BundleFile]]:

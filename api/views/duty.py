@@ -24,7 +24,7 @@ READERS = ("admin", "supervisor", "leader", "inspector")
 WRITERS = ("admin", "supervisor")
 MAX_BATCH = 500
 SHIFT_ID = "<int(max=2147483647):shift_id>"  # an INTEGER column: 2^31-1
-GRID = validate.Regexp(r"^\d{6,40}$", error="a grid code (digits)")
+GRID = validate.Regexp(r"^[0-9]{6,40}\Z", error="a grid code (digits)")
 CATEGORY = validate.Length(min=1, max=50)
 
 
@@ -52,7 +52,7 @@ class RepeatedShiftIn(ShiftIn):
                                  validate=validate.Range(min=1, max=MAX_REPEAT))
 
     @post_load
-    def _new(self, data, **_kw):  # type: ignore[override]
+    def _new(self, data, **_kw):
         days = data.pop("repeat_days")
         return duty.repeated(NewShift(**data), days)
 

@@ -17,7 +17,7 @@ from ..errors import error_body
 from ..http import doc, query_args, runtime
 from ..schemas import Strict
 
-TENANT = validate.Regexp(r"^\d{6}$", error="a 6-digit administrative code (GB/T 2260)")
+TENANT = validate.Regexp(r"^[0-9]{6}\Z", error="a 6-digit administrative code (GB/T 2260)")
 
 
 class ImportArgs(Strict):

@@ -18,7 +18,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -138,7 +138,7 @@ class _Started:
     """The event generator, already inside its try: closing the response, even unread, frees its slot.
     (It needs no request context: it holds what it reads.)"""
 
-    def __init__(self, events: Iterator[str]) -> None:
+    def __init__(self, events: Generator[str, None, None]) -> None:
         self._events = events
         self._first = next(events)
 
@@ -174,7 +174,7 @@ class _Login:
         return self.session is None or accounts.session_active(rt.db, self.session, self.username)
 
 
-def _events(rt: Runtime, viewer: Viewer, tenant: str, streams: _Streams, login: _Login) -> Iterator[str]:
+def _events(rt: Runtime, viewer: Viewer, tenant: str, streams: _Streams, login: _Login) -> Generator[str, None, None]:
     """`retry:` then the lists at once, then again each time they change; a comment keeps proxies open."""
     started = last_sent_at = last_refresh = time.monotonic()
     try:

@@ -100,12 +100,11 @@ def list_instances():
 @doc("One instance, with the instances its call activities called and their open incidents",
      response=schemas.InstanceDetailSchema)
 def get_instance(instance_id: str):
-    row = _visible(instance_id)
-    row.children = []
-    for child, incidents in calls.children(runtime(), instance_id):
-        child.incidents = incidents
-        row.children.append(child)
-    return answer(schemas.InstanceDetailSchema(), row)
+    body = schemas.InstanceDetailSchema().dump(_visible(instance_id))
+    child_schema, incident_schema = schemas.ChildInstanceSchema(exclude=("incidents",)), schemas.ChildIncidentSchema()
+    body["children"] = [{**child_schema.dump(child), "incidents": incident_schema.dump(incidents, many=True)}
+                        for child, incidents in calls.children(runtime(), instance_id)]
+    return jsonify(body)
 
 
 @bp.get("/process-instance/<instance_id>/variables")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
@@ -175,7 +176,7 @@ class PreviewSchema(Strict):
     data = fields.Dict(keys=fields.String(validate=validate.Length(min=1, max=50)), values=TemplateValue(),
                        load_default=dict, validate=validate.Length(max=50))
     locale = fields.String(load_default="zh-CN", validate=validate.Regexp(
-        r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$", error="a language tag such as zh-CN or en"))
+        r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?\Z", error="a language tag such as zh-CN or en"))
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
 
 
@@ -200,8 +201,8 @@ def preview():
         notice = templates.render(kind, data, locale)
     except ValueError as exc:  # a warning's level
         raise ValidationError({"data": {"level": [str(exc)]}}) from None
-    body = {"title": notice.title, "text": notice.text, "url": notice.url, "segments": None, "encoding": None,
-            "truncated": False}
+    body: dict[str, Any] = {"title": notice.title, "text": notice.text, "url": notice.url, "segments": None,
+                            "encoding": None, "truncated": False}
     if args["channel"] == Channel.SMS:
         full = notice.text + (f" {notice.url}" if notice.url else "")
         try:

@@ -211,7 +211,7 @@ def create_request():
     return idempotent(_create)()
 
 
-create_request.allowed_roles = REPORTER_ROLES  # type: ignore[attr-defined]
+create_request.allowed_roles = REPORTER_ROLES
 
 
 def _create():

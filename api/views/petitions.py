@@ -25,13 +25,13 @@ READERS = ("system", "admin", "supervisor", "leader")
 
 class PetitionerSchema(Strict):
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    phone = fields.String(validate=validate.Regexp(r"^\+?[0-9][0-9 ()-]{4,28}$", error="a telephone number"))
+    phone = fields.String(validate=validate.Regexp(r"^\+?[0-9][0-9 ()-]{4,28}\Z", error="a telephone number"))
     openid = fields.String(validate=validate.Length(min=1, max=64))  # WeChat Official Account, if they came by it
 
 
 class PetitionSchema(Strict):
     petition_id = fields.String(data_key="petitionId", required=True,
-                                validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$",
+                                validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}\Z",
                                                          error="letters, digits, _ . : - (max 100)"))
     tenant = fields.String(required=True, validate=TENANT)
     category = fields.String(load_default="petition", validate=validate.Length(min=1, max=50))

@@ -26,7 +26,7 @@ bp = Blueprint("readings", __name__, url_prefix="/api/v1")
 READERS = ("admin", "supervisor", "leader")
 MAX_READINGS = 500  # per request
 MN = validate.Length(min=1, max=64)
-POLLUTANT = validate.Regexp(r"^[A-Za-z0-9_.]{1,40}$", error="an HJ 212 code: letters, digits, _ or . (max 40)")
+POLLUTANT = validate.Regexp(r"^[A-Za-z0-9_.]{1,40}\Z", error="an HJ 212 code: letters, digits, _ or . (max 40)")
 LIMIT = Decimal(10) ** 15
 
 
@@ -44,7 +44,7 @@ class ReadingIn(Strict):
 
 class ReadingsIn(Strict):
     mn = fields.String(required=True, validate=MN)
-    cn = fields.String(required=True, validate=validate.Regexp(r"^2\d{3}$", error="an HJ 212 data command (2xxx), "
+    cn = fields.String(required=True, validate=validate.Regexp(r"^2[0-9]{3}\Z", error="an HJ 212 data command (2xxx), "
                                                                                    "e.g. 2011 real-time, 2061 hourly"))
     data_time = EventTime(data_key="dataTime", required=True)
     readings = fields.List(fields.Nested(ReadingIn), required=True,

@@ -37,11 +37,11 @@ bp = Blueprint("sources", __name__, url_prefix="/api/v1/sources")
 READERS = ("admin", "supervisor", "leader")
 MAX_IMPORT = 5_000
 MAX_LIMITS = 200  # per source
-MN = validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$", error="1 to 64 letters, digits, _ or -")
+MN = validate.Regexp(r"^[A-Za-z0-9_-]{1,64}\Z", error="1 to 64 letters, digits, _ or -")
 # HJ 212 carries the password as `PW=…;` in the header: no separators, no spaces, printable ASCII
-PASSWORD = validate.Regexp(r"^(?:(?![;,=&])[!-~]){1,64}$",
+PASSWORD = validate.Regexp(r"^(?:(?![;,=&])[!-~]){1,64}\Z",
                            error="1 to 64 printable ASCII characters, without spaces or ; , = &")
-POLLUTANT = validate.Regexp(r"^[A-Za-z0-9_.]{1,20}$", error="an HJ 212 code such as a21026 or w01018 (max 20)")
+POLLUTANT = validate.Regexp(r"^[A-Za-z0-9_.]{1,20}\Z", error="an HJ 212 code such as a21026 or w01018 (max 20)")
 GRID = validate.Length(min=1, max=40)
 LIMIT_MAX = Decimal(10) ** 10  # the column is NUMERIC(14, 4)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import html
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from sqlalchemy import func, select, text
@@ -58,7 +59,7 @@ def _login_limits(state) -> None:
 
     def limiter(text: str, name: str) -> FixedWindowLimiter | None:
         rate = Rate.parse(text)
-        return rate and FixedWindowLimiter(rate, redis=redis, prefix=f"gridloop:login:{name}:",
+        return None if rate is None else FixedWindowLimiter(rate, redis=redis, prefix=f"gridloop:login:{name}:",
                                            clock=lambda: rt.clock.now().timestamp())
 
     app.extensions[LOGIN_LIMITS] = (limiter(settings.login_rate_user, "user"), limiter(settings.login_rate_ip, "ip"))
@@ -209,7 +210,7 @@ def health():
         scheduler, late = _scheduler_report()
         checks["scheduler"] = "late" if late else "ok"
         warnings = current_app.extensions["gridloop.calendar"].warnings(rt.clock.now().astimezone(CHINA).date())
-    body = {"status": "ok" if status == 200 else "degraded", "checks": checks, "warnings": warnings}
+    body: dict[str, Any] = {"status": "ok" if status == 200 else "degraded", "checks": checks, "warnings": warnings}
     if scheduler is not None:
         body["scheduler"] = scheduler
     if late:  # served, but timers and jobs wait: degraded (200; only a dead dependency is 503)

@@ -9,6 +9,7 @@ fetch URLs on their own, and must not acknowledge for anyone. The button POSTs."
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -133,7 +134,7 @@ class PolicySchema(Strict):
     tenant = fields.String(required=True, validate=TENANT)
     level = Level(required=True)
     grid_prefix = fields.String(data_key="gridPrefix", load_default=None, allow_none=True,
-                                validate=validate.Regexp(r"^\d{1,40}$", error="digits of a grid code"))
+                                validate=validate.Regexp(r"^[0-9]{1,40}\Z", error="digits of a grid code"))
     notify_level = fields.String(data_key="notifyLevel", load_default="grid", validate=validate.OneOf(NOTIFY_LEVELS))
     notify_post = fields.String(data_key="notifyPost", load_default="supervisor",
                                 validate=validate.OneOf(NOTIFY_POSTS))
@@ -230,16 +231,17 @@ def get_warning(warning_id: str):
 def _detail(w: GradedWarning) -> dict[str, Any]:
     with runtime().db.session() as s:
         groups = list(s.scalars(select(WarningGroup).where(WarningGroup.warning_id == w.id).order_by(WarningGroup.seq)))
-        by_instance = {g.instance_id: g.id for g in groups if g.instance_id}
-        due = dict(s.execute(select(ProcessInstance.id, ProcessInstance.next_wakeup_at).where(
-            ProcessInstance.id.in_(list(by_instance)), ProcessInstance.status == "running")).all())
+        by_instance: dict[str | None, str] = {g.instance_id: g.id for g in groups if g.instance_id}
+        due: dict[str | None, datetime | None] = dict(s.execute(
+            select(ProcessInstance.id, ProcessInstance.next_wakeup_at).where(
+                ProcessInstance.id.in_(list(by_instance)), ProcessInstance.status == "running")).all())
         notices = s.scalars(select(Notification).where(Notification.instance_id.in_(list(by_instance)))
                             .order_by(Notification.created_at, Notification.recipient)).all()
         events = s.scalars(select(WarningEvent).where(WarningEvent.warning_id == w.id)
                            .order_by(WarningEvent.at, WarningEvent.id)).all()
     body = WarningView().dump(w)
-    body["groups"] = [{**GroupView().dump(g), "ackDue": due[g.instance_id].isoformat()
-                       if due.get(g.instance_id) else None} for g in groups]
+    body["groups"] = [{**GroupView().dump(g), "ackDue": at.isoformat() if (at := due.get(g.instance_id)) else None}
+                      for g in groups]
     # never the notice's text or link: the link acknowledges for whoever holds it
     body["notices"] = [{"group": by_instance.get(n.instance_id), "recipient": n.recipient, "channel": n.channel,
                         "status": n.status, "attempt": n.data.get("attempt"), "escalation": n.data.get("escalation"),

@@ -48,7 +48,8 @@ def prepare_script(source: str) -> Prepared:
 def check_data_size(context: dict[str, Any], keys: list[str] | None = None) -> None:
     """Refuse task data whose JSON would pass MAX_DATA_BYTES; values JSON cannot hold are dropped
     (the serializer would silently turn them into null). Measuring stops at the budget."""
-    left, memo = limits.MAX_DATA_BYTES, {}
+    left = limits.MAX_DATA_BYTES
+    memo: dict[int, int] = {}
     for key in list(context) if keys is None else keys:
         try:
             left -= json_size(context[key], left, memo=memo) + len(key) + 4

@@ -27,6 +27,7 @@ class Guarded:
         if self._call is not None:
             return self._call(*args, **kwargs)
         if args and type(args[0]) in SIZED:  # list(x), sorted(x), sum(x, 0), min(x): the iterable comes first
+            assert self._budget is not None  # helpers.py gives one to every Guarded without `call`
             self._budget.consume(args[0], self._sort, self._deep)
         return self._real(*args, **kwargs)
 

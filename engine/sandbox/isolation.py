@@ -31,11 +31,13 @@ class _Child:
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_CHILD_ENV)
 
     def ask(self, request: tuple[Any, ...]) -> dict[str, Any] | None:
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None  # both are pipes (__init__)
         try:
-            write_frame(self.process.stdin, pickle.dumps(request))
+            write_frame(stdin, pickle.dumps(request))
         except (BrokenPipeError, OSError):
             return None
-        body = read_frame(self.process.stdout)
+        body = read_frame(stdout)
         return None if body is None else json.loads(body, object_hook=decode_value)
 
     def stop(self) -> None:
@@ -43,6 +45,7 @@ class _Child:
             self.process.kill()
         self.process.wait()
         for stream in (self.process.stdin, self.process.stdout):
+            assert stream is not None  # both are pipes (__init__)
             with contextlib.suppress(OSError):  # a request still buffered for a child that is gone
                 stream.close()
 

@@ -141,7 +141,7 @@ class MethodGuards(BudgetCore):
         elif name == "expandtabs":
             tabsize = args[0] if args else kwargs.get("tabsize", 8)
             if isinstance(tabsize, int):
-                tabs = target.count("\t" if isinstance(target, str) else b"\t")
+                tabs = target.count("\t") if isinstance(target, str) else target.count(b"\t")
                 self.building(len(target) + tabs * max(tabsize, 0), True, what)
         elif name == "replace" and len(args) >= 2 and all(isinstance(a, type(target)) for a in args[:2]):
             old, new = args[0], args[1]

@@ -4,6 +4,7 @@ comparisons charged by what they may walk."""
 
 from __future__ import annotations
 
+import builtins
 import math
 import operator
 import re
@@ -33,7 +34,7 @@ _NUMERIC_INPLACE = {op: f for op, f in INPLACE_OPS.items() if op not in ("*=", "
 _SMALL_TEXT = limits.ITEMS_PER_STEP * 10  # shorter results of str + str cost nothing and cannot be too long
 _SMALL_INT = 1 << 62  # products of smaller ints cannot be too large
 _BIG_INT_BITS = 2_000  # below this, int arithmetic is cheaper than estimating it
-_HASHED = (dict, set, frozenset, type({}.keys()))
+_HASHED: tuple[type[Any], ...] = (dict, set, frozenset, type({}.keys()))
 _SCALARS = frozenset({int, float, bool, type(None)})  # == or < with one of these on a side is O(1)
 _PERCENT_SPEC = re.compile(r"%%|%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _PERCENT_SPEC_BYTES = re.compile(_PERCENT_SPEC.pattern.encode())
@@ -85,8 +86,8 @@ def check_width(run: str | bytes, where: str) -> None:
 
 
 def _check_percent_format(fmt: str | bytes) -> None:
-    pattern = _PERCENT_SPEC if isinstance(fmt, str) else _PERCENT_SPEC_BYTES
-    for match in pattern.finditer(fmt):
+    matches = _PERCENT_SPEC.finditer(fmt) if isinstance(fmt, str) else _PERCENT_SPEC_BYTES.finditer(fmt)
+    for match in matches:
         for run in match.groups():
             if run in ("*", b"*"):
                 raise SandboxLimitError("'*' widths are not allowed in %-formatting; write the width "
@@ -203,11 +204,11 @@ class OperatorGuards(BudgetCore):
             self.consume(args[0])
         return str(*args, **kwargs)
 
-    def repr(self, value: Any) -> str:
+    def repr(self, value: Any) -> builtins.str:
         self.text_of(value, "repr()")
         return repr(value)
 
-    def format(self, value: Any, spec: str, conversion: int) -> str:
+    def format(self, value: Any, spec: builtins.str, conversion: builtins.int) -> builtins.str:
         """`_format_`: an f-string field; widths are checked and the text is measured before formatting."""
         for run in _DIGITS.findall(spec) if spec else ():
             check_width(run, "a format spec")
@@ -226,7 +227,7 @@ class OperatorGuards(BudgetCore):
 
     # comparisons
 
-    def compare(self, a: Any, op: str, b: Any) -> Any:
+    def compare(self, a: Any, op: builtins.str, b: Any) -> Any:
         """`_compare_`: ==, <, `in` ... walk structures in C; charged by what they may walk first.
         Equality and order walk at most the smaller side; `in` a dict or set hashes the key; `in` a
         list or tuple compares the key with each item, at most the key's size each."""
@@ -254,12 +255,12 @@ class OperatorGuards(BudgetCore):
             self.walked(value, "a comparison")
         return value
 
-    def hash(self, value: Any) -> int:
+    def hash(self, value: Any) -> builtins.int:
         if is_structure(value):
             self.walked(value, "hash()")
         return hash(value)
 
-    def inplacevar(self, op: str, target: Any, value: Any) -> Any:
+    def inplacevar(self, op: builtins.str, target: Any, value: Any) -> Any:
         """Backs `x += y` and friends, which RestrictedPython rewrites to `x = _inplacevar_(op, x, y)`."""
         kind = type(target)
         if (kind is int or kind is float) and op in _NUMERIC_INPLACE:

@@ -14,6 +14,7 @@ import ast
 import functools
 import re
 import types
+from typing import Literal, cast
 
 from RestrictedPython import RestrictingNodeTransformer, compile_restricted
 
@@ -85,17 +86,17 @@ class _Policy(RestrictingNodeTransformer):
         return node
 
     def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
-        node = super().visit_FunctionDef(node)
+        node = cast(ast.FunctionDef, super().visit_FunctionDef(node))  # RestrictedPython returns the same node
         node.body.insert(0, ast.copy_location(ast.Expr(_call("_tick_", [], node)), node.body[0]))
         return node
 
     def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
-        node = super().visit_Lambda(node)
+        node = cast(ast.Lambda, super().visit_Lambda(node))  # RestrictedPython returns the same node
         node.body = _ticked(node.body)
         return node
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> ast.AST:
-        node = super().visit_ExceptHandler(node)
+        node = cast(ast.ExceptHandler, super().visit_ExceptHandler(node))  # RestrictedPython returns the same node
         node.body.insert(0, ast.copy_location(ast.Expr(_call("_reraise_limit_", [], node)), node.body[0]))
         return node
 
@@ -144,10 +145,10 @@ class _Policy(RestrictingNodeTransformer):
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
         """`d[k] = v` and `del d[k]` hash k too (a load becomes `_getitem_`, which charges it)."""
-        node = super().visit_Subscript(node)
-        if isinstance(node, ast.Subscript) and not isinstance(node.slice, (ast.Constant, ast.Slice)):
-            node.slice = _call("_hashed_", [node.slice], node.slice)
-        return node
+        visited = cast(ast.AST, super().visit_Subscript(node))  # RestrictedPython: the node, or a `_getitem_` call
+        if isinstance(visited, ast.Subscript) and not isinstance(visited.slice, (ast.Constant, ast.Slice)):
+            visited.slice = _call("_hashed_", [visited.slice], visited.slice)
+        return visited
 
     def visit_FormattedValue(self, node: ast.FormattedValue) -> ast.AST:
         """f'{x!r:>{w}}' → f'{_format_(x, f">{w}", 114)}': widths are checked before formatting and
@@ -170,7 +171,7 @@ def _refusal(kind: str, exc: SyntaxError) -> SandboxError:
     return SandboxError(kind, exc.lineno or 1, f"{type(exc).__name__}: {exc.msg or payload}")
 
 
-def _compile(source: str, mode: str, kind: str) -> types.CodeType:
+def _compile(source: str, mode: Literal["exec", "eval"], kind: str) -> types.CodeType:
     if not isinstance(source, str):
         raise TypeError(f"{kind} source must be str, not {type(source).__name__}")
     try:

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 _CONTAINERS = (list, tuple, set, frozenset, dict)
-_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+_VIEWS: tuple[type[Any], ...] = (type({}.keys()), type({}.values()), type({}.items()))
 _FLAT = frozenset({int, float, bool, type(None)})
 _FIXED_TEXT = {bool: 5, type(None): 4, float: 24, complex: 50}
 _DIGIT_BITS = 30  # CPython's int digit

@@ -79,6 +79,7 @@ def parse(frame: bytes | str, *, max_length: int = DEFAULT_MAX_LENGTH, check_crc
     message itself — MQTT, HTTP — or a logger that omits the CRLF), and times may carry
     milliseconds. Each such deviation is named in `Packet.deviations`."""
     raw = frame.encode("utf-8", "surrogatepass") if isinstance(frame, str) else bytes(frame)
+    deviation: tuple[str, ...]
     if lenient and raw[-2:] != b"\r\n" and raw[:2] == b"##":
         raw_crlf, deviation = raw + b"\r\n", (NO_CRLF,)
     else:

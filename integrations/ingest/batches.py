@@ -55,6 +55,7 @@ class BatchWriter:
 
     async def _flush(self, batch: list[Pending]) -> None:
         self._m.batches += 1
+        failed: list[Pending]
         try:
             stored, failed = await self._store(batch), []
         except Exception as exc:

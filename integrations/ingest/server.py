@@ -261,11 +261,12 @@ class IngestServer(DeviceCheck, BatchWriter):
         whole = packet
         if packet.is_split:
             self._m.split_parts += 1
-            whole = conn.reassembler.add(packet)
-            if whole is None:
+            completed = conn.reassembler.add(packet)
+            if completed is None:
                 if packet.ack_wanted:  # held in memory: see the module docstring
                     self._ack(conn, packet)
                 return
+            whole = completed
             self._m.splits_completed += 1
         if self._queue.full():
             self._m.queue_full_waits += 1

@@ -38,7 +38,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger("gridloop.enforcement_sim")
@@ -152,7 +152,9 @@ class EnforcementSimulator:
 
     @property
     def base_url(self) -> str:
-        host, port = self.server.server_address[:2]
+        # After bind, server_address is getsockname() of an AF_INET socket: (str, int); the stub
+        # types it as any address bind() would accept, bytes included.
+        host, port = cast(tuple[str, int], self.server.server_address[:2])
         return f"http://{host}:{port}"
 
     @property
@@ -355,7 +357,7 @@ def _handler(sim: EnforcementSimulator) -> type[BaseHTTPRequestHandler]:
                 return self._send(400, {"error": "the body must be a JSON object"})
             case, duplicate = sim.accept(key, data)
             log.info("push %s: %s%s", key, case.ticket, " (duplicate)" if duplicate else "")
-            answer = {"ticket": case.ticket, "status": "accepted"}
+            answer: dict[str, str | bool] = {"ticket": case.ticket, "status": "accepted"}
             if duplicate:
                 answer["duplicate"] = True
             self._send(200 if duplicate else 201, answer)

@@ -26,7 +26,7 @@ class OutgoingMessage:
     status callback URL) so receipts can be matched back."""
 
     notification_id: str
-    channel: Channel
+    channel: str  # a Channel; NO_CHANNEL ("none") for a notice nobody can be reached for, refused before any provider
     recipient: str  # E.164 phone number, WeChat Work userid or OA openid
     text: str
     title: str | None = None

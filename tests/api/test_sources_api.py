@@ -105,6 +105,8 @@ def test_register_locates_the_grid_lists_and_shows_it_without_the_password(users
     (source(mn="bad mn!"), "mn"),
     (source(mn=""), "mn"),
     (source(mn="M" * 65), "mn"),
+    (source(mn="MN0001\n"), "mn"),  # `$` lets a final line break through; no logger would ever match it
+    (source(password="s3cret-PW\n"), "password"),
     (source(kind="factory"), "kind"),
     (source(password=""), "password"),
     (source(password="x" * 65), "password"),
@@ -211,6 +213,7 @@ def test_put_limits_replaces_them_all(users, demo, db):
     ([limit(hysteresis=-0.1)], "0", "hysteresis"),
     ([limit(data_kind="weekly")], "0", "dataKind"),
     ([limit(pollutant="a2102 6")], "0", "pollutant"),
+    ([limit(pollutant="a21026\n")], "0", "pollutant"),
     ([limit(basis="guess")], "0", "basis"),
     ([limit(unit="")], "0", "unit"),
 ])
