@@ -395,3 +395,24 @@ const timeFmt = () =>
 export function when(iso: string | null | undefined): string {
   return iso ? timeFmt().format(new Date(iso)) : '—';
 }
+
+// Times are entered in China time too (UTC+8 all year): a date or datetime-local input's value is read
+// and written as Beijing time, not the browser's zone, so what is typed is what the tables show.
+const CHINA_MS = 8 * 3600_000;
+
+/** The China-time day of an instant, YYYY-MM-DD (a date input's value). */
+export function chinaDay(d: Date = new Date()): string {
+  return new Date(d.getTime() + CHINA_MS).toISOString().slice(0, 10);
+}
+
+/** An instant as a datetime-local input's value in China time, YYYY-MM-DDTHH:MM. */
+export function chinaInput(iso: string): string {
+  return new Date(new Date(iso).getTime() + CHINA_MS).toISOString().slice(0, 16);
+}
+
+/** A date or datetime-local input's value read as China time, as ISO 8601 with +08:00 ('' stays ''). */
+export function fromChinaInput(local: string, time = '00:00'): string {
+  if (!local) return '';
+  const full = local.includes('T') ? local : `${local}T${time}`;
+  return `${full.length === 16 ? `${full}:00` : full}+08:00`;
+}

@@ -178,7 +178,8 @@ def test_a_supervisor_rosters_someone_picked_from_the_register_and_a_leader_only
     unit, _, _ = point_in_first_unit(live.runtime)
     tomorrow = (datetime.now(CHINA) + timedelta(days=1)).date().isoformat()
     problems: list[str] = []
-    sup = desk_page(chromium, problems, timezone_id="Asia/Shanghai")  # a supervisor's browser in Lianyungang
+    # a laptop left on UTC: times are typed, and shown, in China time all the same
+    sup = desk_page(chromium, problems, timezone_id="UTC")
     login(sup, live.url, "sup-duty", live.user("sup-duty", ["supervisor"], unit[:6]))
     sup.wait_for_selector("header.top")
     sup.goto(f"{live.url}/admin/duty")
@@ -205,10 +206,11 @@ def test_a_supervisor_rosters_someone_picked_from_the_register_and_a_leader_only
     name = picked.split(" · ")[0]
     row = sup.locator("tbody tr").filter(has_text=name).filter(has_text="23:59")  # the demo rosters them too
     row.wait_for()
+    assert "20:00" in row.inner_text()
     assert "白班" in row.inner_text() and row.get_by_role("button", name="提前结束").count() == 1
     sup.screenshot(path=str(screenshots / "admin-duty-rostered.png"), full_page=True)
 
-    leader = desk_page(chromium, problems, timezone_id="Asia/Shanghai")
+    leader = desk_page(chromium, problems, timezone_id="America/New_York")
     login(leader, live.url, "leader-duty", live.user("leader-duty", ["leader"], unit[:6]))
     leader.wait_for_selector("header.top")
     leader.goto(f"{live.url}/admin/duty")

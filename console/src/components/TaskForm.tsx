@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, ApiError } from '../api';
 import { fieldMessages } from '../errors_i18n';
-import { label, t } from '../i18n';
+import { chinaInput, fromChinaInput, label, t } from '../i18n';
 import { jsonWrite, newKey, write } from '../queue';
 import { holds } from '../rules';
 
@@ -46,11 +46,7 @@ function flatErrors(fields: Record<string, unknown>): Errors {
 
 function toInput(s: FieldSchema, v: unknown): string {
   if (v === undefined || v === null) return '';
-  if (s.format === 'date-time' && typeof v === 'string') {
-    const d = new Date(v);
-    const local = new Date(d.getTime() - d.getTimezoneOffset() * 60000);
-    return local.toISOString().slice(0, 16);
-  }
+  if (s.format === 'date-time' && typeof v === 'string') return chinaInput(v);
   return String(v);
 }
 
@@ -59,7 +55,7 @@ function fromInput(s: FieldSchema, raw: string): unknown {
   if (s.type === 'boolean') return raw === 'true';
   if (s.type === 'integer') return Number.isInteger(Number(raw)) ? Number(raw) : raw;
   if (s.type === 'number') return Number.isFinite(Number(raw)) ? Number(raw) : raw;
-  if (s.format === 'date-time') return new Date(raw).toISOString();
+  if (s.format === 'date-time') return fromChinaInput(raw);
   return raw;
 }
 

@@ -1,7 +1,7 @@
 // /admin/categories: the problem categories and their time limits per stage; a new rule set
 // applies from a moment on (running cases keep theirs).
 import { useState } from 'preact/hooks';
-import { when } from '../../i18n';
+import { fromChinaInput, when } from '../../i18n';
 import { Field, Loading, Problem, useLoad, useSubmit, value } from './kit';
 import { ta } from './strings';
 
@@ -24,7 +24,7 @@ function TimeRules(p: { code: string; onSaved: () => void }) {
     const stages: Limits = {};
     for (const st of Object.keys(edit)) stages[st] = { limitMinutes: Number(edit[st].limitMinutes), clock: edit[st].clock };
     const ok = await s.send(`/categories/${encodeURIComponent(p.code)}/time-rules`, { method: 'PUT',
-      json: { stages, ...(from ? { effectiveFrom: new Date(from).toISOString() } : {}) } });
+      json: { stages, ...(from ? { effectiveFrom: fromChinaInput(from) } : {}) } });
     if (ok) { setEdit({}); rules.reload(); p.onSaved(); }
   };
   const stageErrors = (st: string): string[] => Object.values(s.nested.stages?.[st] || {}).flat().map(String);

@@ -3,7 +3,7 @@
 // Admins and supervisors keep it (supervisors in their area); leaders read it.
 import { useState } from 'preact/hooks';
 import { hasRole } from '../../api';
-import { when } from '../../i18n';
+import { chinaDay, fromChinaInput, when } from '../../i18n';
 import { Field, Loading, Problem, useLoad, useSubmit, value } from './kit';
 import { ta } from './strings';
 
@@ -14,8 +14,6 @@ interface Person { id: number; name: string; post: string; username: string | nu
 
 const GRID_CODE = /^[0-9]{6,40}$/;
 
-const iso = (local: string) => (local ? new Date(local).toISOString() : '');
-const today = () => new Date().toISOString().slice(0, 10);
 
 /** The active people of a grid and the grids under it, from the staff register, to pick from. */
 function PersonPicker(p: { tenant: string; grid: string; value: string; onChange: (id: string) => void;
@@ -38,10 +36,10 @@ function PersonPicker(p: { tenant: string; grid: string; value: string; onChange
 
 export function Duty({ tenant }: { tenant: string }) {
   const writer = hasRole('admin', 'supervisor');
-  const [q, setQ] = useState({ grid: '', from: today(), subgrids: true });
+  const [q, setQ] = useState({ grid: '', from: chinaDay(), subgrids: true });
   const [applied, setApplied] = useState<typeof q | null>(null);
-  const params = applied && new URLSearchParams({ grid: applied.grid, from: iso(`${applied.from}T00:00`),
-    to: iso(`${applied.from}T23:59`), subgrids: String(applied.subgrids), limit: '200' });
+  const params = applied && new URLSearchParams({ grid: applied.grid, from: fromChinaInput(applied.from, '00:00'),
+    to: fromChinaInput(applied.from, '23:59'), subgrids: String(applied.subgrids), limit: '200' });
   const list = useLoad<Page>(params ? `/duty-shifts?${params}` : null);
   const [f, setF] = useState({ personId: '', grid: '', startsAt: '', endsAt: '', kind: 'day', repeatDays: '1' });
   const s = useSubmit();
@@ -49,7 +47,7 @@ export function Duty({ tenant }: { tenant: string }) {
   const add = async (e: Event) => {
     e.preventDefault();
     const ok = await s.send('/duty-shifts', { method: 'POST', json: {
-      personId: Number(f.personId) || f.personId, grid: f.grid, startsAt: iso(f.startsAt), endsAt: iso(f.endsAt),
+      personId: Number(f.personId) || f.personId, grid: f.grid, startsAt: fromChinaInput(f.startsAt), endsAt: fromChinaInput(f.endsAt),
       kind: f.kind, repeatDays: Number(f.repeatDays) || 1 } });
     if (ok) list.reload();
   };

@@ -7,6 +7,7 @@ import { api } from '../../api';
 import { AssessmentView } from './AssessmentView';
 import { Chart, Option } from './chart';
 import { ExportButtons } from './download';
+import { chinaDay } from '../../i18n';
 import { DKey, named, td } from './i18n';
 
 export interface Figures { counts: Record<string, number>; rates: Record<string, number | null> }
@@ -19,10 +20,6 @@ const KPI_RATES: DKey[] = ['closing_rate', 'on_time_closing_rate', 'overdue_rate
 const RATE_SERIES: DKey[] = ['closing_rate', 'on_time_closing_rate', 'overdue_rate'];
 
 export const pct = (v: number | null | undefined) => (v === null || v === undefined ? '—' : `${v}%`);
-
-function chinaDay(d: Date): string {
-  return new Intl.DateTimeFormat('en-CA', { timeZone: 'Asia/Shanghai', year: 'numeric', month: '2-digit', day: '2-digit' }).format(d);
-}
 
 function rowName(by: string, r: Row): string {
   if (by === 'stage') return named('stage_', r.key);
