@@ -2,7 +2,7 @@
 // fields}}); in zh-CN a message is translated by its stable `code` when the code says everything, else by
 // the pattern of its words (marshmallow's messages, the form checks, evidence, references), keeping its
 // parameters (the value, the limit, the field). A message no rule knows is shown as it came.
-import { lang } from './i18n';
+import { lang, when } from './i18n';
 
 /** Codes whose message has no parameters: the code alone says it. */
 const CODES: Record<string, string> = {
@@ -132,6 +132,8 @@ const RULES: Rule[] = [
   [/^the shift is over: /, () => '该班次已结束：值班表是实际值班的记录，不补排过去的班次'],
   [/^at most (\d+) days ahead$/, (n) => `最多提前 ${n} 天排班`],
   [/^a shift overlaps another of the same person in the same grid$/, () => '与该人员在同一网格的另一班次时间重叠'],
+  [/^overlaps duty shift (\d+) of the same person in grid (\S+) \((\S+) to (\S+)\)$/,
+    (n, g, a, b) => `与该人员在网格 ${g} 的班次 ${n}（${when(a)} 至 ${when(b)}）时间重叠`],
   [/^you may roster only grids in your scope$/, () => '只能为您辖区内的网格排班'],
   [/^the duty shift was refused: (\S+) (.+)$/s, (_f, m) => `班次未通过检查：${zhMessage(m)}`],
   [/^a shift cannot be ended in the past: /, () => '不能把班次结束在过去：值班表是实际值班的记录'],

@@ -198,6 +198,9 @@ def test_a_supervisor_rosters_someone_picked_from_the_register_and_a_leader_only
     form.get_by_label("结束").fill(f"{tomorrow}T23:59")
     form.get_by_role("button", name="添加").click()
     wait_until(sup, "() => !document.querySelector('#ds-endsAt[aria-invalid=true]')")
+    form.get_by_role("button", name="添加").click()  # sent twice: the second overlaps the first, said at 开始
+    form.locator("#ds-startsAt[aria-invalid=true]").wait_for()
+    assert "时间重叠" in form.locator("#ds-startsAt-err").inner_text()
 
     filters = sup.locator("form.filters")
     filters.get_by_label("网格", exact=True).fill(unit)
