@@ -187,8 +187,8 @@ class Refused(RuntimeError):
 
 class RetryingClient:
     """One caller that retries as a mobile app does: the same Idempotency-Key for every attempt of a
-    POST, again after a connection error, a timeout, a 5xx, a 429 or a 409 `in_progress`, with
-    backoff, until `patience_s`. `retries` counts the attempts that were repeated."""
+    POST, again after a connection error or an answer cut short, a timeout, a 5xx, a 429 or a 409
+    `in_progress`, with backoff, until `patience_s`. `retries` counts the attempts that were repeated."""
 
     def __init__(self, base: str, headers: dict[str, str], name: str, patience_s: float) -> None:
         import requests
@@ -218,8 +218,8 @@ class RetryingClient:
                 if r.status_code < 500 and r.status_code != 429 and code not in RETRY_CODES:
                     raise Refused(r.status_code, body, attempts > 1)
                 problem = f"{r.status_code} {code or ''}"
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                problem = type(exc).__name__
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError, requests.Timeout) as exc:
+                problem = type(exc).__name__  # ChunkedEncodingError: the answer was cut short (its web process killed)
             if time.monotonic() + delay > deadline:
                 raise RuntimeError(f"{method} {path} as {self.name}: gave up after {attempts} attempts ({problem})")
             self.retries += 1
