@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import IO, Any, cast
+from typing import IO, Any, overload
 
 from sqlalchemy import select
 
@@ -88,7 +88,24 @@ def _records(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
                 (kind, record), = obj.items()
             except (json.JSONDecodeError, ValueError, AttributeError) as exc:
                 raise ExportError(f"{path}: line {number} is not one JSON record") from exc
+            if not isinstance(record, dict):
+                raise ExportError(f"{path}: line {number}: a {kind!r} record is not a JSON object")
             yield number, kind, record
+
+
+@overload
+def _text(record: dict[str, Any], name: str, number: int) -> str: ...
+@overload
+def _text(record: dict[str, Any], name: str, number: int, *, missing_ok: bool) -> str | None: ...
+def _text(record: dict[str, Any], name: str, number: int, *, missing_ok: bool = False) -> str | None:
+    """A text field of an instance or chain-head record (a null one only with `missing_ok`): a record
+    that names nothing would check nothing."""
+    value = record.get(name)
+    if value is None and missing_ok:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ExportError(f"line {number}: a field is missing or malformed ({name!r})")
+    return value
 
 
 def _namespace(record: dict[str, Any], fields: tuple[str, ...], number: int) -> SimpleNamespace:
@@ -114,11 +131,9 @@ def verify_export(path: Path, keys: AuditKeys) -> ChainReport:
             last_id = e.id
             v.event(e)
         elif kind == "instance":
-            # Fields as export() writes them, not validated like events': a record without its id or
-            # chain checks nothing, and the verifier reports the instance or head it failed to name.
-            v.instance(cast(str, record.get("id")), record.get("audit_head"))
+            v.instance(_text(record, "id", number), _text(record, "audit_head", number, missing_ok=True))
         elif kind == "chainHead":
-            heads[cast(str, record.get("chain"))] = cast(str, record.get("hash"))
+            heads[_text(record, "chain", number)] = _text(record, "hash", number)
         elif kind != "checkpoint":
             raise ExportError(f"line {number}: unknown record {kind!r}")
     v.chain_heads(heads)

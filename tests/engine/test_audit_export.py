@@ -93,3 +93,20 @@ def test_a_file_that_is_not_an_export_is_refused(rt, tmp_path):
     other.write_text(json.dumps({"format": "gridloop-audit-export", "version": 1}) + "\n{broken\n")
     with pytest.raises(ExportError, match="line 2"):
         verify_export(other, rt.audit_keys)
+
+
+@pytest.mark.parametrize(("record", "said"), [
+    ({"instance": 5}, "'instance' record is not a JSON object"),
+    ({"instance": {"audit_head": "ab"}}, "'id'"),  # names no instance: it would check nothing
+    ({"instance": {"id": "", "audit_head": "ab"}}, "'id'"),
+    ({"instance": {"id": "i-1", "audit_head": 7}}, "'audit_head'"),
+    ({"chainHead": {"chain": "system"}}, "'hash'"),
+    ({"chainHead": ["system", "ab"]}, "'chainHead' record is not a JSON object"),
+])
+def test_a_malformed_instance_or_chain_head_record_is_refused_by_its_line(rt, tmp_path, record, said):
+    _full_loop(rt)
+    path = _export(rt, tmp_path)
+    lines = _lines(path)
+    _write(path, [*lines, record])
+    with pytest.raises(ExportError, match=f"line {len(lines) + 1}.*{said}"):
+        verify_export(path, rt.audit_keys)
