@@ -18,13 +18,13 @@ from ..auth import current, roles
 from ..fields import UtcTime
 from ..http import doc, json_body, json_list, optional_json_body, query_args, runtime
 from ..schemas import Strict
+from .grids import GRID
 
 bp = Blueprint("duty", __name__, url_prefix="/api/v1/duty-shifts")
 READERS = ("admin", "supervisor", "leader", "inspector")
 WRITERS = ("admin", "supervisor")
 MAX_BATCH = 500
 SHIFT_ID = "<int(max=2147483647):shift_id>"  # an INTEGER column: 2^31-1
-GRID = validate.Regexp(r"^[0-9]{6,40}\Z", error="a grid code (digits)")
 CATEGORY = validate.Length(min=1, max=50)
 
 

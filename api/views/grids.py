@@ -18,6 +18,7 @@ from ..http import doc, query_args, runtime
 from ..schemas import Strict
 
 TENANT = validate.Regexp(r"^[0-9]{6}\Z", error="a 6-digit administrative code (GB/T 2260)")
+GRID = validate.Regexp(r"^[0-9]{6,40}\Z", error="a grid code (digits)")
 
 
 class ImportArgs(Strict):

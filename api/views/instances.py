@@ -10,7 +10,7 @@ from engine.visibility import grid_visible, instance_visible
 
 from .. import schemas
 from ..auth import current, roles
-from ..http import answer, doc, json_body, optional_json_body, page, query_args, runtime
+from ..http import answer, doc, dumped, json_body, optional_json_body, page, query_args, runtime
 from ..idempotency import idempotent
 
 bp = Blueprint("process_instance", __name__, url_prefix="/api/v1")
@@ -101,8 +101,8 @@ def list_instances():
      response=schemas.InstanceDetailSchema)
 def get_instance(instance_id: str):
     body = schemas.InstanceDetailSchema().dump(_visible(instance_id))
-    child_schema, incident_schema = schemas.ChildInstanceSchema(exclude=("incidents",)), schemas.ChildIncidentSchema()
-    body["children"] = [{**child_schema.dump(child), "incidents": incident_schema.dump(incidents, many=True)}
+    child_schema = schemas.ChildInstanceSchema()
+    body["children"] = [dumped(child_schema, child, {"incidents": incidents})
                         for child, incidents in calls.children(runtime(), instance_id)]
     return jsonify(body)
 

@@ -17,13 +17,13 @@ from ..auth import current, roles
 from ..http import doc, json_body, json_items, query_args, runtime
 from ..idempotency import idempotent
 from ..schemas import Strict
+from .grids import GRID
 
 bp = Blueprint("staff", __name__, url_prefix="/api/v1/staff")
 READERS = ("admin", "supervisor", "leader")
 WRITERS = ("admin", "supervisor")
 PERSON_ID = "<int(max=2147483647):person_id>"  # an INTEGER column: 2^31-1
 TENANT = validate.Regexp(r"^[0-9]{6}\Z", error="a city's 6-digit code")
-GRID = validate.Regexp(r"^[0-9]{6,40}\Z", error="a grid code (digits)")
 NAME = validate.And(validate.Length(min=1, max=100), validate.Regexp(r"\s*\S", error="must not be blank"))
 USERNAME = validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,99}\Z",
                            error="2 to 100 letters, digits, _ . @ -, beginning with a letter or digit")
